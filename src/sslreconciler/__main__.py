@@ -1,0 +1,3 @@
+from sslreconciler.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,242 @@
+"""Compare each planned artifact with what is on disk; write only what differs; keep the last good.
+
+This is the imperative shell around the pure plan: it opens existing stores with the desired
+password, rewrites on any semantic difference (entries, password, PKCS#12 profile), fixes modes and
+owners in place, and keeps OpenSSL hash links in step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import grp
+import os
+import pwd
+import stat
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+
+from sslreconciler.desired import Permissions
+from sslreconciler.errors import ConfigError
+from sslreconciler.findings import Finding, Level, error
+from sslreconciler.fsio import atomic_symlink, atomic_write, fsync_dir
+from sslreconciler.inputs import HASH_LINK
+from sslreconciler.plan import ArtifactPlan, Plan
+from sslreconciler.report import Action, ArtifactReport, CertInfo, LinkReport, Report, Status, worst
+from sslreconciler.stores.entries import StoreContent, StoreUnreadable
+from sslreconciler.stores.jks import encode_jks, read_jks
+from sslreconciler.stores.pkcs12 import encode_pkcs12, read_pkcs12
+
+MAX_STORE_BYTES = 256 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Ownership:
+    uid: int | None = None
+    gid: int | None = None
+
+
+def resolve_ownership(permissions: Permissions) -> Ownership:
+    """uid/gid to apply; only as root (an unprivileged run cannot chown, and need not)."""
+    if os.geteuid() != 0:
+        return Ownership()
+    try:
+        uid = pwd.getpwnam(permissions.owner).pw_uid if permissions.owner else None
+    except KeyError:
+        raise ConfigError("desired state", f"no such user {permissions.owner!r}", "permissions.owner") from None
+    try:
+        gid = grp.getgrnam(permissions.group).gr_gid if permissions.group else None
+    except KeyError:
+        raise ConfigError("desired state", f"no such group {permissions.group!r}", "permissions.group") from None
+    return Ownership(uid, gid)
+
+
+@dataclass(slots=True)
+class OnDisk:
+    """What an artifact path holds now."""
+
+    exists: bool
+    regular: bool = True
+    symlink: bool = False
+    content: StoreContent | None = None
+    why_unreadable: str = ""
+    stat: os.stat_result | None = None
+    profile: str | None = None
+    iterations: int = 0
+
+
+def _read_existing(path: Path, plan: ArtifactPlan) -> OnDisk:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return OnDisk(exists=False)
+    if stat.S_ISLNK(st.st_mode):
+        return OnDisk(exists=True, symlink=True, why_unreadable="is a symlink (outputs are never written through one)")
+    if not stat.S_ISREG(st.st_mode):
+        return OnDisk(exists=True, regular=False, why_unreadable="is not a regular file")
+    if st.st_size > MAX_STORE_BYTES:
+        return OnDisk(exists=True, stat=st, why_unreadable="is larger than any store this program writes")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return OnDisk(exists=True, stat=st, why_unreadable=f"cannot be read ({exc.strerror})")
+    if plan.password is None:  # blocked: only to describe what stays in place
+        return OnDisk(exists=True, stat=st)
+    try:
+        if plan.kind == "pkcs12":
+            content, profile, iterations = read_pkcs12(data, plan.password)
+            return OnDisk(True, content=content, stat=st, profile=profile, iterations=iterations)
+        return OnDisk(True, content=read_jks(data, plan.password), stat=st)
+    except StoreUnreadable as exc:
+        return OnDisk(True, stat=st, why_unreadable=f"cannot be opened with the store password or is corrupt ({exc})")
+
+
+def _why_rewrite(plan: ArtifactPlan, disk: OnDisk) -> str:
+    """Empty when the store on disk already holds exactly what the plan wants."""
+    assert plan.content is not None
+    if not disk.exists:
+        return "missing"
+    if disk.content is None:
+        return disk.why_unreadable or "unreadable"
+    diff = plan.content.differences(disk.content)
+    if diff:
+        return diff
+    if plan.kind == "pkcs12" and disk.profile != plan.profile:
+        return f"PKCS#12 profile is {disk.profile or 'unknown'}, should be {plan.profile}"
+    return ""
+
+
+def _encode(plan: ArtifactPlan) -> bytes:
+    assert plan.content is not None and plan.password is not None
+    if plan.kind == "pkcs12":
+        return encode_pkcs12(plan.content.keys[0], plan.password, plan.profile)
+    return encode_jks(plan.content, plan.password)
+
+
+def _leaf(content: StoreContent | None) -> CertInfo | None:
+    if content is None or not content.keys:
+        return None
+    return CertInfo.of(x509.load_der_x509_certificate(content.keys[0].chain[0]))
+
+
+def _fix_attributes(path: Path, st: os.stat_result, mode: int, owner: Ownership) -> str:
+    """Correct mode and owner in place (same inode, same bytes); what was corrected."""
+    fixed = []
+    if (owner.uid is not None and st.st_uid != owner.uid) or (owner.gid is not None and st.st_gid != owner.gid):
+        os.chown(path, -1 if owner.uid is None else owner.uid, -1 if owner.gid is None else owner.gid)
+        fixed.append("owner")
+    if stat.S_IMODE(st.st_mode) != mode:
+        os.chmod(path, mode)
+        fixed.append(f"mode {stat.S_IMODE(st.st_mode):04o} -> {mode:04o}")
+    return ", ".join(fixed)
+
+
+def _attributes_differ(st: os.stat_result, mode: int, owner: Ownership) -> bool:
+    return (
+        stat.S_IMODE(st.st_mode) != mode
+        or (owner.uid is not None and st.st_uid != owner.uid)
+        or (owner.gid is not None and st.st_gid != owner.gid)
+    )
+
+
+def apply_artifact(
+    plan: ArtifactPlan, ssl_dir: Path, owner: Ownership, dry_run: bool, findings: list[Finding]
+) -> ArtifactReport:
+    path = ssl_dir / plan.name
+    disk = _read_existing(path, plan)
+    related = [f for f in findings if f.file in plan.sources]
+    status: Status = worst(["degraded" if f.level is Level.ERROR else "warning" for f in related])
+    note = f" ({plan.note})" if plan.note else ""
+    if plan.content is None:
+        if disk.exists and disk.regular and not disk.symlink:
+            return ArtifactReport(
+                plan.name,
+                plan.kind,
+                "kept-last-good",
+                worst([status, "degraded"]),
+                f"kept the last good store: {plan.blocked_by}",
+                _leaf(disk.content),
+            )
+        return ArtifactReport(plan.name, plan.kind, "failed", "failed", f"cannot be built: {plan.blocked_by}")
+    if disk.exists and not disk.regular:
+        findings.append(error(plan.name, "is in the way: not a regular file, so it cannot be replaced", "not-a-file"))
+        return ArtifactReport(plan.name, plan.kind, "failed", "failed", "an output path holds a non-file")
+    why = _why_rewrite(plan, disk)
+    certificate = _leaf(plan.content)
+    if not why:
+        assert disk.stat is not None
+        action: Action = "unchanged"
+        message = "up to date"
+        if _attributes_differ(disk.stat, plan.mode, owner):
+            message = (
+                "up to date; would fix mode/owner"
+                if dry_run
+                else f"fixed {_fix_attributes(path, disk.stat, plan.mode, owner)}"
+            )
+        return ArtifactReport(plan.name, plan.kind, action, status, message + note, certificate)
+    if dry_run:
+        return ArtifactReport(plan.name, plan.kind, "would-write", status, f"would rewrite: {why}{note}", certificate)
+    try:
+        atomic_write(path, _encode(plan), plan.mode, owner.uid, owner.gid)
+    except OSError as exc:
+        findings.append(error(plan.name, f"cannot be written: {exc.strerror}", "write-failed"))
+        action = "kept-last-good" if disk.exists else "failed"
+        return ArtifactReport(
+            plan.name,
+            plan.kind,
+            action,
+            "failed" if action == "failed" else "degraded",
+            f"write failed ({exc.strerror})",
+            _leaf(disk.content),
+        )
+    return ArtifactReport(
+        plan.name, plan.kind, "written", status, f"rewritten: {why}{note}", certificate, previous=_leaf(disk.content)
+    )
+
+
+def _existing_links(directory: Path) -> dict[str, str]:
+    out: dict[str, str] = {}
+    with contextlib.suppress(OSError):
+        for name in os.listdir(directory):
+            if HASH_LINK.match(name) and os.path.islink(directory / name):
+                out[name] = os.readlink(directory / name)
+    return out
+
+
+def apply_links(
+    ssl_dir: Path, wanted: dict[str, dict[str, str]], dry_run: bool, findings: list[Finding]
+) -> list[LinkReport]:
+    reports = []
+    for rel, links in wanted.items():
+        directory = ssl_dir / rel
+        have = _existing_links(directory)
+        report = LinkReport(rel)
+        for name, target in sorted(links.items()):
+            if have.get(name) == target:
+                report.unchanged += 1
+                continue
+            if os.path.lexists(directory / name) and name not in have:
+                findings.append(error(f"{rel}/{name}", "is a file where a hash link belongs; left alone", "not-a-link"))
+                continue
+            report.added.append(name)
+            if not dry_run:
+                atomic_symlink(directory / name, target)
+        for name in sorted(set(have) - set(links)):
+            report.removed.append(name)
+            if not dry_run:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(directory / name)
+        if (report.added or report.removed) and not dry_run:
+            fsync_dir(directory)
+        reports.append(report)
+    return reports
+
+
+def apply_plan(plan: Plan, ssl_dir: Path, owner: Ownership, dry_run: bool, started: dt.datetime, t0: float) -> Report:
+    findings = list(plan.findings)
+    artifacts = [apply_artifact(a, ssl_dir, owner, dry_run, findings) for a in plan.artifacts]
+    links = apply_links(ssl_dir, plan.links, dry_run, findings)
+    return Report(str(ssl_dir), started, time.monotonic() - t0, artifacts, findings, links, dry_run)

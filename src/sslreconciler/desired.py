@@ -1,0 +1,240 @@
+"""The desired state: what a node's TLS directory must hold. Missing file = the sipXecs seed layout."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
+
+from sslreconciler.errors import ConfigError, config_error_from_validation
+
+DEFAULT_PASSWORD = "changeit"  # sipXecs services hard-code it
+
+
+def _plain_name(value: str) -> str:
+    if not value or "/" in value or value in {".", ".."} or "\0" in value:
+        raise ValueError("must be a plain file name inside the ssl directory")
+    return value
+
+
+def _relative_path(value: str) -> str:
+    parts = Path(value).parts
+    if not parts or Path(value).is_absolute() or ".." in parts:
+        raise ValueError("must be a relative path inside the ssl directory")
+    return value
+
+
+def _mode(value: str) -> str:
+    try:
+        mode = int(value, 8)
+    except ValueError:
+        raise ValueError('must be an octal mode such as "0600"') from None
+    if not 0 <= mode <= 0o777:
+        raise ValueError("must be between 0000 and 0777")
+    return value
+
+
+FileName = Annotated[str, AfterValidator(_plain_name)]
+RelPath = Annotated[str, AfterValidator(_relative_path)]
+Mode = Annotated[str, AfterValidator(_mode)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PasswordSource(Strict):
+    """Exactly one of value, file, credential. Default: the literal ``changeit``."""
+
+    value: SecretStr | None = Field(None, description="The password itself.")
+    file: Path | None = Field(None, description="A file whose first line is the password.")
+    credential: str | None = Field(
+        None, description="A systemd credential name, read from $CREDENTIALS_DIRECTORY/<name>."
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> PasswordSource:
+        given = [n for n in ("value", "file", "credential") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of value, file, credential")
+        if self.credential is not None:
+            _plain_name(self.credential)
+        return self
+
+    def describe(self) -> str:
+        if self.file is not None:
+            return f"file {self.file}"
+        if self.credential is not None:
+            return f"credential {self.credential}"
+        return "literal value"
+
+
+class KeyPair(Strict):
+    """A key + certificate and the stores built from them."""
+
+    name: str = Field(description="Names the pair in reports and in `fallback`.")
+    key: RelPath = Field(description="The private key source (PEM PKCS#1/PKCS#8/SEC1, or DER).")
+    cert: RelPath = Field(description="The certificate source: leaf, optionally followed by its chain.")
+    alias: str | None = Field(None, description="Key entry alias in the stores. Default: the pair's name.")
+    keystore: FileName | None = Field(None, description="JKS output; null for none.")
+    pkcs12: FileName | None = Field(None, description="PKCS#12 output; null for none.")
+    verify: Literal["require", "if-available"] = Field(
+        "require",
+        description="require: must chain to a CA in the trust sources. if-available: verified when the "
+        "issuer is at hand, otherwise built and reported unverified (a warning).",
+    )
+    fallback: str | None = Field(
+        None, description="When both key and cert are absent, build from this other pair's sources."
+    )
+    password: PasswordSource | None = Field(None, description="Overrides the store password for this pair.")
+
+    @property
+    def entry_alias(self) -> str:
+        return (self.alias or self.name).lower()
+
+
+class TrustStore(Strict):
+    file: FileName = Field("authorities.jks", description="The JKS truststore.")
+    sources: list[RelPath] = Field(
+        default_factory=lambda: ["authorities"],
+        description="Directories (or files) of trusted certificates; alias = file name without extension.",
+    )
+    host_pair: str | None = Field(
+        "ssl", description="The pair whose certificate is added under this host's name; null for none."
+    )
+    hash_links: bool = Field(True, description="Keep OpenSSL <hash>.0 links in each source directory.")
+    password: PasswordSource | None = Field(None, description="Overrides the store password.")
+
+
+class Permissions(Strict):
+    owner: str | None = Field(None, description="Owner of the outputs (applied when running as root).")
+    group: str | None = Field(None, description="Group of the outputs (applied when running as root).")
+    private_mode: Mode = Field("0600", description="Mode of stores holding a private key.")
+    public_mode: Mode = Field("0644", description="Mode of the truststore.")
+    key_source_readable_by_others: Literal["warn", "refuse"] = Field(
+        "warn", description="What to do with a private key source that group or others can read."
+    )
+
+
+def _seed_pairs() -> list[KeyPair]:
+    return [
+        KeyPair(name="ssl", key="ssl.key", cert="ssl.crt", keystore="ssl.keystore", pkcs12="ssl.p12"),
+        KeyPair(
+            name="ssl-web",
+            key="ssl-web.key",
+            cert="ssl-web.crt",
+            keystore="ssl-web.keystore",
+            pkcs12="ssl-web.p12",
+            verify="if-available",
+            fallback="ssl",
+        ),
+    ]
+
+
+class DesiredState(Strict):
+    """Every field is optional; the defaults are the sipXecs seed layout."""
+
+    hostname: str | None = Field(
+        None,
+        description="This host's name: the truststore alias of its own certificate and the name "
+        "checked against subjectAltNames. Default: the machine's FQDN.",
+    )
+    password: PasswordSource = Field(
+        default_factory=lambda: PasswordSource(value=SecretStr(DEFAULT_PASSWORD)),
+        description="Store password, also used as key password. Default: changeit.",
+    )
+    pkcs12_profile: Literal["modern", "legacy"] = Field(
+        "modern",
+        description="modern: PBES2/AES-256 + HMAC-SHA256; legacy: PBE-SHA1-3DES + HMAC-SHA1 (Java < 8u301/11.0.12).",
+    )
+    expiry_warning_days: int = Field(30, ge=0, le=3650, description="Warn when a certificate expires sooner.")
+    pairs: list[KeyPair] = Field(default_factory=_seed_pairs, description="The key pairs and their stores.")
+    truststore: TrustStore = Field(default_factory=lambda: TrustStore())
+    permissions: Permissions = Field(default_factory=lambda: Permissions())
+    allowed_symlink_dirs: list[Path] = Field(
+        default_factory=list, description="Absolute directories outside the ssl dir a source symlink may point into."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DesiredState:
+        names = [p.name for p in self.pairs]
+        if len(set(names)) != len(names):
+            raise ValueError("pair names must be unique")
+        outputs = [o for p in self.pairs for o in (p.keystore, p.pkcs12) if o] + [self.truststore.file]
+        if len(set(outputs)) != len(outputs):
+            raise ValueError("output file names must be unique")
+        for pair in self.pairs:
+            if pair.fallback is not None and (pair.fallback not in names or pair.fallback == pair.name):
+                raise ValueError(f"pair {pair.name!r}: fallback must name another pair")
+        if self.truststore.host_pair is not None and self.truststore.host_pair not in names:
+            raise ValueError("truststore.host_pair must name a pair")
+        for d in self.allowed_symlink_dirs:
+            if not d.is_absolute():
+                raise ValueError("allowed_symlink_dirs must be absolute paths")
+        return self
+
+    def pair(self, name: str) -> KeyPair:
+        return next(p for p in self.pairs if p.name == name)
+
+
+def load_desired_state(path: Path | None) -> DesiredState:
+    """The desired state from ``path``; the seed defaults when there is no file."""
+    if path is None:
+        return DesiredState()
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return DesiredState()
+    except IsADirectoryError:
+        raise ConfigError(path, "is a directory, not a JSON file") from None
+    except PermissionError:
+        raise ConfigError(path, "cannot be read: permission denied") from None
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(path, f"invalid JSON: {exc}") from None
+    if isinstance(data, dict):
+        data = {k: v for k, v in data.items() if not k.startswith("//")}  # comment keys
+    try:
+        return DesiredState.model_validate(data)
+    except ValidationError as exc:
+        raise config_error_from_validation(path, exc) from None
+
+
+def resolve_password(source: PasswordSource, credentials_dir: str | None = None) -> str:
+    """The password the source names; ValueError (secret-free) when it cannot be had."""
+    if source.value is not None:
+        return source.value.get_secret_value()
+    if source.credential is not None:
+        base = credentials_dir if credentials_dir is not None else os.environ.get("CREDENTIALS_DIRECTORY")
+        if not base:
+            raise ValueError(f"credential {source.credential!r}: $CREDENTIALS_DIRECTORY is not set")
+        path = Path(base) / source.credential
+    else:
+        assert source.file is not None
+        path = source.file
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"password file {path} cannot be read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"password file {path} is not UTF-8 text") from None
+    password = text.splitlines()[0] if text else ""
+    if not password:
+        raise ValueError(f"password file {path} is empty")
+    return password
+
+
+def desired_state_schema() -> str:
+    return json.dumps(DesiredState.model_json_schema(), indent=2)

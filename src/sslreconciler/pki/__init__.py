@@ -1,0 +1,1 @@
+"""Pure certificate logic on cryptography objects: parse, verify, name, issue."""

@@ -1,0 +1,120 @@
+"""Parse keys and certificates from the bytes of a source file, as sipXecs admins write them.
+
+PEM may have text before, between and after its blocks; keys may be PKCS#1 (``RSA PRIVATE KEY``),
+SEC1 (``EC PRIVATE KEY``) or PKCS#8; DER is accepted too. Every failure is a SourceError naming the
+file and the reason, never a traceback. No key material ever goes into a message.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from sslreconciler.findings import SourceError, error
+
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+
+_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END \1-----", re.DOTALL)
+_CERT_LABELS = {b"CERTIFICATE", b"X509 CERTIFICATE"}
+_KEY_LABELS = {b"PRIVATE KEY", b"RSA PRIVATE KEY", b"EC PRIVATE KEY"}
+
+
+@dataclass(frozen=True, slots=True)
+class PemBlock:
+    label: bytes
+    text: bytes  # the whole block, BEGIN to END line
+
+
+def pem_blocks(data: bytes) -> list[PemBlock]:
+    return [PemBlock(m.group(1), m.group(0)) for m in _PEM_BLOCK.finditer(data)]
+
+
+def _looks_like_pem(data: bytes) -> bool:
+    return b"-----BEGIN " in data
+
+
+def _block_der(block: PemBlock, display: str) -> bytes:
+    lines = block.text.splitlines()[1:-1]
+    body = b"".join(line.strip() for line in lines if b":" not in line)
+    try:
+        return base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError):
+        raise SourceError(error(display, "PEM block is not valid base64", "garbage")) from None
+
+
+def parse_certificates(data: bytes, display: str) -> list[x509.Certificate]:
+    """Every certificate in a PEM (one or more blocks) or DER file, in file order."""
+    if not _looks_like_pem(data):
+        try:
+            return [x509.load_der_x509_certificate(data)]
+        except ValueError:
+            raise SourceError(error(display, "is neither PEM nor a DER certificate", "garbage")) from None
+    blocks = pem_blocks(data)
+    certs: list[x509.Certificate] = []
+    for block in blocks:
+        if block.label in _CERT_LABELS:
+            try:
+                certs.append(x509.load_der_x509_certificate(_block_der(block, display)))
+            except ValueError:
+                raise SourceError(
+                    error(display, f"certificate #{len(certs) + 1} cannot be parsed", "garbage")
+                ) from None
+        elif block.label == b"TRUSTED CERTIFICATE":
+            raise SourceError(
+                error(display, "holds an OpenSSL TRUSTED CERTIFICATE; give a plain CERTIFICATE", "garbage")
+            )
+    if not certs:
+        if not blocks:
+            raise SourceError(error(display, "has a PEM header but no complete block (truncated?)", "garbage"))
+        raise SourceError(error(display, "holds no certificate", "no-certificate"))
+    return certs
+
+
+def _load_key_block(block: PemBlock, display: str) -> object:
+    if block.label == b"ENCRYPTED PRIVATE KEY" or b"Proc-Type: 4,ENCRYPTED" in block.text:
+        raise SourceError(
+            error(display, "holds an encrypted private key and no key password is configured", "encrypted-key")
+        )
+    try:
+        return serialization.load_pem_private_key(block.text, password=None)
+    except TypeError:
+        raise SourceError(
+            error(display, "holds an encrypted private key and no key password is configured", "encrypted-key")
+        ) from None
+    except (ValueError, UnsupportedAlgorithm):
+        raise SourceError(error(display, "private key cannot be parsed (corrupt or truncated)", "garbage")) from None
+
+
+def parse_private_key(data: bytes, display: str) -> PrivateKey:
+    """The one private key of a PEM or DER key file."""
+    key: object
+    if not _looks_like_pem(data):
+        try:
+            key = serialization.load_der_private_key(data, password=None)
+        except TypeError:
+            raise SourceError(
+                error(display, "holds an encrypted private key and no key password is configured", "encrypted-key")
+            ) from None
+        except (ValueError, UnsupportedAlgorithm):
+            raise SourceError(error(display, "is neither PEM nor a DER private key", "garbage")) from None
+    else:
+        blocks = [b for b in pem_blocks(data) if b.label in _KEY_LABELS or b.label == b"ENCRYPTED PRIVATE KEY"]
+        if not blocks:
+            if not pem_blocks(data):
+                raise SourceError(error(display, "has a PEM header but no complete block (truncated?)", "garbage"))
+            raise SourceError(error(display, "holds no private key", "no-key"))
+        if len(blocks) > 1:
+            raise SourceError(error(display, f"holds {len(blocks)} private keys; expected one", "many-keys"))
+        key = _load_key_block(blocks[0], display)
+    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        raise SourceError(
+            error(display, f"holds a {type(key).__name__} key; only RSA and EC keys are supported", "key-type")
+        )
+    return key

@@ -1,0 +1,138 @@
+"""The outcome of a reconcile: per artifact what happened and why, then the findings.
+
+One model feeds the CLI's text and JSON, the state file and (later) the health socket.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+
+from sslreconciler.findings import Finding, Level
+
+Action = Literal["unchanged", "written", "would-write", "kept-last-good", "failed"]
+Status = Literal["ok", "warning", "pending", "degraded", "failed"]
+STATUS_ORDER: tuple[Status, ...] = ("ok", "warning", "pending", "degraded", "failed")
+
+
+def worst(statuses: list[Status]) -> Status:
+    return max(statuses, key=STATUS_ORDER.index, default="ok")
+
+
+@dataclass(frozen=True, slots=True)
+class CertInfo:
+    subject: str
+    issuer: str
+    serial: str
+    not_after: str
+    fingerprint_sha256: str
+
+    @staticmethod
+    def of(cert: x509.Certificate) -> CertInfo:
+        return CertInfo(
+            subject=cert.subject.rfc4514_string(),
+            issuer=cert.issuer.rfc4514_string(),
+            serial=f"{cert.serial_number:x}",
+            not_after=cert.not_valid_after_utc.isoformat().replace("+00:00", "Z"),
+            fingerprint_sha256=cert.fingerprint(hashes.SHA256()).hex(),
+        )
+
+    def brief(self) -> str:
+        return f"{self.subject} serial {self.serial} until {self.not_after[:10]}"
+
+
+@dataclass(slots=True)
+class ArtifactReport:
+    name: str
+    kind: str
+    action: Action
+    status: Status
+    message: str
+    certificate: CertInfo | None = None
+    previous: CertInfo | None = None  # the certificate a rewrite replaced
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        if self.certificate is None:
+            del out["certificate"]
+        if self.previous is None:
+            del out["previous"]
+        return out
+
+
+@dataclass(slots=True)
+class LinkReport:
+    directory: str
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    unchanged: int = 0
+
+
+@dataclass(slots=True)
+class Report:
+    ssl_dir: str
+    started_at: dt.datetime
+    duration_s: float
+    artifacts: list[ArtifactReport]
+    findings: list[Finding]
+    links: list[LinkReport]
+    dry_run: bool = False
+
+    @property
+    def status(self) -> Status:
+        statuses = [a.status for a in self.artifacts]
+        if any(f.level is Level.ERROR for f in self.findings):
+            statuses.append("degraded")
+        elif self.findings:
+            statuses.append("warning")
+        return worst(statuses)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.status in ("degraded", "failed") else 0
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for a in self.artifacts:
+            out[a.action] = out.get(a.action, 0) + 1
+        out["errors"] = sum(f.level is Level.ERROR for f in self.findings)
+        out["warnings"] = sum(f.level is Level.WARNING for f in self.findings)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "ssl_dir": self.ssl_dir,
+            "dry_run": self.dry_run,
+            "started_at": self.started_at.isoformat().replace("+00:00", "Z"),
+            "duration_ms": round(self.duration_s * 1000, 3),
+            "artifacts": {a.name: a.to_dict() for a in self.artifacts},
+            "hash_links": [asdict(link) for link in self.links],
+            "findings": [f.to_dict() for f in self.findings],
+            "counts": self.counts(),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def render_text(self) -> str:
+        lines = [f"{self.ssl_dir}: {self.status}" + (" (check: nothing written)" if self.dry_run else "")]
+        width = max((len(a.name) for a in self.artifacts), default=10)
+        for a in self.artifacts:
+            lines.append(f"  {a.name:<{width}}  {a.action:<14} {a.status:<8} {a.message}")
+        for link in self.links:
+            if link.added or link.removed:
+                verb = "would change" if self.dry_run else "changed"
+                lines.append(
+                    f"  {link.directory}/ hash links {verb}: +{len(link.added)} -{len(link.removed)}"
+                    f" ({link.unchanged} unchanged)"
+                )
+        if self.findings:
+            lines.append("findings:")
+            lines.extend(f"  {f}" for f in self.findings)
+        return "\n".join(lines)

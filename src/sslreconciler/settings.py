@@ -1,0 +1,109 @@
+"""Daemon settings: where to look and how to behave. A TOML file, then env, then command-line flags.
+
+Precedence: defaults < config file < ``SSLRECONCILER_<FIELD>`` environment variables < flags.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from sslreconciler.errors import ConfigError, config_error_from_validation
+
+DEFAULT_CONFIG = Path("/etc/sslreconciler/sslreconciler.toml")
+ENV_PREFIX = "SSLRECONCILER_"
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ssl_dir: Path = Field(Path("/etc/sipxpbx/ssl"), description="The node's TLS directory.")
+    state_dir: Path | None = Field(
+        None,
+        description="Where run state is kept. Default: /var/lib/sslreconciler as root, "
+        "else $XDG_STATE_HOME/sslreconciler (~/.local/state/sslreconciler).",
+    )
+    desired_state: Path = Field(
+        Path("/etc/sslreconciler/desired-state.json"),
+        description="The desired-state JSON file; when missing, the seed defaults apply.",
+    )
+    socket: Path = Field(Path("/run/sslreconciler/health.sock"), description="The health socket.")
+    quiet_period: float = Field(0.2, ge=0, le=60, description="Seconds of calm after a change before reconciling.")
+    max_wait: float = Field(2.0, gt=0, le=600, description="Longest wait for calm under a continuous event storm.")
+    grace_period: float = Field(
+        10.0, ge=0, le=3600, description="Seconds a freshly modified bad source is reported pending, not degraded."
+    )
+    resync_interval: float = Field(300.0, gt=0, description="Seconds between full resyncs that heal lost events.")
+    hook_timeout: float = Field(30.0, gt=0, description="Default seconds a post-change hook may run.")
+    log_format: Literal["auto", "json", "console"] = Field(
+        "auto", description="auto: JSON lines unless stdout is a terminal."
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    def resolved_state_dir(self) -> Path:
+        if self.state_dir is not None:
+            return self.state_dir
+        if os.geteuid() == 0:
+            return Path("/var/lib/sslreconciler")
+        base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+        return Path(base) / "sslreconciler"
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(path, "file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(path, "is a directory, not a TOML file") from None
+    except PermissionError:
+        raise ConfigError(path, "cannot be read: permission denied") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, f"invalid TOML: {exc}") from None
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[str, str]:
+    fields = Settings.model_fields
+    return {
+        name[len(ENV_PREFIX) :].lower(): value
+        for name, value in env.items()
+        if name.startswith(ENV_PREFIX) and name[len(ENV_PREFIX) :].lower() in fields
+    }
+
+
+def load_settings(
+    config: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Settings:
+    """Settings from ``config`` (or the default file when it exists), env and flag ``overrides``."""
+    env = os.environ if env is None else env
+    explicit = config or (Path(env["SSLRECONCILER_CONFIG"]) if env.get("SSLRECONCILER_CONFIG") else None)
+    values: dict[str, Any] = {}
+    source: Path | str = "defaults"
+    if explicit is not None:
+        values = _read_toml(explicit)
+        source = explicit
+    elif DEFAULT_CONFIG.is_file():
+        values = _read_toml(DEFAULT_CONFIG)
+        source = DEFAULT_CONFIG
+    try:
+        Settings.model_validate(values)
+    except ValidationError as exc:
+        raise config_error_from_validation(source, exc) from None
+    env_values = _env_overrides(env)
+    try:
+        Settings.model_validate({**values, **env_values})
+    except ValidationError as exc:
+        raise config_error_from_validation("environment (SSLRECONCILER_*)", exc) from None
+    merged = {**values, **env_values, **{k: v for k, v in (overrides or {}).items() if v is not None}}
+    try:
+        return Settings.model_validate(merged)
+    except ValidationError as exc:
+        raise config_error_from_validation("command line", exc) from None

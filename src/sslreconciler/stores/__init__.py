@@ -1,0 +1,1 @@
+"""Store encoders and readers: bytes in, bytes out, no file I/O."""

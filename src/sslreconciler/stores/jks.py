@@ -1,0 +1,42 @@
+"""JKS keystores and truststores via pyjks. Key password = store password, as sipXecs expects."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jks
+
+from sslreconciler.stores.entries import KeyEntry, StoreContent, StoreUnreadable
+
+
+def encode_jks(content: StoreContent, password: str) -> bytes:
+    entries: list[Any] = []
+    for key in content.keys:
+        entry = jks.PrivateKeyEntry.new(key.alias, list(key.chain), key.key_der, "pkcs8")
+        entry.encrypt(password)
+        entries.append(entry)
+    entries.extend(jks.TrustedCertEntry.new(alias, der) for alias, der in content.trusted)
+    store = jks.KeyStore.new("jks", entries)
+    return bytes(store.saves(password))
+
+
+def read_jks(data: bytes, password: str) -> StoreContent:
+    """The entries of a JKS file, or StoreUnreadable (corrupt, truncated, wrong password, not JKS)."""
+    try:
+        store = jks.KeyStore.loads(data, password)
+    except Exception as exc:  # pyjks raises a zoo of types (struct.error, KeystoreSignatureException...)
+        raise StoreUnreadable(type(exc).__name__) from None
+    if store.store_type != "jks":
+        raise StoreUnreadable(f"a {store.store_type} store, not JKS")
+    keys: list[KeyEntry] = []
+    trusted: dict[str, bytes] = {}
+    for alias, entry in store.entries.items():
+        if isinstance(entry, jks.PrivateKeyEntry):
+            if not entry.is_decrypted():
+                raise StoreUnreadable(f"key entry {alias!r} uses another password")
+            keys.append(KeyEntry(alias, bytes(entry.pkey_pkcs8), tuple(bytes(c[1]) for c in entry.cert_chain)))
+        elif isinstance(entry, jks.TrustedCertEntry):
+            trusted[alias] = bytes(entry.cert)
+        else:
+            raise StoreUnreadable(f"unexpected entry {alias!r}")
+    return StoreContent.of(keys, trusted)
