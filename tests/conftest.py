@@ -34,6 +34,8 @@ def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("SSLRECONCILER_") or name in ("NOTIFY_SOCKET", "CREDENTIALS_DIRECTORY"):
             monkeypatch.delenv(name)
+    # As root the default state dir is /var/lib/sslreconciler: never touch the machine's own.
+    monkeypatch.setenv("SSLRECONCILER_STATE_DIR", str(tmp_path / "state"))
 
 
 def run_cli(*args: str | Path, env: dict[str, str] | None = None, timeout: float = 120) -> Result:
