@@ -191,3 +191,17 @@ def test_mutual_tls_between_two_nodes(tmp_path: Path, ca: Issued, java_classes: 
         assert client.returncode == 0, client.stdout + client.stderr
         assert "client: peer CN=master.example.com said pong ping" in client.stdout
         assert server.returncode == 0 and "server: peer CN=secondary.example.com" in out, out + err
+
+
+def test_owner_and_group_applied_as_root(node) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("chown needs root")  # CI runs as root
+    node.desired.write_text(json.dumps({"hostname": node.host,
+                                        "permissions": {"owner": "nobody", "group": "nogroup"}}))
+    assert reconcile(node).rc == 0
+    for name in STORES:
+        st = (node.ssl_dir / name).stat()
+        assert (st.st_uid, st.st_gid) == (65534, 65534), name
+    node.desired.write_text(json.dumps({"hostname": node.host, "permissions": {"owner": "no-such-user-x"}}))
+    result = reconcile(node)
+    assert result.rc == 2 and "no-such-user-x" in result.err
