@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import grp
+import hashlib
 import os
 import pwd
 import stat
@@ -19,13 +20,14 @@ from pathlib import Path
 
 from cryptography import x509
 
+from sslreconciler.cache import ReconcileCache
 from sslreconciler.desired import Permissions
 from sslreconciler.errors import ConfigError
 from sslreconciler.findings import Finding, Level, error
 from sslreconciler.fsio import atomic_symlink, atomic_write, fsync_dir
 from sslreconciler.inputs import HASH_LINK
 from sslreconciler.plan import ArtifactPlan, Plan
-from sslreconciler.report import Action, ArtifactReport, CertInfo, LinkReport, Report, Status, worst
+from sslreconciler.report import Action, ArtifactReport, CertInfo, LinkReport, Report, SourceCert, Status, worst
 from sslreconciler.stores.entries import StoreContent, StoreUnreadable
 from sslreconciler.stores.jks import encode_jks, read_jks
 from sslreconciler.stores.pkcs12 import encode_pkcs12, read_pkcs12
@@ -66,9 +68,21 @@ class OnDisk:
     stat: os.stat_result | None = None
     profile: str | None = None
     iterations: int = 0
+    digest: bytes = b""  # SHA-256 of the bytes read
 
 
-def _read_existing(path: Path, plan: ArtifactPlan) -> OnDisk:
+def _spec_digest(plan: ArtifactPlan) -> bytes:
+    """What the artifact must be, as one digest (in memory only: it covers the password)."""
+    h = hashlib.sha256(f"{plan.kind}\0{plan.profile}\0{plan.password}\0".encode())
+    assert plan.content is not None
+    for key in plan.content.keys:
+        h.update(key.alias.encode() + b"\0" + key.key_der + b"".join(key.chain))
+    for alias, der in plan.content.trusted:
+        h.update(alias.encode() + b"\0" + der)
+    return h.digest()
+
+
+def _read_existing(path: Path, plan: ArtifactPlan, cache: ReconcileCache | None = None, spec: bytes = b"") -> OnDisk:
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -85,11 +99,14 @@ def _read_existing(path: Path, plan: ArtifactPlan) -> OnDisk:
         return OnDisk(exists=True, stat=st, why_unreadable=f"cannot be read ({exc.strerror})")
     if plan.password is None:  # no password to open it with: only say it is there
         return OnDisk(exists=True, stat=st)
+    digest = hashlib.sha256(data).digest()
+    if cache is not None and spec and cache.stores.get(str(path)) == (digest, spec):
+        return OnDisk(True, content=plan.content, stat=st, profile=plan.profile, digest=digest)  # known good bytes
     try:
         if plan.kind == "pkcs12":
             content, profile, iterations = read_pkcs12(data, plan.password)
-            return OnDisk(True, content=content, stat=st, profile=profile, iterations=iterations)
-        return OnDisk(True, content=read_jks(data, plan.password), stat=st)
+            return OnDisk(True, content=content, stat=st, profile=profile, iterations=iterations, digest=digest)
+        return OnDisk(True, content=read_jks(data, plan.password), stat=st, digest=digest)
     except StoreUnreadable as exc:
         return OnDisk(True, stat=st, why_unreadable=f"cannot be opened with the store password or is corrupt ({exc})")
 
@@ -143,10 +160,29 @@ def _attributes_differ(st: os.stat_result, mode: int, owner: Ownership) -> bool:
 
 
 def apply_artifact(
-    plan: ArtifactPlan, ssl_dir: Path, owner: Ownership, dry_run: bool, findings: list[Finding]
+    plan: ArtifactPlan,
+    ssl_dir: Path,
+    owner: Ownership,
+    dry_run: bool,
+    findings: list[Finding],
+    cache: ReconcileCache | None = None,
+) -> ArtifactReport:
+    report = _apply_artifact(plan, ssl_dir, owner, dry_run, findings, cache)
+    report.sources = plan.sources
+    return report
+
+
+def _apply_artifact(
+    plan: ArtifactPlan,
+    ssl_dir: Path,
+    owner: Ownership,
+    dry_run: bool,
+    findings: list[Finding],
+    cache: ReconcileCache | None,
 ) -> ArtifactReport:
     path = ssl_dir / plan.name
-    disk = _read_existing(path, plan)
+    spec = _spec_digest(plan) if cache is not None and plan.content is not None else b""
+    disk = _read_existing(path, plan, cache, spec)
     related = [f for f in findings if f.file in plan.sources]
     status: Status = worst(["degraded" if f.level is Level.ERROR else "warning" for f in related])
     note = f" ({plan.note})" if plan.note else ""
@@ -168,6 +204,8 @@ def apply_artifact(
     certificate = _leaf(plan.content)
     if not why:
         assert disk.stat is not None
+        if cache is not None:
+            cache.stores[str(path)] = (disk.digest, spec)
         action: Action = "unchanged"
         message = "up to date"
         if _attributes_differ(disk.stat, plan.mode, owner):
@@ -180,7 +218,10 @@ def apply_artifact(
     if dry_run:
         return ArtifactReport(plan.name, plan.kind, "would-write", status, f"would rewrite: {why}{note}", certificate)
     try:
-        atomic_write(path, _encode(plan), plan.mode, owner.uid, owner.gid)
+        encoded = _encode(plan)
+        atomic_write(path, encoded, plan.mode, owner.uid, owner.gid)
+        if cache is not None:
+            cache.stores[str(path)] = (hashlib.sha256(encoded).digest(), spec)
     except OSError as exc:
         findings.append(error(plan.name, f"cannot be written: {exc.strerror}", "write-failed"))
         action = "kept-last-good" if disk.exists else "failed"
@@ -235,8 +276,17 @@ def apply_links(
     return reports
 
 
-def apply_plan(plan: Plan, ssl_dir: Path, owner: Ownership, dry_run: bool, started: dt.datetime, t0: float) -> Report:
+def apply_plan(
+    plan: Plan,
+    ssl_dir: Path,
+    owner: Ownership,
+    dry_run: bool,
+    started: dt.datetime,
+    t0: float,
+    cache: ReconcileCache | None = None,
+) -> Report:
     findings = list(plan.findings)
-    artifacts = [apply_artifact(a, ssl_dir, owner, dry_run, findings) for a in plan.artifacts]
+    artifacts = [apply_artifact(a, ssl_dir, owner, dry_run, findings, cache) for a in plan.artifacts]
     links = apply_links(ssl_dir, plan.links, dry_run, findings)
-    return Report(str(ssl_dir), started, time.monotonic() - t0, artifacts, findings, links, dry_run)
+    certificates = [SourceCert(file, CertInfo.of(cert)) for file, cert in plan.certificates]
+    return Report(str(ssl_dir), started, time.monotonic() - t0, artifacts, findings, links, dry_run, certificates)

@@ -62,6 +62,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     chk.add_argument("--json", action="store_true", help="print the report as JSON")
     sub.add_parser("schema", parents=[common], help="print the desired-state JSON schema")
+    sub.add_parser(
+        "run",
+        parents=[common],
+        help="run the daemon in the foreground (systemd's ExecStart)",
+        description="Reconcile at start, then on every change to the sources or the desired "
+        "state; serve /health and /metrics on the socket; speak sd_notify under systemd. "
+        "SIGHUP reloads, SIGTERM/SIGINT stop after the reconcile in flight.",
+    )
+    st = sub.add_parser(
+        "status",
+        parents=[common],
+        help="ask the running daemon how the node is",
+        description="Exit codes as a monitoring plugin: 0 OK, 1 WARNING (warning or pending), "
+        "2 CRITICAL (degraded or failed), 3 UNKNOWN (no daemon).",
+    )
+    st.add_argument("--json", action="store_true", help="print the daemon's health document")
     return parser
 
 
@@ -99,6 +115,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _reconcile(args, dry_run=False)
         if args.command == "check":
             return _reconcile(args, dry_run=True)
+        if args.command == "run":
+            from sslreconciler.daemon import run_daemon
+
+            return run_daemon(args.config, _flag_overrides(args))
+        if args.command == "status":
+            from sslreconciler.settings import load_settings
+            from sslreconciler.status import status_command
+
+            return status_command(load_settings(args.config, _flag_overrides(args)).socket, args.json)
         if args.command == "schema":
             from sslreconciler.desired import desired_state_schema
 
@@ -106,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_OK
     except ConfigError as exc:
         print(f"sslreconciler: config error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return 3 if args.command == "status" else EXIT_USAGE  # status speaks monitoring-plugin codes
     except KeyboardInterrupt:
         return 130
     parser.error(f"unknown command {args.command}")

@@ -127,6 +127,19 @@ class Permissions(Strict):
     )
 
 
+class Hook(Strict):
+    """A command run after some artifacts were rewritten, e.g. to make a Java service reload them."""
+
+    name: str | None = Field(None, description="Names the hook in logs and status. Default: the command.")
+    after: list[FileName] = Field(min_length=1, description="Artifact file names whose rewrite triggers it.")
+    command: list[str] = Field(min_length=1, description="argv list, run without a shell.")
+    timeout: float | None = Field(None, gt=0, le=3600, description="Seconds before it is killed (default: setting).")
+
+    @property
+    def label(self) -> str:
+        return self.name or " ".join(self.command)
+
+
 def _seed_pairs() -> list[KeyPair]:
     return [
         KeyPair(name="ssl", key="ssl.key", cert="ssl.crt", keystore="ssl.keystore", pkcs12="ssl.p12"),
@@ -162,6 +175,9 @@ class DesiredState(Strict):
     pairs: list[KeyPair] = Field(default_factory=_seed_pairs, description="The key pairs and their stores.")
     truststore: TrustStore = Field(default_factory=lambda: TrustStore())
     permissions: Permissions = Field(default_factory=lambda: Permissions())
+    hooks: list[Hook] = Field(
+        default_factory=list, description="Post-change hooks (the daemon and reconcile run them)."
+    )
     allowed_symlink_dirs: list[Path] = Field(
         default_factory=list, description="Absolute directories outside the ssl dir a source symlink may point into."
     )
@@ -179,6 +195,10 @@ class DesiredState(Strict):
                 raise ValueError(f"pair {pair.name!r}: fallback must name another pair")
         if self.truststore.host_pair is not None and self.truststore.host_pair not in names:
             raise ValueError("truststore.host_pair must name a pair")
+        for hook in self.hooks:
+            unknown = sorted(set(hook.after) - set(outputs))
+            if unknown:
+                raise ValueError(f"hook {hook.label!r}: after names no artifact: {', '.join(unknown)}")
         for d in self.allowed_symlink_dirs:
             if not d.is_absolute():
                 raise ValueError("allowed_symlink_dirs must be absolute paths")

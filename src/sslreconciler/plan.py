@@ -12,6 +12,7 @@ from typing import Literal
 
 from cryptography import x509
 
+from sslreconciler.cache import ReconcileCache
 from sslreconciler.desired import DesiredState, KeyPair
 from sslreconciler.findings import Finding, Level, SourceError, error, warning
 from sslreconciler.inputs import Inputs, SourceFile
@@ -54,6 +55,7 @@ class TrustResult:
     # per trust directory: link name -> target file name
     links: dict[str, dict[str, str]] = field(default_factory=dict)
     sources: tuple[str, ...] = ()
+    parsed: list[tuple[str, x509.Certificate]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -63,6 +65,7 @@ class Plan:
     pairs: dict[str, PairResult]
     links: dict[str, dict[str, str]]
     hostname: str
+    certificates: list[tuple[str, x509.Certificate]] = field(default_factory=list)  # (file, cert) parsed
 
 
 def _alias_of(display: str) -> str:
@@ -96,6 +99,7 @@ def _load_trust(inputs: Inputs, now: dt.datetime, warn_days: int, findings: list
                 )
             except SourceError as exc:
                 findings.append(exc.finding)
+    result.parsed = [(display, cert) for _, display, certs in parsed for cert in certs]
     result.sources = tuple(d for _, d, _ in parsed) + tuple(
         f for t in inputs.trust_dirs for f in t.files if f not in {d for _, d, _ in parsed}
     )
@@ -163,6 +167,16 @@ def _pair_sources(pair: KeyPair, desired: DesiredState, inputs: Inputs) -> tuple
     return pair, None, []
 
 
+def _parse_key(data: bytes, display: str, cache: ReconcileCache | None) -> PrivateKey:
+    """Parse (and validate) a key once per distinct content; the cache only memoises."""
+    key = cache.key(data) if cache is not None else None
+    if key is None:
+        key = parse_private_key(data, display)
+        if cache is not None:
+            cache.remember_key(data, key)
+    return key
+
+
 def _load_pair(
     pair: KeyPair,
     desired: DesiredState,
@@ -171,6 +185,7 @@ def _load_pair(
     hostname: str,
     now: dt.datetime,
     findings: list[Finding],
+    cache: ReconcileCache | None,
 ) -> PairResult:
     source_pair, fallback_from, problems = _pair_sources(pair, desired, inputs)
     result = PairResult(pair, (source_pair.key, source_pair.cert), fallback_from=fallback_from)
@@ -186,7 +201,7 @@ def _load_pair(
         text = f"is readable by group or others (mode {key_file.mode:04o}); make it 0600"
         own.append(error(source_pair.key, text, "key-mode") if refuse else warning(source_pair.key, text, "key-mode"))
     try:
-        key = parse_private_key(key_data, source_pair.key) if key_data is not None else None
+        key = _parse_key(key_data, source_pair.key, cache) if key_data is not None else None
         certs = parse_certificates(cert_data, source_pair.cert) if cert_data is not None else None
         if key is not None and certs is not None:
             chain, extra = verify.order_chain(key, certs, source_pair.cert, source_pair.key)
@@ -239,10 +254,17 @@ def _blocked_reason(sources: tuple[str, ...], findings: list[Finding]) -> str:
     return "; ".join(f"{f.file} {f.reason}" for f in bad[:3]) or "its sources are not usable"
 
 
-def make_plan(desired: DesiredState, inputs: Inputs, hostname: str, now: dt.datetime, extra: list[Finding]) -> Plan:
+def make_plan(
+    desired: DesiredState,
+    inputs: Inputs,
+    hostname: str,
+    now: dt.datetime,
+    extra: list[Finding],
+    cache: ReconcileCache | None = None,
+) -> Plan:
     findings = list(extra)
     trust = _load_trust(inputs, now, desired.expiry_warning_days, findings)
-    pairs = {p.name: _load_pair(p, desired, inputs, trust, hostname, now, findings) for p in desired.pairs}
+    pairs = {p.name: _load_pair(p, desired, inputs, trust, hostname, now, findings, cache) for p in desired.pairs}
     private_mode = int(desired.permissions.private_mode, 8)
     artifacts: list[ArtifactPlan] = []
     for result in pairs.values():
@@ -266,7 +288,8 @@ def make_plan(desired: DesiredState, inputs: Inputs, hostname: str, now: dt.date
     artifacts.append(_truststore_plan(desired, inputs, trust, pairs, hostname, findings))
     findings.extend(inputs.password_problems.values())
     links = trust.links if desired.truststore.hash_links else {}
-    return Plan(artifacts, findings, pairs, links, hostname)
+    certificates = [(r.sources[1], c) for r in pairs.values() if r.fallback_from is None for c in r.chain[:1]]
+    return Plan(artifacts, findings, pairs, links, hostname, certificates + trust.parsed)
 
 
 def _truststore_plan(

@@ -55,14 +55,27 @@ class ArtifactReport:
     message: str
     certificate: CertInfo | None = None
     previous: CertInfo | None = None  # the certificate a rewrite replaced
+    sources: tuple[str, ...] = ()  # the files it is built from
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
+        out["sources"] = list(self.sources)
         if self.certificate is None:
             del out["certificate"]
         if self.previous is None:
             del out["previous"]
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class SourceCert:
+    """A certificate found in a source file, for expiry monitoring."""
+
+    file: str
+    info: CertInfo
+
+    def to_dict(self) -> dict[str, str]:
+        return {"file": self.file, **asdict(self.info)}
 
 
 @dataclass(slots=True)
@@ -82,15 +95,27 @@ class Report:
     findings: list[Finding]
     links: list[LinkReport]
     dry_run: bool = False
+    certificates: list[SourceCert] = field(default_factory=list)
+    pending_files: set[str] = field(default_factory=set)  # errors here are a copy in progress (daemon)
 
     @property
     def status(self) -> Status:
         statuses = [a.status for a in self.artifacts]
-        if any(f.level is Level.ERROR for f in self.findings):
-            statuses.append("degraded")
-        elif self.findings:
-            statuses.append("warning")
+        for f in self.findings:
+            if f.level is Level.ERROR:
+                statuses.append("pending" if f.file in self.pending_files else "degraded")
+            else:
+                statuses.append("warning")
         return worst(statuses)
+
+    def finding_dicts(self) -> list[dict[str, str]]:
+        out = []
+        for f in self.findings:
+            d = f.to_dict()
+            if f.level is Level.ERROR and f.file in self.pending_files:
+                d["pending"] = "true"
+            out.append(d)
+        return out
 
     @property
     def exit_code(self) -> int:
@@ -113,7 +138,8 @@ class Report:
             "duration_ms": round(self.duration_s * 1000, 3),
             "artifacts": {a.name: a.to_dict() for a in self.artifacts},
             "hash_links": [asdict(link) for link in self.links],
-            "findings": [f.to_dict() for f in self.findings],
+            "findings": self.finding_dicts(),
+            "certificates": [c.to_dict() for c in self.certificates],
             "counts": self.counts(),
         }
 

@@ -1,0 +1,36 @@
+"""Memory a long-running process keeps between reconciles, so a no-op stays cheap.
+
+Parsing an RSA key validates it (tens of milliseconds) and opening a PKCS#12 file derives keys from
+the password (tens of milliseconds per store). Neither needs doing again for bytes already seen: keys
+are remembered by the SHA-256 of their source bytes, and a store whose bytes are exactly what this
+process last wrote or verified, for exactly the same wanted entries, is known to be right.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from sslreconciler.pki.sources import PrivateKey
+
+MAX_KEYS = 64
+
+
+@dataclass(slots=True)
+class ReconcileCache:
+    _keys: OrderedDict[bytes, PrivateKey] = field(default_factory=OrderedDict, repr=False)
+    # artifact path -> (SHA-256 of its bytes, digest of the entries/password/profile it was checked for)
+    stores: dict[str, tuple[bytes, bytes]] = field(default_factory=dict, repr=False)
+
+    def key(self, data: bytes) -> PrivateKey | None:
+        digest = hashlib.sha256(data).digest()
+        key = self._keys.get(digest)
+        if key is not None:
+            self._keys.move_to_end(digest)
+        return key
+
+    def remember_key(self, data: bytes, key: PrivateKey) -> None:
+        self._keys[hashlib.sha256(data).digest()] = key
+        while len(self._keys) > MAX_KEYS:
+            self._keys.popitem(last=False)

@@ -1,0 +1,403 @@
+"""The daemon: reconcile at start, then on every relevant change, and say how things are.
+
+One thread (the main one) reconciles; watchdog's thread and the signal handlers only poke it through
+a self-pipe, so a signal can never interrupt a write half-way: SIGTERM lets the reconcile in flight
+finish, then the socket is removed and the process exits 0. Hooks run on a worker thread so a slow
+or hanging one never delays the next reconcile.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import queue
+import select
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sslreconciler import __version__
+from sslreconciler.cache import ReconcileCache
+from sslreconciler.desired import DesiredState, Hook, load_desired_state
+from sslreconciler.engine import reconcile, save_report
+from sslreconciler.errors import ConfigError
+from sslreconciler.findings import Finding, Level, error, warning
+from sslreconciler.grace import apply_grace
+from sslreconciler.health import HealthServer, HealthState
+from sslreconciler.hooks import HookResult, hooks_for, run_hook
+from sslreconciler.logs import configure as configure_logs
+from sslreconciler.logs import get_logger
+from sslreconciler.report import Report, worst
+from sslreconciler.sdnotify import Notifier, watchdog_interval
+from sslreconciler.settings import Settings, load_settings
+from sslreconciler.watch import Watcher
+
+
+@dataclass
+class Counters:
+    reconciles: int = 0
+    reconcile_errors: int = 0
+    events: int = 0
+    writes_by_artifact: dict[str, int] = field(default_factory=dict)
+    hook_runs: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "reconciles": self.reconciles,
+            "reconcile_errors": self.reconcile_errors,
+            "events": self.events,
+            "writes": sum(self.writes_by_artifact.values()),
+            "writes_by_artifact": dict(self.writes_by_artifact),
+            "hook_runs": {k: dict(v) for k, v in self.hook_runs.items()},
+        }
+
+
+class HookRunner:
+    """Runs hooks one at a time on a worker thread; a hook already queued is not queued twice."""
+
+    def __init__(self, on_result: Any) -> None:
+        self._queue: queue.Queue[tuple[Hook, tuple[str, ...], Path, float] | None] = queue.Queue()
+        self._queued: set[str] = set()
+        self._lock = threading.Lock()
+        self._on_result = on_result
+        self._thread = threading.Thread(target=self._work, name="hooks", daemon=True)
+        self._thread.start()
+
+    def submit(self, hook: Hook, changed: tuple[str, ...], ssl_dir: Path, timeout: float) -> None:
+        with self._lock:
+            if hook.label in self._queued:
+                return
+            self._queued.add(hook.label)
+        self._queue.put((hook, changed, ssl_dir, timeout))
+
+    def _work(self) -> None:
+        while (item := self._queue.get()) is not None:
+            hook, changed, ssl_dir, timeout = item
+            with self._lock:
+                self._queued.discard(hook.label)
+            self._on_result(run_hook(hook, changed, ssl_dir, timeout))
+
+    def stop(self) -> None:
+        self._queue.put(None)
+
+
+class Daemon:
+    def __init__(self, config: Path | None, overrides: dict[str, Any]) -> None:
+        self._config = config
+        self._overrides = overrides
+        self.settings: Settings = load_settings(config, overrides)
+        self.desired: DesiredState = load_desired_state(self.settings.desired_state)
+        self._desired_seen = self.settings.desired_state.exists()
+        self._desired_problem: Finding | None = None
+        configure_logs(self.settings.log_format, self.settings.log_level)
+        self.log = get_logger()
+        self.counters = Counters()
+        self.cache = ReconcileCache()
+        self.notifier = Notifier()
+        self.health = HealthState(self._starting_document())
+        self._server: HealthServer | None = None
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._first_event: float | None = None
+        self._last_event = 0.0
+        self._event_reason = ""
+        self._stop = False
+        self._reload = False
+        self._lock = threading.Lock()
+        self._report: Report | None = None
+        self._trigger = "start"
+        self._hook_results: dict[str, HookResult] = {}
+        self._last_findings: set[tuple[str, str, str]] = set()
+        self._started = time.monotonic()
+        self._grace_deadline: float | None = None  # when young bad sources are looked at again
+        self.watcher = Watcher(self.poke)
+        self.hooks = HookRunner(self._hook_done)
+
+    # -- wake-ups from other threads and signal handlers -------------------------------------------
+
+    def _wake(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            os.write(self._wake_w, b"x")
+
+    def poke(self, reason: str) -> None:
+        """A relevant file event: reconcile after the quiet period."""
+        now = time.monotonic()
+        self.counters.events += 1
+        if self._first_event is None:
+            self._first_event = now
+            self._event_reason = reason
+        self._last_event = now
+        self._wake()
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        if signum == signal.SIGHUP:
+            self._reload = True
+        else:
+            self._stop = True
+        self._wake()
+
+    # -- the loop ----------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, self._on_signal)
+        self._server = HealthServer(self.settings.socket, self.health)
+        try:
+            self._server.start()
+        except Exception as exc:
+            self.log.error("cannot serve health", socket=str(self.settings.socket), reason=str(exc))
+            return 1
+        self.log.info(
+            "started",
+            version=__version__,
+            ssl_dir=str(self.settings.ssl_dir),
+            socket=str(self.settings.socket),
+            desired_state=str(self.settings.desired_state),
+        )
+        self.watcher.configure(self.settings.ssl_dir, self.settings.desired_state, self.desired)
+        self._reconcile("start")
+        self.notifier.send("READY=1", self._status_line())
+        try:
+            self._loop()
+        finally:
+            self.notifier.send("STOPPING=1")
+            self._server.stop()
+            self.watcher.close()
+            self.hooks.stop()
+            self.log.info("stopped")
+        return 0
+
+    def _loop(self) -> None:
+        settings = self.settings
+        next_resync = time.monotonic() + settings.resync_interval
+        ping_every = watchdog_interval()
+        next_ping = time.monotonic() if ping_every else None
+        while not self._stop:
+            now = time.monotonic()
+            deadlines = [next_resync]
+            if self._first_event is not None:
+                deadlines.append(min(self._last_event + settings.quiet_period, self._first_event + settings.max_wait))
+            if next_ping is not None:
+                deadlines.append(next_ping)
+            if self._grace_deadline is not None:
+                deadlines.append(self._grace_deadline)
+            timeout = max(0.0, min(deadlines) - now)
+            with contextlib.suppress(InterruptedError):
+                select.select([self._wake_r], [], [], timeout)
+            with contextlib.suppress(BlockingIOError):
+                os.read(self._wake_r, 4096)
+            now = time.monotonic()
+            if self._stop:
+                break
+            if next_ping is not None and ping_every is not None and now >= next_ping:
+                self.notifier.send("WATCHDOG=1")
+                next_ping = now + ping_every
+            if self._reload:
+                self._reload = False
+                self._do_reload()
+                settings = self.settings
+                next_resync = time.monotonic() + settings.resync_interval
+                continue
+            due_event = self._first_event is not None and (
+                now >= self._last_event + settings.quiet_period or now >= self._first_event + settings.max_wait
+            )
+            if due_event:
+                reason = self._event_reason
+                self._first_event = None
+                self._reconcile(f"change: {reason}")
+            elif now >= next_resync:
+                self._reconcile("resync")
+            elif self._grace_deadline is not None and now >= self._grace_deadline:
+                self._reconcile("grace window ended")
+            else:
+                continue
+            next_resync = time.monotonic() + settings.resync_interval
+
+    def _do_reload(self) -> None:
+        self.notifier.send("RELOADING=1", f"MONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}")
+        try:
+            settings = load_settings(self._config, self._overrides)
+        except ConfigError as exc:
+            self.log.error("reload: settings invalid, keeping the current ones", reason=str(exc))
+            settings = self.settings
+        if settings.socket != self.settings.socket and self._server is not None:
+            self._server.stop()
+            self._server = HealthServer(settings.socket, self.health)
+            self._server.start()
+        self.settings = settings
+        configure_logs(settings.log_format, settings.log_level)
+        self._read_desired(explicit=True)
+        self.watcher.configure(settings.ssl_dir, settings.desired_state, self.desired)
+        self.log.info("reloaded")
+        self._reconcile("reload (SIGHUP)")
+        self.notifier.send("READY=1", self._status_line())
+
+    def _read_desired(self, explicit: bool) -> None:
+        """Re-read the desired state; on trouble keep the last valid one and say so."""
+        path = self.settings.desired_state
+        exists = path.exists()
+        if not exists and self._desired_seen and not explicit:
+            self._desired_problem = warning(
+                str(path), "is gone; keeping the last one read (SIGHUP: seed defaults)", "desired-state"
+            )
+            return
+        try:
+            desired = load_desired_state(path)
+        except ConfigError as exc:
+            self._desired_problem = error(
+                str(path),
+                f"is invalid, keeping the last valid one: {exc.reason}"
+                + (f" (field {exc.field})" if exc.field else ""),
+                "desired-state",
+            )
+            return
+        self._desired_problem = None
+        self._desired_seen = exists
+        if desired != self.desired:
+            self.desired = desired
+            self.watcher.configure(self.settings.ssl_dir, path, desired)
+
+    def _reconcile(self, trigger: str) -> None:
+        if trigger.startswith(("change", "resync")):
+            self._read_desired(explicit=False)
+        if self.watcher.needs_rewatch():
+            self.watcher.rewatch()
+        extra = [self._desired_problem] if self._desired_problem else []
+        report = reconcile(self.settings.ssl_dir, self.desired, extra=extra, cache=self.cache)
+        recheck = apply_grace(report, self.settings.ssl_dir, self.settings.grace_period)
+        self._grace_deadline = None if recheck is None else time.monotonic() + max(0.0, recheck - time.time()) + 0.05
+        self.counters.reconciles += 1
+        if report.status in ("degraded", "failed"):
+            self.counters.reconcile_errors += 1
+        written = {a.name for a in report.artifacts if a.action == "written"}
+        for name in written:
+            self.counters.writes_by_artifact[name] = self.counters.writes_by_artifact.get(name, 0) + 1
+        with self._lock:
+            self._report, self._trigger = report, trigger
+        self._log_report(report, trigger)
+        for hook, changed in hooks_for(self.desired.hooks, written):
+            self.hooks.submit(hook, changed, self.settings.ssl_dir, self.settings.hook_timeout)
+        self._publish()
+        self.notifier.send(self._status_line())
+        try:
+            save_report(self.settings.resolved_state_dir(), report)
+        except OSError as exc:
+            self.log.warning(
+                "cannot save state", state_dir=str(self.settings.resolved_state_dir()), reason=exc.strerror
+            )
+
+    def _log_report(self, report: Report, trigger: str) -> None:
+        changes = []
+        for a in report.artifacts:
+            if a.action != "written":
+                continue
+            old = a.previous.brief() if a.previous else None
+            new = a.certificate.brief() if a.certificate else None
+            changes.append(
+                {
+                    "artifact": a.name,
+                    "why": a.message,
+                    **({"old": old} if old else {}),
+                    **({"new": new} if new and new != old else {}),
+                }
+            )
+        links = [
+            f"{link.directory}: +{len(link.added)} -{len(link.removed)}"
+            for link in report.links
+            if link.added or link.removed
+        ]
+        if changes or links:
+            self.log.info(
+                "reconciled: stores rewritten",
+                trigger=trigger,
+                status=report.status,
+                changes=changes,
+                hash_links=links,
+                duration_ms=round(report.duration_s * 1000, 1),
+            )
+        current = {(f.level.value, f.file, f.reason) for f in report.findings}
+        for level, file, reason in sorted(current - self._last_findings):
+            pending = level == "error" and file in report.pending_files
+            log = self.log.warning if level == "warning" or pending else self.log.error
+            log("finding" + (" (pending: may be a copy in progress)" if pending else ""), file=file, reason=reason)
+        for _level, file, reason in sorted(self._last_findings - current):
+            self.log.info("finding cleared", file=file, reason=reason)
+        self._last_findings = current
+
+    def _hook_done(self, result: HookResult) -> None:
+        by = self.counters.hook_runs.setdefault(result.hook, {})
+        by[result.outcome] = by.get(result.outcome, 0) + 1
+        log = self.log.info if result.outcome == "ok" else self.log.error
+        log(
+            "hook " + result.outcome,
+            hook=result.hook,
+            exit_code=result.exit_code,
+            duration_ms=round(result.duration_s * 1000, 1),
+            changed=list(result.changed),
+            output=result.detail,
+        )
+        with self._lock:
+            self._hook_results[result.hook] = result
+        self._publish()
+
+    # -- what the outside sees ---------------------------------------------------------------------
+
+    def _starting_document(self) -> dict[str, Any]:
+        return {
+            "status": "pending",
+            "message": "starting: first reconcile not done yet",
+            "artifacts": {},
+            "findings": [],
+            "version": __version__,
+            "pid": os.getpid(),
+        }
+
+    def _publish(self) -> None:
+        with self._lock:
+            report, trigger, hooks = self._report, self._trigger, dict(self._hook_results)
+        if report is None:
+            return
+        doc = report.to_dict()
+        status = report.status
+        failed_hooks = [h for h in hooks.values() if h.outcome != "ok"]
+        if failed_hooks:
+            status = worst([status, "warning"])
+        doc.update(
+            {
+                "status": status,
+                "version": __version__,
+                "pid": os.getpid(),
+                "uptime_s": round(time.monotonic() - self._started, 1),
+                "last_reconcile": {
+                    "started_at": doc.pop("started_at"),
+                    "duration_ms": doc.pop("duration_ms"),
+                    "trigger": trigger,
+                },
+                "counts": {**doc["counts"], **self.counters.as_dict()},
+                "hooks": {label: r.to_dict() for label, r in sorted(hooks.items())},
+                "desired_state": {
+                    "file": str(self.settings.desired_state),
+                    "problem": self._desired_problem.reason if self._desired_problem else None,
+                },
+            }
+        )
+        doc.pop("dry_run", None)
+        self.health.publish(doc)
+
+    def _status_line(self) -> str:
+        doc = self.health.document()
+        counts = doc.get("counts", {})
+        errors = sum(1 for f in doc.get("findings", []) if f["level"] == Level.ERROR.value)
+        warnings = len(doc.get("findings", [])) - errors
+        when = dt.datetime.now(dt.UTC).strftime("%H:%M:%SZ")
+        return (
+            f"STATUS={doc.get('status')}: {len(doc.get('artifacts', {}))} artifacts, {errors} errors, "
+            f"{warnings} warnings; {counts.get('reconciles', 0)} reconciles, last {when}"
+        )
+
+
+def run_daemon(config: Path | None, overrides: dict[str, Any]) -> int:
+    return Daemon(config, overrides).run()

@@ -1,0 +1,181 @@
+"""watchdog events -> one "look again" signal. Which events matter is decided here, by path.
+
+Only changes to sources count: the daemon's own writes (temp files, stores, hash links), editor
+droppings and open/close-without-write events are dropped, so an idle node stays idle. The watches
+are re-made when the ssl dir is removed and recreated; an inotify queue overflow is treated as "look
+again" (the reconcile is level-triggered, so lost events cost nothing once it runs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from watchdog.events import (
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+from watchdog.observers import Observer
+
+from sslreconciler.desired import DesiredState
+from sslreconciler.fsio import TEMP_PREFIX
+from sslreconciler.inputs import HASH_LINK, is_trust_file_name
+
+EVENT_TYPES: list[type[FileSystemEvent]] = [
+    FileCreatedEvent,
+    FileModifiedEvent,
+    FileDeletedEvent,
+    FileMovedEvent,
+    FileClosedEvent,
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+]
+with contextlib.suppress(ImportError):  # watchdog >= 5 reports chmod/chown separately
+    from watchdog.events import FileAttribEvent
+
+    EVENT_TYPES.append(FileAttribEvent)
+
+_EDITOR_JUNK_SUFFIXES = (".swp", ".swx", ".swo", ".swap", ".bak", ".tmp", "~", ".orig", ".rej", ".part")
+
+
+def _is_editor_junk(name: str) -> bool:
+    return (
+        name.endswith(_EDITOR_JUNK_SUFFIXES)
+        or name.startswith((".#", "#"))
+        or name == "4913"  # vim's write test
+        or ".dpkg-" in name
+        or name.endswith((".rpmnew", ".rpmsave"))
+    )
+
+
+class Relevance:
+    """Does a change at this path change what a reconcile would do?"""
+
+    def __init__(self, ssl_dir: Path, desired_path: Path, desired: DesiredState) -> None:
+        self.ssl_dir = Path(os.path.abspath(ssl_dir))
+        self.desired_path = Path(os.path.abspath(desired_path))
+        self.outputs = {o for p in desired.pairs for o in (p.keystore, p.pkcs12) if o} | {desired.truststore.file}
+        self.sources = {s for p in desired.pairs for s in (p.key, p.cert)}
+        self.source_dirs = {Path(s).parent.as_posix() for s in self.sources} - {"."}
+        self.trust = {t.rstrip("/") for t in desired.truststore.sources}
+        self.allowed = [Path(os.path.abspath(d)) for d in desired.allowed_symlink_dirs]
+
+    def __call__(self, raw: str | bytes) -> bool:
+        path = Path(os.fsdecode(raw))
+        if path == self.desired_path or path == self.ssl_dir:
+            return True
+        name = path.name
+        if name.startswith(TEMP_PREFIX) or _is_editor_junk(name):
+            return False
+        try:
+            rel = path.relative_to(self.ssl_dir)
+        except ValueError:
+            return any(path == d or d in path.parents for d in self.allowed)
+        rel_str = rel.as_posix()
+        if rel_str in self.outputs or HASH_LINK.match(name):
+            return False
+        if rel_str in self.sources or rel_str in self.trust or rel_str in self.source_dirs:
+            return True
+        if rel.parts[0].startswith(".."):  # Kubernetes-style ..data / ..2026_xx swaps
+            return True
+        return rel.parent.as_posix() in self.trust and is_trust_file_name(name)
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, relevant: Callable[[str | bytes], bool], poke: Callable[[str], None]) -> None:
+        self.relevant = relevant
+        self.poke = poke
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        paths = [event.src_path, getattr(event, "dest_path", "") or ""]
+        for path in paths:
+            if path and self.relevant(path):
+                self.poke(f"{event.event_type} {os.fsdecode(path)}")
+                return
+
+
+class _OverflowHandler(logging.Handler):
+    """watchdog only logs an inotify queue overflow; turn that into a resync."""
+
+    def __init__(self, poke: Callable[[str], None]) -> None:
+        super().__init__(logging.WARNING)
+        self.poke = poke
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "overflow" in record.getMessage().lower():
+            self.poke("inotify queue overflow")
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+class Watcher:
+    def __init__(self, poke: Callable[[str], None]) -> None:
+        self._poke = poke
+        self._observer: Observer | None = None  # type: ignore[valid-type]
+        self._ssl_identity: tuple[int, int] | None = None
+        self._ssl_dir = Path(".")
+        self._overflow = _OverflowHandler(poke)
+        for name in ("watchdog.observers.inotify", "watchdog.observers.inotify_c"):
+            logging.getLogger(name).addHandler(self._overflow)
+
+    def configure(self, ssl_dir: Path, desired_path: Path, desired: DesiredState) -> None:
+        """(Re)make every watch for these paths."""
+        self.stop()
+        relevance = Relevance(ssl_dir, desired_path, desired)
+        handler = _Handler(relevance, self._poke)
+        observer = Observer()
+        wanted: dict[Path, bool] = {}  # path -> recursive
+        ssl_abs = relevance.ssl_dir
+        for path, recursive in [
+            (ssl_abs.parent, False),  # sees the ssl dir itself removed or recreated
+            (relevance.desired_path.parent, False),
+            (ssl_abs, True),
+            *((d, True) for d in relevance.allowed),
+        ]:
+            if path.is_dir():
+                wanted[path] = wanted.get(path, False) or recursive
+        for path, recursive in wanted.items():
+            with contextlib.suppress(OSError):  # vanished meanwhile: the next check re-makes it
+                observer.schedule(handler, str(path), recursive=recursive, event_filter=EVENT_TYPES)
+        observer.daemon = True
+        observer.start()
+        self._observer = observer
+        self._ssl_dir = ssl_abs
+        self._ssl_identity = _identity(ssl_abs)
+        self._args = (ssl_dir, desired_path, desired)
+
+    def needs_rewatch(self) -> bool:
+        """True when the ssl dir was removed, recreated or swapped since the watches were made."""
+        return _identity(self._ssl_dir) != self._ssl_identity
+
+    def rewatch(self) -> None:
+        self.configure(*self._args)
+
+    def stop(self) -> None:
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer.join(timeout=2)
+            self._observer = None
+
+    def close(self) -> None:
+        self.stop()
+        for name in ("watchdog.observers.inotify", "watchdog.observers.inotify_c"):
+            logging.getLogger(name).removeHandler(self._overflow)
