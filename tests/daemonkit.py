@@ -1,0 +1,135 @@
+"""Drive the real daemon as a subprocess: config, sd_notify socket, health over its Unix socket."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pkitools import Node
+
+
+def http_get(sock_path: Path, resource: str = "/health", timeout: float = 5.0) -> tuple[int, bytes]:
+    """A deliberately naive HTTP/1.1 client, independent of the product's."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(str(sock_path))
+        s.sendall(f"GET {resource} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body
+
+
+class RunningDaemon:
+    def __init__(self, node: Node, work: Path, settings: str = "", env: dict[str, str] | None = None) -> None:
+        self.node = node
+        self.work = work
+        work.mkdir(parents=True, exist_ok=True)
+        # AF_UNIX paths are limited to 108 bytes: keep sockets in a short directory
+        self.sockdir = Path(tempfile.mkdtemp(prefix="sr-", dir="/tmp"))
+        self.socket = self.sockdir / "run" / "health.sock"
+        self.config = work / "sslreconciler.toml"
+        self.config.write_text(
+            f'ssl_dir = "{node.ssl_dir}"\nstate_dir = "{work / "state"}"\ndesired_state = "{node.desired}"\n'
+            f'socket = "{self.socket}"\nlog_format = "json"\n{settings}\n'
+        )
+        self.notify_path = self.sockdir / "notify.sock"
+        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notify.bind(str(self.notify_path))
+        self.notify.settimeout(0.05)
+        self.messages: list[str] = []
+        self.log_path = work / "daemon.log"
+        self.env = {**os.environ, "NOTIFY_SOCKET": str(self.notify_path), **(env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, wait: bool = True) -> RunningDaemon:
+        self._log = self.log_path.open("ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "sslreconciler", "run", "--config", str(self.config)],
+                                     stdout=self._log, stderr=subprocess.STDOUT, env=self.env)
+        if wait:
+            self.wait_message("READY=1", timeout=60)
+        return self
+
+    def drain(self) -> list[str]:
+        while True:
+            try:
+                self.messages.append(self.notify.recv(65536).decode())
+            except (TimeoutError, BlockingIOError):
+                return self.messages
+
+    def wait_message(self, text: str, timeout: float = 20, after: int = 0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.drain()
+            for m in self.messages[after:]:
+                if text in m.splitlines():
+                    return m
+            assert self.proc is None or self.proc.poll() is None, f"daemon exited: {self.logs_text()}"
+        raise AssertionError(f"no {text!r} from sd_notify in {timeout}s: {self.messages}")
+
+    def health(self) -> tuple[int, dict[str, Any]]:
+        code, body = http_get(self.socket)
+        return code, json.loads(body)
+
+    def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 20, what: str = "") -> dict:
+        deadline = time.monotonic() + timeout
+        doc: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            _, doc = self.health()
+            if predicate(doc):
+                return doc
+            time.sleep(0.05)
+        raise AssertionError(f"timed out waiting for {what}: status {doc.get('status')} {doc.get('findings')}")
+
+    def reconciles(self) -> int:
+        return int(self.health()[1]["counts"]["reconciles"])
+
+    def send(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout: float = 10) -> int:
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+    def close(self) -> None:
+        self.stop()
+        self.notify.close()
+        shutil.rmtree(self.sockdir, ignore_errors=True)
+
+    def logs(self) -> list[dict[str, Any]]:
+        out = []
+        for line in self.log_path.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                out.append({"raw": line})
+        return out
+
+    def logs_text(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+
+def fingerprint(doc: dict[str, Any], artifact: str = "ssl-web.keystore") -> str | None:
+    cert = doc["artifacts"].get(artifact, {}).get("certificate")
+    return cert["fingerprint_sha256"] if cert else None
