@@ -12,7 +12,7 @@ DEMO := var
 .PHONY: help venv jdks run demo test lint unit bench clean
 
 help:
-	@echo "make run    set up .venv, make a demo PKI under $(DEMO)/ and run sslreconciler on it"
+	@echo "make run    set up .venv, make a demo PKI under $(DEMO)/ and run the daemon on it (Ctrl-C stops)"
 	@echo "make test   set up and run every test, ruff and mypy --strict"
 	@echo "make bench  measure, into docs/benchmarks.md"
 
@@ -38,7 +38,9 @@ demo: venv
 	$(BIN)/python -m sslreconciler.demo $(DEMO)/ssl
 
 run: demo
-	$(BIN)/sslreconciler reconcile --ssl-dir $(DEMO)/ssl --state-dir $(DEMO)/state
+	@echo "daemon on $(DEMO)/ssl, socket $(DEMO)/run/health.sock; Ctrl-C stops it"
+	$(BIN)/sslreconciler run --ssl-dir $(DEMO)/ssl --state-dir $(DEMO)/state --socket $(DEMO)/run/health.sock \
+		--desired-state $(DEMO)/desired-state.json
 
 lint: venv
 	$(BIN)/ruff check src tests

@@ -59,7 +59,18 @@ def _encrypted_pkcs1(node) -> bytes:
                                       serialization.BestAvailableEncryption(b"pw"))
 
 
+def _inconsistent_key(node) -> bytes:
+    """The right public half with a corrupted private exponent: only a real check notices."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    n = node.web.key.private_numbers()
+    bad = rsa.RSAPrivateNumbers(n.p, n.q, n.d + 2, n.dmp1, n.dmq1 ^ 4, n.iqmp, n.public_numbers)
+    return bad.private_key(unsafe_skip_rsa_key_validation=True).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+
+
 CASES = {
+    "inconsistent-key": ("ssl-web.key", _inconsistent_key, "garbage", "inconsistent"),
     # name: (file, how to break it, expected code, words in the reason)
     "key-mismatch": ("ssl-web.key", lambda n: new_key().private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),

@@ -71,18 +71,12 @@ class OnDisk:
     digest: bytes = b""  # SHA-256 of the bytes read
 
 
-def _spec_digest(plan: ArtifactPlan) -> bytes:
-    """What the artifact must be, as one digest (in memory only: it covers the password)."""
-    h = hashlib.sha256(f"{plan.kind}\0{plan.profile}\0{plan.password}\0".encode())
-    assert plan.content is not None
-    for key in plan.content.keys:
-        h.update(key.alias.encode() + b"\0" + key.key_der + b"".join(key.chain))
-    for alias, der in plan.content.trusted:
-        h.update(alias.encode() + b"\0" + der)
-    return h.digest()
+def _access_digest(plan: ArtifactPlan) -> bytes:
+    """How a store is opened (kind, password, profile), as a digest kept in memory only."""
+    return hashlib.sha256(f"{plan.kind}\0{plan.profile}\0{plan.password}".encode()).digest()
 
 
-def _read_existing(path: Path, plan: ArtifactPlan, cache: ReconcileCache | None = None, spec: bytes = b"") -> OnDisk:
+def _read_existing(path: Path, plan: ArtifactPlan, cache: ReconcileCache | None = None) -> OnDisk:
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -100,15 +94,21 @@ def _read_existing(path: Path, plan: ArtifactPlan, cache: ReconcileCache | None 
     if plan.password is None:  # no password to open it with: only say it is there
         return OnDisk(exists=True, stat=st)
     digest = hashlib.sha256(data).digest()
-    if cache is not None and spec and cache.stores.get(str(path)) == (digest, spec):
-        return OnDisk(True, content=plan.content, stat=st, profile=plan.profile, digest=digest)  # known good bytes
+    access = _access_digest(plan)
+    known = cache.stores.get(str(path)) if cache is not None else None
+    if known is not None and known[:2] == (digest, access):  # bytes this process wrote or opened before
+        return OnDisk(True, content=known[2], stat=st, profile=known[3], digest=digest)
     try:
         if plan.kind == "pkcs12":
             content, profile, iterations = read_pkcs12(data, plan.password)
-            return OnDisk(True, content=content, stat=st, profile=profile, iterations=iterations, digest=digest)
-        return OnDisk(True, content=read_jks(data, plan.password), stat=st, digest=digest)
+            disk = OnDisk(True, content=content, stat=st, profile=profile, iterations=iterations, digest=digest)
+        else:
+            disk = OnDisk(True, content=read_jks(data, plan.password), stat=st, digest=digest)
     except StoreUnreadable as exc:
         return OnDisk(True, stat=st, why_unreadable=f"cannot be opened with the store password or is corrupt ({exc})")
+    if cache is not None and disk.content is not None:
+        cache.stores[str(path)] = (digest, access, disk.content, disk.profile)
+    return disk
 
 
 def _why_rewrite(plan: ArtifactPlan, disk: OnDisk) -> str:
@@ -181,8 +181,7 @@ def _apply_artifact(
     cache: ReconcileCache | None,
 ) -> ArtifactReport:
     path = ssl_dir / plan.name
-    spec = _spec_digest(plan) if cache is not None and plan.content is not None else b""
-    disk = _read_existing(path, plan, cache, spec)
+    disk = _read_existing(path, plan, cache)
     related = [f for f in findings if f.file in plan.sources]
     status: Status = worst(["degraded" if f.level is Level.ERROR else "warning" for f in related])
     note = f" ({plan.note})" if plan.note else ""
@@ -204,8 +203,6 @@ def _apply_artifact(
     certificate = _leaf(plan.content)
     if not why:
         assert disk.stat is not None
-        if cache is not None:
-            cache.stores[str(path)] = (disk.digest, spec)
         action: Action = "unchanged"
         message = "up to date"
         if _attributes_differ(disk.stat, plan.mode, owner):
@@ -221,7 +218,8 @@ def _apply_artifact(
         encoded = _encode(plan)
         atomic_write(path, encoded, plan.mode, owner.uid, owner.gid)
         if cache is not None:
-            cache.stores[str(path)] = (hashlib.sha256(encoded).digest(), spec)
+            written = (hashlib.sha256(encoded).digest(), _access_digest(plan), plan.content, plan.profile)
+            cache.stores[str(path)] = written
     except OSError as exc:
         findings.append(error(plan.name, f"cannot be written: {exc.strerror}", "write-failed"))
         action = "kept-last-good" if disk.exists else "failed"

@@ -3,7 +3,7 @@
 Parsing an RSA key validates it (tens of milliseconds) and opening a PKCS#12 file derives keys from
 the password (tens of milliseconds per store). Neither needs doing again for bytes already seen: keys
 are remembered by the SHA-256 of their source bytes, and a store whose bytes are exactly what this
-process last wrote or verified, for exactly the same wanted entries, is known to be right.
+process last wrote or opened, with the same password and profile, holds what it held then.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from sslreconciler.pki.sources import PrivateKey
+from sslreconciler.stores.entries import StoreContent
 
 MAX_KEYS = 64
 
@@ -20,8 +21,8 @@ MAX_KEYS = 64
 @dataclass(slots=True)
 class ReconcileCache:
     _keys: OrderedDict[bytes, PrivateKey] = field(default_factory=OrderedDict, repr=False)
-    # artifact path -> (SHA-256 of its bytes, digest of the entries/password/profile it was checked for)
-    stores: dict[str, tuple[bytes, bytes]] = field(default_factory=dict, repr=False)
+    # artifact path -> (SHA-256 of its bytes, digest of the password and profile, what those bytes hold)
+    stores: dict[str, tuple[bytes, bytes, StoreContent, str | None]] = field(default_factory=dict, repr=False)
 
     def key(self, data: bytes) -> PrivateKey | None:
         digest = hashlib.sha256(data).digest()

@@ -20,8 +20,12 @@ def make_demo(ssl_dir: Path, hostname: str) -> None:
     atomic_write(ssl_dir / "authorities" / f"ca.{hostname}.crt", cert_pem(ca), 0o644)
     atomic_write(ssl_dir / "ssl.key", key_pem(host_key), 0o600)
     atomic_write(ssl_dir / "ssl.crt", cert_pem(host), 0o644)
-    # The CA key stays beside the node dir (never inside it) so the README's web-cert steps can sign with it.
-    atomic_write(ssl_dir.parent / "demo-ca.key", key_pem(ca_key), 0o600)
+    # A second web pair beside the node dir, for the README's "drop in a new web certificate" step.
+    spare = ssl_dir.parent / "new-web"
+    spare.mkdir(exist_ok=True)
+    web_key = generate_key()
+    atomic_write(spare / "ssl-web.key", key_pem(web_key), 0o600)
+    atomic_write(spare / "ssl-web.crt", cert_pem(issue_host_cert(ca_key, ca, hostname, web_key)), 0o644)
 
 
 def main(argv: list[str]) -> int:
@@ -34,7 +38,7 @@ def main(argv: list[str]) -> int:
         return 0
     hostname = socket.getfqdn()
     make_demo(ssl_dir, hostname)
-    print(f"{ssl_dir}: demo PKI made for {hostname} (CA key in {ssl_dir.parent / 'demo-ca.key'})")
+    print(f"{ssl_dir}: demo PKI made for {hostname}; a spare web pair waits in {ssl_dir.parent / 'new-web'}")
     return 0
 
 

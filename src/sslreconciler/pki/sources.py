@@ -13,9 +13,9 @@ import re
 from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from sslreconciler.findings import SourceError, error
 
@@ -83,7 +83,7 @@ def _load_key_block(block: PemBlock, display: str) -> object:
             error(display, "holds an encrypted private key and no key password is configured", "encrypted-key")
         )
     try:
-        return serialization.load_pem_private_key(block.text, password=None)
+        return serialization.load_pem_private_key(block.text, password=None, unsafe_skip_rsa_key_validation=True)
     except TypeError:
         raise SourceError(
             error(display, "holds an encrypted private key and no key password is configured", "encrypted-key")
@@ -97,7 +97,7 @@ def parse_private_key(data: bytes, display: str) -> PrivateKey:
     key: object
     if not _looks_like_pem(data):
         try:
-            key = serialization.load_der_private_key(data, password=None)
+            key = serialization.load_der_private_key(data, password=None, unsafe_skip_rsa_key_validation=True)
         except TypeError:
             raise SourceError(
                 error(display, "holds an encrypted private key and no key password is configured", "encrypted-key")
@@ -117,4 +117,27 @@ def parse_private_key(data: bytes, display: str) -> PrivateKey:
         raise SourceError(
             error(display, f"holds a {type(key).__name__} key; only RSA and EC keys are supported", "key-type")
         )
+    if not _signs_consistently(key):
+        raise SourceError(
+            error(display, "private key is inconsistent (corrupt): its signatures do not verify", "garbage")
+        )
     return key
+
+
+def _signs_consistently(key: PrivateKey) -> bool:
+    """A signature round trip: proves the private half matches the public half in ~1 ms.
+
+    OpenSSL's full RSA key check (primality of p and q) costs ~40 ms per load; the round trip catches
+    what matters here, a key whose private operation does not match its public key.
+    """
+    message = b"sslreconciler key check"
+    try:
+        if isinstance(key, rsa.RSAPrivateKey):
+            signature = key.sign(message, padding.PKCS1v15(), hashes.SHA256())
+            key.public_key().verify(signature, message, padding.PKCS1v15(), hashes.SHA256())
+        else:
+            signature = key.sign(message, ec.ECDSA(hashes.SHA256()))
+            key.public_key().verify(signature, message, ec.ECDSA(hashes.SHA256()))
+    except (InvalidSignature, ValueError):
+        return False
+    return True

@@ -31,7 +31,8 @@ def _encryption(password: str, profile: Profile) -> serialization.KeySerializati
 
 
 def encode_pkcs12(entry: KeyEntry, password: str, profile: Profile) -> bytes:
-    key = serialization.load_der_private_key(entry.key_der, password=None)
+    # The entry's key was checked when its source was parsed; skip OpenSSL's slow RSA re-check.
+    key = serialization.load_der_private_key(entry.key_der, password=None, unsafe_skip_rsa_key_validation=True)
     if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
         raise TypeError("only RSA and EC keys are stored")
     leaf, *rest = (x509.load_der_x509_certificate(c) for c in entry.chain)
