@@ -64,7 +64,7 @@ def render(doc: dict[str, Any], code: int) -> str:
                 (name, a["status"], cert["not_after"][:10], str(_days_left(cert["not_after"], now)), cert["subject"])
             )
         else:
-            rows.append((name, a["status"], "-", "-", a.get("message", "")))
+            rows.append((name, a["status"], "-", "-", "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r[:4], widths, strict=True)) + "  " + r[4] for r in rows]
     for name, a in sorted(artifacts.items()):
