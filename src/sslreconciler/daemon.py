@@ -110,7 +110,7 @@ class Daemon:
         self._report: Report | None = None
         self._trigger = "start"
         self._hook_results: dict[str, HookResult] = {}
-        self._last_findings: set[tuple[str, str, str]] = set()
+        self._last_findings: set[tuple[str, str, str, bool]] = set()
         self._started = time.monotonic()
         self._grace_deadline: float | None = None  # when young bad sources are looked at again
         self.watcher = Watcher(self.poke)
@@ -318,13 +318,17 @@ class Daemon:
                 hash_links=links,
                 duration_ms=round(report.duration_s * 1000, 1),
             )
-        current = {(f.level.value, f.file, f.reason) for f in report.findings}
-        for level, file, reason in sorted(current - self._last_findings):
-            pending = level == "error" and file in report.pending_files
+        current = {
+            (f.level.value, f.file, f.reason, f.level is Level.ERROR and f.file in report.pending_files)
+            for f in report.findings
+        }
+        for level, file, reason, pending in sorted(current - self._last_findings):
             log = self.log.warning if level == "warning" or pending else self.log.error
             log("finding" + (" (pending: may be a copy in progress)" if pending else ""), file=file, reason=reason)
-        for _level, file, reason in sorted(self._last_findings - current):
-            self.log.info("finding cleared", file=file, reason=reason)
+        still = {key[:3] for key in current}
+        for _level, file, reason, _pending in sorted(self._last_findings):
+            if (_level, file, reason) not in still:
+                self.log.info("finding cleared", file=file, reason=reason)
         self._last_findings = current
 
     def _hook_done(self, result: HookResult) -> None:
