@@ -6,12 +6,13 @@ Exit codes (reconcile, check): 0 ok or warnings only, 1 degraded or failed, 2 us
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from sslreconciler import __version__
-from sslreconciler.errors import ConfigError
+from sslreconciler.errors import CommandError, ConfigError
 
 EXIT_OK, EXIT_DEGRADED, EXIT_USAGE = 0, 1, 2
 
@@ -78,7 +79,79 @@ def build_parser() -> argparse.ArgumentParser:
         "2 CRITICAL (degraded or failed), 3 UNKNOWN (no daemon).",
     )
     st.add_argument("--json", action="store_true", help="print the daemon's health document")
+    _add_pki(sub, common)
+    _add_web(sub, common)
     return parser
+
+
+KEY_TYPES = ["rsa2048", "rsa4096", "ec-p256"]
+
+
+def _add_pki(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+    pki = sub.add_parser(
+        "pki",
+        help="the cluster PKI on the master: CA, host certificates, HA bundles",
+        description="The master's staging area: the cluster CA and a key pair per host "
+        "(HOST.key/HOST.crt, HOST-web.*), and the bundles secondary servers install.",
+    )
+    psub = pki.add_subparsers(dest="pki_command", metavar="PKI_COMMAND", required=True)
+    init = psub.add_parser("init-ca", parents=[common], help="make the cluster CA (a no-op when it is there)")
+    init.add_argument("--staging", type=Path, required=True, metavar="DIR", help="the staging area")
+    init.add_argument("--name", help="CA name, the file stem and alias (default ca.<this host's FQDN>)")
+    init.add_argument("--days", type=int, default=3650, help="validity in days (default 3650)")
+    init.add_argument("--key-type", choices=KEY_TYPES, default="rsa2048", help="default rsa2048")
+    init.add_argument("--force", action="store_true", help="replace an existing CA (breaks every host cert)")
+    issue = psub.add_parser("issue", parents=[common], help="issue a host key + certificate signed by the CA")
+    issue.add_argument("--staging", type=Path, required=True, metavar="DIR", help="the staging area")
+    issue.add_argument("host", metavar="HOST", help="the host's FQDN")
+    issue.add_argument(
+        "--san",
+        action="append",
+        default=[],
+        metavar="DNS:x|IP:x|URI:x",
+        help="extra subjectAltName (repeatable); DNS:HOST is always in",
+    )
+    issue.add_argument("--sip-domain", metavar="D", help="adds URI:sip:D to the subjectAltName")
+    issue.add_argument("--days", type=int, default=1095, help="validity in days (default 1095)")
+    issue.add_argument("--web", action="store_true", help="the web pair: HOST-web.key/HOST-web.crt")
+    issue.add_argument("--renew", action="store_true", help="replace a certificate that is still valid")
+    issue.add_argument("--key-type", choices=KEY_TYPES, default="rsa2048", help="default rsa2048")
+    lst = psub.add_parser("list", parents=[common], help="the staged hosts: serials, expiry, key match")
+    lst.add_argument("--staging", type=Path, required=True, metavar="DIR", help="the staging area")
+    lst.add_argument("--json", action="store_true", help="print JSON")
+    bundle = psub.add_parser("bundle", parents=[common], help="the HA bundle for one host (gzip tar)")
+    bundle.add_argument("--staging", type=Path, required=True, metavar="DIR", help="the staging area")
+    bundle.add_argument("host", metavar="HOST", help="the host the bundle is for")
+    bundle.add_argument("-o", "--output", type=Path, required=True, metavar="FILE", help="the bundle file")
+    inst = psub.add_parser("install-bundle", parents=[common], help="check and install a bundle, then reconcile")
+    inst.add_argument("bundle", type=Path, metavar="FILE", help="the bundle made by `pki bundle`")
+    inst.add_argument("--json", action="store_true", help="print the reconcile report as JSON")
+
+
+def _add_web(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+    web = sub.add_parser(
+        "web",
+        help="the web certificate: CSR, install, rollback",
+        description="Replace the web certificate, e.g. with one from an outside CA.",
+    )
+    wsub = web.add_subparsers(dest="web_command", metavar="WEB_COMMAND", required=True)
+    csr = wsub.add_parser("csr", parents=[common], help="a new web key (kept pending) and its CSR")
+    csr.add_argument("--subject", required=True, metavar="SUBJ", help="/CN=host/O=org or CN=host,O=org")
+    csr.add_argument(
+        "--san",
+        action="append",
+        default=[],
+        metavar="DNS:x|IP:x",
+        help="subjectAltName (repeatable); DNS:<CN> is always in",
+    )
+    csr.add_argument("--key-type", choices=KEY_TYPES, default="rsa2048", help="default rsa2048")
+    csr.add_argument("-o", "--output", type=Path, required=True, metavar="FILE", help="where the CSR goes")
+    inst = wsub.add_parser("install", parents=[common], help="install a signed web certificate, then reconcile")
+    inst.add_argument("--cert", type=Path, required=True, metavar="FILE", help="the signed certificate")
+    inst.add_argument("--key", type=Path, metavar="FILE", help="its key (default: the pending key from `web csr`)")
+    inst.add_argument("--chain", type=Path, metavar="FILE", help="intermediate certificates")
+    inst.add_argument("--json", action="store_true", help="print the reconcile report as JSON")
+    wsub.add_parser("rollback", parents=[common], help="put the previous web pair back, then reconcile")
 
 
 def _flag_overrides(args: argparse.Namespace) -> dict[str, object]:
@@ -107,6 +180,66 @@ def _reconcile(args: argparse.Namespace, dry_run: bool) -> int:
     return report.exit_code
 
 
+def _reconcile_after(args: argparse.Namespace, what: str) -> int:
+    """After installing sources: reconcile so the stores follow, and report."""
+    from sslreconciler.desired import load_desired_state
+    from sslreconciler.engine import reconcile, save_report
+    from sslreconciler.settings import load_settings
+
+    settings = load_settings(args.config, _flag_overrides(args))
+    report = reconcile(settings.ssl_dir, load_desired_state(settings.desired_state))
+    with contextlib.suppress(OSError):
+        save_report(settings.resolved_state_dir(), report)
+    if getattr(args, "json", False):
+        print(report.to_json())
+    else:
+        print(what)
+        print(report.render_text())
+    return report.exit_code
+
+
+def _pki(args: argparse.Namespace) -> int:
+    from sslreconciler import bundle, staging
+
+    if args.pki_command == "init-ca":
+        print(staging.init_ca(args.staging, args.name, args.days, args.key_type, args.force))
+    elif args.pki_command == "issue":
+        print(
+            staging.issue(
+                args.staging, args.host, args.san, args.sip_domain, args.days, args.web, args.renew, args.key_type
+            )
+        )
+    elif args.pki_command == "list":
+        import json
+
+        rows = staging.list_hosts(args.staging)
+        print(json.dumps(rows, indent=2) if args.json else staging.render_hosts(rows))
+    elif args.pki_command == "bundle":
+        members = bundle.create_bundle(args.staging, args.host, args.output)
+        print(f"{args.output}: bundle for {args.host}: {', '.join(members)}")
+    elif args.pki_command == "install-bundle":
+        from sslreconciler.settings import load_settings
+
+        ssl_dir = load_settings(args.config, _flag_overrides(args)).ssl_dir
+        written = bundle.install_bundle(args.bundle, ssl_dir)
+        what = f"{args.bundle}: installed into {ssl_dir}: " + (", ".join(written) or "nothing new")
+        return _reconcile_after(args, what)
+    return EXIT_OK
+
+
+def _web(args: argparse.Namespace) -> int:
+    from sslreconciler import webcert
+    from sslreconciler.settings import load_settings
+
+    ssl_dir = load_settings(args.config, _flag_overrides(args)).ssl_dir
+    if args.web_command == "csr":
+        print(webcert.make_csr(ssl_dir, args.subject, args.san, args.output, args.key_type))
+        return EXIT_OK
+    if args.web_command == "install":
+        return _reconcile_after(args, webcert.install(ssl_dir, args.cert, args.key, args.chain).message)
+    return _reconcile_after(args, webcert.rollback(ssl_dir))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -124,11 +257,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             from sslreconciler.status import status_command
 
             return status_command(load_settings(args.config, _flag_overrides(args)).socket, args.json)
+        if args.command == "pki":
+            return _pki(args)
+        if args.command == "web":
+            return _web(args)
         if args.command == "schema":
             from sslreconciler.desired import desired_state_schema
 
             print(desired_state_schema())
             return EXIT_OK
+    except CommandError as exc:
+        print(f"sslreconciler: {exc}", file=sys.stderr)
+        return EXIT_DEGRADED
     except ConfigError as exc:
         print(f"sslreconciler: config error: {exc}", file=sys.stderr)
         return 3 if args.command == "status" else EXIT_USAGE  # status speaks monitoring-plugin codes

@@ -7,6 +7,10 @@ from pathlib import Path
 from pydantic import ValidationError
 
 
+class CommandError(Exception):
+    """A refusal with a clear reason naming the file; the CLI prints it and exits 1."""
+
+
 class ConfigError(Exception):
     def __init__(self, file: Path | str, reason: str, field: str | None = None) -> None:
         self.file = str(file)

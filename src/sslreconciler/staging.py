@@ -1,0 +1,191 @@
+"""The master's staging area (what gen-ssl-keys.sh kept): the cluster CA and a key pair per host.
+
+Layout: ``<ca-name>.key`` / ``<ca-name>.crt`` (the CA), ``HOST.key`` / ``HOST.crt`` and, for a web
+pair, ``HOST-web.key`` / ``HOST-web.crt``. Keys are 0600 from their first byte. A node never reads
+this directory; it only receives a bundle made from it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+
+from sslreconciler.errors import CommandError
+from sslreconciler.findings import SourceError
+from sslreconciler.fsio import atomic_write, read_source
+from sslreconciler.pki import verify
+from sslreconciler.pki.issue import KeyType, cert_pem, generate_key, issue_host_cert, key_pem, make_ca, parse_san
+from sslreconciler.pki.sources import PrivateKey, parse_certificates, parse_private_key
+
+
+@dataclass(frozen=True, slots=True)
+class StagedCA:
+    name: str
+    key: PrivateKey
+    cert: x509.Certificate
+
+
+def default_ca_name() -> str:
+    return f"ca.{socket.getfqdn()}"
+
+
+def read_cert(path: Path) -> x509.Certificate:
+    try:
+        data, _ = read_source(path, str(path), [path.parent])
+        return parse_certificates(data, str(path))[0]
+    except SourceError as exc:
+        raise CommandError(str(exc.finding)) from None
+
+
+def read_key(path: Path) -> PrivateKey:
+    try:
+        data, _ = read_source(path, str(path), [path.parent])
+        return parse_private_key(data, str(path))
+    except SourceError as exc:
+        raise CommandError(str(exc.finding)) from None
+
+
+def _ca_candidates(staging: Path) -> list[str]:
+    names = []
+    for crt in sorted(staging.glob("*.crt")):
+        if not crt.with_suffix(".key").exists():
+            continue
+        try:
+            cert = x509.load_pem_x509_certificate(crt.read_bytes())
+        except (ValueError, OSError):
+            continue
+        if verify.is_ca(cert) and verify.is_self_signed(cert):
+            names.append(crt.stem)
+    return names
+
+
+def find_ca(staging: Path) -> StagedCA:
+    names = _ca_candidates(staging)
+    if not names:
+        raise CommandError(f"{staging}: no cluster CA here (run `sslreconciler pki init-ca --staging {staging}`)")
+    if len(names) > 1:
+        raise CommandError(f"{staging}: more than one CA ({', '.join(names)}); keep one")
+    name = names[0]
+    key, cert = read_key(staging / f"{name}.key"), read_cert(staging / f"{name}.crt")
+    if not verify.key_matches(key, cert):
+        raise CommandError(f"{staging / (name + '.crt')}: does not match the private key in {name}.key")
+    return StagedCA(name, key, cert)
+
+
+def init_ca(staging: Path, name: str | None, days: int, key_type: KeyType, force: bool) -> str:
+    """Make the cluster CA; a no-op when one is there. What was done, in a sentence."""
+    staging.mkdir(mode=0o700, parents=True, exist_ok=True)
+    existing = _ca_candidates(staging)
+    name = name or (existing[0] if existing else default_ca_name())
+    if existing and not force:
+        if name in existing:
+            return f"{staging / (name + '.crt')}: the cluster CA is already there; nothing done"
+        raise CommandError(f"{staging}: a cluster CA ({existing[0]}) is already there; --force replaces it")
+    broken = []
+    if existing and force:
+        old = find_ca(staging)
+        broken = [h for h in list_hosts(staging) if h["issuer"] == old.cert.subject.rfc4514_string()]
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+        for suffix in (".key", ".crt"):
+            os.rename(staging / f"{old.name}{suffix}", staging / f"{old.name}{suffix}.replaced-{stamp}")
+    key = generate_key(key_type)
+    cert = make_ca(name, key, days)
+    atomic_write(staging / f"{name}.key", key_pem(key), 0o600)
+    atomic_write(staging / f"{name}.crt", cert_pem(cert), 0o644)
+    done = f"{staging / (name + '.crt')}: cluster CA made ({key_type}, {days} days)"
+    if existing:
+        hosts = ", ".join(sorted({h["host"] for h in broken})) or "none staged"
+        done += (
+            f"\nreplaced the old CA {existing[0]} (kept as *.replaced-*). This breaks every certificate it signed"
+            f" (hosts: {hosts}): no node trusts the new CA yet. Re-issue each with `pki issue --renew`, "
+            "then install a new bundle on every node."
+        )
+    return done
+
+
+def issue(
+    staging: Path,
+    host: str,
+    sans: list[str],
+    sip_domain: str | None,
+    days: int,
+    web: bool,
+    renew: bool,
+    key_type: KeyType,
+) -> str:
+    ca = find_ca(staging)
+    stem = f"{host}-web" if web else host
+    crt_path, key_path = staging / f"{stem}.crt", staging / f"{stem}.key"
+    if crt_path.exists() and not renew:
+        current = read_cert(crt_path)
+        if current.not_valid_after_utc > dt.datetime.now(dt.UTC):
+            raise CommandError(
+                f"{crt_path}: a valid certificate is already there (until {current.not_valid_after_utc:%Y-%m-%d}); "
+                "--renew replaces it"
+            )
+    try:
+        names = parse_san(sans + ([f"URI:sip:{sip_domain}"] if sip_domain else []))
+    except ValueError as exc:
+        raise CommandError(f"--san: {exc}") from None
+    key = generate_key(key_type)
+    cert = issue_host_cert(ca.key, ca.cert, host, key, days, names)
+    atomic_write(key_path, key_pem(key), 0o600)
+    atomic_write(crt_path, cert_pem(cert), 0o644)
+    return f"{crt_path}: issued for {host}, serial {cert.serial_number:x}, until {cert.not_valid_after_utc:%Y-%m-%d}"
+
+
+def list_hosts(staging: Path) -> list[dict[str, Any]]:
+    """Every staged host certificate: serial, expiry, days left, whether its key matches."""
+    ca_names = set(_ca_candidates(staging))
+    now = dt.datetime.now(dt.UTC)
+    rows: list[dict[str, Any]] = []
+    for crt in sorted(staging.glob("*.crt")):
+        if crt.stem in ca_names:
+            continue
+        try:
+            cert = read_cert(crt)
+        except CommandError as exc:
+            rows.append({"host": crt.stem, "file": crt.name, "problem": str(exc)})
+            continue
+        key_file = crt.with_suffix(".key")
+        try:
+            matches: bool | None = verify.key_matches(read_key(key_file), cert) if key_file.exists() else None
+        except CommandError:
+            matches = False
+        web = crt.stem.endswith("-web")
+        rows.append(
+            {
+                "host": crt.stem.removesuffix("-web"),
+                "web": web,
+                "file": crt.name,
+                "subject": cert.subject.rfc4514_string(),
+                "issuer": cert.issuer.rfc4514_string(),
+                "serial": f"{cert.serial_number:x}",
+                "not_after": cert.not_valid_after_utc.isoformat().replace("+00:00", "Z"),
+                "days_left": (cert.not_valid_after_utc - now).days,
+                "key_matches": matches,
+            }
+        )
+    return rows
+
+
+def render_hosts(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "no host certificates staged"
+    lines = [f"{'HOST':<30} {'KIND':<4} {'SERIAL':<18} {'NOT AFTER':<10} {'DAYS':>5}  KEY"]
+    for r in rows:
+        if "problem" in r:
+            lines.append(f"{r['host']:<30} {r['problem']}")
+            continue
+        key = {True: "matches", False: "MISMATCH", None: "missing"}[r["key_matches"]]
+        lines.append(
+            f"{r['host']:<30} {'web' if r['web'] else 'ssl':<4} {r['serial'][:16]:<18} "
+            f"{r['not_after'][:10]:<10} {r['days_left']:>5}  {key}"
+        )
+    return "\n".join(lines)
