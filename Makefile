@@ -9,12 +9,13 @@ JDK_OLD := 11.0.5.1
 JDK_NEW := 25.0.2.1
 DEMO := var
 
-.PHONY: help venv jdks run demo test lint unit bench clean
+.PHONY: help venv jdks run demo test lint unit bench man rpm clean
 
 help:
 	@echo "make run    set up .venv, make a demo PKI under $(DEMO)/ and run the daemon on it (Ctrl-C stops)"
 	@echo "make test   set up and run every test, ruff and mypy --strict"
 	@echo "make bench  measure, into docs/benchmarks.md"
+	@echo "make rpm    build the noarch RPM into dist/ (needs rpmbuild: Debian's rpm package)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +55,24 @@ test: lint unit
 
 bench: venv
 	$(BIN)/python benchmarks/run.py
+
+man: venv
+	$(BIN)/python tools/manpage.py docs/sslreconciler.1
+
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+RPMTOP := $(CURDIR)/build/rpm
+# Debian's rpmbuild has no systemd-rpm-macros and no RPM database of build dependencies.
+RPM_FALLBACK := $(shell rpm --eval '%{?systemd_post:yes}' 2>/dev/null | grep -q yes || echo "--load packaging/rpm/macros.systemd-fallback")
+
+rpm: venv
+	rm -rf $(RPMTOP) && mkdir -p $(RPMTOP)/SOURCES dist
+	git ls-files -z | xargs -0 tar czf $(RPMTOP)/SOURCES/sslreconciler-$(VERSION).tar.gz \
+		--transform 's,^,sslreconciler-$(VERSION)/,'
+	rpmbuild -bb --nodeps $(RPM_FALLBACK) --define "_topdir $(RPMTOP)" \
+		--define "__python3 $(CURDIR)/$(BIN)/python" --define "python3_runtime /usr/bin/python3" \
+		packaging/rpm/sslreconciler.spec
+	cp $(RPMTOP)/RPMS/noarch/sslreconciler-$(VERSION)-*.noarch.rpm dist/
+	@ls -1 dist/*.rpm
 
 clean:
 	rm -rf $(VENV) .cache $(DEMO) dist build .pytest_cache .mypy_cache .ruff_cache
