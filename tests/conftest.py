@@ -32,7 +32,7 @@ class Result:
 def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
     for name in list(os.environ):
-        if name.startswith("SSLRECONCILER_") or name in ("NOTIFY_SOCKET", "CREDENTIALS_DIRECTORY"):
+        if name.startswith("SSLRECONCILER_") or name in ("NOTIFY_SOCKET", "CREDENTIALS_DIRECTORY", "STATE_DIRECTORY"):
             monkeypatch.delenv(name)
     # As root the default state dir is /var/lib/sslreconciler: never touch the machine's own.
     monkeypatch.setenv("SSLRECONCILER_STATE_DIR", str(tmp_path / "state"))

@@ -64,6 +64,8 @@ def render() -> str:
         "\\fBsslreconciler\\fR \\fICOMMAND\\fR [\\fIoptions\\fR]",
         ".SH DESCRIPTION",
         esc(parser.description or ""),
+        ".SH OPTIONS",
+        *_options(parser),
         ".SH COMMANDS",
     ]
     for name, sub, text in _subcommands(parser):

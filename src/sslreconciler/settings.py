@@ -25,8 +25,8 @@ class Settings(BaseModel):
     ssl_dir: Path = Field(Path("/etc/sipxpbx/ssl"), description="The node's TLS directory.")
     state_dir: Path | None = Field(
         None,
-        description="Where run state is kept. Default: /var/lib/sslreconciler as root, "
-        "else $XDG_STATE_HOME/sslreconciler (~/.local/state/sslreconciler).",
+        description="Where run state is kept. Default: $STATE_DIRECTORY (systemd), /var/lib/sslreconciler as "
+        "root, else $XDG_STATE_HOME/sslreconciler (~/.local/state/sslreconciler).",
     )
     desired_state: Path = Field(
         Path("/etc/sslreconciler/desired-state.json"),
@@ -48,6 +48,8 @@ class Settings(BaseModel):
     def resolved_state_dir(self) -> Path:
         if self.state_dir is not None:
             return self.state_dir
+        if os.environ.get("STATE_DIRECTORY"):  # systemd's StateDirectory=
+            return Path(os.environ["STATE_DIRECTORY"].split(":")[0])
         if os.geteuid() == 0:
             return Path("/var/lib/sslreconciler")
         base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
