@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import shlex
@@ -12,12 +13,13 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_cli
 
 from sslreconciler.cli import build_parser
 
+from conftest import REPO, run_cli
+
 sys.path.insert(0, str(REPO / "tools"))
-import manpage  # noqa: E402
+manpage = importlib.import_module("manpage")  # tools/manpage.py, which writes docs/sslreconciler.1
 
 
 @pytest.fixture(scope="session")
