@@ -32,7 +32,9 @@ def http_get(sock_path: Path, resource: str = "/health", timeout: float = 5.0) -
 
 
 class RunningDaemon:
-    def __init__(self, node: Node, work: Path, settings: str = "", env: dict[str, str] | None = None) -> None:
+    def __init__(self, node: Node, work: Path, settings: str = "", env: dict[str, str] | None = None,
+                 wrapper: list[str] | None = None) -> None:
+        self.wrapper = wrapper or []
         self.node = node
         self.work = work
         work.mkdir(parents=True, exist_ok=True)
@@ -55,10 +57,11 @@ class RunningDaemon:
 
     def start(self, wait: bool = True) -> RunningDaemon:
         self._log = self.log_path.open("ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "sslreconciler", "run", "--config", str(self.config)],
+        seen = len(self.drain())  # a READY=1 of an earlier run must not count
+        self.proc = subprocess.Popen([*self.wrapper, sys.executable, "-m", "sslreconciler", "run", "--config", str(self.config)],
                                      stdout=self._log, stderr=subprocess.STDOUT, env=self.env)
         if wait:
-            self.wait_message("READY=1", timeout=60)
+            self.wait_message("READY=1", timeout=60, after=seen)
         return self
 
     def drain(self) -> list[str]:

@@ -113,9 +113,11 @@ class Node:
     def ssl_dir(self) -> Path:
         return self.root / "ssl"
 
+    desired_override: Path | None = None
+
     @property
     def desired(self) -> Path:
-        return self.root / "desired-state.json"
+        return self.desired_override or self.root / "desired-state.json"
 
 
 def seed_node(root: Path, host: str, ca: Issued, kind: str = "rsa", intermediate: Issued | None = None,

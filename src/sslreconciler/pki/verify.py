@@ -76,10 +76,22 @@ def order_chain(
             break
         chain.append(issuer)
         rest.remove(issuer)
-    findings = [
-        warning(display, f"holds a certificate outside the chain, left out: {describe(c)}", "extra-certificate")
-        for c in rest
-    ]
+    findings = []
+    if len(rest) == 1:
+        findings.append(
+            warning(
+                display, f"holds a certificate outside the chain, left out: {describe(rest[0])}", "extra-certificate"
+            )
+        )
+    elif rest:  # one finding, however many: a file of hundreds must not flood the report
+        findings.append(
+            warning(
+                display,
+                f"holds {len(rest)} certificates outside the chain (or past the "
+                f"{MAX_CHAIN_DEPTH}-deep limit), left out; first: {describe(rest[0])}",
+                "extra-certificate",
+            )
+        )
     return chain, findings
 
 
