@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -242,10 +243,8 @@ def test_temp_files_are_private_from_their_first_moment(tmp_path: Path, ca: Issu
         def on_created(self, event) -> None:
             name = os.path.basename(event.src_path)
             if name.startswith(TEMP_PREFIX):
-                try:
+                with contextlib.suppress(FileNotFoundError):
                     modes[name] = os.lstat(event.src_path).st_mode & 0o777
-                except FileNotFoundError:
-                    pass
 
     observer = Observer()
     observer.schedule(Spy(), str(node.ssl_dir), recursive=False)
