@@ -9,12 +9,13 @@ JDK_OLD := 11.0.5.1
 JDK_NEW := 25.0.2.1
 DEMO := var
 
-.PHONY: help venv jdks run demo test lint unit bench man rpm clean
+.PHONY: help venv jdks run demo test lint unit bench soak man rpm clean
 
 help:
 	@echo "make run    set up .venv, make a demo PKI under $(DEMO)/ and run the daemon on it (Ctrl-C stops)"
 	@echo "make test   set up and run every test, ruff and mypy --strict"
 	@echo "make bench  measure, into docs/benchmarks.md"
+	@echo "make soak   run the daemon 10 minutes under swaps, into docs/reliability.md"
 	@echo "make rpm    build the noarch RPM into dist/ (needs rpmbuild: Debian's rpm package)"
 
 $(STAMP): pyproject.toml
@@ -55,6 +56,9 @@ test: lint unit
 
 bench: venv
 	$(BIN)/python benchmarks/run.py
+
+soak: venv
+	$(BIN)/python benchmarks/soak.py
 
 man: venv
 	$(BIN)/python tools/manpage.py docs/sslreconciler.1
