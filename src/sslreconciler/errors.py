@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pydantic import ValidationError
+if TYPE_CHECKING:  # pydantic costs ~50 ms to import: not on --help's path
+    from pydantic import ValidationError
 
 
 class CommandError(Exception):

@@ -6,11 +6,14 @@ An artifact whose sources are bad gets no content (``blocked``): apply then keep
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Literal
 
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.x509.verification import ClientVerifier
 
 from sslreconciler.cache import ReconcileCache
 from sslreconciler.desired import DesiredState, KeyPair
@@ -82,7 +85,9 @@ def _usable(file: SourceFile | None, display: str, findings: list[Finding]) -> b
     return file.data
 
 
-def _load_trust(inputs: Inputs, now: dt.datetime, warn_days: int, findings: list[Finding]) -> TrustResult:
+def _load_trust(
+    inputs: Inputs, now: dt.datetime, warn_days: int, findings: list[Finding], cache: ReconcileCache | None
+) -> TrustResult:
     """Parse every trust file: CAs become anchors; other certificates must be signed by one of them."""
     result = TrustResult()
     parsed: list[tuple[str, str, list[x509.Certificate]]] = []  # (trust dir, display, certs)
@@ -95,13 +100,14 @@ def _load_trust(inputs: Inputs, now: dt.datetime, warn_days: int, findings: list
                 continue
             try:
                 parsed.append(
-                    (trust_dir.display if trust_dir.is_dir else "", display, parse_certificates(data, display))
+                    (trust_dir.display if trust_dir.is_dir else "", display, _parse_certs(data, display, cache))
                 )
             except SourceError as exc:
                 findings.append(exc.finding)
     result.parsed = [(display, cert) for _, display, certs in parsed for cert in certs]
+    parsed_files = {d for _, d, _ in parsed}
     result.sources = tuple(d for _, d, _ in parsed) + tuple(
-        f for t in inputs.trust_dirs for f in t.files if f not in {d for _, d, _ in parsed}
+        f for t in inputs.trust_dirs for f in t.files if f not in parsed_files
     )
     good_cas: list[x509.Certificate] = []
     ca_files: set[str] = set()
@@ -113,6 +119,8 @@ def _load_trust(inputs: Inputs, now: dt.datetime, warn_days: int, findings: list
                 good_cas.extend(certs)
                 ca_files.add(display)
     result.anchors = good_cas
+    shared = verify.relaxed_verifier(good_cas, now) if good_cas else None  # one store for every leaf
+    anchors_key = _anchors_key(good_cas) if cache is not None else b""
     accepted: list[tuple[str, str, list[x509.Certificate]]] = []
     for link_dir, display, certs in parsed:
         if display in ca_files:
@@ -122,7 +130,7 @@ def _load_trust(inputs: Inputs, now: dt.datetime, warn_days: int, findings: list
             continue  # an expired or not-yet-valid CA, already reported
         leaf = next(c for c in certs if not verify.is_ca(c))
         others = [c for c in certs if c is not leaf]
-        checked = verify.verify_chain(leaf, others, good_cas, now)
+        checked = _verified(leaf, others, good_cas, now, shared, cache, anchors_key)
         if not checked.ok:
             findings.append(
                 error(display, f"is not signed by a CA in the trust sources: {checked.detail}", "untrusted")
@@ -142,8 +150,59 @@ def _load_trust(inputs: Inputs, now: dt.datetime, warn_days: int, findings: list
         for i, cert in enumerate(certs):
             result.entries[alias if i == 0 else f"{alias}-{i + 1}"] = cert_der(cert)
         if link_dir and len(certs) == 1:
-            _add_link(result.links[link_dir], subject_hash(certs[0]), PurePosixPath(display).name, certs[0])
+            _add_link(result.links[link_dir], _subject_hash(certs[0], cache), PurePosixPath(display).name, certs[0])
     return result
+
+
+def _parse_certs(data: bytes, display: str, cache: ReconcileCache | None) -> list[x509.Certificate]:
+    """parse_certificates, once per distinct content (a failure is never remembered)."""
+    if cache is None:
+        return parse_certificates(data, display)
+    digest = hashlib.sha256(data).digest()
+    certs = cache.certs.get(digest)
+    if certs is None:
+        certs = cache.certs[digest] = parse_certificates(data, display)
+    return certs
+
+
+def _subject_hash(cert: x509.Certificate, cache: ReconcileCache | None) -> str:
+    if cache is None:
+        return subject_hash(cert)
+    key = cert.fingerprint(hashes.SHA256())
+    value = cache.subject_hashes.get(key)
+    if value is None:
+        value = cache.subject_hashes[key] = subject_hash(cert)
+    return value
+
+
+def _verified(
+    leaf: x509.Certificate,
+    others: list[x509.Certificate],
+    anchors: list[x509.Certificate],
+    now: dt.datetime,
+    shared: ClientVerifier | None,
+    cache: ReconcileCache | None,
+    anchors_key: bytes = b"",
+) -> verify.ChainResult:
+    """verify_chain, remembering successes until a certificate in the chain crosses a validity bound."""
+    if cache is None:
+        return verify.verify_chain(leaf, others, anchors, now, shared)
+    chain_key = hashlib.sha256(b"".join(cert_der(c) for c in (leaf, *others))).digest()
+    anchors_key = anchors_key or _anchors_key(anchors)
+    known = cache.verdicts.get((chain_key, anchors_key))
+    stamp = now.timestamp()
+    if known is not None and known[1] <= stamp <= known[2]:
+        return verify.ChainResult(True, known[0])
+    checked = verify.verify_chain(leaf, others, anchors, now, shared)
+    if checked.ok and checked.chain:
+        start = max(c.not_valid_before_utc for c in checked.chain).timestamp()
+        end = min(c.not_valid_after_utc for c in checked.chain).timestamp()
+        cache.verdicts[(chain_key, anchors_key)] = (checked.detail, start, end)
+    return checked
+
+
+def _anchors_key(anchors: list[x509.Certificate]) -> bytes:
+    return hashlib.sha256(b"".join(sorted(cert_der(a) for a in anchors))).digest()
 
 
 def _add_link(links: dict[str, str], digest: str, target: str, cert: x509.Certificate) -> None:
@@ -202,7 +261,7 @@ def _load_pair(
         own.append(error(source_pair.key, text, "key-mode") if refuse else warning(source_pair.key, text, "key-mode"))
     try:
         key = _parse_key(key_data, source_pair.key, cache) if key_data is not None else None
-        certs = parse_certificates(cert_data, source_pair.cert) if cert_data is not None else None
+        certs = _parse_certs(cert_data, source_pair.cert, cache) if cert_data is not None else None
         if key is not None and certs is not None:
             chain, extra = verify.order_chain(key, certs, source_pair.cert, source_pair.key)
             own.extend(extra)
@@ -263,7 +322,9 @@ def make_plan(
     cache: ReconcileCache | None = None,
 ) -> Plan:
     findings = list(extra)
-    trust = _load_trust(inputs, now, desired.expiry_warning_days, findings)
+    if cache is not None:
+        cache.trim()
+    trust = _load_trust(inputs, now, desired.expiry_warning_days, findings, cache)
     pairs = {p.name: _load_pair(p, desired, inputs, trust, hostname, now, findings, cache) for p in desired.pairs}
     private_mode = int(desired.permissions.private_mode, 8)
     artifacts: list[ArtifactPlan] = []
