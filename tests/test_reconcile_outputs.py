@@ -112,7 +112,7 @@ def test_noop_run_writes_nothing(node) -> None:
     assert result.json()["hash_links"][0]["added"] == [] and result.json()["hash_links"][0]["removed"] == []
 
 
-@pytest.mark.parametrize("damage", ["deleted", "truncated", "tampered", "garbage", "other-password"])
+@pytest.mark.parametrize("damage", ["deleted", "truncated", "tampered", "appended", "garbage", "other-password"])
 def test_damaged_store_is_rebuilt(node, damage: str, tmp_path: Path) -> None:
     assert reconcile(node).rc == 0
     target = node.ssl_dir / "ssl.keystore"
@@ -125,6 +125,8 @@ def test_damaged_store_is_rebuilt(node, damage: str, tmp_path: Path) -> None:
         target.write_bytes(data[:100] + bytes([data[100] ^ 0xFF]) + data[101:])
     elif damage == "garbage":
         target.write_bytes(b"not a keystore")
+    elif damage == "appended":  # pyjks alone would ignore bytes after the keyed hash
+        target.write_bytes(data + b"x")
     else:
         other = tmp_path / "other.json"
         other.write_text(json.dumps({"hostname": node.host, "password": {"value": "secret-other"}}))
@@ -205,3 +207,12 @@ def test_owner_and_group_applied_as_root(node) -> None:
     node.desired.write_text(json.dumps({"hostname": node.host, "permissions": {"owner": "no-such-user-x"}}))
     result = reconcile(node)
     assert result.rc == 2 and "no-such-user-x" in result.err
+
+
+def test_pkcs12_with_bytes_appended_is_rebuilt(node) -> None:
+    assert reconcile(node).rc == 0
+    target = node.ssl_dir / "ssl.p12"
+    target.write_bytes(target.read_bytes() + b"\0junk")  # cryptography alone would parse it as BER
+    result = reconcile(node)
+    assert result.json()["artifacts"]["ssl.p12"]["action"] == "written", result.out
+    assert "Warning" not in result.err

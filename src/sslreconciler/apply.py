@@ -76,6 +76,22 @@ def _access_digest(plan: ArtifactPlan) -> bytes:
     return hashlib.sha256(f"{plan.kind}\0{plan.profile}\0{plan.password}".encode()).digest()
 
 
+def _spec(plan: ArtifactPlan) -> bytes:
+    """Everything an artifact must hold and how it is opened, as one digest (never stored as is)."""
+    assert plan.content is not None
+    h = hashlib.sha256(_access_digest(plan))
+    for key in plan.content.keys:
+        h.update(key.alias.encode() + b"\0" + key.key_der + b"".join(key.chain))
+    for alias, der in plan.content.trusted:
+        h.update(alias.encode() + b"\0" + der)
+    return h.digest()
+
+
+def _record(cache: ReconcileCache | None, path: Path, plan: ArtifactPlan, digest: bytes) -> None:
+    if cache is not None and cache.record_key and plan.content is not None:
+        cache.recorded[str(path)] = (digest.hex(), cache.spec_mac(_spec(plan)))
+
+
 def _read_existing(path: Path, plan: ArtifactPlan, cache: ReconcileCache | None = None) -> OnDisk:
     try:
         st = os.lstat(path)
@@ -98,6 +114,9 @@ def _read_existing(path: Path, plan: ArtifactPlan, cache: ReconcileCache | None 
     known = cache.stores.get(str(path)) if cache is not None else None
     if known is not None and known[:2] == (digest, access):  # bytes this process wrote or opened before
         return OnDisk(True, content=known[2], stat=st, profile=known[3], digest=digest)
+    recorded = cache.recorded.get(str(path)) if cache is not None and plan.content is not None else None
+    if recorded is not None and cache is not None and recorded == (digest.hex(), cache.spec_mac(_spec(plan))):
+        return OnDisk(True, content=plan.content, stat=st, profile=plan.profile, digest=digest)  # an earlier run's
     try:
         if plan.kind == "pkcs12":
             content, profile, iterations = read_pkcs12(data, plan.password)
@@ -203,6 +222,7 @@ def _apply_artifact(
     certificate = _leaf(plan.content)
     if not why:
         assert disk.stat is not None
+        _record(cache, path, plan, disk.digest)
         action: Action = "unchanged"
         message = "up to date"
         if _attributes_differ(disk.stat, plan.mode, owner):
@@ -220,6 +240,7 @@ def _apply_artifact(
         if cache is not None:
             written = (hashlib.sha256(encoded).digest(), _access_digest(plan), plan.content, plan.profile)
             cache.stores[str(path)] = written
+            _record(cache, path, plan, written[0])
     except OSError as exc:
         findings.append(error(plan.name, f"cannot be written: {exc.strerror}", "write-failed"))
         action = "kept-last-good" if disk.exists else "failed"

@@ -9,8 +9,12 @@ process last wrote or opened, with the same password and profile, holds what it 
 from __future__ import annotations
 
 import hashlib
+import hmac
+import json
+import secrets
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from cryptography import x509
 
@@ -18,6 +22,7 @@ from sslreconciler.pki.sources import PrivateKey
 from sslreconciler.stores.entries import StoreContent
 
 MAX_KEYS = 64
+RECORD, RECORD_KEY = "fingerprints.json", "fingerprints.key"
 MAX_CERT_FILES = 50_000  # past this the memo starts over rather than grow without bound
 
 
@@ -34,6 +39,41 @@ class ReconcileCache:
     # (chain digest, anchors digest) -> (verified chain detail, valid from, valid until): a chain that
     # verified stays verified while no certificate in it crosses a validity boundary
     verdicts: dict[tuple[bytes, bytes], tuple[str, float, float]] = field(default_factory=dict, repr=False)
+
+    # Kept in the state dir between runs of the one-shot CLI: artifact path -> (SHA-256 of its bytes,
+    # HMAC of everything it must hold, password and profile included). The HMAC key lives beside it
+    # (0600), so the record says nothing about the password to whoever lacks that key.
+    recorded: dict[str, tuple[str, str]] = field(default_factory=dict, repr=False)
+    record_key: bytes = field(default=b"", repr=False)
+
+    def spec_mac(self, spec: bytes) -> str:
+        return hmac.new(self.record_key, spec, hashlib.sha256).hexdigest() if self.record_key else ""
+
+    @staticmethod
+    def with_record(state_dir: Path) -> ReconcileCache:
+        """A cache primed from the state dir's record; an unreadable record is simply not used."""
+        cache = ReconcileCache()
+        try:
+            cache.record_key = (state_dir / RECORD_KEY).read_bytes()
+        except OSError:
+            cache.record_key = secrets.token_bytes(32)  # saved with the first record
+            return cache
+        try:
+            raw = json.loads((state_dir / RECORD).read_text())
+            cache.recorded = {str(k): (str(v[0]), str(v[1])) for k, v in raw.items()}
+        except (OSError, ValueError, TypeError, IndexError, AttributeError):
+            cache.recorded = {}
+        return cache
+
+    def save_record(self, state_dir: Path) -> None:
+        from sslreconciler.fsio import atomic_write
+
+        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not self.record_key:
+            return
+        if not (state_dir / RECORD_KEY).exists():
+            atomic_write(state_dir / RECORD_KEY, self.record_key, 0o600)
+        atomic_write(state_dir / RECORD, json.dumps(self.recorded, indent=1).encode(), 0o600)
 
     def trim(self) -> None:
         for memo in (self.certs, self.subject_hashes, self.verdicts):

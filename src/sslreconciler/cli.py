@@ -164,16 +164,22 @@ def _flag_overrides(args: argparse.Namespace) -> dict[str, object]:
 
 
 def _reconcile(args: argparse.Namespace, dry_run: bool) -> int:
+    from sslreconciler.cache import ReconcileCache
     from sslreconciler.desired import load_desired_state
     from sslreconciler.engine import reconcile, save_report
     from sslreconciler.settings import load_settings
 
     settings = load_settings(args.config, _flag_overrides(args))
     desired = load_desired_state(settings.desired_state)
-    report = reconcile(settings.ssl_dir, desired, dry_run=dry_run)
+    state_dir = settings.resolved_state_dir()
+    # The state dir's record of what each store was last verified to hold spares a no-op run from
+    # opening the stores (PKCS#12 key derivation alone costs tens of milliseconds per store).
+    cache = ReconcileCache.with_record(state_dir)
+    report = reconcile(settings.ssl_dir, desired, dry_run=dry_run, cache=cache)
     if not dry_run:
         try:
-            save_report(settings.resolved_state_dir(), report)
+            save_report(state_dir, report)
+            cache.save_record(state_dir)
         except OSError as exc:
             print(f"sslreconciler: warning: state dir {settings.resolved_state_dir()}: {exc.strerror}", file=sys.stderr)
     print(report.to_json() if args.json else report.render_text())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import jks
@@ -22,6 +23,10 @@ def encode_jks(content: StoreContent, password: str) -> bytes:
 
 def read_jks(data: bytes, password: str) -> StoreContent:
     """The entries of a JKS file, or StoreUnreadable (corrupt, truncated, wrong password, not JKS)."""
+    # The keyed SHA-1 must be the file's last 20 bytes: pyjks would ignore bytes appended after it.
+    body, mac = data[:-20], data[-20:]
+    if len(data) < 32 or hashlib.sha1(password.encode("utf-16-be") + b"Mighty Aphrodite" + body).digest() != mac:
+        raise StoreUnreadable("integrity check failed (wrong password, or tampered)")
     try:
         store = jks.KeyStore.loads(data, password)
     except Exception as exc:  # pyjks raises a zoo of types (struct.error, KeystoreSignatureException...)

@@ -6,6 +6,7 @@ legacy: PBE-SHA1-3DES, HMAC-SHA1 MAC: what Java before 8u301 / 11.0.12 can open.
 
 from __future__ import annotations
 
+import warnings
 from typing import Literal
 
 from cryptography import x509
@@ -61,7 +62,15 @@ def mac_profile(data: bytes) -> tuple[Profile | None, int]:
 def read_pkcs12(data: bytes, password: str) -> tuple[StoreContent, Profile | None, int]:
     """The entries of a PKCS#12 file, its profile and MAC iterations, or StoreUnreadable."""
     try:
-        loaded = pkcs12.load_pkcs12(data, password.encode())
+        _, end = der.parse_one(data)
+    except der.DERError:
+        raise StoreUnreadable("not DER") from None
+    if end != len(data):
+        raise StoreUnreadable("bytes after the PKCS#12 structure")  # tampered; cryptography would let it pass
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a BER fallback is not what this program writes
+            loaded = pkcs12.load_pkcs12(data, password.encode())
     except Exception as exc:  # ValueError for a bad MAC or garbage; be total here
         raise StoreUnreadable(type(exc).__name__) from None
     if loaded.key is None or loaded.cert is None:
