@@ -12,6 +12,7 @@ from pathlib import PurePosixPath
 from typing import Literal
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.verification import ClientVerifier
 
@@ -111,8 +112,9 @@ def _load_trust(
     )
     good_cas: list[x509.Certificate] = []
     ca_files: set[str] = set()
+    all_ca = {display: all(verify.is_ca(c) for c in certs) for _, display, certs in parsed}
     for _, display, certs in parsed:
-        if all(verify.is_ca(c) for c in certs):
+        if all_ca[display]:
             problems = [f for c in certs for f in verify.validity_findings(c, display, now, warn_days)]
             findings.extend(problems)
             if not any(p.level is Level.ERROR for p in problems):
@@ -121,15 +123,22 @@ def _load_trust(
     result.anchors = good_cas
     shared = verify.relaxed_verifier(good_cas, now) if good_cas else None  # one store for every leaf
     anchors_key = _anchors_key(good_cas) if cache is not None else b""
+    by_subject: dict[bytes, list[x509.Certificate]] = {}
+    for ca in good_cas:
+        by_subject.setdefault(ca.subject.public_bytes(), []).append(ca)
     accepted: list[tuple[str, str, list[x509.Certificate]]] = []
     for link_dir, display, certs in parsed:
         if display in ca_files:
             accepted.append((link_dir, display, certs))
             continue
-        if all(verify.is_ca(c) for c in certs):
+        if all_ca[display]:
             continue  # an expired or not-yet-valid CA, already reported
         leaf = next(c for c in certs if not verify.is_ca(c))
         others = [c for c in certs if c is not leaf]
+        if not others and _signed_by_one_of(leaf, by_subject.get(leaf.issuer.public_bytes(), []), now):
+            accepted.append((link_dir, display, certs))  # a peer certificate straight from a CA here
+            findings.extend(verify.validity_findings(leaf, display, now, warn_days))
+            continue
         checked = _verified(leaf, others, good_cas, now, shared, cache, anchors_key)
         if not checked.ok:
             findings.append(
@@ -199,6 +208,23 @@ def _verified(
         end = min(c.not_valid_after_utc for c in checked.chain).timestamp()
         cache.verdicts[(chain_key, anchors_key)] = (checked.detail, start, end)
     return checked
+
+
+def _signed_by_one_of(leaf: x509.Certificate, issuers: list[x509.Certificate], now: dt.datetime) -> bool:
+    """The cheap answer to "is this peer certificate signed by a CA here, and valid now?".
+
+    A direct signature check by a CA of the issuer's name; what it cannot vouch for (intermediates,
+    odd names) goes through full path validation instead.
+    """
+    if not leaf.not_valid_before_utc <= now <= leaf.not_valid_after_utc:
+        return False
+    for issuer in issuers:
+        try:
+            leaf.verify_directly_issued_by(issuer)
+        except (ValueError, TypeError, InvalidSignature):
+            continue
+        return True
+    return False
 
 
 def _anchors_key(anchors: list[x509.Certificate]) -> bytes:

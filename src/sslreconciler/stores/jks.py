@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import struct
 from typing import Any
 
 import jks
@@ -18,7 +19,23 @@ def encode_jks(content: StoreContent, password: str) -> bytes:
         entries.append(entry)
     entries.extend(jks.TrustedCertEntry.new(alias, der) for alias, der in content.trusted)
     store = jks.KeyStore.new("jks", entries)
-    return bytes(store.saves(password))
+    return _saves(store, password)
+
+
+def _saves(store: Any, password: str) -> bytes:
+    """pyjks's KeyStore.saves, joined once instead of grown by ``+=`` (quadratic: 8 s for 10,000 certs).
+
+    The entries are still encoded by pyjks; only the framing (magic, version, count, keyed SHA-1)
+    is written here, exactly as ``saves`` writes it.
+    """
+    parts = [struct.pack(">LLL", 0xFEEDFEED, 2, len(store.entries))]
+    for alias, item in store.entries.items():
+        if isinstance(item, jks.TrustedCertEntry):
+            parts.append(store._write_trusted_cert(alias, item))
+        else:
+            parts.append(store._write_private_key(alias, item, password))
+    body = b"".join(parts)
+    return body + hashlib.sha1(password.encode("utf-16-be") + b"Mighty Aphrodite" + body).digest()
 
 
 def read_jks(data: bytes, password: str) -> StoreContent:
