@@ -135,11 +135,7 @@ def _load_trust(
             continue  # an expired or not-yet-valid CA, already reported
         leaf = next(c for c in certs if not verify.is_ca(c))
         others = [c for c in certs if c is not leaf]
-        if not others and _signed_by_one_of(leaf, by_subject.get(leaf.issuer.public_bytes(), []), now):
-            accepted.append((link_dir, display, certs))  # a peer certificate straight from a CA here
-            findings.extend(verify.validity_findings(leaf, display, now, warn_days))
-            continue
-        checked = _verified(leaf, others, good_cas, now, shared, cache, anchors_key)
+        checked = _verified(leaf, others, good_cas, now, shared, cache, anchors_key, by_subject)
         if not checked.ok:
             findings.append(
                 error(display, f"is not signed by a CA in the trust sources: {checked.detail}", "untrusted")
@@ -192,17 +188,22 @@ def _verified(
     shared: ClientVerifier | None,
     cache: ReconcileCache | None,
     anchors_key: bytes = b"",
+    by_subject: dict[bytes, list[x509.Certificate]] | None = None,
 ) -> verify.ChainResult:
-    """verify_chain, remembering successes until a certificate in the chain crosses a validity bound."""
+    """verify_chain, remembering successes until a certificate in the chain crosses a validity bound.
+
+    With ``by_subject`` (CAs by subject), a lone peer certificate is first checked by a direct
+    signature of a CA here: "signed by a CA there" is exactly the question, at a fraction of the cost.
+    """
     if cache is None:
-        return verify.verify_chain(leaf, others, anchors, now, shared)
+        return _check_chain(leaf, others, anchors, now, shared, by_subject)
     chain_key = hashlib.sha256(b"".join(cert_der(c) for c in (leaf, *others))).digest()
     anchors_key = anchors_key or _anchors_key(anchors)
     known = cache.verdicts.get((chain_key, anchors_key))
     stamp = now.timestamp()
     if known is not None and known[1] <= stamp <= known[2]:
         return verify.ChainResult(True, known[0])
-    checked = verify.verify_chain(leaf, others, anchors, now, shared)
+    checked = _check_chain(leaf, others, anchors, now, shared, by_subject)
     if checked.ok and checked.chain:
         start = max(c.not_valid_before_utc for c in checked.chain).timestamp()
         end = min(c.not_valid_after_utc for c in checked.chain).timestamp()
@@ -210,21 +211,24 @@ def _verified(
     return checked
 
 
-def _signed_by_one_of(leaf: x509.Certificate, issuers: list[x509.Certificate], now: dt.datetime) -> bool:
-    """The cheap answer to "is this peer certificate signed by a CA here, and valid now?".
-
-    A direct signature check by a CA of the issuer's name; what it cannot vouch for (intermediates,
-    odd names) goes through full path validation instead.
-    """
-    if not leaf.not_valid_before_utc <= now <= leaf.not_valid_after_utc:
-        return False
-    for issuer in issuers:
-        try:
-            leaf.verify_directly_issued_by(issuer)
-        except (ValueError, TypeError, InvalidSignature):
-            continue
-        return True
-    return False
+def _check_chain(
+    leaf: x509.Certificate,
+    others: list[x509.Certificate],
+    anchors: list[x509.Certificate],
+    now: dt.datetime,
+    shared: ClientVerifier | None,
+    by_subject: dict[bytes, list[x509.Certificate]] | None,
+) -> verify.ChainResult:
+    """A direct signature by a CA of the issuer's name when that is all there is; else path validation."""
+    if by_subject is not None and not others and leaf.not_valid_before_utc <= now <= leaf.not_valid_after_utc:
+        for issuer in by_subject.get(leaf.issuer.public_bytes(), []):
+            try:
+                leaf.verify_directly_issued_by(issuer)
+            except (ValueError, TypeError, InvalidSignature):
+                continue
+            if issuer.not_valid_before_utc <= now <= issuer.not_valid_after_utc:
+                return verify.ChainResult(True, "signed by a CA in the trust sources", (leaf, issuer))
+    return verify.verify_chain(leaf, others, anchors, now, shared)
 
 
 def _anchors_key(anchors: list[x509.Certificate]) -> bytes:
