@@ -114,6 +114,7 @@ class Node:
         return self.root / "ssl"
 
     desired_override: Path | None = None
+    web: Issued | None = None  # its own web pair, when seed_node(web=True) made one
 
     @property
     def desired(self) -> Path:
@@ -121,7 +122,7 @@ class Node:
 
 
 def seed_node(root: Path, host: str, ca: Issued, kind: str = "rsa", intermediate: Issued | None = None,
-              ca_file: str | None = None) -> Node:
+              ca_file: str | None = None, web: bool = False) -> Node:
     issuer = intermediate or ca
     ssl = make_host(issuer, host, kind)
     ssl_dir = root / "ssl"
@@ -131,4 +132,9 @@ def seed_node(root: Path, host: str, ca: Issued, kind: str = "rsa", intermediate
     ca_name = ca_file or f"{ca.cert.subject.rfc4514_string().split('=', 1)[1]}.crt"
     write(ssl_dir / "authorities" / ca_name, ca.cert_pem())
     (root / "desired-state.json").write_text(f'{{"hostname": "{host}"}}')
-    return Node(root, host, ca, ssl)
+    node = Node(root, host, ca, ssl)
+    if web:  # a web pair of its own, from the same CA
+        node.web = make_host(ca, host)
+        write(ssl_dir / "ssl-web.key", node.web.key_pem(), 0o600)
+        write(ssl_dir / "ssl-web.crt", node.web.cert_pem())
+    return node

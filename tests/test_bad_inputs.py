@@ -21,13 +21,9 @@ SSL_STORES = ("ssl.keystore", "ssl.p12", "authorities.jks")
 @pytest.fixture
 def web_node(tmp_path: Path, ca: Issued):
     """A node with its own web pair, reconciled once: the last good state every case starts from."""
-    node = seed_node(tmp_path / "n", "master.example.com", ca)
-    web = make_host(ca, "master.example.com")
-    write(node.ssl_dir / "ssl-web.key", web.key_pem(), 0o600)
-    write(node.ssl_dir / "ssl-web.crt", web.cert_pem())
+    node = seed_node(tmp_path / "n", "master.example.com", ca, web=True)
     result = reconcile(node)
     assert result.rc == 0, result.out
-    node.web = web
     return node
 
 

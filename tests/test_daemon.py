@@ -21,11 +21,7 @@ from pkitools import Issued, make_host, seed_node, write
 
 @pytest.fixture
 def daemon(tmp_path: Path, ca: Issued):
-    node = seed_node(tmp_path / "n", "master.example.com", ca)
-    web = make_host(ca, "master.example.com")
-    write(node.ssl_dir / "ssl-web.key", web.key_pem(), 0o600)
-    write(node.ssl_dir / "ssl-web.crt", web.cert_pem())
-    node.web = web
+    node = seed_node(tmp_path / "n", "master.example.com", ca, web=True)
     d = RunningDaemon(node, tmp_path / "d", settings="grace_period = 2.0")
     yield d
     d.close()

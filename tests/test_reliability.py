@@ -29,12 +29,7 @@ STORES = ["ssl.keystore", "ssl.p12", "ssl-web.keystore", "ssl-web.p12", "authori
 def _node(root: Path, ca: Issued):
     from pkitools import seed_node
 
-    node = seed_node(root, "master.example.com", ca)
-    web = make_host(ca, "master.example.com")
-    write(node.ssl_dir / "ssl-web.key", web.key_pem(), 0o600)
-    write(node.ssl_dir / "ssl-web.crt", web.cert_pem())
-    node.web = web
-    return node
+    return seed_node(root, "master.example.com", ca, web=True)
 
 
 def _open_store(path: Path, passwords: list[str]) -> tuple[str, object]:
