@@ -22,16 +22,19 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 
 from cryptography import __version__ as crypto_version  # noqa: E402
+from cryptography import x509  # noqa: E402
 from cryptography.hazmat.primitives import hashes  # noqa: E402
 
 from sslreconciler import __version__  # noqa: E402
-from sslreconciler.pki.issue import cert_pem, generate_key, issue_host_cert, key_pem, make_ca  # noqa: E402
+from sslreconciler.pki.issue import KeyType, cert_pem, generate_key, issue_host_cert, key_pem, make_ca  # noqa: E402
+from sslreconciler.pki.sources import PrivateKey  # noqa: E402
 
 
 def http_get(path: Path) -> dict:
@@ -77,26 +80,51 @@ def machine() -> str:
             f"cryptography {crypto_version}, sslreconciler {__version__}")
 
 
+@dataclass(frozen=True)
+class Tree:
+    """A seed-layout node directory made for a measurement, and the CA that signed it."""
+
+    ssl_dir: Path
+    desired: Path
+    host: str
+    ca_key: PrivateKey
+    ca: x509.Certificate
+
+    def web_pairs(self, count: int) -> list[tuple[bytes, bytes, str]]:
+        """New web pairs from the same CA: (key PEM, cert PEM, SHA-256 fingerprint)."""
+        pairs = []
+        for _ in range(count):
+            key = generate_key()
+            cert = issue_host_cert(self.ca_key, self.ca, self.host, key)
+            pairs.append((key_pem(key), cert_pem(cert), cert.fingerprint(hashes.SHA256()).hex()))
+        return pairs
+
+
+def make_tree(root: Path, n_trust: int = 1, host: str = "bench.example.com", ca_type: KeyType = "ec-p256") -> Tree:
+    """A seed-layout ssl dir with ``n_trust`` certificates in authorities/ (the CA and n-1 peers)."""
+    ssl_dir = root / "ssl"
+    (ssl_dir / "authorities").mkdir(parents=True)
+    ca_key = generate_key(ca_type)
+    ca = make_ca(f"ca.{host}", ca_key)
+    (ssl_dir / "authorities" / f"ca.{host}.crt").write_bytes(cert_pem(ca))
+    key = generate_key()
+    (ssl_dir / "ssl.key").write_bytes(key_pem(key))
+    os.chmod(ssl_dir / "ssl.key", 0o600)
+    (ssl_dir / "ssl.crt").write_bytes(cert_pem(issue_host_cert(ca_key, ca, host, key)))
+    for i in range(n_trust - 1):
+        peer = generate_key("ec-p256")
+        (ssl_dir / "authorities" / f"peer{i:05d}.crt").write_bytes(cert_pem(issue_host_cert(ca_key, ca, f"p{i}.x", peer)))
+    desired = root / "desired.json"
+    desired.write_text(json.dumps({"hostname": host}))
+    return Tree(ssl_dir, desired, host, ca_key, ca)
+
+
 def bench_daemon(swaps: int, idle_s: float) -> dict:
     work = Path(tempfile.mkdtemp(prefix="srbench-", dir="/tmp"))
     try:
-        ssl_dir = work / "ssl"
-        (ssl_dir / "authorities").mkdir(parents=True)
-        host = "bench.example.com"
-        ca_key = generate_key()
-        ca = make_ca(f"ca.{host}", ca_key)
-        key = generate_key()
-        (ssl_dir / "authorities" / f"ca.{host}.crt").write_bytes(cert_pem(ca))
-        (ssl_dir / "ssl.key").write_bytes(key_pem(key))
-        os.chmod(ssl_dir / "ssl.key", 0o600)
-        (ssl_dir / "ssl.crt").write_bytes(cert_pem(issue_host_cert(ca_key, ca, host, key)))
-        desired = work / "desired.json"
-        desired.write_text(json.dumps({"hostname": host}))
-        pairs = []
-        for _ in range(swaps):
-            k = generate_key()
-            c = issue_host_cert(ca_key, ca, host, k)
-            pairs.append((key_pem(k), cert_pem(c), c.fingerprint(hashes.SHA256()).hex()))
+        tree = make_tree(work, ca_type="rsa2048")
+        ssl_dir, desired = tree.ssl_dir, tree.desired
+        pairs = tree.web_pairs(swaps)
         sock = work / "h.sock"
         config = work / "s.toml"
         config.write_text(f'ssl_dir = "{ssl_dir}"\nstate_dir = "{work / "state"}"\ndesired_state = "{desired}"\n'
@@ -151,26 +179,6 @@ def bench_daemon(swaps: int, idle_s: float) -> dict:
 
 
 
-def make_tree(root: Path, n_trust: int) -> tuple[Path, Path]:
-    """A seed-layout ssl dir with ``n_trust`` certificates in authorities/ (the CA and n-1 peers)."""
-    ssl_dir = root / "ssl"
-    (ssl_dir / "authorities").mkdir(parents=True)
-    host = "bench.example.com"
-    ca_key = generate_key("ec-p256")
-    ca = make_ca(f"ca.{host}", ca_key)
-    (ssl_dir / "authorities" / f"ca.{host}.crt").write_bytes(cert_pem(ca))
-    key = generate_key()
-    (ssl_dir / "ssl.key").write_bytes(key_pem(key))
-    os.chmod(ssl_dir / "ssl.key", 0o600)
-    (ssl_dir / "ssl.crt").write_bytes(cert_pem(issue_host_cert(ca_key, ca, host, key)))
-    for i in range(n_trust - 1):
-        peer = generate_key("ec-p256")
-        (ssl_dir / "authorities" / f"peer{i:05d}.crt").write_bytes(cert_pem(issue_host_cert(ca_key, ca, f"p{i}.x", peer)))
-    desired = root / "desired.json"
-    desired.write_text(json.dumps({"hostname": host}))
-    return ssl_dir, desired
-
-
 def fresh_copy(ssl_dir: Path, dest: Path) -> Path:
     shutil.rmtree(dest, ignore_errors=True)
     shutil.copytree(ssl_dir, dest, symlinks=True)
@@ -192,7 +200,8 @@ def stats(values: list[float]) -> str:
 def bench_one_shot(work: Path, sizes: list[int], keytool_max: int) -> list[dict]:
     rows = []
     for n in sizes:
-        tree, desired = make_tree(work / f"tree{n}", n)
+        made = make_tree(work / f"tree{n}", n)
+        tree, desired = made.ssl_dir, made.desired
         runs = 5 if n <= 30 else 3
         ours, theirs = [], []
         for _ in range(runs):  # alternate, so machine noise hits both sides alike
@@ -245,7 +254,7 @@ print(json.dumps({"s": elapsed, "peak_kib": resource.getrusage(resource.RUSAGE_S
 def bench_in_process(work: Path, sizes: list[int]) -> list[dict]:
     rows = []
     for n in sizes:
-        tree, _ = make_tree(work / f"inproc{n}", n) if not (work / f"tree{n}").exists() else (work / f"tree{n}" / "ssl", None)
+        tree = make_tree(work / f"inproc{n}", n).ssl_dir if not (work / f"tree{n}").exists() else work / f"tree{n}" / "ssl"
         for profile in ("modern", "legacy") if n == 1 else ("modern",):
             out = subprocess.run([sys.executable, "-c", IN_PROCESS, str(tree), str(work / "scratch"), profile],
                                  check=True, capture_output=True, text=True, cwd=REPO).stdout
@@ -256,7 +265,7 @@ def bench_in_process(work: Path, sizes: list[int]) -> list[dict]:
 def bench_scale(work: Path, sizes: list[int]) -> list[dict]:
     rows = []
     for n in sizes:
-        tree, _ = make_tree(work / f"scale{n}", n)
+        tree = make_tree(work / f"scale{n}", n).ssl_dir
         out = subprocess.run([sys.executable, "-c", SCALE, str(tree)], check=True, capture_output=True, text=True,
                              cwd=REPO).stdout
         rows.append({"n": n, **json.loads(out)})
@@ -265,7 +274,8 @@ def bench_scale(work: Path, sizes: list[int]) -> list[dict]:
 
 
 def bench_startup(work: Path) -> list[dict]:
-    tree, desired = make_tree(work / "startup", 1)
+    made = make_tree(work / "startup", 1)
+    tree, desired = made.ssl_dir, made.desired
     base = [sys.executable, "-m", "sslreconciler"]
     subprocess.run([*base, "reconcile", "--ssl-dir", str(tree), "--desired-state", str(desired),
                     "--state-dir", str(work / "state")], check=True, capture_output=True, cwd=REPO)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import re
 import shutil
@@ -22,10 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from cryptography.hazmat.primitives import hashes  # noqa: E402
-from run import http_get, machine, web_fingerprint  # noqa: E402
-
-from sslreconciler.pki.issue import cert_pem, generate_key, issue_host_cert, key_pem, make_ca  # noqa: E402
+from run import http_get, machine, make_tree, web_fingerprint  # noqa: E402
 
 BEGIN, END = "<!-- SOAK:BEGIN -->", "<!-- SOAK:END -->"
 
@@ -42,25 +38,12 @@ def sample(pid: int) -> dict[str, int]:
 def soak(seconds: float, every: float) -> dict:
     work = Path(tempfile.mkdtemp(prefix="srsoak-", dir="/tmp"))
     try:
-        ssl_dir = work / "ssl"
-        (ssl_dir / "authorities").mkdir(parents=True)
-        host = "soak.example.com"
-        ca_key = generate_key()
-        ca = make_ca(f"ca.{host}", ca_key)
-        key = generate_key()
-        (ssl_dir / "authorities" / f"ca.{host}.crt").write_bytes(cert_pem(ca))
-        (ssl_dir / "ssl.key").write_bytes(key_pem(key))
-        os.chmod(ssl_dir / "ssl.key", 0o600)
-        (ssl_dir / "ssl.crt").write_bytes(cert_pem(issue_host_cert(ca_key, ca, host, key)))
-        pairs = []
-        for _ in range(8):
-            k = generate_key()
-            c = issue_host_cert(ca_key, ca, host, k)
-            pairs.append((key_pem(k), cert_pem(c), c.fingerprint(hashes.SHA256()).hex()))
-        (work / "desired.json").write_text(json.dumps({"hostname": host}))
+        tree = make_tree(work, host="soak.example.com", ca_type="rsa2048")
+        ssl_dir = tree.ssl_dir
+        pairs = tree.web_pairs(8)
         sock = work / "h.sock"
         (work / "s.toml").write_text(f'ssl_dir = "{ssl_dir}"\nstate_dir = "{work / "state"}"\n'
-                                     f'desired_state = "{work / "desired.json"}"\nsocket = "{sock}"\nlog_format = "json"\n')
+                                     f'desired_state = "{tree.desired}"\nsocket = "{sock}"\nlog_format = "json"\n')
         log = (work / "daemon.log").open("wb")
         proc = subprocess.Popen([sys.executable, "-m", "sslreconciler", "run", "--config", str(work / "s.toml")],
                                 stdout=log, stderr=subprocess.STDOUT, cwd=REPO)

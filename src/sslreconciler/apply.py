@@ -67,7 +67,6 @@ class OnDisk:
     why_unreadable: str = ""
     stat: os.stat_result | None = None
     profile: str | None = None
-    iterations: int = 0
     digest: bytes = b""  # SHA-256 of the bytes read
 
 
@@ -119,8 +118,8 @@ def _read_existing(path: Path, plan: ArtifactPlan, cache: ReconcileCache | None 
         return OnDisk(True, content=plan.content, stat=st, profile=plan.profile, digest=digest)  # an earlier run's
     try:
         if plan.kind == "pkcs12":
-            content, profile, iterations = read_pkcs12(data, plan.password)
-            disk = OnDisk(True, content=content, stat=st, profile=profile, iterations=iterations, digest=digest)
+            content, profile = read_pkcs12(data, plan.password)
+            disk = OnDisk(True, content=content, stat=st, profile=profile, digest=digest)
         else:
             disk = OnDisk(True, content=read_jks(data, plan.password), stat=st, digest=digest)
     except StoreUnreadable as exc:

@@ -13,14 +13,18 @@ import hmac
 import json
 import secrets
 from collections import OrderedDict
+from collections.abc import Callable, Hashable, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from cryptography import x509
 
 from sslreconciler.pki.sources import PrivateKey
 from sslreconciler.stores.entries import StoreContent
 
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
 MAX_KEYS = 64
 RECORD, RECORD_KEY = "fingerprints.json", "fingerprints.key"
 MAX_CERT_FILES = 50_000  # past this the memo starts over rather than grow without bound
@@ -91,3 +95,17 @@ class ReconcileCache:
         self._keys[hashlib.sha256(data).digest()] = key
         while len(self._keys) > MAX_KEYS:
             self._keys.popitem(last=False)
+
+
+def memoised(table: MutableMapping[K, V] | None, key: K, compute: Callable[[], V]) -> V:
+    """``compute()`` once per ``key`` when there is a table; every time when there is none.
+
+    A computation that raises is not remembered, so a bad source is looked at afresh each time.
+    """
+    if table is None:
+        return compute()
+    try:
+        return table[key]
+    except KeyError:
+        value = table[key] = compute()
+        return value

@@ -16,7 +16,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.verification import ClientVerifier
 
-from sslreconciler.cache import ReconcileCache
+from sslreconciler.cache import ReconcileCache, memoised
 from sslreconciler.desired import DesiredState, KeyPair
 from sslreconciler.findings import Finding, Level, SourceError, error, warning
 from sslreconciler.inputs import Inputs, SourceFile
@@ -161,23 +161,13 @@ def _load_trust(
 
 def _parse_certs(data: bytes, display: str, cache: ReconcileCache | None) -> list[x509.Certificate]:
     """parse_certificates, once per distinct content (a failure is never remembered)."""
-    if cache is None:
-        return parse_certificates(data, display)
-    digest = hashlib.sha256(data).digest()
-    certs = cache.certs.get(digest)
-    if certs is None:
-        certs = cache.certs[digest] = parse_certificates(data, display)
-    return certs
+    table = cache.certs if cache is not None else None
+    return memoised(table, hashlib.sha256(data).digest(), lambda: parse_certificates(data, display))
 
 
 def _subject_hash(cert: x509.Certificate, cache: ReconcileCache | None) -> str:
-    if cache is None:
-        return subject_hash(cert)
-    key = cert.fingerprint(hashes.SHA256())
-    value = cache.subject_hashes.get(key)
-    if value is None:
-        value = cache.subject_hashes[key] = subject_hash(cert)
-    return value
+    table = cache.subject_hashes if cache is not None else None
+    return memoised(table, cert.fingerprint(hashes.SHA256()), lambda: subject_hash(cert))
 
 
 def _verified(
@@ -257,7 +247,7 @@ def _pair_sources(pair: KeyPair, desired: DesiredState, inputs: Inputs) -> tuple
 
 
 def _parse_key(data: bytes, display: str, cache: ReconcileCache | None) -> PrivateKey:
-    """Parse (and validate) a key once per distinct content; the cache only memoises."""
+    """Parse (and check) a key once per distinct content; the cache only memoises."""
     key = cache.key(data) if cache is not None else None
     if key is None:
         key = parse_private_key(data, display)

@@ -46,21 +46,19 @@ def encode_pkcs12(entry: KeyEntry, password: str, profile: Profile) -> bytes:
     )
 
 
-def mac_profile(data: bytes) -> tuple[Profile | None, int]:
-    """The profile a PKCS#12 file's MAC algorithm belongs to, and its MAC iteration count."""
+def mac_profile(data: bytes) -> Profile | None:
+    """The profile a PKCS#12 file's MAC algorithm belongs to (None: neither)."""
     try:
         pfx, _ = der.parse_one(data)
-        parts = pfx.children()
-        mac_data = parts[2].children()
+        mac_data = pfx.children()[2].children()
         algorithm = mac_data[0].children()[0].children()[0]
-        iterations = int.from_bytes(mac_data[2].value, "big") if len(mac_data) > 2 else 1
-        return _MAC_OIDS.get(der.decode_oid(algorithm.value)), iterations
+        return _MAC_OIDS.get(der.decode_oid(algorithm.value))
     except (der.DERError, IndexError):
-        return None, 0
+        return None
 
 
-def read_pkcs12(data: bytes, password: str) -> tuple[StoreContent, Profile | None, int]:
-    """The entries of a PKCS#12 file, its profile and MAC iterations, or StoreUnreadable."""
+def read_pkcs12(data: bytes, password: str) -> tuple[StoreContent, Profile | None]:
+    """The entries of a PKCS#12 file and its profile, or StoreUnreadable."""
     try:
         _, end = der.parse_one(data)
     except der.DERError:
@@ -81,5 +79,4 @@ def read_pkcs12(data: bytes, password: str) -> tuple[StoreContent, Profile | Non
     if not hasattr(key, "private_bytes"):
         raise StoreUnreadable("unsupported key")
     entry = KeyEntry(alias, key_pkcs8(key), chain)  # type: ignore[arg-type]
-    profile, iterations = mac_profile(data)
-    return StoreContent.of([entry]), profile, iterations
+    return StoreContent.of([entry]), mac_profile(data)
