@@ -9,7 +9,7 @@ JDK_OLD := 11.0.5.1
 JDK_NEW := 25.0.2.1
 DEMO := var
 
-.PHONY: help venv jdks run demo test lint unit bench soak man rpm clean
+.PHONY: help tools tools-run venv jdks run demo test lint unit bench soak man rpm clean
 
 help:
 	@echo "make run    set up .venv, make a demo PKI under $(DEMO)/ and run the daemon on it (Ctrl-C stops)"
@@ -17,8 +17,17 @@ help:
 	@echo "make bench  measure, into docs/benchmarks.md"
 	@echo "make soak   run the daemon 10 minutes under swaps, into docs/reliability.md"
 	@echo "make rpm    build the noarch RPM into dist/ (needs rpmbuild: Debian's rpm package)"
+	@echo "make tools  install the system tools the tests need (apt-get), or name what is missing"
 
-$(STAMP): pyproject.toml
+# The system tools: one list in tools/system-tools.sh; installs what is missing (root or sudo + apt-get),
+# else stops at once naming every missing tool and its package.
+tools:
+	@PYTHON=$(PYTHON) bash tools/system-tools.sh test
+
+tools-run:
+	@PYTHON=$(PYTHON) bash tools/system-tools.sh run
+
+$(STAMP): pyproject.toml | tools-run
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
@@ -49,10 +58,10 @@ lint: venv
 	$(BIN)/ruff format --check src
 	$(BIN)/mypy --strict src
 
-unit: venv jdks
+unit: tools venv jdks
 	$(BIN)/pytest
 
-test: lint unit
+test: tools lint unit
 
 bench: venv
 	$(BIN)/python benchmarks/run.py
@@ -69,6 +78,7 @@ RPMTOP := $(CURDIR)/build/rpm
 RPM_FALLBACK := $(shell rpm --eval '%{?systemd_post:yes}' 2>/dev/null | grep -q yes || echo "--load packaging/rpm/macros.systemd-fallback")
 
 rpm: venv
+	@command -v rpmbuild >/dev/null || { echo 'make rpm: rpmbuild missing: run make tools (Debian package rpm)' >&2; exit 1; }
 	rm -rf $(RPMTOP) && mkdir -p $(RPMTOP)/SOURCES dist
 	git ls-files -z | xargs -0 tar czf $(RPMTOP)/SOURCES/sslreconciler-$(VERSION).tar.gz \
 		--transform 's,^,sslreconciler-$(VERSION)/,'
