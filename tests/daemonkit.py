@@ -18,7 +18,7 @@ from typing import Any
 from pkitools import Node
 
 
-def http_get(sock_path: Path, resource: str = "/health", timeout: float = 5.0) -> tuple[int, bytes]:
+def http_get(sock_path: Path, resource: str = "/health", timeout: float = 30.0) -> tuple[int, bytes]:
     """A deliberately naive HTTP/1.1 client, independent of the product's."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(timeout)
@@ -71,7 +71,7 @@ class RunningDaemon:
             except (TimeoutError, BlockingIOError):
                 return self.messages
 
-    def wait_message(self, text: str, timeout: float = 20, after: int = 0) -> str:
+    def wait_message(self, text: str, timeout: float = 60, after: int = 0) -> str:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.drain()
@@ -85,7 +85,7 @@ class RunningDaemon:
         code, body = http_get(self.socket)
         return code, json.loads(body)
 
-    def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 20, what: str = "") -> dict:
+    def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 60, what: str = "") -> dict:
         deadline = time.monotonic() + timeout
         doc: dict[str, Any] = {}
         while time.monotonic() < deadline:
@@ -131,6 +131,16 @@ class RunningDaemon:
 
     def logs_text(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 60, what: str = "") -> Any:
+    """Poll ``predicate`` until it returns something truthy; deadlines are generous for a loaded machine."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def fingerprint(doc: dict[str, Any], artifact: str = "ssl-web.keystore") -> str | None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import jks
 import pytest
 from cryptography.hazmat.primitives.serialization import pkcs12
-from daemonkit import RunningDaemon, fingerprint, http_get
+from daemonkit import RunningDaemon, fingerprint, http_get, wait_until
 from watchdog.events import FileSystemEventHandler
 from watchdog.observers import Observer
 
@@ -248,7 +248,9 @@ def test_temp_files_are_private_from_their_first_moment(tmp_path: Path, ca: Issu
         for i in range(6):
             node.desired.write_text(json.dumps({"hostname": node.host, "password": {"value": f"p{i}"}}))
             assert run_cli("reconcile", "--ssl-dir", node.ssl_dir, "--desired-state", node.desired).rc == 0
-        time.sleep(0.5)
+        # the observer thread may lag on a loaded machine: wait for what it must have seen
+        wait_until(lambda: sum(("authorities.jks" not in n and ".keystore" in n) or ".p12" in n for n in modes) >= 8,
+                   what="temp files of six runs seen")
     finally:
         observer.stop()
         observer.join()
