@@ -9,7 +9,7 @@ JDK_OLD := 11.0.5.1
 JDK_NEW := 25.0.2.1
 DEMO := var
 
-.PHONY: help tools tools-run venv jdks run demo test lint unit bench soak man rpm clean
+.PHONY: help tools tools-run venv jdks run demo test test-loaded lint unit bench soak man rpm clean
 
 help:
 	@echo "make run    set up .venv, make a demo PKI under $(DEMO)/ and run the daemon on it (Ctrl-C stops)"
@@ -62,6 +62,10 @@ unit: tools venv jdks
 	$(BIN)/pytest
 
 test: tools lint unit
+
+# The whole suite while two CPU-bound loops keep both cores busy (docs/testing.md).
+test-loaded:
+	bash tools/under-load.sh 2 $(MAKE) test
 
 bench: venv
 	$(BIN)/python benchmarks/run.py
