@@ -324,15 +324,20 @@ def test_event_storm_ends_in_a_handful_of_reconciles(tmp_path: Path, ca: Issued)
         write(node.ssl_dir / ".in" / "c", final.cert_pem())
         _rename_in(node, final)
         doc = d.wait_for(lambda x: fingerprint(x) == final.fingerprint(), what="final state after the storm")
+        # On a loaded machine the daemon reads the storm's events for longer than it took to make them:
+        # the bound is one reconcile per max_wait of the time it spent catching up, not of the storm alone.
+        seen_s = time.monotonic() - t0
         time.sleep(1.0)
         doc = d.health()[1]
         reconciles = doc["counts"]["reconciles"] - start
         events = doc["counts"]["events"] - events_before
         # 5,000 touches + 5,000 x (create, write, close, rename): over 20,000 inotify events; the
         # kernel folds repeats that are not read yet, so the daemon counts fewer.
-        print(f"\nstorm: 10,000 operations ({events} relevant events seen) in {storm_s:.1f} s -> {reconciles} reconciles")
+        print(f"\nstorm: 10,000 operations ({events} relevant events seen) in {storm_s:.1f} s, final state after "
+              f"{seen_s:.1f} s -> {reconciles} reconciles")
         assert events >= 1_000, events
-        assert reconciles <= 3 + storm_s / 2.0 + 2, reconciles  # one per max_wait (2 s) under the storm, at most
+        assert reconciles <= 3 + seen_s / 2.0 + 2, reconciles  # one per max_wait (2 s) while events arrive, at most
+        assert reconciles * 100 < events  # debounced: nowhere near one reconcile per event
         assert doc["status"] == "ok"
     finally:
         d.close()
