@@ -108,9 +108,10 @@ class Pebble:
         return ssl.create_default_context(cafile=str(self.ca_bundle))
 
     def _directory_answers(self) -> bool:
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(self.directory, context=self._context(), timeout=10) as r:
-                return "newOrder" in json.loads(r.read())
+        with contextlib.suppress(OSError), urllib.request.urlopen(
+            self.directory, context=self._context(), timeout=10
+        ) as r:
+            return "newOrder" in json.loads(r.read())
         return False
 
     def root_pem(self) -> bytes:

@@ -8,6 +8,7 @@ and rebuilds the web stores and runs the hooks. Nothing in the ssl dir changes o
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -192,6 +193,7 @@ def renew(desired: DesiredState, desired_file: Path, ssl_dir: Path, state_dir: P
         _save(state_dir, record, lines)
         return Outcome(EXIT_FAILED if backing_off else EXIT_OK, lines, _doc(obs, decision, record))
     lines = [f"renewing the web certificate for {', '.join(obs.names)}: {decision.reason}"]
+    before = dataclasses.replace(record)
     try:
         try:
             key = account_key(state_dir)
@@ -205,8 +207,14 @@ def renew(desired: DesiredState, desired_file: Path, ssl_dir: Path, state_dir: P
             client.register(session, obs.acme, hmac_key)
             key_pem = _new_key(obs.acme.key_type)
             fullchain = client.order_certificate(session, obs.acme, obs.names, key_pem)
+        facts = _cert_facts(x509.load_pem_x509_certificate(fullchain))
+        due = renewal_point(facts, obs.wanted.renew_before, None)
+        # Saved before the install: the daemon reacts to the new files at once and reads this record.
+        _record_success(record, obs, facts, due, now)
+        _save(state_dir, record, lines)
         message = _install(ssl_dir, state_dir, key_pem, fullchain)
     except client.AcmeFailure as exc:
+        record = before
         finding = error(obs.acme.directory, f"ACME {exc.kind}: {exc.detail}; nothing in {ssl_dir} changed", "acme")
         record.last_result = "failed"
         record.failures += 1
@@ -217,19 +225,18 @@ def renew(desired: DesiredState, desired_file: Path, ssl_dir: Path, state_dir: P
         lines.append(str(finding))
         _save(state_dir, record, lines)
         return Outcome(EXIT_FAILED, lines, {**_doc(obs, decision, record), "finding": finding.to_dict()})
-    leaf = x509.load_pem_x509_certificate(fullchain)
-    facts = _cert_facts(leaf)
-    due = renewal_point(facts, obs.wanted.renew_before, None)
+    lines += [message, f"valid until {iso(facts.not_after)}; renewal point {iso(due)}"]
+    obs = Observed(obs.acme, obs.names, obs.wanted, facts, None, record)
+    return Outcome(EXIT_OK, lines, _doc(obs, Decision(False, "issued", due, due), record))
+
+
+def _record_success(record: AcmeRecord, obs: Observed, facts: CertFacts, due: dt.datetime, now: dt.datetime) -> None:
     record.directory, record.names = obs.acme.directory, obs.names
     record.issued_fingerprint, record.issued_at = facts.fingerprint, iso(now)
     record.not_after, record.renewal_due = iso(facts.not_after), iso(due)
     record.last_result, record.last_success, record.last_error = "issued", iso(now), None
     record.failures, record.last_failure, record.failed_config_key = 0, None, None
-    record.last_message = message
-    lines += [message, f"valid until {iso(facts.not_after)}; renewal point {iso(due)}"]
-    _save(state_dir, record, lines)
-    obs = Observed(obs.acme, obs.names, obs.wanted, facts, None, record)
-    return Outcome(EXIT_OK, lines, _doc(obs, Decision(False, "issued", due, due), record))
+    record.last_message = f"issued for {', '.join(obs.names)}, valid until {iso(facts.not_after)}"
 
 
 def _install(ssl_dir: Path, state_dir: Path, key_pem: bytes, fullchain: bytes) -> str:
