@@ -277,5 +277,12 @@ def test_acme_config_errors_exit_2(tmp_path: Path, acme_node: Node) -> None:
     assert acme(acme_node, "status").rc == 2
     set_acme(acme_node, {"directory": "http://x.example/dir", "challenge": {"listen": "127.0.0.1:80"}})
     assert acme(acme_node, "renew").rc == 2
+    # The contract's block, exactly as the issue and docs/desired-state.md show it, is accepted.
+    contract = {"directory": "https://acme-v02.api.letsencrypt.org/directory", "contact": "admin@example.com",
+                "names": ["pbx.example.com"], "challenge": {"webroot": "/var/www/acme"}, "ca_bundle": None,
+                "key_type": "ec-p256", "renew_before_days": None, "eab": None}
+    set_acme(acme_node, contract)
+    status = acme(acme_node, "status", "--json")
+    assert status.rc == 1 and status.json()["renew"] is True, status.out + status.err  # due: no certificate yet
     assert not (tmp_path / "state" / "acme-account.key").exists()
     assert snapshot(acme_node.ssl_dir) == before

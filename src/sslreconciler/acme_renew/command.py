@@ -217,7 +217,8 @@ def renew(desired: DesiredState, desired_file: Path, ssl_dir: Path, state_dir: P
         record = before
         finding = error(obs.acme.directory, f"ACME {exc.kind}: {exc.detail}; nothing in {ssl_dir} changed", "acme")
         record.last_result = "failed"
-        record.failures += 1
+        same_config = record.failed_config_key == obs.wanted.config_key
+        record.failures = (record.failures if same_config else 0) + 1  # a new configuration starts afresh
         record.last_failure = iso(now)
         record.failed_config_key = obs.wanted.config_key
         record.last_error = {"type": exc.kind, "detail": exc.detail}
