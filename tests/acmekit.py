@@ -52,8 +52,9 @@ def wait_until(predicate, timeout: float, what: str, proc: subprocess.Popen | No
 
 
 class Pebble:
-    def __init__(self, work: Path, validity_s: int = 3600 * 24 * 90) -> None:
+    def __init__(self, work: Path, validity_s: int = 3600 * 24 * 90, eab_keys: dict[str, str] | None = None) -> None:
         self.work = work
+        self.eab_keys = eab_keys
         work.mkdir(parents=True, exist_ok=True)
         self.validity_s = validity_s
         self.port, self.mgmt_port, self.http_port = free_port(), free_port(), free_port()
@@ -87,7 +88,8 @@ class Pebble:
             "httpPort": self.http_port,
             "tlsPort": free_port(),
             "ocspResponderURL": "",
-            "externalAccountBindingRequired": False,
+            "externalAccountBindingRequired": bool(self.eab_keys),
+            "externalAccountMACKeys": self.eab_keys or {},
             "domainBlocklist": [BLOCKED],
             "certificateValidityPeriod": self.validity_s,
         }}

@@ -26,8 +26,8 @@ HOST = "pbx.example.com"
 def pebble_factory(tmp_path: Path):
     started: list[Pebble] = []
 
-    def start(validity_s: int = 90 * 24 * 3600) -> Pebble:
-        pebble = Pebble(tmp_path / f"pebble{len(started)}", validity_s)
+    def start(validity_s: int = 90 * 24 * 3600, eab_keys: dict[str, str] | None = None) -> Pebble:
+        pebble = Pebble(tmp_path / f"pebble{len(started)}", validity_s, eab_keys)
         started.append(pebble)
         return pebble.start()
 
@@ -252,10 +252,13 @@ def test_pebble_refusing_shows_its_problem_document(tmp_path: Path, acme_node: N
 
 def test_unreachable_webroot_fails_cleanly(tmp_path: Path, acme_node: Node, pebble_factory) -> None:
     pebble = pebble_factory()
-    webroot = tmp_path / "www"  # nothing serves it: pebble's validation cannot fetch the token
+    webroot = tmp_path / "www"
     set_acme(acme_node, acme_block(pebble, [HOST], {"webroot": str(webroot)}))
     before = snapshot(acme_node.ssl_dir)
-    failed = acme(acme_node, "renew", "--json")
+    absent = acme(acme_node, "renew")
+    assert absent.rc == 1 and "ACME webroot" in absent.out and "No such file" in absent.out, absent.out
+    webroot.mkdir()  # there now, but nothing serves it: pebble's validation cannot fetch the token
+    failed = acme(acme_node, "renew", "--json", "--force")  # --force: past the back-off the first failure set
     assert failed.rc == 1, failed.out + failed.err
     doc = failed.json()
     assert doc["finding"]["level"] == "error" and doc["finding"]["code"] == "acme"
@@ -286,3 +289,37 @@ def test_acme_config_errors_exit_2(tmp_path: Path, acme_node: Node) -> None:
     assert status.rc == 1 and status.json()["renew"] is True, status.out + status.err  # due: no certificate yet
     assert not (tmp_path / "state" / "acme-account.key").exists()
     assert snapshot(acme_node.ssl_dir) == before
+
+
+EAB_KID, EAB_HMAC = "kid-1", "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"  # pebble's example
+
+
+def test_external_account_binding(tmp_path: Path, acme_node: Node, pebble_factory) -> None:
+    pebble = pebble_factory(eab_keys={EAB_KID: EAB_HMAC})
+    listen = {"listen": f"127.0.0.1:{pebble.http_port}"}
+    set_acme(acme_node, acme_block(pebble, [HOST], listen))
+    refused = acme(acme_node, "renew")
+    assert refused.rc == 1 and "urn:ietf:params:acme:error:externalAccountRequired" in refused.out, refused.out
+    hmac_file = write(tmp_path / "eab-hmac", EAB_HMAC.encode() + b"\n", 0o600)
+    set_acme(acme_node, acme_block(pebble, [HOST], listen, eab={"kid": EAB_KID, "hmac_key": {"file": str(hmac_file)}}))
+    bound = acme(acme_node, "renew")
+    assert bound.rc == 0, bound.out + bound.err
+    assert EAB_HMAC not in bound.out + bound.err + (tmp_path / "state" / "acme.json").read_text()
+    assert f"DNS:{HOST}" in sans(acme_node.ssl_dir / "ssl-web.crt")
+    set_acme(acme_node, acme_block(pebble, [HOST], listen, eab={"kid": EAB_KID,
+                                                                 "hmac_key": {"file": str(tmp_path / "absent")}}))
+    missing = acme(acme_node, "renew", "--force")
+    assert missing.rc == 2 and "acme.eab.hmac_key" in missing.err, missing.err
+
+
+def test_webroot_escaping_through_a_symlink_is_refused(tmp_path: Path, acme_node: Node, pebble_factory) -> None:
+    pebble = pebble_factory()
+    webroot, elsewhere = tmp_path / "www", tmp_path / "elsewhere"
+    webroot.mkdir()
+    elsewhere.mkdir()
+    (webroot / ".well-known").symlink_to(elsewhere)  # whoever owns the webroot must not steer where we write
+    set_acme(acme_node, acme_block(pebble, [HOST], {"webroot": str(webroot)}))
+    before = snapshot(acme_node.ssl_dir)
+    refused = acme(acme_node, "renew")
+    assert refused.rc == 1 and "ACME webroot" in refused.out and "symlink" in refused.out, refused.out + refused.err
+    assert list(elsewhere.iterdir()) == [] and snapshot(acme_node.ssl_dir) == before

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
+import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,7 +26,7 @@ from josepy.jwk import JWKEC
 
 from sslreconciler import __version__
 from sslreconciler.desired import Acme
-from sslreconciler.fsio import atomic_write
+from sslreconciler.fsio import TEMP_PREFIX
 
 NETWORK_TIMEOUT = 30
 ORDER_TIMEOUT = dt.timedelta(seconds=120)
@@ -135,7 +137,8 @@ class _Responder:
 
     def __init__(self, acme: Acme) -> None:
         self.acme = acme
-        self.files: list[Path] = []
+        self.dir_fd: int | None = None  # the challenge directory, opened without following links
+        self.tokens: list[str] = []
         self.resources: set[standalone.HTTP01RequestHandler.HTTP01Resource] = set()
         self.server: standalone.HTTP01Server | None = None
         self.thread: threading.Thread | None = None
@@ -143,14 +146,16 @@ class _Responder:
     def add(self, chall: challenges.HTTP01, response: challenges.HTTP01Response, validation: str) -> None:
         webroot = self.acme.challenge.webroot
         if webroot is not None:
-            directory = webroot / CHALLENGE_DIR
+            token = chall.encode("token")
             try:
-                directory.mkdir(parents=True, exist_ok=True, mode=0o755)
-                target = directory / chall.encode("token")
-                atomic_write(target, validation.encode(), 0o644)
+                if self.dir_fd is None:
+                    self.dir_fd = _challenge_dir(webroot)
+                _write_at(self.dir_fd, token, validation.encode())
             except OSError as exc:
-                raise AcmeFailure("webroot", f"{webroot}: cannot write the challenge file: {exc.strerror}") from None
-            self.files.append(target)
+                raise AcmeFailure(
+                    "webroot", f"{webroot / CHALLENGE_DIR}: cannot write the challenge file: {exc.strerror}"
+                ) from None
+            self.tokens.append(token)
         else:
             self.resources.add(
                 standalone.HTTP01RequestHandler.HTTP01Resource(chall=chall, response=response, validation=validation)
@@ -174,9 +179,48 @@ class _Responder:
             self.server.shutdown()
             self.server.server_close()
             self.server = None
-        for path in self.files:
-            with contextlib.suppress(OSError):
-                path.unlink()
+        if self.dir_fd is not None:
+            for token in self.tokens:
+                with contextlib.suppress(OSError):
+                    os.unlink(token, dir_fd=self.dir_fd)
+            os.close(self.dir_fd)
+            self.dir_fd = None
+
+
+def _challenge_dir(webroot: Path) -> int:
+    """WEBROOT/.well-known/acme-challenge opened component by component, made when missing; a symlink
+    anywhere below the webroot is refused (whoever owns the webroot must not steer where we write)."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+    fd = os.open(webroot, flags)
+    try:
+        for part in CHALLENGE_DIR.parts:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(part, 0o755, dir_fd=fd)
+            try:
+                child = os.open(part, flags | os.O_NOFOLLOW, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise AcmeFailure("webroot", f"{webroot}: {part} is a symlink or not a directory") from None
+                raise
+            os.close(fd)
+            fd = child
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _write_at(dir_fd: int, name: str, data: bytes) -> None:
+    """Atomically write ``name`` (0644: the web server reads it) in the directory ``dir_fd``."""
+    tmp = f"{TEMP_PREFIX}{name}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dir_fd)
+    try:
+        os.fchmod(fd, 0o644)
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
 
 
 def order_certificate(session: Session, acme: Acme, names: list[str], key_pem: bytes) -> bytes:
