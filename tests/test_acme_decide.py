@@ -66,6 +66,7 @@ def test_decide(now, want, facts, memory, ari, force, renew, reason) -> None:
     assert reason in decision.reason, decision.reason
     if facts is not None:
         assert decision.renewal_due is not None
+    assert decision.backing_off is ("backing off" in reason)
 
 
 def test_renewal_point_and_backoff_and_overdue() -> None:

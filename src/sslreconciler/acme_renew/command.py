@@ -183,7 +183,7 @@ def renew(desired: DesiredState, desired_file: Path, ssl_dir: Path, state_dir: P
         record.renewal_due = iso(decision.renewal_due)
         record.not_after = iso(obs.cert.not_after) if obs.cert else None
     if not decision.renew:
-        backing_off = decision.next_attempt is not None and decision.next_attempt != decision.renewal_due
+        backing_off = decision.backing_off
         lines = [decision.reason]
         if backing_off:
             record.last_result = "backing-off"

@@ -57,6 +57,7 @@ class Decision:
     reason: str
     renewal_due: dt.datetime | None  # the current certificate's renewal point, when there is one
     next_attempt: dt.datetime | None = None  # when not renewing: the earliest moment a run would act
+    backing_off: bool = False  # renewal wanted, held back by earlier failures
 
 
 def renewal_point(cert: CertFacts, renew_before: dt.timedelta | None, ari_start: dt.datetime | None) -> dt.datetime:
@@ -103,6 +104,7 @@ def decide(
                 f"{'s' if memory.failures > 1 else ''} until {_iso(retry_at)} (--force tries now)",
                 due,
                 retry_at,
+                backing_off=True,
             )
     return Decision(True, why, due)
 
