@@ -18,7 +18,7 @@ def test_schema_lists_every_documented_field() -> None:
     doc = (REPO / "docs" / "desired-state.md").read_text()
     for field in schema["properties"]:
         assert f"`{field}`" in doc, field
-    for model in ("KeyPair", "TrustStore", "Permissions", "PasswordSource", "Hook"):
+    for model in ("KeyPair", "TrustStore", "Permissions", "PasswordSource", "Hook", "Acme", "AcmeChallenge", "AcmeEab"):
         for field in schema["$defs"][model]["properties"]:
             assert f"`{field}`" in doc, (model, field)
 

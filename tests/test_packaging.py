@@ -55,9 +55,12 @@ def test_rpm_file_list(rpm_file: Path) -> None:
                      "/etc/sslreconciler/sslreconciler.toml", "/etc/sslreconciler/desired-state.example.json",
                      "/etc/sslreconciler/store-password", "/usr/share/man/man1/sslreconciler.1",
                      f"{site}/cli.py", f"{site}/daemon.py", f"{site}/stores/jks.py", f"{site}/pki/verify.py",
-                     "/var/lib/sslreconciler"]:
+                     "/var/lib/sslreconciler", "/usr/lib/systemd/system/sslreconciler-acme.service",
+                     "/usr/lib/systemd/system/sslreconciler-acme.timer", f"{site}/acme_renew/client.py",
+                     f"{site}/acme_renew/decide.py"]:
         assert expected in files, expected
     assert any(f.endswith("/operations.md") for f in files) and any(f.endswith("/README.md") for f in files)
+    assert any(f.endswith("/acme.md") for f in files)
     assert not any("tests/" in f or f.endswith(".pyc") for f in files)
 
 
@@ -194,3 +197,37 @@ def test_help_of_every_subcommand() -> None:
         if not flag and len(path) <= 2:
             result = run_cli(*path, "--help")
             assert result.rc == 0 and "usage: sslreconciler" in result.out, path
+
+
+def test_acme_unit_and_timer_verify_clean_as_installed(rpm_file: Path, rpm_root: Path) -> None:
+    """The ACME oneshot unit and its timer: verified as installed, hardened, enabled by the RPM's preset."""
+    root = rpm_root
+    (root / "bin").mkdir(exist_ok=True)
+    units = root / "usr" / "lib" / "systemd" / "system"
+    for unit in Path("/usr/lib/systemd/system").iterdir():
+        if not (units / unit.name).exists() and not (units / unit.name).is_symlink():
+            if unit.is_symlink():
+                (units / unit.name).symlink_to(os.readlink(unit))
+            elif unit.is_file():
+                shutil.copy(unit, units / unit.name)
+    env = {**os.environ, "MANPATH": str(root / "usr" / "share" / "man")}
+    proc = subprocess.run(["systemd-analyze", "verify", f"--root={root}", "sslreconciler-acme.service",
+                           "sslreconciler-acme.timer"], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0 and proc.stdout.strip() == "" and proc.stderr.strip() == "", proc.stdout + proc.stderr
+    service = (units / "sslreconciler-acme.service").read_text().splitlines()
+    for line in ["Type=oneshot", "ExecStart=/usr/bin/sslreconciler acme renew", "User=sipx",
+                 "StateDirectory=sslreconciler", "NoNewPrivileges=yes", "ProtectSystem=strict",
+                 "ReadWritePaths=-/etc/sipxpbx/ssl", "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
+                 "CapabilityBoundingSet=CAP_NET_BIND_SERVICE", "SystemCallFilter=@system-service", "UMask=0077"]:
+        assert line in service, line
+    assert "PrivateNetwork=yes" not in service  # unlike the daemon, it must reach the ACME server
+    timer = (units / "sslreconciler-acme.timer").read_text().splitlines()
+    for line in ["OnCalendar=*-*-* 00,12:00:00", "RandomizedDelaySec=12h", "Persistent=true", "WantedBy=timers.target"]:
+        assert line in timer, line
+    security = subprocess.run(["systemd-analyze", "security", "--offline=true",
+                               str(units / "sslreconciler-acme.service")], capture_output=True, text=True, timeout=120)
+    score = re.search(r"Overall exposure level for \S+: ([0-9.]+)", security.stdout + security.stderr)
+    assert score and float(score.group(1)) <= 2.0, security.stdout[-2000:]
+    scripts = _rpm_query(rpm_file, "--scripts")
+    assert "sslreconciler-acme.timer" in scripts.split("preuninstall scriptlet")[0]  # preset on install
+    assert "sslreconciler-acme.timer" in scripts.split("preuninstall scriptlet")[1]  # disabled on removal

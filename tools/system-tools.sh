@@ -26,6 +26,8 @@ test_tools=(
   "systemd-analyze|systemd|verifying the systemd unit (not run as PID 1)"
   "curl|curl|the README's health check over the Unix socket"
   "git|git|make rpm packs the tracked files"
+  "pebble|pebble|the ACME tests' test CA (Let's Encrypt's pebble)"
+  "pebble-challtestsrv|pebble|DNS answers for pebble's HTTP-01 validation in the ACME tests"
 )
 
 case "$profile" in

@@ -81,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--json", action="store_true", help="print the daemon's health document")
     _add_pki(sub, common)
     _add_web(sub, common)
+    _add_acme(sub, common)
     return parser
 
 
@@ -152,6 +153,46 @@ def _add_web(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     inst.add_argument("--chain", type=Path, metavar="FILE", help="intermediate certificates")
     inst.add_argument("--json", action="store_true", help="print the reconcile report as JSON")
     wsub.add_parser("rollback", parents=[common], help="put the previous web pair back, then reconcile")
+
+
+def _add_acme(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+    acme = sub.add_parser(
+        "acme",
+        help="the web certificate from an ACME CA (RFC 8555): renew, status",
+        description="Get and renew ssl-web.key + ssl-web.crt over ACME as the desired state's `acme` block "
+        "says (docs/acme.md). The systemd timer sslreconciler-acme.timer runs `acme renew` twice a day.",
+    )
+    asub = acme.add_subparsers(dest="acme_command", metavar="ACME_COMMAND", required=True)
+    renew = asub.add_parser(
+        "renew",
+        parents=[common],
+        help="renew the web certificate when it is due (else say when it will be)",
+        description="Order a new web certificate when it is missing, from another ACME directory, not covering "
+        "the names, or past its renewal point, and install it (old pair kept as .previous). Exit 0 issued or "
+        "nothing to do, 1 failed (nothing in the ssl dir changed) or backing off, 2 usage or config error.",
+    )
+    renew.add_argument("--force", action="store_true", help="renew now, whatever the renewal point")
+    renew.add_argument("--json", action="store_true", help="print the result as JSON")
+    st = asub.add_parser(
+        "status",
+        parents=[common],
+        help="the web certificate's renewal point and the last ACME result; contacts nothing",
+        description="Exit 0 nothing due, 1 a renewal is due or the last run failed, 2 config error.",
+    )
+    st.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _acme(args: argparse.Namespace) -> int:
+    from sslreconciler.acme_renew import command
+    from sslreconciler.desired import load_desired_state
+    from sslreconciler.settings import load_settings
+
+    settings = load_settings(args.config, _flag_overrides(args))
+    desired = load_desired_state(settings.desired_state)
+    where = (desired, settings.desired_state, settings.ssl_dir, settings.resolved_state_dir())
+    outcome = command.renew(*where, force=args.force) if args.acme_command == "renew" else command.status(*where)
+    print(outcome.render(args.json))
+    return outcome.exit_code
 
 
 def _flag_overrides(args: argparse.Namespace) -> dict[str, object]:
@@ -267,6 +308,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _pki(args)
         if args.command == "web":
             return _web(args)
+        if args.command == "acme":
+            return _acme(args)
         if args.command == "schema":
             from sslreconciler.desired import desired_state_schema
 

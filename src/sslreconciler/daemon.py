@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from sslreconciler import __version__
+from sslreconciler.acme_renew.record import health_view as acme_health_view
 from sslreconciler.cache import ReconcileCache
 from sslreconciler.desired import DesiredState, Hook, load_desired_state
 from sslreconciler.engine import reconcile, save_report
@@ -369,6 +370,11 @@ class Daemon:
         failed_hooks = [h for h in hooks.values() if h.outcome != "ok"]
         if failed_hooks:
             status = worst([status, "warning"])
+        acme = acme_health_view(self.settings.resolved_state_dir())  # the record `acme renew` left
+        if acme is not None:
+            doc["acme"] = acme
+            if acme["overdue"]:
+                status = worst([status, "warning"])
         doc.update(
             {
                 "status": status,

@@ -152,6 +152,24 @@ def render_metrics(doc: dict[str, Any], now: float | None = None) -> str:
         "Post-change hook runs by outcome.",
         [(_labels(hook=h, outcome=o), n) for h, by in sorted(hook_runs.items()) for o, n in sorted(by.items())],
     )
+    acme = doc.get("acme") or {}
+    for name, key, help_text in (
+        ("last_success", "last_success", "When `acme renew` last ended well (issued or nothing to do)."),
+        ("renewal_due", "renewal_due", "The web certificate's renewal point, as `acme renew` last saw it."),
+    ):
+        when = acme.get(key)
+        family(
+            f"sslreconciler_acme_{name}_timestamp_seconds",
+            "gauge",
+            help_text,
+            [("", _epoch(when))] if when else [],
+        )
+    family(
+        "sslreconciler_acme_failures",
+        "gauge",
+        "Consecutive failed `acme renew` attempts.",
+        [("", int(acme.get("failures", 0)))] if acme else [],
+    )
     return "\n".join(out) + "\n"
 
 

@@ -82,6 +82,16 @@ def render(doc: dict[str, Any], code: int) -> str:
             f"  {label}: {h['outcome']} at {h['started_at']}" + (f" ({h['detail']})" if h["detail"] else "")
             for label, h in hooks.items()
         ]
+    acme: dict[str, Any] = doc.get("acme") or {}
+    if acme:
+        error = acme.get("last_error") or {}
+        lines += [
+            "",
+            f"acme: renewal point {acme.get('renewal_due') or '-'}"
+            + (" OVERDUE" if acme.get("overdue") else "")
+            + f"; last run {acme.get('last_attempt')}: {acme.get('last_result')}"
+            + (f" ({error.get('type')}: {error.get('detail')})" if error else ""),
+        ]
     last = doc.get("last_reconcile") or {}
     counts = doc.get("counts", {})
     if last:

@@ -1,0 +1,1 @@
+"""ACME (RFC 8555) issuance and renewal of the web certificate: observe, decide, execute."""

@@ -1,0 +1,286 @@
+"""`acme renew` and `acme status`: observe the web certificate and the record, decide, then act.
+
+`renew` installs a new pair through webcert.install, exactly as `web install` does for an admin:
+ssl-web.key + ssl-web.crt, the old pair kept as .previous. The running daemon sees the new sources
+and rebuilds the web stores and runs the hooks. Nothing in the ssl dir changes on a failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import shutil
+import socket
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from sslreconciler.acme_renew.decide import CertFacts, Decision, Memory, Wanted, decide, is_overdue, renewal_point
+from sslreconciler.acme_renew.record import AcmeRecord, account_key, iso, parse_time, read_record, write_record
+from sslreconciler.desired import Acme, DesiredState, resolve_password
+from sslreconciler.errors import CommandError, ConfigError
+from sslreconciler.findings import SourceError, error
+from sslreconciler.fsio import atomic_write, read_source
+from sslreconciler.pki.sources import parse_certificates
+from sslreconciler.webcert import CRT, KEY
+
+EXIT_OK, EXIT_FAILED = 0, 1
+
+
+@dataclass
+class Outcome:
+    exit_code: int
+    lines: list[str]
+    doc: dict[str, Any] = field(default_factory=dict)
+
+    def render(self, as_json: bool) -> str:
+        return json.dumps(self.doc, indent=2) if as_json else "\n".join(self.lines)
+
+
+@dataclass(frozen=True, slots=True)
+class Observed:
+    acme: Acme
+    names: list[str]
+    wanted: Wanted
+    cert: CertFacts | None
+    cert_pem: bytes | None
+    record: AcmeRecord
+
+
+def _acme_block(desired: DesiredState, desired_file: Path) -> Acme:
+    if desired.acme is None:
+        raise ConfigError(desired_file, "no acme block: nothing to renew (see docs/acme.md)", "acme")
+    return desired.acme
+
+
+def _config_key(acme: Acme, names: list[str]) -> str:
+    relevant = {
+        "directory": acme.directory,
+        "names": sorted(names),
+        "challenge": acme.challenge.model_dump(mode="json"),
+        "key_type": acme.key_type,
+        "ca_bundle": str(acme.ca_bundle),
+        "eab": acme.eab.kid if acme.eab else None,
+    }
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _cert_facts(cert: x509.Certificate) -> CertFacts:
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        names = frozenset(n.lower() for n in san.get_values_for_type(x509.DNSName))
+    except x509.ExtensionNotFound:
+        names = frozenset()
+    return CertFacts(
+        cert.fingerprint(hashes.SHA256()).hex(), names, cert.not_valid_before_utc, cert.not_valid_after_utc
+    )
+
+
+def _web_certificate(ssl_dir: Path) -> tuple[CertFacts | None, bytes | None]:
+    """The web pair's leaf certificate; None when the pair is missing or unreadable (it will be replaced)."""
+    if not (ssl_dir / KEY).exists():
+        return None, None
+    try:
+        data, _ = read_source(ssl_dir / CRT, CRT, [ssl_dir])
+        leaf = parse_certificates(data, CRT)[0]
+    except (SourceError, IndexError):
+        return None, None
+    return _cert_facts(leaf), leaf.public_bytes(serialization.Encoding.PEM)
+
+
+def observe(desired: DesiredState, desired_file: Path, ssl_dir: Path, state_dir: Path) -> Observed:
+    acme = _acme_block(desired, desired_file)
+    names = [n.lower() for n in (acme.names or [desired.hostname or socket.getfqdn()])]
+    renew_before = dt.timedelta(days=acme.renew_before_days) if acme.renew_before_days is not None else None
+    wanted = Wanted(acme.directory, frozenset(names), renew_before, acme.drop_in, _config_key(acme, names))
+    cert, pem = _web_certificate(ssl_dir)
+    return Observed(acme, names, wanted, cert, pem, read_record(state_dir))
+
+
+def _memory(record: AcmeRecord) -> Memory:
+    return Memory(
+        record.issued_fingerprint,
+        record.directory if record.issued_fingerprint else None,
+        record.failures,
+        parse_time(record.last_failure),
+        record.failed_config_key,
+    )
+
+
+def _new_key(key_type: str) -> bytes:
+    key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+    if key_type == "ec-p256":
+        key = ec.generate_private_key(ec.SECP256R1())
+    else:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=int(key_type.removeprefix("rsa")))
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def _hmac_key(acme: Acme, desired_file: Path) -> str | None:
+    if acme.eab is None:
+        return None
+    try:
+        return resolve_password(acme.eab.hmac_key)
+    except ValueError as exc:
+        raise ConfigError(desired_file, str(exc), "acme.eab.hmac_key") from None
+
+
+def _save(state_dir: Path, record: AcmeRecord, lines: list[str]) -> None:
+    try:
+        write_record(state_dir, record)
+    except OSError as exc:
+        lines.append(f"warning: state dir {state_dir}: cannot save the ACME record: {exc.strerror}")
+
+
+def _doc(obs: Observed, decision: Decision, record: AcmeRecord) -> dict[str, Any]:
+    return {
+        "directory": obs.acme.directory,
+        "names": obs.names,
+        "certificate": None
+        if obs.cert is None
+        else {
+            "fingerprint_sha256": obs.cert.fingerprint,
+            "names": sorted(obs.cert.names),
+            "not_after": iso(obs.cert.not_after),
+            "issued_by_acme": obs.cert.fingerprint == record.issued_fingerprint,
+        },
+        "renewal_due": iso(decision.renewal_due) if decision.renewal_due else None,
+        "renew": decision.renew,
+        "reason": decision.reason,
+        "next_attempt": iso(decision.next_attempt) if decision.next_attempt else None,
+        "record": json.loads(record.to_json()),
+    }
+
+
+def renew(desired: DesiredState, desired_file: Path, ssl_dir: Path, state_dir: Path, force: bool) -> Outcome:
+    from sslreconciler.acme_renew import client
+
+    obs = observe(desired, desired_file, ssl_dir, state_dir)
+    hmac_key = _hmac_key(obs.acme, desired_file)
+    now = dt.datetime.now(dt.UTC)
+    record = obs.record
+    ari: dt.datetime | None = None
+    session: client.Session | None = None
+    if obs.cert_pem is not None and obs.wanted.renew_before is None and not force:
+        # The server's renewal window (ARI) when it has one; unreachable now means: decide without it.
+        with contextlib.suppress(client.AcmeFailure, SourceError):
+            with client.failures_explained(obs.acme.directory):
+                session = client.connect(obs.acme, account_key(state_dir))
+            ari = client.renewal_window_start(session, obs.cert_pem)
+    decision = decide(now, obs.wanted, obs.cert, _memory(record), ari, force)
+    record.last_attempt = iso(now)
+    if decision.renewal_due is not None:
+        record.renewal_due = iso(decision.renewal_due)
+        record.not_after = iso(obs.cert.not_after) if obs.cert else None
+    if not decision.renew:
+        backing_off = decision.backing_off
+        lines = [decision.reason]
+        if backing_off:
+            record.last_result = "backing-off"
+        else:
+            record.last_result, record.last_success = "nothing-to-do", iso(now)
+        record.last_message = decision.reason
+        _save(state_dir, record, lines)
+        return Outcome(EXIT_FAILED if backing_off else EXIT_OK, lines, _doc(obs, decision, record))
+    lines = [f"renewing the web certificate for {', '.join(obs.names)}: {decision.reason}"]
+    before = dataclasses.replace(record)
+    try:
+        try:
+            key = account_key(state_dir)
+        except SourceError as exc:
+            raise client.AcmeFailure("account-key", f"{exc.finding.file}: {exc.finding.reason}") from None
+        except OSError as exc:
+            raise client.AcmeFailure("account-key", f"state dir {state_dir}: {exc.strerror}") from None
+        with client.failures_explained(obs.acme.directory):
+            if session is None:
+                session = client.connect(obs.acme, key)
+            client.register(session, obs.acme, hmac_key)
+            key_pem = _new_key(obs.acme.key_type)
+            fullchain = client.order_certificate(session, obs.acme, obs.names, key_pem)
+        facts = _cert_facts(x509.load_pem_x509_certificate(fullchain))
+        due = renewal_point(facts, obs.wanted.renew_before, None)
+        # Saved before the install: the daemon reacts to the new files at once and reads this record.
+        _record_success(record, obs, facts, due, now)
+        _save(state_dir, record, lines)
+        message = _install(ssl_dir, state_dir, key_pem, fullchain)
+    except client.AcmeFailure as exc:
+        record = before
+        finding = error(obs.acme.directory, f"ACME {exc.kind}: {exc.detail}; nothing in {ssl_dir} changed", "acme")
+        record.last_result = "failed"
+        same_config = record.failed_config_key == obs.wanted.config_key
+        record.failures = (record.failures if same_config else 0) + 1  # a new configuration starts afresh
+        record.last_failure = iso(now)
+        record.failed_config_key = obs.wanted.config_key
+        record.last_error = {"type": exc.kind, "detail": exc.detail}
+        record.last_message = str(finding)
+        lines.append(str(finding))
+        _save(state_dir, record, lines)
+        return Outcome(EXIT_FAILED, lines, {**_doc(obs, decision, record), "finding": finding.to_dict()})
+    lines += [message, f"valid until {iso(facts.not_after)}; renewal point {iso(due)}"]
+    obs = Observed(obs.acme, obs.names, obs.wanted, facts, None, record)
+    return Outcome(EXIT_OK, lines, _doc(obs, Decision(False, "issued", due, due), record))
+
+
+def _record_success(record: AcmeRecord, obs: Observed, facts: CertFacts, due: dt.datetime, now: dt.datetime) -> None:
+    record.directory, record.names = obs.acme.directory, obs.names
+    record.issued_fingerprint, record.issued_at = facts.fingerprint, iso(now)
+    record.not_after, record.renewal_due = iso(facts.not_after), iso(due)
+    record.last_result, record.last_success, record.last_error = "issued", iso(now), None
+    record.failures, record.last_failure, record.failed_config_key = 0, None, None
+    record.last_message = f"issued for {', '.join(obs.names)}, valid until {iso(facts.not_after)}"
+
+
+def _install(ssl_dir: Path, state_dir: Path, key_pem: bytes, fullchain: bytes) -> str:
+    """Install through `web install`'s code path: checks, .previous pair, atomic writes."""
+    from sslreconciler import webcert
+    from sslreconciler.acme_renew.client import AcmeFailure
+
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    work = Path(tempfile.mkdtemp(prefix=".acme-", dir=state_dir))  # 0700: the new key waits here
+    try:
+        atomic_write(work / "key.pem", key_pem, 0o600)
+        atomic_write(work / "fullchain.pem", fullchain, 0o600)
+        return webcert.install(ssl_dir, work / "fullchain.pem", work / "key.pem", None).message
+    except CommandError as exc:
+        raise AcmeFailure("install", str(exc)) from None
+    except OSError as exc:
+        raise AcmeFailure("install", f"{ssl_dir}: {exc.strerror}") from None
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def status(desired: DesiredState, desired_file: Path, ssl_dir: Path, state_dir: Path) -> Outcome:
+    """What `renew` would do now (without asking the server), and how the last run went."""
+    obs = observe(desired, desired_file, ssl_dir, state_dir)
+    now = dt.datetime.now(dt.UTC)
+    decision = decide(now, obs.wanted, obs.cert, _memory(obs.record))
+    record = obs.record
+    lines = [f"ACME directory {obs.acme.directory}; names {', '.join(obs.names)}"]
+    if obs.cert is None:
+        lines.append("web certificate: none of its own")
+    else:
+        origin = "issued by acme renew" if obs.cert.fingerprint == record.issued_fingerprint else "dropped in"
+        lines.append(
+            f"web certificate: {', '.join(sorted(obs.cert.names)) or '(no DNS names)'}, valid until "
+            f"{iso(obs.cert.not_after)} ({origin})"
+        )
+    lines.append(("renew now: " if decision.renew else "") + decision.reason)
+    if record.last_attempt:
+        lines.append(f"last run {record.last_attempt}: {record.last_result}")
+        if record.last_error:
+            lines.append(f"  last error: {record.last_error['type']}: {record.last_error['detail']}")
+    overdue = is_overdue(decision.renewal_due, now)
+    if overdue:
+        lines.append("WARNING: the renewal is overdue")
+    code = EXIT_FAILED if decision.renew or record.last_result == "failed" or overdue else EXIT_OK
+    return Outcome(code, lines, {**_doc(obs, decision, record), "overdue": overdue})
