@@ -26,15 +26,16 @@ from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from sslreconciler.findings import Finding, error, warning
 
 MAX_CHAIN_DEPTH = 8
 MAX_PATHS = 32  # paths tried per leaf: cross-signed CAs give a few, a hostile pile must not give thousands
+MAX_STEPS = 256  # partial paths expanded per leaf, however the pool is arranged
 
 # Policy rules: the finding code of each; the desired state's `policy` may lower any to a warning.
 WEAK_RSA_KEY = "weak-rsa-key"
@@ -65,9 +66,26 @@ def der(cert: x509.Certificate) -> bytes:
 
 
 def signed_by(child: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """``issuer`` names and signs ``child``.
+
+    Checked with the issuer's public key directly: ``verify_directly_issued_by`` refuses SHA-1
+    signatures outright, which must reach the policy rule (and may be lowered) instead.
+    """
+    if child.issuer != issuer.subject:
+        return False
+    key = issuer.public_key()
     try:
-        child.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature):
+        params = child.signature_algorithm_parameters
+        if isinstance(key, rsa.RSAPublicKey) and isinstance(params, padding.PKCS1v15 | padding.PSS):
+            algorithm = child.signature_hash_algorithm
+            if algorithm is None:
+                return False
+            key.verify(child.signature, child.tbs_certificate_bytes, params, algorithm)
+        elif isinstance(key, ec.EllipticCurvePublicKey) and isinstance(params, ec.ECDSA):
+            key.verify(child.signature, child.tbs_certificate_bytes, params)
+        else:  # Ed25519/Ed448 and the rest: the library's own check
+            child.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
         return False
     return True
 
@@ -180,9 +198,13 @@ def _paths(
     dead_ends: list[tuple[int, str]],
 ) -> Iterator[list[x509.Certificate]]:
     """Every signature-linked path from ``leaf`` that ends in an anchor (depth-first, bounded)."""
-    found = 0
+    found = steps = 0
     stack: list[list[x509.Certificate]] = [[leaf]]
     while stack and found < MAX_PATHS:
+        steps += 1
+        if steps > MAX_STEPS:
+            dead_ends.append((MAX_CHAIN_DEPTH + 2, f"gave up after {MAX_STEPS} candidate paths for {describe(leaf)}"))
+            return
         path = stack.pop()
         current = path[-1]
         if store.holds(current):
