@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from trustkit import NO_CERTSIGN_KU, V1, cert, dns, ipnet, openssl_signed, openssl_v1
 
 from sslreconciler.findings import Level
 from sslreconciler.pki import trust, verify
 from sslreconciler.pki.trust import validate_path
 
 from pkitools import NOW, Issued
+from trustkit import NO_CERTSIGN_KU, V1, cert, dns, ipnet, openssl_signed, openssl_v1
 
 # (leaf, intermediates, anchors)
 Case = tuple[Issued, list[Issued], list[Issued]]
