@@ -258,6 +258,9 @@ def test_suffix_aliases_never_take_a_file_owned_alias(good: Node) -> None:
     write(auth / "pair-2.crt", peer.cert_pem())
     result = reconcile(good)
     assert ("authorities/pair.crt", "no-hash-link", "warning") in _findings(result)
+    assert ("authorities/pair.crt", "alias-suffix", "warning") in _findings(result)
+    assert "alias 'pair-2-2': pair-2 is authorities/pair-2.crt's alias" in _reason(result, "authorities/pair.crt",
+                                                                                   "alias-suffix")
     store = auth.parent / "authorities.jks"
     assert {"pair", "pair-2", "pair-2-2"} <= set(keytool_list(store))
     assert _alias_fingerprint(store, "pair-2") == peer.fingerprint()
@@ -283,3 +286,18 @@ def test_same_certificate_in_two_files_is_reported_as_rehash_does(good: Node) ->
     rehash = subprocess.run(["openssl", "rehash", "-v", str(copy)], capture_output=True, text=True, timeout=60)
     assert "skipping duplicate certificate in zz-copy.crt" in rehash.stderr + rehash.stdout, rehash.stderr
     assert sorted(p.readlink().name for p in copy.iterdir() if p.is_symlink()) == ["ca.master.example.com.crt"]
+
+
+def test_web_install_applies_the_policy_and_its_lowering(good: Node, tmp_path: Path) -> None:
+    client_only = cert("master.example.com", good.ca, ca=False, eku=[ExtendedKeyUsageOID.CLIENT_AUTH])
+    key = write(tmp_path / "web.key", client_only.key_pem(), 0o600)
+    crt = write(tmp_path / "web.crt", client_only.cert_pem())
+    before = snapshot(good.ssl_dir)
+    args = ("web", "install", "--ssl-dir", good.ssl_dir, "--desired-state", good.desired, "--cert", crt, "--key", key)
+    result = run_cli(*args)
+    assert result.rc == 1 and "(policy rule key-usage)" in result.err and "nothing installed" in result.err, result.err
+    assert snapshot(good.ssl_dir) == before
+    good.desired.write_text(json.dumps({"hostname": good.host, "policy": {"key_usage": "warning"}}))
+    result = run_cli(*args)
+    assert result.rc == 0 and "verified against its issuer" in result.out, result.out + result.err
+    assert (good.ssl_dir / "ssl-web.crt").read_bytes() == client_only.cert_pem()

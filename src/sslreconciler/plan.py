@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Container
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Literal
@@ -235,7 +236,7 @@ def _entries_and_links(
         for cert in f.certs:
             holders.setdefault(cert_der(cert), []).append(f)
     owner = {d: next((f for f in fs if len(fs) > 1 and host.issued_by(f)), fs[0]) for d, fs in holders.items()}
-    owned = {_alias_of(f.display) for f in accepted}
+    owned = {_alias_of(f.display): f.display for f in accepted}
     used: set[str] = set()
     for f in accepted:
         alias = _alias_of(f.display)
@@ -246,6 +247,12 @@ def _entries_and_links(
                 duplicates.append(first.display)
                 continue
             name = alias if i == 0 else _suffix_alias(alias, i + 1, owned, used)
+            if i and f"{alias}-{i + 1}" in owned:
+                text = (
+                    f"certificate #{i + 1} goes in as alias {name!r}: {alias}-{i + 1} is "
+                    f"{owned[f'{alias}-{i + 1}']}'s alias"
+                )
+                findings.append(warning(f.display, text, "alias-suffix"))
             used.add(name)
             result.entries[name] = cert_der(cert)
         if duplicates:
@@ -272,7 +279,7 @@ def _entries_and_links(
             _add_link(result.links[f.link_dir], _subject_hash(f.certs[0], cache), PurePosixPath(f.display).name)
 
 
-def _suffix_alias(alias: str, n: int, owned: set[str], used: set[str]) -> str:
+def _suffix_alias(alias: str, n: int, owned: Container[str], used: set[str]) -> str:
     """``<alias>-<n>`` for the n-th certificate of a file, never an alias another file owns."""
     candidate, k = f"{alias}-{n}", 2
     while candidate in owned or candidate in used:
