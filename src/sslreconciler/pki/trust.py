@@ -12,8 +12,8 @@ and accepts the first one on which every rule holds (docs/trust.md lists them):
 - the anchor is one of ``anchors`` (the trust sources): never a certificate that came with the leaf.
 
 It is written out here rather than delegated to ``cryptography.x509.verification`` because that
-verifier cannot take a v1 root and refuses SHA-1 and small RSA keys outright, which the policy rules
-(``policy_findings``) must be able to report, and lower to a warning, instead.
+verifier cannot take a v1 root and refuses SHA-1 signatures and RSA issuer keys below 2048 bits
+outright, which the policy rules (``policy_findings``) must report by name, and may lower to a warning.
 
 ``policy_findings`` names what is weak or forbids the store's use; each rule is a stable code.
 """
@@ -395,7 +395,7 @@ def signature_findings(cert: x509.Certificate, file: str, lowered: Collection[st
     """A SHA-1 or MD5 signature (callers skip trust anchors and self-signed certificates)."""
     try:
         algorithm = cert.signature_hash_algorithm
-    except Exception:  # an algorithm cryptography does not know: not a weak hash we can name
+    except (UnsupportedAlgorithm, ValueError):  # an algorithm cryptography does not know: not one we can name
         return []
     if algorithm is not None and algorithm.name in WEAK_HASHES:
         text = f"{describe(cert)} is signed with {algorithm.name.upper()}"
