@@ -138,6 +138,8 @@ def _load_trust(
     anchors = rules.Anchors.of([c for f in kept if f.is_ca for c in f.certs])
     result.anchors = anchors
     anchors_key = _anchors_key(anchors.certs) if cache is not None else b""
+    if desired.truststore.hash_links:
+        findings.extend(_partial_chain_findings(kept, anchors))
     accepted: list[_TrustFile] = []
     for f in kept:
         if f.is_ca:
@@ -155,6 +157,28 @@ def _load_trust(
         accepted.append(f)
     _entries_and_links(accepted, result, host, desired.truststore.hash_links, findings, cache)
     return result
+
+
+def _partial_chain_findings(files: list[_TrustFile], anchors: rules.Anchors) -> list[Finding]:
+    """A CA that is no root and whose issuer is not here: an anchor for Java and for this check, but
+    ``openssl verify -CApath`` (without -partial_chain) wants the chain up to a self-signed root."""
+    out = []
+    for f in files:
+        if not f.is_ca or not f.link_dir:
+            continue
+        for cert in f.certs:
+            if verify.is_self_signed(cert) or any(
+                rules.signed_by(cert, issuer) for issuer in anchors.issuers_of(cert) if issuer is not cert
+            ):
+                continue
+            text = (
+                f"{verify.describe(cert)} is not a self-signed root and its issuer "
+                f"({cert.issuer.rfc4514_string()}) is not in the trust sources: it is trusted here and by Java, "
+                "but openssl verify -CApath stops at it; add its root"
+            )
+            out.append(warning(f.display, text, "partial-chain"))
+            break
+    return out
 
 
 def _trust_file_findings(f: _TrustFile, now: dt.datetime, warn_days: int, lowered: frozenset[str]) -> list[Finding]:
