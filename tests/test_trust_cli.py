@@ -301,3 +301,13 @@ def test_web_install_applies_the_policy_and_its_lowering(good: Node, tmp_path: P
     result = run_cli(*args)
     assert result.rc == 0 and "verified against its issuer" in result.out, result.out + result.err
     assert (good.ssl_dir / "ssl-web.crt").read_bytes() == client_only.cert_pem()
+
+
+def test_a_trust_file_named_like_this_host_is_named_in_the_clash(good: Node) -> None:
+    other = make_host(good.ca, "impostor.example.com")
+    write(good.ssl_dir / "authorities" / "Master.Example.com.crt", other.cert_pem())
+    result = reconcile(good)
+    assert result.rc == 1
+    reason = _reason(result, "ssl.crt", "duplicate-alias")
+    assert "authorities/Master.Example.com.crt" in reason, reason
+    assert _alias_fingerprint(good.ssl_dir / "authorities.jks", "master.example.com") == good.ssl.fingerprint()

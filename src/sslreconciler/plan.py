@@ -60,6 +60,7 @@ class TrustResult:
     links: dict[str, dict[str, str]] = field(default_factory=dict)
     sources: tuple[str, ...] = ()
     parsed: list[tuple[str, x509.Certificate]] = field(default_factory=list)
+    owners: dict[str, str] = field(default_factory=dict)  # alias -> the trust file it came from
 
 
 @dataclass(slots=True)
@@ -279,6 +280,7 @@ def _entries_and_links(
                 findings.append(warning(f.display, text, "alias-suffix"))
             used.add(name)
             result.entries[name] = cert_der(cert)
+            result.owners[name] = f.display
         if duplicates:
             text = (
                 f"holds the same certificate as {duplicates[0]} (openssl rehash: duplicate certificate); "
@@ -532,7 +534,8 @@ def _truststore_plan(
             findings.append(
                 error(
                     sources[-1],
-                    f"alias {alias!r} (this host) is taken by another trusted certificate",
+                    f"alias {alias!r} (this host) is taken by another trusted certificate, "
+                    f"from {trust.owners.get(alias, 'the trust sources')}; this host's goes in under it",
                     "duplicate-alias",
                 )
             )
