@@ -121,15 +121,20 @@ def test_web_cert_from_outside_ca_is_unverified_until_its_ca_arrives(fresh) -> N
     assert result.json()["artifacts"]["ssl-web.keystore"]["action"] == "unchanged"
 
 
-def test_web_cert_with_its_chain_inside_is_verified(fresh) -> None:
+def test_web_cert_with_its_root_inside_is_unverified_until_that_root_is_trusted(fresh) -> None:
+    """Issue 11 changed this: a root that came inside the file is never the anchor (it was "verified")."""
     outside = make_ca("Outside Root")
     inter = make_ca("Outside Issuing CA", issuer=outside)
     web = make_host(inter, "master.example.com")
     write(fresh.ssl_dir / "ssl-web.key", web.key_pem(), 0o600)
     write(fresh.ssl_dir / "ssl-web.crt", web.cert_pem() + inter.cert_pem() + outside.cert_pem())
     result = reconcile(fresh)
-    assert result.rc == 0 and _codes(result) == [], result.out
+    assert result.rc == 0 and _codes(result) == ["unverified"], result.out
+    assert "self-signed and not in the trust sources" in result.json()["findings"][0]["reason"]
     assert keytool_list(fresh.ssl_dir / "ssl-web.keystore") == {"ssl-web": ("PrivateKeyEntry", 3)}
+    write(fresh.ssl_dir / "authorities" / "outside.crt", outside.cert_pem())
+    result = reconcile(fresh)
+    assert result.rc == 0 and _codes(result) == [], result.out
 
 
 def test_web_cert_with_a_forged_chain_is_refused(fresh) -> None:
@@ -140,4 +145,5 @@ def test_web_cert_with_a_forged_chain_is_refused(fresh) -> None:
     write(fresh.ssl_dir / "ssl-web.crt", web.cert_pem() + impostor.cert_pem())
     result = reconcile(fresh)
     assert result.rc == 1
-    assert [f["code"] for f in result.json()["findings"]] == ["untrusted"]
+    # issue 11: the root in the file is no anchor, so the broken link itself is the finding
+    assert [f["code"] for f in result.json()["findings"]] == ["bad-chain"]

@@ -25,9 +25,9 @@ from pathlib import Path
 from cryptography import x509
 
 from sslreconciler.errors import CommandError
-from sslreconciler.findings import SourceError
+from sslreconciler.findings import Level, SourceError
 from sslreconciler.fsio import atomic_write
-from sslreconciler.pki import verify
+from sslreconciler.pki import trust, verify
 from sslreconciler.pki.issue import cert_pem
 from sslreconciler.pki.sources import parse_certificates, parse_private_key
 from sslreconciler.staging import find_ca, read_cert, read_key
@@ -177,8 +177,12 @@ def _check_manifest(path: Path, files: dict[str, bytes]) -> Bundle:
     return Bundle(host, ca_name, files)
 
 
-def verify_bundle(path: Path, bundle: Bundle) -> list[str]:
-    """Each key matches its certificate and each certificate chains to the bundled CA. Notes, or refusal."""
+def verify_bundle(path: Path, bundle: Bundle, lowered: frozenset[str] = frozenset()) -> list[str]:
+    """Each key matches its certificate and each certificate chains to the bundled CA. Notes, or refusal.
+
+    The same trust function as the reconcile (pki/trust.py) with the bundled CA as the only anchor,
+    then the policy rules (``lowered``: those the desired state lowers to a warning).
+    """
     now = dt.datetime.now(dt.UTC)
     try:
         ca_certs = parse_certificates(
@@ -201,6 +205,14 @@ def verify_bundle(path: Path, bundle: Bundle) -> list[str]:
                     f"{path}: {target}.crt is not signed by the bundled CA {bundle.ca_name}: "
                     f"{checked.detail}; nothing installed"
                 )
+            purposes = {trust.SERVER, trust.CLIENT} if target == "ssl" else {trust.SERVER}
+            refused = [
+                f
+                for f in trust.policy_findings(checked.chain, f"{target}.crt", True, purposes, lowered)
+                if f.level is Level.ERROR
+            ]
+            if refused:
+                raise CommandError(f"{path}: {refused[0]}; nothing installed")
             notes.append(f"{target}.crt: {chain[0].subject.rfc4514_string()}, {checked.detail}")
     except SourceError as exc:
         raise CommandError(f"{path}: {exc.finding}; nothing installed") from None
@@ -209,10 +221,10 @@ def verify_bundle(path: Path, bundle: Bundle) -> list[str]:
     return notes
 
 
-def install_bundle(path: Path, ssl_dir: Path) -> list[str]:
+def install_bundle(path: Path, ssl_dir: Path, lowered: frozenset[str] = frozenset()) -> list[str]:
     """Check everything, then put the sources in place (only what differs). The files written."""
     bundle = read_bundle(path)
-    verify_bundle(path, bundle)
+    verify_bundle(path, bundle, lowered)
     ssl_dir.mkdir(parents=True, exist_ok=True)
     (ssl_dir / "authorities").mkdir(mode=0o755, exist_ok=True)
     written = []

@@ -268,7 +268,11 @@ def _pki(args: argparse.Namespace) -> int:
         from sslreconciler.settings import load_settings
 
         ssl_dir = load_settings(args.config, _flag_overrides(args)).ssl_dir
-        written = bundle.install_bundle(args.bundle, ssl_dir)
+        from sslreconciler.desired import load_desired_state
+
+        settings = load_settings(args.config, _flag_overrides(args))
+        lowered = load_desired_state(settings.desired_state).policy.lowered
+        written = bundle.install_bundle(args.bundle, ssl_dir, lowered)
         what = f"{args.bundle}: installed into {ssl_dir}: " + (", ".join(written) or "nothing new")
         return _reconcile_after(args, what)
     return EXIT_OK
@@ -283,7 +287,10 @@ def _web(args: argparse.Namespace) -> int:
         print(webcert.make_csr(ssl_dir, args.subject, args.san, args.output, args.key_type))
         return EXIT_OK
     if args.web_command == "install":
-        return _reconcile_after(args, webcert.install(ssl_dir, args.cert, args.key, args.chain).message)
+        from sslreconciler.desired import load_desired_state
+
+        lowered = load_desired_state(load_settings(args.config, _flag_overrides(args)).desired_state).policy.lowered
+        return _reconcile_after(args, webcert.install(ssl_dir, args.cert, args.key, args.chain, lowered).message)
     return _reconcile_after(args, webcert.rollback(ssl_dir))
 
 

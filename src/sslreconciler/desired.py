@@ -98,10 +98,21 @@ class KeyPair(Strict):
         None, description="When both key and cert are absent, build from this other pair's sources."
     )
     password: PasswordSource | None = Field(None, description="Overrides the store password for this pair.")
+    purposes: list[Literal["server", "client"]] | None = Field(
+        None,
+        description="TLS uses the certificate's keyUsage/extendedKeyUsage must allow (policy rule key-usage). "
+        'Default: ["server", "client"] for the pair named ssl, ["server"] for any other.',
+    )
 
     @property
     def entry_alias(self) -> str:
         return (self.alias or self.name).lower()
+
+    @property
+    def tls_purposes(self) -> frozenset[str]:
+        if self.purposes is not None:
+            return frozenset(self.purposes)
+        return frozenset({"server", "client"} if self.name == "ssl" else {"server"})
 
 
 class TrustStore(Strict):
@@ -202,6 +213,29 @@ class Acme(Strict):
     )
 
 
+PolicyLevel = Literal["error", "warning"]
+
+
+class TrustPolicy(Strict):
+    """The level of each policy finding (docs/trust.md); each may be lowered to a warning."""
+
+    weak_rsa_key: PolicyLevel = Field("error", description="An RSA key below 2048 bits (code weak-rsa-key).")
+    weak_ec_curve: PolicyLevel = Field(
+        "error", description="An EC key on a curve other than P-256, P-384, P-521 (code weak-ec-curve)."
+    )
+    weak_signature: PolicyLevel = Field(
+        "error", description="A SHA-1 or MD5 signature on anything but a trust anchor (code weak-signature)."
+    )
+    key_usage: PolicyLevel = Field(
+        "error", description="keyUsage/extendedKeyUsage forbidding the pair's TLS purposes (code key-usage)."
+    )
+
+    @property
+    def lowered(self) -> frozenset[str]:
+        """The finding codes of the rules lowered to a warning."""
+        return frozenset(name.replace("_", "-") for name, level in self.model_dump().items() if level == "warning")
+
+
 def _seed_pairs() -> list[KeyPair]:
     return [
         KeyPair(name="ssl", key="ssl.key", cert="ssl.crt", keystore="ssl.keystore", pkcs12="ssl.p12"),
@@ -245,6 +279,9 @@ class DesiredState(Strict):
     )
     acme: Acme | None = Field(
         None, description="Get and renew the web certificate over ACME (`sslreconciler acme renew`); null for none."
+    )
+    policy: TrustPolicy = Field(
+        default_factory=lambda: TrustPolicy(), description="Errors or warnings for the policy rules (docs/trust.md)."
     )
 
     @model_validator(mode="after")

@@ -7,19 +7,19 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Container
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Literal
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
-from cryptography.x509.verification import ClientVerifier
 
 from sslreconciler.cache import ReconcileCache, memoised
 from sslreconciler.desired import DesiredState, KeyPair
 from sslreconciler.findings import Finding, Level, SourceError, error, warning
 from sslreconciler.inputs import Inputs, SourceFile
+from sslreconciler.pki import trust as rules
 from sslreconciler.pki import verify
 from sslreconciler.pki.sources import PrivateKey, parse_certificates, parse_private_key
 from sslreconciler.pki.subject_hash import subject_hash
@@ -55,11 +55,12 @@ class PairResult:
 @dataclass(slots=True)
 class TrustResult:
     entries: dict[str, bytes] = field(default_factory=dict)  # alias -> DER
-    anchors: list[x509.Certificate] = field(default_factory=list)
+    anchors: rules.Anchors = field(default_factory=rules.Anchors)
     # per trust directory: link name -> target file name
     links: dict[str, dict[str, str]] = field(default_factory=dict)
     sources: tuple[str, ...] = ()
     parsed: list[tuple[str, x509.Certificate]] = field(default_factory=list)
+    owners: dict[str, str] = field(default_factory=dict)  # alias -> the trust file it came from
 
 
 @dataclass(slots=True)
@@ -86,12 +87,27 @@ def _usable(file: SourceFile | None, display: str, findings: list[Finding]) -> b
     return file.data
 
 
+@dataclass(slots=True)
+class _TrustFile:
+    link_dir: str  # the trust directory whose hash links it gets ("" for a single-file source)
+    display: str
+    certs: list[x509.Certificate]
+    is_der: bool
+    is_ca: bool = False  # every certificate shaped as a CA: trusted as it is
+
+
 def _load_trust(
-    inputs: Inputs, now: dt.datetime, warn_days: int, findings: list[Finding], cache: ReconcileCache | None
+    inputs: Inputs, desired: DesiredState, now: dt.datetime, findings: list[Finding], cache: ReconcileCache | None
 ) -> TrustResult:
-    """Parse every trust file: CAs become anchors; other certificates must be signed by one of them."""
+    """Parse every trust file: CAs become anchors; other certificates must be verified against them.
+
+    Aliases are decided before anchors: a file whose alias clashes with another's is left out
+    altogether (never trusted behind the report's back), the one that issued this host's
+    certificate keeping its place.
+    """
+    warn_days, lowered = desired.expiry_warning_days, desired.policy.lowered
     result = TrustResult()
-    parsed: list[tuple[str, str, list[x509.Certificate]]] = []  # (trust dir, display, certs)
+    files: list[_TrustFile] = []
     for trust_dir in inputs.trust_dirs:
         if trust_dir.is_dir:
             result.links.setdefault(trust_dir.display, {})
@@ -100,63 +116,201 @@ def _load_trust(
             if data is None:
                 continue
             try:
-                parsed.append(
-                    (trust_dir.display if trust_dir.is_dir else "", display, _parse_certs(data, display, cache))
-                )
+                certs = _parse_certs(data, display, cache)
             except SourceError as exc:
                 findings.append(exc.finding)
-    result.parsed = [(display, cert) for _, display, certs in parsed for cert in certs]
-    parsed_files = {d for _, d, _ in parsed}
-    result.sources = tuple(d for _, d, _ in parsed) + tuple(
+                continue
+            link_dir = trust_dir.display if trust_dir.is_dir else ""
+            files.append(_TrustFile(link_dir, display, certs, b"-----BEGIN " not in data))
+    result.parsed = [(f.display, cert) for f in files for cert in f.certs]
+    parsed_files = {f.display for f in files}
+    result.sources = tuple(f.display for f in files) + tuple(
         f for t in inputs.trust_dirs for f in t.files if f not in parsed_files
     )
-    good_cas: list[x509.Certificate] = []
-    ca_files: set[str] = set()
-    all_ca = {display: all(verify.is_ca(c) for c in certs) for _, display, certs in parsed}
-    for _, display, certs in parsed:
-        if all_ca[display]:
-            problems = [f for c in certs for f in verify.validity_findings(c, display, now, warn_days)]
-            findings.extend(problems)
-            if not any(p.level is Level.ERROR for p in problems):
-                good_cas.extend(certs)
-                ca_files.add(display)
-    result.anchors = good_cas
-    shared = verify.relaxed_verifier(good_cas, now) if good_cas else None  # one store for every leaf
-    anchors_key = _anchors_key(good_cas) if cache is not None else b""
-    by_subject: dict[bytes, list[x509.Certificate]] = {}
-    for ca in good_cas:
-        by_subject.setdefault(ca.subject.public_bytes(), []).append(ca)
-    accepted: list[tuple[str, str, list[x509.Certificate]]] = []
-    for link_dir, display, certs in parsed:
-        if display in ca_files:
-            accepted.append((link_dir, display, certs))
+    candidates = []
+    for f in files:
+        f.is_ca = all(verify.is_ca(c) for c in f.certs)
+        problems = _trust_file_findings(f, now, warn_days, lowered)
+        findings.extend(problems)
+        if not any(p.level is Level.ERROR for p in problems):
+            candidates.append(f)
+    host = _HostCerts(_host_certs(inputs, desired, cache))
+    kept = _resolve_aliases(candidates, host, findings)
+    anchors = rules.Anchors.of([c for f in kept if f.is_ca for c in f.certs])
+    result.anchors = anchors
+    anchors_key = _anchors_key(anchors.certs) if cache is not None else b""
+    if desired.truststore.hash_links:
+        findings.extend(_partial_chain_findings(kept, anchors))
+    accepted: list[_TrustFile] = []
+    for f in kept:
+        if f.is_ca:
+            accepted.append(f)
             continue
-        if all_ca[display]:
-            continue  # an expired or not-yet-valid CA, already reported
-        leaf = next(c for c in certs if not verify.is_ca(c))
-        others = [c for c in certs if c is not leaf]
-        checked = _verified(leaf, others, good_cas, now, shared, cache, anchors_key, by_subject)
+        leaf = next(c for c in f.certs if not verify.is_ca(c))
+        others = [c for c in f.certs if c is not leaf]
+        checked = _verified(leaf, others, anchors, now, cache, anchors_key)
         if not checked.ok:
             findings.append(
-                error(display, f"is not signed by a CA in the trust sources: {checked.detail}", "untrusted")
+                error(f.display, f"is not signed by a CA in the trust sources: {checked.detail}", "untrusted")
             )
             continue
-        findings.extend(verify.validity_findings(leaf, display, now, warn_days))
-        accepted.append((link_dir, display, certs))
-    seen: dict[str, str] = {}
-    for link_dir, display, certs in accepted:
-        alias = _alias_of(display)
-        if alias in seen:
-            findings.append(
-                error(display, f"alias {alias!r} is already taken by {seen[alias]}; left out", "duplicate-alias")
-            )
-            continue
-        seen[alias] = display
-        for i, cert in enumerate(certs):
-            result.entries[alias if i == 0 else f"{alias}-{i + 1}"] = cert_der(cert)
-        if link_dir and len(certs) == 1:
-            _add_link(result.links[link_dir], _subject_hash(certs[0], cache), PurePosixPath(display).name, certs[0])
+        findings.extend(verify.validity_findings(leaf, f.display, now, warn_days))
+        accepted.append(f)
+    _entries_and_links(accepted, result, host, desired.truststore.hash_links, findings, cache)
     return result
+
+
+def _partial_chain_findings(files: list[_TrustFile], anchors: rules.Anchors) -> list[Finding]:
+    """A CA that is no root and whose issuer is not here: an anchor for Java and for this check, but
+    ``openssl verify -CApath`` (without -partial_chain) wants the chain up to a self-signed root."""
+    out = []
+    for f in files:
+        if not f.is_ca or not f.link_dir:
+            continue
+        for cert in f.certs:
+            if verify.is_self_signed(cert) or any(
+                rules.signed_by(cert, issuer) for issuer in anchors.issuers_of(cert) if issuer is not cert
+            ):
+                continue
+            text = (
+                f"{verify.describe(cert)} is not a self-signed root and its issuer "
+                f"({cert.issuer.rfc4514_string()}) is not in the trust sources: it is trusted here and by Java, "
+                "but openssl verify -CApath stops at it; add its root"
+            )
+            out.append(warning(f.display, text, "partial-chain"))
+            break
+    return out
+
+
+def _trust_file_findings(f: _TrustFile, now: dt.datetime, warn_days: int, lowered: frozenset[str]) -> list[Finding]:
+    """What is wrong with a trust file on its own: validity of a CA, a CA that cannot issue, policy."""
+    out: list[Finding] = []
+    for cert in f.certs:
+        out.extend(rules.key_findings(cert, f.display, lowered))
+        if f.is_ca:
+            out.extend(verify.validity_findings(cert, f.display, now, warn_days))
+            problem = rules.anchor_problem(cert)
+            if problem:
+                text = f"{verify.describe(cert)} {problem}: it cannot issue, so it is not trusted"
+                out.append(error(f.display, text, "not-a-ca"))
+        elif not verify.is_self_signed(cert):  # anchors and self-signatures carry no trust
+            out.extend(rules.signature_findings(cert, f.display, lowered))
+    return out
+
+
+@dataclass(slots=True)
+class _HostCerts:
+    """This host's own certificate file: the CA that issued it is the cluster CA, which keeps its place."""
+
+    certs: list[x509.Certificate]
+
+    def issued_by(self, f: _TrustFile) -> bool:
+        return any(
+            cert_der(h) == cert_der(c) or (h.issuer == c.subject and rules.signed_by(h, c))
+            for c in f.certs
+            for h in self.certs
+        )
+
+
+def _host_certs(inputs: Inputs, desired: DesiredState, cache: ReconcileCache | None) -> list[x509.Certificate]:
+    if desired.truststore.host_pair is None:
+        return []
+    pair = desired.pair(desired.truststore.host_pair)
+    for name in (pair.cert, *((desired.pair(pair.fallback).cert,) if pair.fallback else ())):
+        source = inputs.files.get(name)
+        if source is not None and source.data is not None:
+            try:
+                return _parse_certs(source.data, name, cache)
+            except SourceError:
+                return []
+    return []
+
+
+def _resolve_aliases(files: list[_TrustFile], host: _HostCerts, findings: list[Finding]) -> list[_TrustFile]:
+    """One file per alias (JKS lower-cases aliases); the rest left out with a finding naming both."""
+    groups: dict[str, list[_TrustFile]] = {}
+    for f in files:
+        groups.setdefault(_alias_of(f.display), []).append(f)
+    losers: set[str] = set()
+    for alias, group in groups.items():
+        if len(group) == 1:
+            continue
+        winner = next((f for f in group if host.issued_by(f)), group[0])
+        for f in group:
+            if f is not winner:
+                losers.add(f.display)
+                text = (
+                    f"alias {alias!r} is also {winner.display}'s (a truststore alias is the file name without "
+                    "extension, lower-cased); left out, rename one of them"
+                )
+                findings.append(error(f.display, text, "duplicate-alias"))
+    return [f for f in files if f.display not in losers]
+
+
+def _entries_and_links(
+    accepted: list[_TrustFile],
+    result: TrustResult,
+    host: _HostCerts,
+    hash_links: bool,
+    findings: list[Finding],
+    cache: ReconcileCache | None,
+) -> None:
+    """Truststore entries and hash links; a certificate in two files goes in once, as ``openssl rehash`` does."""
+    holders: dict[bytes, list[_TrustFile]] = {}
+    for f in accepted:
+        for cert in f.certs:
+            holders.setdefault(cert_der(cert), []).append(f)
+    owner = {d: next((f for f in fs if len(fs) > 1 and host.issued_by(f)), fs[0]) for d, fs in holders.items()}
+    owned = {_alias_of(f.display): f.display for f in accepted}
+    used: set[str] = set()
+    for f in accepted:
+        alias = _alias_of(f.display)
+        duplicates = []
+        for i, cert in enumerate(f.certs):
+            first = owner[cert_der(cert)]
+            if first is not f:
+                duplicates.append(first.display)
+                continue
+            name = alias if i == 0 else _suffix_alias(alias, i + 1, owned, used)
+            if i and f"{alias}-{i + 1}" in owned:
+                text = (
+                    f"certificate #{i + 1} goes in as alias {name!r}: {alias}-{i + 1} is "
+                    f"{owned[f'{alias}-{i + 1}']}'s alias"
+                )
+                findings.append(warning(f.display, text, "alias-suffix"))
+            used.add(name)
+            result.entries[name] = cert_der(cert)
+            result.owners[name] = f.display
+        if duplicates:
+            text = (
+                f"holds the same certificate as {duplicates[0]} (openssl rehash: duplicate certificate); "
+                "it goes into the truststore and the hash links once, from that file"
+            )
+            findings.append(warning(f.display, text, "duplicate-certificate"))
+        if not f.link_dir or not hash_links or duplicates:
+            continue
+        if f.is_der:
+            text = (
+                "is DER: OpenSSL -CApath reads only PEM, so it gets no hash link; "
+                "replace it with its PEM form (openssl x509 -inform der -in FILE -out FILE.pem)"
+            )
+            findings.append(warning(f.display, text, "no-hash-link"))
+        elif len(f.certs) != 1:
+            text = (
+                f"holds {len(f.certs)} certificates: like openssl rehash, no hash link is made for it, "
+                "so OpenSSL -CApath does not see them; give each certificate its own file"
+            )
+            findings.append(warning(f.display, text, "no-hash-link"))
+        else:
+            _add_link(result.links[f.link_dir], _subject_hash(f.certs[0], cache), PurePosixPath(f.display).name)
+
+
+def _suffix_alias(alias: str, n: int, owned: Container[str], used: set[str]) -> str:
+    """``<alias>-<n>`` for the n-th certificate of a file, never an alias another file owns."""
+    candidate, k = f"{alias}-{n}", 2
+    while candidate in owned or candidate in used:
+        candidate, k = f"{alias}-{n}-{k}", k + 1
+    return candidate
 
 
 def _parse_certs(data: bytes, display: str, cache: ReconcileCache | None) -> list[x509.Certificate]:
@@ -173,27 +327,21 @@ def _subject_hash(cert: x509.Certificate, cache: ReconcileCache | None) -> str:
 def _verified(
     leaf: x509.Certificate,
     others: list[x509.Certificate],
-    anchors: list[x509.Certificate],
+    anchors: rules.Anchors,
     now: dt.datetime,
-    shared: ClientVerifier | None,
     cache: ReconcileCache | None,
     anchors_key: bytes = b"",
-    by_subject: dict[bytes, list[x509.Certificate]] | None = None,
 ) -> verify.ChainResult:
-    """verify_chain, remembering successes until a certificate in the chain crosses a validity bound.
-
-    With ``by_subject`` (CAs by subject), a lone peer certificate is first checked by a direct
-    signature of a CA here: "signed by a CA there" is exactly the question, at a fraction of the cost.
-    """
+    """verify_chain, remembering successes until a certificate in the chain crosses a validity bound."""
     if cache is None:
-        return _check_chain(leaf, others, anchors, now, shared, by_subject)
+        return verify.verify_chain(leaf, others, anchors, now)
     chain_key = hashlib.sha256(b"".join(cert_der(c) for c in (leaf, *others))).digest()
-    anchors_key = anchors_key or _anchors_key(anchors)
+    anchors_key = anchors_key or _anchors_key(anchors.certs)
     known = cache.verdicts.get((chain_key, anchors_key))
     stamp = now.timestamp()
     if known is not None and known[1] <= stamp <= known[2]:
         return verify.ChainResult(True, known[0])
-    checked = _check_chain(leaf, others, anchors, now, shared, by_subject)
+    checked = verify.verify_chain(leaf, others, anchors, now)
     if checked.ok and checked.chain:
         start = max(c.not_valid_before_utc for c in checked.chain).timestamp()
         end = min(c.not_valid_after_utc for c in checked.chain).timestamp()
@@ -201,31 +349,11 @@ def _verified(
     return checked
 
 
-def _check_chain(
-    leaf: x509.Certificate,
-    others: list[x509.Certificate],
-    anchors: list[x509.Certificate],
-    now: dt.datetime,
-    shared: ClientVerifier | None,
-    by_subject: dict[bytes, list[x509.Certificate]] | None,
-) -> verify.ChainResult:
-    """A direct signature by a CA of the issuer's name when that is all there is; else path validation."""
-    if by_subject is not None and not others and leaf.not_valid_before_utc <= now <= leaf.not_valid_after_utc:
-        for issuer in by_subject.get(leaf.issuer.public_bytes(), []):
-            try:
-                leaf.verify_directly_issued_by(issuer)
-            except (ValueError, TypeError, InvalidSignature):
-                continue
-            if issuer.not_valid_before_utc <= now <= issuer.not_valid_after_utc:
-                return verify.ChainResult(True, "signed by a CA in the trust sources", (leaf, issuer))
-    return verify.verify_chain(leaf, others, anchors, now, shared)
-
-
 def _anchors_key(anchors: list[x509.Certificate]) -> bytes:
     return hashlib.sha256(b"".join(sorted(cert_der(a) for a in anchors))).digest()
 
 
-def _add_link(links: dict[str, str], digest: str, target: str, cert: x509.Certificate) -> None:
+def _add_link(links: dict[str, str], digest: str, target: str) -> None:
     """c_rehash numbering: <hash>.0, .1 ... in file-name order (callers go in that order)."""
     n = 0
     while f"{digest}.{n}" in links:
@@ -294,7 +422,7 @@ def _load_pair(
             own.extend(verify.validity_findings(cert, source_pair.cert, now, warn_days))
         own.extend(verify.hostname_findings(result.chain[0], source_pair.cert, hostname))
         if not any(f.level is Level.ERROR for f in own):
-            own.extend(_trust_findings(pair, result, trust, now))
+            own.extend(_trust_findings(pair, result, trust, now, desired.policy.lowered))
     if fallback_from is None or pair.name == fallback_from:
         findings.extend(own)
     else:  # the fallback pair reports its own findings; repeat only what this pair's policy adds
@@ -303,24 +431,30 @@ def _load_pair(
     return result
 
 
-def _trust_findings(pair: KeyPair, result: PairResult, trust: TrustResult, now: dt.datetime) -> list[Finding]:
+def _trust_findings(
+    pair: KeyPair, result: PairResult, trusted: TrustResult, now: dt.datetime, lowered: frozenset[str]
+) -> list[Finding]:
+    """Verified (or refused) against the trust sources only, never a root shipped inside the file; then policy."""
     display = result.sources[1]  # the certificate file actually used (the fallback's, if any)
     leaf, intermediates = result.chain[0], result.chain[1:]
-    if pair.verify == "require" or verify.issuer_available(result.chain, trust.anchors):
-        anchors = list(trust.anchors)
-        if pair.verify == "if-available" and not any(a.subject == result.chain[-1].issuer for a in anchors):
-            anchors.append(result.chain[-1])  # a self-signed root shipped inside the .crt
-        checked = verify.verify_chain(leaf, intermediates, anchors, now)
+    purposes = pair.tls_purposes
+    if pair.verify == "require" or rules.issuer_in_anchors(result.chain, trusted.anchors):
+        checked = verify.verify_chain(leaf, intermediates, trusted.anchors, now)
         if not checked.ok:
             return [error(display, f"does not chain to a trusted CA: {checked.detail}", "untrusted")]
         result.trust = checked.detail
-        return []
+        return rules.policy_findings(checked.chain, display, True, purposes, lowered)
     link_problems = verify.links_findings(result.chain, display)
     if link_problems:
         return link_problems
     result.trust = "unverified"
-    issuer = result.chain[-1].issuer.rfc4514_string()
-    return [warning(display, f"unverified: its issuer ({issuer}) is not in the trust sources", "unverified")]
+    top = result.chain[-1]
+    if verify.is_self_signed(top):
+        why = f"its root ({verify.describe(top)}) is self-signed and not in the trust sources"
+    else:
+        why = f"its issuer ({top.issuer.rfc4514_string()}) is not in the trust sources"
+    unverified = warning(display, f"unverified: {why}", "unverified")
+    return [unverified, *rules.policy_findings(result.chain, display, False, purposes, lowered)]
 
 
 def _key_entry(result: PairResult) -> KeyEntry:
@@ -344,7 +478,7 @@ def make_plan(
     findings = list(extra)
     if cache is not None:
         cache.trim()
-    trust = _load_trust(inputs, now, desired.expiry_warning_days, findings, cache)
+    trust = _load_trust(inputs, desired, now, findings, cache)
     pairs = {p.name: _load_pair(p, desired, inputs, trust, hostname, now, findings, cache) for p in desired.pairs}
     private_mode = int(desired.permissions.private_mode, 8)
     artifacts: list[ArtifactPlan] = []
@@ -400,7 +534,8 @@ def _truststore_plan(
             findings.append(
                 error(
                     sources[-1],
-                    f"alias {alias!r} (this host) is taken by another trusted certificate",
+                    f"alias {alias!r} (this host) is taken by another trusted certificate, "
+                    f"from {trust.owners.get(alias, 'the trust sources')}; this host's goes in under it",
                     "duplicate-alias",
                 )
             )

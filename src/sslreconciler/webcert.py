@@ -1,8 +1,9 @@
 """The web-certificate workflow: a CSR for an outside CA, installing what it signs, rolling back.
 
 ``web csr`` keeps the new key beside the live one as ``ssl-web.key.pending`` (0600). ``web install``
-checks the signed certificate against that key (or a given one), verifies it when its issuer is at hand
-(in ``authorities/`` or the chain given) and otherwise installs it unverified, as sipXecs does; the
+checks the signed certificate against that key (or a given one), verifies it with the one trust
+function (pki/trust.py) when its issuer is in ``authorities/`` and otherwise installs it unverified,
+as sipXecs does (a self-signed certificate, or one whose root only came with it, is unverified); the
 current pair is kept as ``ssl-web.{key,crt}.previous`` so ``web rollback`` can put it back.
 """
 
@@ -18,10 +19,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
 from sslreconciler.errors import CommandError
-from sslreconciler.findings import SourceError
+from sslreconciler.findings import Level, SourceError
 from sslreconciler.fsio import atomic_write, read_source
 from sslreconciler.inputs import is_trust_file_name
-from sslreconciler.pki import verify
+from sslreconciler.pki import trust, verify
 from sslreconciler.pki.issue import KeyType, cert_pem, generate_key, key_pem, parse_san
 from sslreconciler.pki.sources import PrivateKey, parse_certificates, parse_private_key
 
@@ -98,6 +99,7 @@ def _load(path: Path, what: str) -> bytes:
 
 
 def _authority_certs(ssl_dir: Path) -> list[x509.Certificate]:
+    """The CA certificates in authorities/ that may anchor a path (shape, keyCertSign, validity are checked there)."""
     out: list[x509.Certificate] = []
     directory = ssl_dir / "authorities"
     if not directory.is_dir():
@@ -109,7 +111,8 @@ def _authority_certs(ssl_dir: Path) -> list[x509.Certificate]:
             certs = parse_certificates((directory / name).read_bytes(), name)
         except (SourceError, OSError):
             continue
-        out.extend(c for c in certs if verify.is_ca(c))
+        if all(verify.is_ca(c) and trust.anchor_problem(c) is None for c in certs):
+            out.extend(certs)
     return out
 
 
@@ -119,7 +122,17 @@ class Installed:
     verified: bool
 
 
-def install(ssl_dir: Path, cert_file: Path, key_file: Path | None, chain_file: Path | None) -> Installed:
+def install(
+    ssl_dir: Path,
+    cert_file: Path,
+    key_file: Path | None,
+    chain_file: Path | None,
+    lowered: frozenset[str] = frozenset(),
+) -> Installed:
+    """Check the signed certificate with the reconcile's own trust and policy rules, then put it in place.
+
+    ``lowered``: the policy rules the desired state lowers to a warning.
+    """
     key_path = key_file or ssl_dir / PENDING_KEY
     if not key_path.exists():
         raise CommandError(f"{key_path}: no key to go with the certificate (run `web csr` first, or give --key)")
@@ -136,18 +149,22 @@ def install(ssl_dir: Path, cert_file: Path, key_file: Path | None, chain_file: P
         problems = verify.validity_findings(cert, str(cert_file), now, 0)
         if problems:
             raise CommandError(f"{problems[0]}; nothing installed")
-    anchors = _authority_certs(ssl_dir)
+    anchors = trust.Anchors.of(_authority_certs(ssl_dir))
     verified = False
-    if verify.issuer_available(chain, anchors):
-        roots = anchors + ([chain[-1]] if verify.is_self_signed(chain[-1]) else [])
-        checked = verify.verify_chain(chain[0], chain[1:], roots, now)
+    if trust.issuer_in_anchors(chain, anchors):  # only the trust sources anchor: never a root in the file
+        checked = verify.verify_chain(chain[0], chain[1:], anchors, now)
         if not checked.ok:
             raise CommandError(f"{cert_file}: does not verify against its issuer: {checked.detail}; nothing installed")
         verified = True
+        policy = trust.policy_findings(checked.chain, str(cert_file), True, {trust.SERVER}, lowered)
     else:
         links = verify.links_findings(chain, str(cert_file))
         if links:
             raise CommandError(f"{links[0]}; nothing installed")
+        policy = trust.policy_findings(chain, str(cert_file), False, {trust.SERVER}, lowered)
+    refused = [f for f in policy if f.level is Level.ERROR]
+    if refused:
+        raise CommandError(f"{refused[0]}; nothing installed")
     _keep_previous(ssl_dir)
     atomic_write(ssl_dir / KEY, key_pem(key), 0o600)
     atomic_write(ssl_dir / CRT, cert_pem(*chain), 0o644)

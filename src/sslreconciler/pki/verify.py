@@ -1,9 +1,7 @@
 """Checks on parsed keys and certificates: key match, chain order, chain of trust, validity, names.
 
-Chain verification uses ``cryptography.x509.verification`` with extension policies relaxed to what a
-private cluster CA needs (a CA must still say CA:TRUE). Certificates from older tools (X.509 v1 CAs
-without basicConstraints, as old gen-ssl-keys.sh made) cannot satisfy that verifier at all, so when it
-refuses, a plain walk checks each signature and validity period with ``verify_directly_issued_by``.
+Whether a chain is verified is decided in one place, ``pki/trust.py`` (RFC 5280 path rules); this
+module's ``verify_chain`` is that function under the name every caller has used.
 """
 
 from __future__ import annotations
@@ -12,17 +10,16 @@ import datetime as dt
 import ipaddress
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
-from cryptography.x509 import verification as xv
 
 from sslreconciler.findings import Finding, SourceError, error, warning
+from sslreconciler.pki import trust
 from sslreconciler.pki.sources import PrivateKey
+from sslreconciler.pki.trust import MAX_CHAIN_DEPTH, ChainResult, describe, is_self_signed
 
-MAX_CHAIN_DEPTH = 8
+__all__ = ["MAX_CHAIN_DEPTH", "ChainResult", "describe", "is_self_signed"]
 
 
 def public_key_der(obj: x509.Certificate | PrivateKey) -> bytes:
@@ -34,28 +31,17 @@ def key_matches(key: PrivateKey, cert: x509.Certificate) -> bool:
     return public_key_der(key) == public_key_der(cert)
 
 
-def is_self_signed(cert: x509.Certificate) -> bool:
-    if cert.issuer != cert.subject:
-        return False
-    try:
-        cert.verify_directly_issued_by(cert)
-    except (ValueError, TypeError, InvalidSignature):
-        return False
-    return True
-
-
 def is_ca(cert: x509.Certificate) -> bool:
-    """CA:TRUE, or a self-signed certificate without basicConstraints (an old-style v1 CA)."""
+    """Shaped as a CA: CA:TRUE, or self-signed without basicConstraints (an old-style v1 CA).
+
+    Whether it may actually issue (keyCertSign, v1 or not) is ``trust.anchor_problem``'s answer.
+    """
     try:
         return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
     except x509.ExtensionNotFound:
         return is_self_signed(cert)
     except ValueError:
         return False
-
-
-def describe(cert: x509.Certificate) -> str:
-    return cert.subject.rfc4514_string() or "(empty subject)"
 
 
 def order_chain(
@@ -135,100 +121,19 @@ def hostname_findings(cert: x509.Certificate, display: str, hostname: str) -> li
     return [warning(display, f"subjectAltName does not name this host ({hostname})", "hostname")]
 
 
-@dataclass(frozen=True, slots=True)
-class ChainResult:
-    ok: bool
-    detail: str  # why it failed, or how it was verified
-    chain: tuple[x509.Certificate, ...] = ()
-
-
-def _short(exc: Exception) -> str:
-    text = str(exc)
-    return text.split(" (encountered processing", 1)[0].removeprefix("validation failed: ")
-
-
-def relaxed_verifier(anchors: Sequence[x509.Certificate], now: dt.datetime) -> xv.ClientVerifier:
-    ca_policy = xv.ExtensionPolicy.permit_all().require_present(x509.BasicConstraints, xv.Criticality.AGNOSTIC, None)
-    return (
-        xv.PolicyBuilder()
-        .store(xv.Store(list(anchors)))
-        .time(now)
-        .max_chain_depth(MAX_CHAIN_DEPTH)
-        .extension_policies(ca_policy=ca_policy, ee_policy=xv.ExtensionPolicy.permit_all())
-        .build_client_verifier()
-    )
-
-
-def _signature_walk(
-    leaf: x509.Certificate,
-    intermediates: Sequence[x509.Certificate],
-    anchors: Sequence[x509.Certificate],
-    now: dt.datetime,
-) -> ChainResult:
-    """Signatures and validity only, for certificates the path-validation policy cannot take."""
-    anchor_ders = {a.public_bytes(serialization.Encoding.DER) for a in anchors}
-    pool = [*intermediates, *anchors]
-    chain = [leaf]
-    current = leaf
-    for _ in range(MAX_CHAIN_DEPTH + 1):
-        if not current.not_valid_before_utc <= now <= current.not_valid_after_utc:
-            return ChainResult(False, f"{describe(current)} is outside its validity period")
-        if current.public_bytes(serialization.Encoding.DER) in anchor_ders:
-            return ChainResult(True, "verified by signature (certificates lack modern extensions)", tuple(chain))
-        candidates = [c for c in pool if c.subject == current.issuer and c is not current]
-        issuer = None
-        for candidate in candidates:
-            try:
-                current.verify_directly_issued_by(candidate)
-            except (ValueError, TypeError, InvalidSignature):
-                continue
-            issuer = candidate
-            break
-        if issuer is None:
-            reason = "bad signature" if candidates else "issuer not found"
-            return ChainResult(False, f"{reason} for {describe(current)}")
-        chain.append(issuer)
-        current = issuer
-    return ChainResult(False, "chain too deep")
-
-
 def verify_chain(
     leaf: x509.Certificate,
     intermediates: Sequence[x509.Certificate],
-    anchors: Sequence[x509.Certificate],
+    anchors: trust.Anchors | Sequence[x509.Certificate],
     now: dt.datetime,
-    verifier: xv.ClientVerifier | None = None,
 ) -> ChainResult:
-    """Does ``leaf`` (with ``intermediates``) chain to one of ``anchors`` at time ``now``?
-
-    ``verifier``: one built by ``relaxed_verifier(anchors, now)``, to share across many leaves.
-    """
-    if not anchors:
-        return ChainResult(False, "no CA certificate to verify against")
-    try:
-        verified = (verifier or relaxed_verifier(anchors, now)).verify(leaf, list(intermediates))
-        return ChainResult(True, "verified", tuple(verified.chain))
-    except xv.VerificationError as exc:
-        first_failure = _short(exc)
-    except ValueError as exc:  # e.g. an anchor without basicConstraints
-        first_failure = str(exc)
-    walked = _signature_walk(leaf, intermediates, anchors, now)
-    if walked.ok:
-        return walked
-    return ChainResult(False, f"{walked.detail} ({first_failure})" if walked.detail else first_failure)
-
-
-def issuer_available(chain: Sequence[x509.Certificate], anchors: Sequence[x509.Certificate]) -> bool:
-    """Is the issuer of the chain's top certificate at hand (in the chain itself or among anchors)?"""
-    top = chain[-1]
-    return is_self_signed(top) or any(a.subject == top.issuer for a in anchors)
+    """Does ``leaf`` (with ``intermediates``) chain to one of ``anchors`` at ``now``? See pki/trust.py."""
+    return trust.validate_path(leaf, intermediates, anchors, now)
 
 
 def links_findings(chain: Sequence[x509.Certificate], display: str) -> list[Finding]:
     """Each certificate in a partial chain must be signed by the next one."""
     for child, parent in itertools.pairwise(chain):
-        try:
-            child.verify_directly_issued_by(parent)
-        except (ValueError, TypeError, InvalidSignature):
+        if not trust.signed_by(child, parent):
             return [error(display, f"{describe(child)} is not signed by {describe(parent)}", "bad-chain")]
     return []
