@@ -175,6 +175,8 @@ def _reconcile(args: argparse.Namespace, dry_run: bool) -> int:
     # The state dir's record of what each store was last verified to hold spares a no-op run from
     # opening the stores (PKCS#12 key derivation alone costs tens of milliseconds per store).
     cache = ReconcileCache.with_record(state_dir)
+    if cache.record_note:  # e.g. root on a state dir the service user could have written
+        print(f"sslreconciler: note: {cache.record_note}; every store is opened and checked", file=sys.stderr)
     report = reconcile(settings.ssl_dir, desired, dry_run=dry_run, cache=cache)
     if not dry_run:
         try:
