@@ -251,6 +251,9 @@ def _web(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from sslreconciler.hardening import no_core_dumps
+
+    no_core_dumps()  # every command may hold a key or a store password in memory
     try:
         if args.command == "reconcile":
             return _reconcile(args, dry_run=False)

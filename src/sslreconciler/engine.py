@@ -51,8 +51,12 @@ def reconcile(
         raise
     except Exception as exc:
         detail = f"{type(exc).__name__}: {exc}" if isinstance(exc, OSError | ValueError) else type(exc).__name__
-        finding = error(str(ssl_dir), f"reconcile failed unexpectedly ({detail}); nothing else was changed", "internal")
-        return Report(str(ssl_dir), started, time.monotonic() - t0, [], [*extra, finding], [], dry_run)
+        finding = error(
+            str(ssl_dir), f"reconcile broke off unexpectedly ({detail}); the rest of this run was skipped", "internal"
+        )
+        report = Report(str(ssl_dir), started, time.monotonic() - t0, [], [*extra, finding], [], dry_run)
+        report.internal_error = True
+        return report
     finally:
         os.close(ssl_fd)
 
