@@ -226,10 +226,14 @@ def _pki(args: argparse.Namespace) -> int:
         members = bundle.create_bundle(args.staging, args.host, args.output)
         print(f"{args.output}: bundle for {args.host}: {', '.join(members)}")
     elif args.pki_command == "install-bundle":
+        from sslreconciler.desired import load_desired_state
+        from sslreconciler.engine import host_name
         from sslreconciler.settings import load_settings
 
-        ssl_dir = load_settings(args.config, _flag_overrides(args)).ssl_dir
-        written = bundle.install_bundle(args.bundle, ssl_dir)
+        settings = load_settings(args.config, _flag_overrides(args))
+        ssl_dir = settings.ssl_dir
+        host = host_name(load_desired_state(settings.desired_state))  # a bundle for another host is refused
+        written = bundle.install_bundle(args.bundle, ssl_dir, host)
         what = f"{args.bundle}: installed into {ssl_dir}: " + (", ".join(written) or "nothing new")
         return _reconcile_after(args, what)
     return EXIT_OK
