@@ -10,20 +10,34 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pwd
 import stat
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
+from userkit import as_user, chown_tree, make_service_user, make_world, outside_secret, run_as, state_of
 
 from conftest import keytool_list, run_cli, snapshot
 from pkitools import Issued, make_host, seed_node, write
-from userkit import as_user, chown_tree, outside_secret, run_as, service_user, state_of, world  # noqa: F401
 
 HOST = "master.example.com"
 
 
-def _node(world: Path, ca: Issued, user, web: bool = False):  # noqa: ANN001, ANN202
+@pytest.fixture(scope="module")
+def service_user() -> Iterator[pwd.struct_passwd]:
+    yield from make_service_user()
+
+
+@pytest.fixture
+def world() -> Iterator[Path]:
+    yield from make_world()
+
+
+def _node(world: Path, ca: Issued, user, web: bool = False):
     node = seed_node(world / "node", HOST, ca, web=web)
     chown_tree(node.ssl_dir, user)
     state = world / "state"
@@ -31,7 +45,7 @@ def _node(world: Path, ca: Issued, user, web: bool = False):  # noqa: ANN001, AN
     return node, state
 
 
-def _reconcile(node, state: Path, *extra: str | Path):  # noqa: ANN001, ANN202
+def _reconcile(node, state: Path, *extra: str | Path):
     return run_cli("reconcile", "--ssl-dir", node.ssl_dir, "--desired-state", node.desired, "--state-dir", state,
                    "--json", *extra)
 
@@ -221,3 +235,48 @@ def test_root_reconcile_on_the_users_dir_works_and_keeps_modes(world: Path, ca: 
     digest = hashlib.sha256(key.read_bytes()).hexdigest()
     assert _reconcile(node, state).rc == 0
     assert hashlib.sha256(key.read_bytes()).hexdigest() == digest
+
+
+def test_mode_fix_acts_only_on_the_inode_that_was_checked(world: Path, service_user) -> None:
+    """The race above, made certain: the store is swapped for a link after its stat was taken."""
+    from sslreconciler.fsio import open_dir, set_attributes_at
+
+    ssl_dir = world / "ssl"
+    ssl_dir.mkdir()
+    write(ssl_dir / "ssl.keystore", b"store bytes", 0o644)
+    chown_tree(ssl_dir, service_user)
+    shadow, _ = outside_secret(world)
+    before = state_of(shadow)
+    checked = (ssl_dir / "ssl.keystore").lstat()
+    run_as(service_user, f"""
+import os
+d = {str(ssl_dir)!r}
+os.link(d + "/ssl.keystore", d + "/kept")  # its inode stays in use: the next file gets another
+os.symlink({str(shadow)!r}, d + "/link")
+os.rename(d + "/link", d + "/ssl.keystore")
+""")
+    fd = open_dir(ssl_dir)
+    try:
+        try:
+            set_attributes_at(fd, "ssl.keystore", checked, 0o644, 0, 0)
+        except OSError as exc:
+            assert "replaced while it was checked" in str(exc)
+        else:
+            raise AssertionError("a swapped-in symlink was acted on")
+        # a real file swapped in (another inode) is refused the same way
+        run_as(service_user, f"""
+import os
+d = {str(ssl_dir)!r}
+open(d + "/other", "w").write("x")
+os.rename(d + "/other", d + "/ssl.keystore")
+""")
+        try:
+            set_attributes_at(fd, "ssl.keystore", checked, 0o600, 0, 0)
+        except OSError as exc:
+            assert "replaced while it was checked" in str(exc)
+        else:
+            raise AssertionError("another inode was acted on")
+    finally:
+        os.close(fd)
+    assert state_of(shadow) == before
+    assert (ssl_dir / "ssl.keystore").stat().st_uid == service_user.pw_uid

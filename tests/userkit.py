@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 
-@pytest.fixture(scope="session")
-def service_user() -> Iterator[pwd.struct_passwd]:
+def make_service_user() -> Iterator[pwd.struct_passwd]:
+    """For a fixture: a fresh system user and group, removed afterwards."""
     if os.geteuid() != 0:
         pytest.skip("needs root: it creates a user and acts as root on that user's directory")
     name = f"srt{os.getpid() % 1_000_000}"
@@ -31,8 +31,7 @@ def service_user() -> Iterator[pwd.struct_passwd]:
         subprocess.run(["userdel", name], capture_output=True, timeout=60)
 
 
-@pytest.fixture
-def world() -> Iterator[Path]:
+def make_world() -> Iterator[Path]:
     """A directory every user may traverse (pytest's tmp_path is root's alone)."""
     base = Path(tempfile.mkdtemp(prefix="sr13-", dir="/tmp"))
     base.chmod(0o755)

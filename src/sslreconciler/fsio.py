@@ -301,7 +301,8 @@ def set_attributes_at(
     fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
     try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != (checked.st_dev, checked.st_ino):
+        same = (st.st_dev, st.st_ino, st.st_ctime_ns) == (checked.st_dev, checked.st_ino, checked.st_ctime_ns)
+        if not stat.S_ISREG(st.st_mode) or not same:  # ctime too: an inode number freed and reused differs
             raise OSError(errno.ESTALE, "was replaced while it was checked; left alone", name)
         proc = f"/proc/self/fd/{fd}"
         if uid is not None or gid is not None:
