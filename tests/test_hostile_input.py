@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 from daemonkit import RunningDaemon, fingerprint
-from userkit import as_user, chown_tree, make_service_user, make_world
+from userkit import as_user, chown_tree, make_service_user, make_world, outside_secret, run_as, state_of
 
 from conftest import run_cli, snapshot
 from pkitools import Issued, make_host, seed_node, write
@@ -46,11 +46,17 @@ def _findings(doc: dict, code: str | None = None, file: str | None = None) -> li
 
 
 @pytest.fixture
-def daemon(tmp_path: Path, ca: Issued):
-    node = seed_node(tmp_path / "n", HOST, ca, web=True)
-    d = RunningDaemon(node, tmp_path / "d", settings="grace_period = 0")
+def daemon(world: Path, ca: Issued, service_user: pwd.struct_passwd) -> Iterator[RunningDaemon]:
+    """The daemon (as root) on an ssl dir the unprivileged user owns; a root-only file beside it that
+    must come out of every test untouched."""
+    node = seed_node(world / "n", HOST, ca, web=True)
+    chown_tree(node.ssl_dir, service_user)
+    shadow, _ = outside_secret(world)
+    before = state_of(shadow)
+    d = RunningDaemon(node, world / "d", settings="grace_period = 0")
     yield d
     d.close()
+    assert state_of(shadow) == before, "a file outside the ssl dir was changed"
 
 
 def _alive(d: RunningDaemon) -> dict:
@@ -60,11 +66,11 @@ def _alive(d: RunningDaemon) -> dict:
     return doc
 
 
-def test_file_name_that_is_not_utf8_is_a_finding(daemon: RunningDaemon) -> None:
+def test_file_name_that_is_not_utf8_is_a_finding(daemon: RunningDaemon, service_user: pwd.struct_passwd) -> None:
     daemon.start()
     auth = os.fsencode(daemon.node.ssl_dir / "authorities")
-    with open(auth + b"/bad-\xff\xfe.crt", "wb") as fh:
-        fh.write(daemon.node.ca.cert_pem())
+    bad = auth + b"/bad-\xff\xfe.crt"
+    run_as(service_user, f"open({bad!r}, 'wb').write({daemon.node.ca.cert_pem()!r})")
     doc = daemon.wait_for(lambda x: _findings(x, "bad-name"), timeout=60, what="a bad-name finding")
     assert "not UTF-8" in _findings(doc, "bad-name")[0]["reason"]
     assert _findings(doc, "bad-name")[0]["file"] == "authorities/bad-\\xff\\xfe.crt"
@@ -74,11 +80,14 @@ def test_file_name_that_is_not_utf8_is_a_finding(daemon: RunningDaemon) -> None:
     _alive(daemon)
 
 
-def test_quadratic_pem_input_is_refused_without_stalling(daemon: RunningDaemon) -> None:
+def test_quadratic_pem_input_is_refused_without_stalling(daemon: RunningDaemon,
+                                                         service_user: pwd.struct_passwd) -> None:
     daemon.start()
-    hostile = b"-----BEGIN CERTIFICATE-----\n" * (1024 * 1024 // 28)
-    hostile += b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END X509 CRL-----\n" * 100
-    write(daemon.node.ssl_dir / "authorities" / "begins.crt", hostile[: 1024 * 1024 - 1])
+    run_as(service_user, f"""
+hostile = b"-----BEGIN CERTIFICATE-----\\n" * (1024 * 1024 // 28)
+hostile += b"-----BEGIN CERTIFICATE-----\\nAAAA\\n-----END X509 CRL-----\\n" * 100
+open({str(daemon.node.ssl_dir / "authorities" / "begins.crt")!r}, "wb").write(hostile[: 1024 * 1024 - 1])
+""")
     doc = daemon.wait_for(lambda x: _findings(x, file="authorities/begins.crt"), timeout=60,
                           what="a finding for the hostile file")
     assert _findings(doc, file="authorities/begins.crt")[0]["code"] in ("garbage", "no-certificate")
@@ -141,15 +150,15 @@ def test_fifo_at_the_desired_state_path_never_blocks_the_loop(daemon: RunningDae
 
 
 @pytest.mark.parametrize("kind", ["fifo", "dev-zero", "huge"])
-def test_password_file_that_is_not_a_small_file_is_a_finding(tmp_path: Path, ca: Issued, kind: str) -> None:
-    node = seed_node(tmp_path / "n", HOST, ca)
-    password = tmp_path / "password"
-    if kind == "fifo":
-        os.mkfifo(password)
-    elif kind == "dev-zero":
-        password.symlink_to("/dev/zero")
-    else:
-        password.write_bytes(b"x" * (1024 * 1024))
+def test_password_file_that_is_not_a_small_file_is_a_finding(world: Path, ca: Issued, kind: str,
+                                                             service_user: pwd.struct_passwd) -> None:
+    node = seed_node(world / "n", HOST, ca)
+    chown_tree(node.ssl_dir, service_user)
+    password = node.ssl_dir / "password"  # a place the user may write
+    plant = {"fifo": f"import os; os.mkfifo({str(password)!r})",
+             "dev-zero": f"import os; os.symlink('/dev/zero', {str(password)!r})",
+             "huge": f"open({str(password)!r}, 'wb').write(b'x' * 1024 * 1024)"}[kind]
+    run_as(service_user, plant)
     node.desired.write_text(json.dumps({"hostname": HOST, "password": {"file": str(password)}}))
     result = run_cli("reconcile", "--ssl-dir", node.ssl_dir, "--desired-state", node.desired, "--json", timeout=120)
     assert result.rc == 1 and "Traceback" not in result.err, result.err
@@ -298,10 +307,11 @@ def test_core_dumps_are_off(world: Path, ca: Issued, service_user) -> None:
     assert "\nLimitCORE=0\n" in unit
 
 
-def test_temp_links_left_by_a_kill_are_cleaned(tmp_path: Path, ca: Issued) -> None:
-    node = seed_node(tmp_path / "n", HOST, ca)
+def test_temp_links_left_by_a_kill_are_cleaned(world: Path, ca: Issued, service_user: pwd.struct_passwd) -> None:
+    node = seed_node(world / "n", HOST, ca)
+    chown_tree(node.ssl_dir, service_user)
     stale = node.ssl_dir / "authorities" / ".sslreconciler-deadbeef.0.0a1b2c3d.tmp"
-    os.symlink("gone.crt", stale)
+    run_as(service_user, f"import os; os.symlink('gone.crt', {str(stale)!r})")
     result = run_cli("reconcile", "--ssl-dir", node.ssl_dir, "--desired-state", node.desired, "--json")
     assert result.rc == 0, result.out + result.err
     assert not os.path.lexists(stale)
@@ -412,18 +422,25 @@ def test_bundle_with_half_a_pair_or_for_another_host_is_refused(staged: dict, tm
     assert snapshot(node.ssl_dir) == before
 
 
-def test_bundle_write_error_leaves_the_node_exactly_as_it_was(staged: dict, tmp_path: Path) -> None:
+def test_bundle_write_error_leaves_the_node_exactly_as_it_was(staged: dict, world: Path,
+                                                              service_user: pwd.struct_passwd) -> None:
+    tmp_path = world
     ssl_dir, desired = _target(tmp_path)
     first = _install(staged["bundle"], ssl_dir, desired)
     assert first.rc == 0, first.err
+    chown_tree(ssl_dir, service_user)
     renewed = tmp_path / "renewed.tgz"
     assert run_cli("pki", "issue", "--staging", staged["staging"], "sec1.example.com", "--renew").rc == 0
     assert run_cli("pki", "issue", "--staging", staged["staging"], "sec1.example.com", "--web", "--renew").rc == 0
     assert run_cli("pki", "bundle", "--staging", staged["staging"], "sec1.example.com", "-o", renewed).rc == 0
     # ssl.key is swapped in first; ssl-web.crt cannot be (a directory is in its way): all is put back
-    (ssl_dir / "ssl-web.crt").unlink()
-    (ssl_dir / "ssl-web.crt").mkdir()
-    (ssl_dir / "ssl-web.crt" / "keep").write_text("x")
+    run_as(service_user, f"""
+import os
+p = {str(ssl_dir / "ssl-web.crt")!r}
+os.unlink(p)
+os.mkdir(p)
+open(p + "/keep", "w").write("x")
+""")
     before = snapshot(ssl_dir)
     result = _install(renewed, ssl_dir, desired)
     assert result.rc == 1 and "ssl-web.crt" in result.err and "every file as it was" in result.err, result.err
