@@ -455,4 +455,5 @@ open(p + "/keep", "w").write("x")
     result = _install(renewed, ssl_dir, desired)
     assert result.rc == 0, result.err
     assert (ssl_dir / "ssl.key.bundle-previous").read_bytes() == old_key
+    assert (ssl_dir / "ssl.key").stat().st_uid == service_user.pw_uid  # the service can still read it
     assert (ssl_dir / "ssl.key").read_bytes() != old_key

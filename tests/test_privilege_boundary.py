@@ -219,6 +219,8 @@ def test_web_install_does_not_hang_on_a_fifo_in_authorities(world: Path, ca: Iss
                      "--desired-state", node.desired, "--state-dir", state, timeout=120)
     assert "Traceback" not in result.err, result.err
     assert "verified against its issuer" in result.out, result.out + result.err
+    for name in ("ssl-web.key", "ssl-web.crt", "ssl-web.key.previous"):
+        assert (node.ssl_dir / name).stat().st_uid == service_user.pw_uid, f"{name} now root's: the service is locked out"
     assert any(f["file"] == "authorities/evil.crt" and "FIFO" in f["reason"]
                for f in json.loads(_reconcile(node, state).out)["findings"])
     assert time.monotonic() - t0 < 110
@@ -230,6 +232,7 @@ def test_root_reconcile_on_the_users_dir_works_and_keeps_modes(world: Path, ca: 
     assert result.rc == 0 and result.json()["status"] == "ok", result.out + result.err
     st = (node.ssl_dir / "ssl.keystore").stat()
     assert stat.S_IMODE(st.st_mode) == 0o600
+    assert st.st_uid == service_user.pw_uid, "a store root wrote there must stay readable by the service"
     key = node.ssl_dir / "ssl.key"
     assert key.stat().st_uid == service_user.pw_uid, "root took over a source it only reads"
     digest = hashlib.sha256(key.read_bytes()).hexdigest()

@@ -32,6 +32,7 @@ from sslreconciler.fsio import (
     lstat_at,
     open_dir,
     open_subdir,
+    owner_for_new_files,
     read_at,
     remove_stale_temp_files,
     set_attributes_at,
@@ -272,7 +273,10 @@ def _apply_artifact(
         return ArtifactReport(plan.name, plan.kind, "would-write", status, f"would rewrite: {why}{note}", certificate)
     try:
         encoded = _encode(plan)
-        atomic_write_at(ssl_fd, plan.name, encoded, plan.mode, owner.uid, owner.gid)
+        dir_uid, dir_gid = owner_for_new_files(ssl_fd)
+        uid = dir_uid if owner.uid is None else owner.uid
+        gid = dir_gid if owner.gid is None else owner.gid
+        atomic_write_at(ssl_fd, plan.name, encoded, plan.mode, uid, gid)
         if cache is not None:
             written = (hashlib.sha256(encoded).digest(), _access_digest(plan), plan.content, plan.profile)
             cache.stores[str(path)] = written

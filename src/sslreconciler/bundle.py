@@ -34,6 +34,7 @@ from sslreconciler.fsio import (
     lstat_at,
     open_subdir,
     opened_dir,
+    owner_for_new_files,
     read_at,
     read_regular,
     write_temp_at,
@@ -343,7 +344,8 @@ def _swap_in(ssl_dir: Path, ssl_fd: int, auth_fd: int, bundle: Bundle) -> list[s
             if _same_content(dir_fd, name, bundle.files[display]):
                 continue
             mode = 0o600 if display in _PRIVATE else 0o644
-            staged.append(_Staged(dir_fd, name, display, write_temp_at(dir_fd, name, bundle.files[display], mode)))
+            temp = write_temp_at(dir_fd, name, bundle.files[display], mode, *owner_for_new_files(dir_fd))
+            staged.append(_Staged(dir_fd, name, display, temp))
         for item in staged:
             if lstat_at(item.dir_fd, item.name) is not None:
                 item.backup = write_link_aside(item.dir_fd, item.name)

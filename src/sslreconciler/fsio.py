@@ -313,6 +313,17 @@ def set_attributes_at(
         os.close(fd)
 
 
+def owner_for_new_files(dir_fd: int) -> tuple[int | None, int | None]:
+    """As root in a directory another user owns: that user and group, so the service can read what
+    root wrote there (a 0600 key owned by root would lock it out). Otherwise (None, None): as is."""
+    if os.geteuid() != 0:
+        return None, None
+    st = os.fstat(dir_fd)
+    if st.st_uid == 0:
+        return None, None
+    return st.st_uid, st.st_gid
+
+
 def printable_name(name: str) -> str:
     """A directory entry's name for messages; names that are not UTF-8 shown with \\x escapes."""
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

@@ -28,6 +28,7 @@ from sslreconciler.fsio import (
     lstat_at,
     open_subdir,
     opened_dir,
+    owner_for_new_files,
     read_at,
     read_source,
 )
@@ -95,7 +96,8 @@ def make_csr(ssl_dir: Path, subject: str, sans: list[str], output: Path, key_typ
     if unique:
         builder = builder.add_extension(x509.SubjectAlternativeName(unique), critical=False)
     csr = builder.sign(key, hashes.SHA256())
-    atomic_write(ssl_dir / PENDING_KEY, key_pem(key), 0o600)
+    with opened_dir(ssl_dir) as ssl_fd:
+        atomic_write_at(ssl_fd, PENDING_KEY, key_pem(key), 0o600, *owner_for_new_files(ssl_fd))
     atomic_write(output, csr.public_bytes(serialization.Encoding.PEM), 0o644)
     return f"{output}: CSR for {name.rfc4514_string()}; its key waits in {ssl_dir / PENDING_KEY}"
 
@@ -188,8 +190,8 @@ def _install(ssl_dir: Path, ssl_fd: int, cert_file: Path, key_file: Path | None,
         if links:
             raise CommandError(f"{links[0]}; nothing installed")
     _keep_previous(ssl_dir, ssl_fd)
-    atomic_write_at(ssl_fd, KEY, key_pem(key), 0o600)
-    atomic_write_at(ssl_fd, CRT, cert_pem(*chain), 0o644)
+    atomic_write_at(ssl_fd, KEY, key_pem(key), 0o600, *owner_for_new_files(ssl_fd))
+    atomic_write_at(ssl_fd, CRT, cert_pem(*chain), 0o644, *owner_for_new_files(ssl_fd))
     if key_file is None:
         _remove_here(ssl_fd, PENDING_KEY)
     subject = chain[0].subject.rfc4514_string()
@@ -206,12 +208,13 @@ def _install(ssl_dir: Path, ssl_fd: int, cert_file: Path, key_file: Path | None,
 def _keep_previous(ssl_dir: Path, ssl_fd: int) -> None:
     """Copy the current web pair aside, read without following links (a link is refused, not copied)."""
     key, crt = _read_here(ssl_fd, KEY, ssl_dir), _read_here(ssl_fd, CRT, ssl_dir)
+    owner = owner_for_new_files(ssl_fd)
     if key is not None and crt is not None:
-        atomic_write_at(ssl_fd, PREVIOUS_KEY, key, 0o600)
-        atomic_write_at(ssl_fd, PREVIOUS_CRT, crt, 0o644)
+        atomic_write_at(ssl_fd, PREVIOUS_KEY, key, 0o600, *owner)
+        atomic_write_at(ssl_fd, PREVIOUS_CRT, crt, 0o644, *owner)
         _remove_here(ssl_fd, PREVIOUS_WAS_FALLBACK)
     else:  # the web stores were built from the ssl pair (a fresh install): that is what rollback restores
-        atomic_write_at(ssl_fd, PREVIOUS_WAS_FALLBACK, b"", 0o644)
+        atomic_write_at(ssl_fd, PREVIOUS_WAS_FALLBACK, b"", 0o644, *owner)
         for name in (PREVIOUS_KEY, PREVIOUS_CRT):
             _remove_here(ssl_fd, name)
 
@@ -225,8 +228,8 @@ def _rollback(ssl_dir: Path, ssl_fd: int) -> str:
     old_key, old_crt = _read_here(ssl_fd, PREVIOUS_KEY, ssl_dir), _read_here(ssl_fd, PREVIOUS_CRT, ssl_dir)
     if old_key is not None and old_crt is not None:
         _keep_previous(ssl_dir, ssl_fd)  # so a second rollback undoes the first
-        atomic_write_at(ssl_fd, KEY, old_key, 0o600)
-        atomic_write_at(ssl_fd, CRT, old_crt, 0o644)
+        atomic_write_at(ssl_fd, KEY, old_key, 0o600, *owner_for_new_files(ssl_fd))
+        atomic_write_at(ssl_fd, CRT, old_crt, 0o644, *owner_for_new_files(ssl_fd))
         return f"restored the previous web pair ({ssl_dir / CRT})"
     if lstat_at(ssl_fd, PREVIOUS_WAS_FALLBACK) is not None:
         _keep_previous(ssl_dir, ssl_fd)
