@@ -204,7 +204,11 @@ class Daemon:
                 next_ping = now + ping_every
             if self._reload:
                 self._reload = False
-                self._do_reload()
+                try:
+                    self._do_reload()
+                except Exception as exc:  # a reload that breaks keeps the daemon on what it had
+                    self.log.error("reload failed, keeping the current settings", error=repr(exc)[:400])
+                    self.notifier.send("READY=1", self._status_line())
                 settings = self.settings
                 next_resync = time.monotonic() + settings.resync_interval
                 continue
