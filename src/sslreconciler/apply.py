@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import grp
 import hashlib
 import os
@@ -23,8 +24,19 @@ from cryptography import x509
 from sslreconciler.cache import ReconcileCache
 from sslreconciler.desired import Permissions
 from sslreconciler.errors import ConfigError
-from sslreconciler.findings import Finding, Level, error
-from sslreconciler.fsio import atomic_symlink, atomic_write, fsync_dir
+from sslreconciler.findings import Finding, Level, SourceError, error
+from sslreconciler.fsio import (
+    atomic_symlink_at,
+    atomic_write_at,
+    list_names,
+    lstat_at,
+    open_dir,
+    open_subdir,
+    owner_for_new_files,
+    read_at,
+    remove_stale_temp_files,
+    set_attributes_at,
+)
 from sslreconciler.inputs import HASH_LINK
 from sslreconciler.plan import ArtifactPlan, Plan
 from sslreconciler.report import Action, ArtifactReport, CertInfo, LinkReport, Report, SourceCert, Status, worst
@@ -91,10 +103,13 @@ def _record(cache: ReconcileCache | None, path: Path, plan: ArtifactPlan, digest
         cache.recorded[str(path)] = (digest.hex(), cache.spec_mac(_spec(plan)))
 
 
-def _read_existing(path: Path, plan: ArtifactPlan, cache: ReconcileCache | None = None) -> OnDisk:
+def _read_existing(ssl_fd: int, path: Path, plan: ArtifactPlan, cache: ReconcileCache | None = None) -> OnDisk:
+    """What the output ``plan.name`` holds, read through the ssl dir's descriptor, never via a link."""
     try:
-        st = os.lstat(path)
-    except FileNotFoundError:
+        st = lstat_at(ssl_fd, plan.name)
+    except OSError as exc:
+        return OnDisk(exists=True, regular=False, why_unreadable=f"cannot be looked at ({exc.strerror})")
+    if st is None:
         return OnDisk(exists=False)
     if stat.S_ISLNK(st.st_mode):
         return OnDisk(exists=True, symlink=True, why_unreadable="is a symlink (outputs are never written through one)")
@@ -103,9 +118,11 @@ def _read_existing(path: Path, plan: ArtifactPlan, cache: ReconcileCache | None 
     if st.st_size > MAX_STORE_BYTES:
         return OnDisk(exists=True, stat=st, why_unreadable="is larger than any store this program writes")
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        return OnDisk(exists=True, stat=st, why_unreadable=f"cannot be read ({exc.strerror})")
+        data, st = read_at(ssl_fd, plan.name, plan.name, None, MAX_STORE_BYTES, allow_empty=True)
+    except SourceError as exc:
+        if exc.finding.code in ("symlink", "not-a-file"):  # swapped since the lstat: treat as in the way
+            return OnDisk(exists=True, symlink=exc.finding.code == "symlink", why_unreadable=exc.finding.reason)
+        return OnDisk(exists=True, stat=st, why_unreadable=f"cannot be read ({exc.finding.reason})")
     if plan.password is None:  # no password to open it with: only say it is there
         return OnDisk(exists=True, stat=st)
     digest = hashlib.sha256(data).digest()
@@ -157,15 +174,23 @@ def _leaf(content: StoreContent | None) -> CertInfo | None:
     return CertInfo.of(x509.load_der_x509_certificate(content.keys[0].chain[0]))
 
 
-def _fix_attributes(path: Path, st: os.stat_result, mode: int, owner: Ownership) -> str:
-    """Correct mode and owner in place (same inode, same bytes); what was corrected."""
+def _fix_attributes(ssl_fd: int, name: str, st: os.stat_result, mode: int, owner: Ownership) -> str:
+    """Correct mode and owner in place on the very inode checked (same bytes); what was corrected."""
     fixed = []
-    if (owner.uid is not None and st.st_uid != owner.uid) or (owner.gid is not None and st.st_gid != owner.gid):
-        os.chown(path, -1 if owner.uid is None else owner.uid, -1 if owner.gid is None else owner.gid)
+    chown = (owner.uid is not None and st.st_uid != owner.uid) or (owner.gid is not None and st.st_gid != owner.gid)
+    if chown:
         fixed.append("owner")
-    if stat.S_IMODE(st.st_mode) != mode:
-        os.chmod(path, mode)
+    chmod = stat.S_IMODE(st.st_mode) != mode
+    if chmod:
         fixed.append(f"mode {stat.S_IMODE(st.st_mode):04o} -> {mode:04o}")
+    set_attributes_at(
+        ssl_fd,
+        name,
+        st,
+        mode if chmod else None,
+        owner.uid if chown else None,
+        owner.gid if chown else None,
+    )
     return ", ".join(fixed)
 
 
@@ -184,8 +209,15 @@ def apply_artifact(
     dry_run: bool,
     findings: list[Finding],
     cache: ReconcileCache | None = None,
+    ssl_fd: int | None = None,
 ) -> ArtifactReport:
-    report = _apply_artifact(plan, ssl_dir, owner, dry_run, findings, cache)
+    if ssl_fd is None:
+        ssl_fd = open_dir(ssl_dir)
+        try:
+            return apply_artifact(plan, ssl_dir, owner, dry_run, findings, cache, ssl_fd)
+        finally:
+            os.close(ssl_fd)
+    report = _apply_artifact(plan, ssl_dir, ssl_fd, owner, dry_run, findings, cache)
     report.sources = plan.sources
     return report
 
@@ -193,13 +225,14 @@ def apply_artifact(
 def _apply_artifact(
     plan: ArtifactPlan,
     ssl_dir: Path,
+    ssl_fd: int,
     owner: Ownership,
     dry_run: bool,
     findings: list[Finding],
     cache: ReconcileCache | None,
 ) -> ArtifactReport:
     path = ssl_dir / plan.name
-    disk = _read_existing(path, plan, cache)
+    disk = _read_existing(ssl_fd, path, plan, cache)
     related = [f for f in findings if f.file in plan.sources]
     status: Status = worst(["degraded" if f.level is Level.ERROR else "warning" for f in related])
     note = f" ({plan.note})" if plan.note else ""
@@ -225,17 +258,25 @@ def _apply_artifact(
         action: Action = "unchanged"
         message = "up to date"
         if _attributes_differ(disk.stat, plan.mode, owner):
-            message = (
-                "up to date; would fix mode/owner"
-                if dry_run
-                else f"fixed {_fix_attributes(path, disk.stat, plan.mode, owner)}"
-            )
+            if dry_run:
+                message = "up to date; would fix mode/owner"
+            else:
+                try:
+                    message = f"fixed {_fix_attributes(ssl_fd, plan.name, disk.stat, plan.mode, owner)}"
+                except OSError as exc:
+                    findings.append(error(plan.name, f"mode/owner not fixed: {exc.strerror}", "attributes"))
+                    return ArtifactReport(
+                        plan.name, plan.kind, action, "degraded", f"mode/owner not fixed ({exc.strerror})", certificate
+                    )
         return ArtifactReport(plan.name, plan.kind, action, status, message + note, certificate)
     if dry_run:
         return ArtifactReport(plan.name, plan.kind, "would-write", status, f"would rewrite: {why}{note}", certificate)
     try:
         encoded = _encode(plan)
-        atomic_write(path, encoded, plan.mode, owner.uid, owner.gid)
+        dir_uid, dir_gid = owner_for_new_files(ssl_fd)
+        uid = dir_uid if owner.uid is None else owner.uid
+        gid = dir_gid if owner.gid is None else owner.gid
+        atomic_write_at(ssl_fd, plan.name, encoded, plan.mode, uid, gid)
         if cache is not None:
             written = (hashlib.sha256(encoded).digest(), _access_digest(plan), plan.content, plan.profile)
             cache.stores[str(path)] = written
@@ -256,42 +297,90 @@ def _apply_artifact(
     )
 
 
-def _existing_links(directory: Path) -> dict[str, str]:
+def _existing_links(dir_fd: int, rel: str) -> dict[str, str]:
     out: dict[str, str] = {}
-    with contextlib.suppress(OSError):
-        for name in os.listdir(directory):
-            if HASH_LINK.match(name) and os.path.islink(directory / name):
-                out[name] = os.readlink(directory / name)
+    names, _ = list_names(dir_fd, rel)  # names that are not UTF-8 were reported by gather_inputs
+    for name in names:
+        if HASH_LINK.match(name):
+            with contextlib.suppress(OSError):
+                out[name] = os.readlink(name, dir_fd=dir_fd)  # EINVAL: not a link
     return out
 
 
 def apply_links(
-    ssl_dir: Path, wanted: dict[str, dict[str, str]], dry_run: bool, findings: list[Finding]
+    ssl_dir: Path,
+    wanted: dict[str, dict[str, str]],
+    dry_run: bool,
+    findings: list[Finding],
+    ssl_fd: int | None = None,
 ) -> list[LinkReport]:
+    """Keep each trust directory's <hash>.N links in step, working inside that directory's descriptor.
+
+    A trust directory that is a symlink (or reached through one) is left alone: its links could be
+    anyone's. A link that cannot be made or removed is a finding, never an exception.
+    """
+    if ssl_fd is None:
+        ssl_fd = open_dir(ssl_dir)
+        try:
+            return apply_links(ssl_dir, wanted, dry_run, findings, ssl_fd)
+        finally:
+            os.close(ssl_fd)
     reports = []
     for rel, links in wanted.items():
-        directory = ssl_dir / rel
-        have = _existing_links(directory)
-        report = LinkReport(rel)
-        for name, target in sorted(links.items()):
-            if have.get(name) == target:
-                report.unchanged += 1
-                continue
-            if os.path.lexists(directory / name) and name not in have:
-                findings.append(error(f"{rel}/{name}", "is a file where a hash link belongs; left alone", "not-a-link"))
-                continue
-            report.added.append(name)
-            if not dry_run:
-                atomic_symlink(directory / name, target)
-        for name in sorted(set(have) - set(links)):
-            report.removed.append(name)
-            if not dry_run:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(directory / name)
-        if (report.added or report.removed) and not dry_run:
-            fsync_dir(directory)
-        reports.append(report)
+        try:
+            dir_fd = open_subdir(ssl_fd, rel)
+        except OSError as exc:
+            why = "is a symlink or not a real directory" if exc.errno in (errno.ELOOP, errno.ENOTDIR) else exc.strerror
+            findings.append(
+                error(
+                    rel, f"hash links not kept: {why}; links are only made in a directory inside the ssl dir", "links"
+                )
+            )
+            continue
+        try:
+            reports.append(_apply_dir_links(dir_fd, rel, links, dry_run, findings))
+        finally:
+            os.close(dir_fd)
     return reports
+
+
+def _apply_dir_links(
+    dir_fd: int, rel: str, links: dict[str, str], dry_run: bool, findings: list[Finding]
+) -> LinkReport:
+    if not dry_run:
+        remove_stale_temp_files(dir_fd)  # temp links a killed run left
+    have = _existing_links(dir_fd, rel)
+    report = LinkReport(rel)
+    for name, target in sorted(links.items()):
+        if have.get(name) == target:
+            report.unchanged += 1
+            continue
+        if name not in have and lstat_at(dir_fd, name) is not None:
+            findings.append(error(f"{rel}/{name}", "is a file where a hash link belongs; left alone", "not-a-link"))
+            continue
+        if not dry_run:
+            try:
+                atomic_symlink_at(dir_fd, name, target)
+            except OSError as exc:
+                findings.append(error(f"{rel}/{name}", f"hash link cannot be made: {exc.strerror}", "link-failed"))
+                continue
+        report.added.append(name)
+    for name in sorted(set(have) - set(links)):
+        if not dry_run:
+            try:
+                os.unlink(name, dir_fd=dir_fd)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                findings.append(
+                    error(f"{rel}/{name}", f"stale hash link cannot be removed: {exc.strerror}", "link-failed")
+                )
+                continue
+        report.removed.append(name)
+    if (report.added or report.removed) and not dry_run:
+        with contextlib.suppress(OSError):
+            os.fsync(dir_fd)
+    return report
 
 
 def apply_plan(
@@ -302,9 +391,16 @@ def apply_plan(
     started: dt.datetime,
     t0: float,
     cache: ReconcileCache | None = None,
+    ssl_fd: int | None = None,
 ) -> Report:
     findings = list(plan.findings)
-    artifacts = [apply_artifact(a, ssl_dir, owner, dry_run, findings, cache) for a in plan.artifacts]
-    links = apply_links(ssl_dir, plan.links, dry_run, findings)
+    own_fd = ssl_fd is None
+    fd = open_dir(ssl_dir) if ssl_fd is None else ssl_fd
+    try:
+        artifacts = [apply_artifact(a, ssl_dir, owner, dry_run, findings, cache, fd) for a in plan.artifacts]
+        links = apply_links(ssl_dir, plan.links, dry_run, findings, fd)
+    finally:
+        if own_fd:
+            os.close(fd)
     certificates = [SourceCert(file, CertInfo.of(cert)) for file, cert in plan.certificates]
     return Report(str(ssl_dir), started, time.monotonic() - t0, artifacts, findings, links, dry_run, certificates)

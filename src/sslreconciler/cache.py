@@ -11,7 +11,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import secrets
+import stat
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, MutableMapping
 from dataclasses import dataclass, field
@@ -28,6 +30,17 @@ V = TypeVar("V")
 MAX_KEYS = 64
 RECORD, RECORD_KEY = "fingerprints.json", "fingerprints.key"
 MAX_CERT_FILES = 50_000  # past this the memo starts over rather than grow without bound
+MAX_RECORD_BYTES = 4 * 1024 * 1024
+
+
+def _untrusted(st: os.stat_result, what: str) -> str:
+    """Why a state-dir entry could have been written by someone else than this user; empty if not."""
+    me = os.geteuid()
+    if st.st_uid != me:
+        return f"{what} is owned by uid {st.st_uid}, not by this user (uid {me})"
+    if st.st_mode & 0o022:
+        return f"{what} is writable by group or others (mode {stat.S_IMODE(st.st_mode):04o})"
+    return ""
 
 
 @dataclass(slots=True)
@@ -49,35 +62,66 @@ class ReconcileCache:
     # (0600), so the record says nothing about the password to whoever lacks that key.
     recorded: dict[str, tuple[str, str]] = field(default_factory=dict, repr=False)
     record_key: bytes = field(default=b"", repr=False)
+    record_trusted: bool = False  # read from a state dir only this user could write
+    record_note: str = ""  # why a record there was not used, for the caller to say
 
     def spec_mac(self, spec: bytes) -> str:
         return hmac.new(self.record_key, spec, hashlib.sha256).hexdigest() if self.record_key else ""
 
     @staticmethod
     def with_record(state_dir: Path) -> ReconcileCache:
-        """A cache primed from the state dir's record; an unreadable record is simply not used."""
+        """A cache primed from the state dir's record; an unreadable or untrusted record is not used.
+
+        The record vouches for what stores hold, so it is only believed when nobody but the running
+        user could have written it: root never trusts a record in a directory the service user owns.
+        """
+        from sslreconciler.findings import SourceError
+        from sslreconciler.fsio import open_dir, read_at
+
         cache = ReconcileCache()
+        cache.record_key = secrets.token_bytes(32)  # saved with the first record
         try:
-            cache.record_key = (state_dir / RECORD_KEY).read_bytes()
+            fd = open_dir(state_dir)
         except OSError:
-            cache.record_key = secrets.token_bytes(32)  # saved with the first record
             return cache
         try:
-            raw = json.loads((state_dir / RECORD).read_text())
-            cache.recorded = {str(k): (str(v[0]), str(v[1])) for k, v in raw.items()}
-        except (OSError, ValueError, TypeError, IndexError, AttributeError):
-            cache.recorded = {}
+            problem = _untrusted(os.fstat(fd), f"state dir {state_dir}")
+            if problem:
+                cache.record_note = f"{problem}; its record is ignored"
+                return cache
+            try:
+                key, key_st = read_at(fd, RECORD_KEY, RECORD_KEY, None, 4096)
+                raw, raw_st = read_at(fd, RECORD, RECORD, None, MAX_RECORD_BYTES)
+            except SourceError as exc:
+                if exc.finding.code not in ("missing", "empty"):
+                    cache.record_note = f"{state_dir}/{exc.finding.file} {exc.finding.reason}; record ignored"
+                return cache
+            problem = _untrusted(key_st, f"{state_dir}/{RECORD_KEY}") or _untrusted(raw_st, f"{state_dir}/{RECORD}")
+            if problem:
+                cache.record_note = f"{problem}; the record is ignored"
+                return cache
+            cache.record_key = key
+            try:
+                loaded = json.loads(raw)
+                cache.recorded = {str(k): (str(v[0]), str(v[1])) for k, v in loaded.items()}
+            except (ValueError, TypeError, IndexError, AttributeError, RecursionError):
+                cache.recorded = {}
+            cache.record_trusted = True
+        finally:
+            os.close(fd)
         return cache
 
     def save_record(self, state_dir: Path) -> None:
-        from sslreconciler.fsio import atomic_write
+        from sslreconciler.fsio import atomic_write_at, opened_dir
 
         state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         if not self.record_key:
             return
-        if not (state_dir / RECORD_KEY).exists():
-            atomic_write(state_dir / RECORD_KEY, self.record_key, 0o600)
-        atomic_write(state_dir / RECORD, json.dumps(self.recorded, indent=1).encode(), 0o600)
+        with opened_dir(state_dir) as fd:  # inside the directory's descriptor, never through a link
+            if not self.record_trusted:  # a new key for a new record: the old pair is not believed
+                atomic_write_at(fd, RECORD_KEY, self.record_key, 0o600)
+            atomic_write_at(fd, RECORD, json.dumps(self.recorded, indent=1).encode(), 0o600)
+            self.record_trusted = True
 
     def trim(self) -> None:
         for memo in (self.certs, self.subject_hashes, self.verdicts):

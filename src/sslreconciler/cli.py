@@ -216,6 +216,8 @@ def _reconcile(args: argparse.Namespace, dry_run: bool) -> int:
     # The state dir's record of what each store was last verified to hold spares a no-op run from
     # opening the stores (PKCS#12 key derivation alone costs tens of milliseconds per store).
     cache = ReconcileCache.with_record(state_dir)
+    if cache.record_note:  # e.g. root on a state dir the service user could have written
+        print(f"sslreconciler: note: {cache.record_note}; every store is opened and checked", file=sys.stderr)
     report = reconcile(settings.ssl_dir, desired, dry_run=dry_run, cache=cache)
     if not dry_run:
         try:
@@ -265,14 +267,15 @@ def _pki(args: argparse.Namespace) -> int:
         members = bundle.create_bundle(args.staging, args.host, args.output)
         print(f"{args.output}: bundle for {args.host}: {', '.join(members)}")
     elif args.pki_command == "install-bundle":
+        from sslreconciler.desired import load_desired_state
+        from sslreconciler.engine import host_name
         from sslreconciler.settings import load_settings
 
-        ssl_dir = load_settings(args.config, _flag_overrides(args)).ssl_dir
-        from sslreconciler.desired import load_desired_state
-
         settings = load_settings(args.config, _flag_overrides(args))
-        lowered = load_desired_state(settings.desired_state).policy.lowered
-        written = bundle.install_bundle(args.bundle, ssl_dir, lowered)
+        ssl_dir = settings.ssl_dir
+        desired = load_desired_state(settings.desired_state)
+        host = host_name(desired)  # a bundle for another host is refused
+        written = bundle.install_bundle(args.bundle, ssl_dir, host, desired.policy.lowered)
         what = f"{args.bundle}: installed into {ssl_dir}: " + (", ".join(written) or "nothing new")
         return _reconcile_after(args, what)
     return EXIT_OK
@@ -297,6 +300,9 @@ def _web(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from sslreconciler.hardening import no_core_dumps
+
+    no_core_dumps()  # every command may hold a key or a store password in memory
     try:
         if args.command == "reconcile":
             return _reconcile(args, dry_run=False)

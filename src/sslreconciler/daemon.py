@@ -27,6 +27,7 @@ from sslreconciler.desired import DesiredState, Hook, load_desired_state
 from sslreconciler.engine import reconcile, save_report
 from sslreconciler.errors import ConfigError
 from sslreconciler.findings import Finding, Level, error, warning
+from sslreconciler.fsio import printable_name
 from sslreconciler.grace import apply_grace
 from sslreconciler.health import HealthServer, HealthState
 from sslreconciler.hooks import HookResult, hooks_for, run_hook
@@ -80,7 +81,13 @@ class HookRunner:
             hook, changed, ssl_dir, timeout = item
             with self._lock:
                 self._queued.discard(hook.label)
-            self._on_result(run_hook(hook, changed, ssl_dir, timeout))
+            try:
+                result = run_hook(hook, changed, ssl_dir, timeout)
+            except Exception as exc:  # one bad hook must never stop the worker, and so every other hook
+                started = dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
+                result = HookResult(hook.label, "error", started, 0.0, None, f"cannot run: {exc!r}"[:400], changed)
+            with contextlib.suppress(Exception):
+                self._on_result(result)
 
     def stop(self) -> None:
         self._queue.put(None)
@@ -129,7 +136,7 @@ class Daemon:
         self.counters.events += 1
         if self._first_event is None:
             self._first_event = now
-            self._event_reason = reason
+            self._event_reason = printable_name(reason)  # a name that is not UTF-8 must not break a log line
         self._last_event = now
         self._wake()
 
@@ -198,7 +205,11 @@ class Daemon:
                 next_ping = now + ping_every
             if self._reload:
                 self._reload = False
-                self._do_reload()
+                try:
+                    self._do_reload()
+                except Exception as exc:  # a reload that breaks keeps the daemon on what it had
+                    self.log.error("reload failed, keeping the current settings", error=repr(exc)[:400])
+                    self.notifier.send("READY=1", self._status_line())
                 settings = self.settings
                 next_resync = time.monotonic() + settings.resync_interval
                 continue
@@ -225,9 +236,20 @@ class Daemon:
             self.log.error("reload: settings invalid, keeping the current ones", reason=str(exc))
             settings = self.settings
         if settings.socket != self.settings.socket and self._server is not None:
-            self._server.stop()
-            self._server = HealthServer(settings.socket, self.health)
-            self._server.start()
+            # The new server first: if its path is unusable the old one keeps serving.
+            server = HealthServer(settings.socket, self.health)
+            try:
+                server.start()
+            except Exception as exc:
+                self.log.error(
+                    "reload: cannot serve on the new socket, keeping the current one",
+                    socket=str(settings.socket),
+                    reason=str(exc),
+                )
+                settings = settings.model_copy(update={"socket": self.settings.socket})
+            else:
+                self._server.stop()
+                self._server = server
         self.settings = settings
         configure_logs(settings.log_format, settings.log_level)
         self._read_desired(explicit=True)
@@ -262,6 +284,24 @@ class Daemon:
             self.watcher.configure(self.settings.ssl_dir, path, desired)
 
     def _reconcile(self, trigger: str) -> None:
+        """One reconcile; whatever goes wrong in it becomes a finding and a failed status, never an exit."""
+        try:
+            self._reconcile_once(trigger)
+        except Exception as exc:
+            self.log.error("reconcile failed unexpectedly", trigger=trigger, error=repr(exc)[:400])
+            finding = error(
+                str(self.settings.ssl_dir), f"reconcile failed unexpectedly ({type(exc).__name__})", "internal"
+            )
+            now = dt.datetime.now(dt.UTC)
+            report = Report(str(self.settings.ssl_dir), now, 0.0, [], [finding], [], internal_error=True)
+            self.counters.reconciles += 1
+            self.counters.reconcile_errors += 1
+            with self._lock:
+                self._report, self._trigger = report, trigger
+            with contextlib.suppress(Exception):
+                self._publish()
+
+    def _reconcile_once(self, trigger: str) -> None:
         if trigger.startswith(("change", "resync")):
             self._read_desired(explicit=False)
         if self.watcher.needs_rewatch():

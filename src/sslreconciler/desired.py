@@ -18,8 +18,12 @@ from pydantic import (
 )
 
 from sslreconciler.errors import ConfigError, config_error_from_validation
+from sslreconciler.findings import SourceError
+from sslreconciler.fsio import read_regular
 
 DEFAULT_PASSWORD = "changeit"  # sipXecs services hard-code it
+MAX_DESIRED_BYTES = 1024 * 1024
+MAX_PASSWORD_FILE_BYTES = 64 * 1024
 
 
 def _plain_name(value: str) -> str:
@@ -131,7 +135,9 @@ class TrustStore(Strict):
 class Permissions(Strict):
     owner: str | None = Field(None, description="Owner of the outputs (applied when running as root).")
     group: str | None = Field(None, description="Group of the outputs (applied when running as root).")
-    private_mode: Mode = Field("0600", description="Mode of stores holding a private key.")
+    private_mode: Mode = Field(
+        "0600", description="Mode of stores holding a private key: no group-write bit, no bit for others."
+    )
     public_mode: Mode = Field("0644", description="Mode of the truststore.")
     key_source_readable_by_others: Literal["warn", "refuse"] = Field(
         "warn", description="What to do with a private key source that group or others can read."
@@ -145,6 +151,15 @@ class Hook(Strict):
     after: list[FileName] = Field(min_length=1, description="Artifact file names whose rewrite triggers it.")
     command: list[str] = Field(min_length=1, description="argv list, run without a shell.")
     timeout: float | None = Field(None, gt=0, le=3600, description="Seconds before it is killed (default: setting).")
+
+    @model_validator(mode="after")
+    def _runnable(self) -> Hook:
+        # Checked here, at load, so a bad hook is a config error and never reaches the hook worker.
+        if not self.command[0]:
+            raise ValueError("command: the program (first item) must not be empty")
+        if any("\0" in arg for arg in self.command) or (self.name is not None and "\0" in self.name):
+            raise ValueError("command: an argument holds a NUL byte, which no program can receive")
+        return self
 
     @property
     def label(self) -> str:
@@ -291,7 +306,15 @@ class DesiredState(Strict):
             raise ValueError("pair names must be unique")
         outputs = [o for p in self.pairs for o in (p.keystore, p.pkcs12) if o] + [self.truststore.file]
         if len(set(outputs)) != len(outputs):
-            raise ValueError("output file names must be unique")
+            twice = sorted({o for o in outputs if outputs.count(o) > 1})
+            raise ValueError(f"output file names must be unique: {', '.join(twice)} named twice")
+        _refuse_outputs_over_sources(self, outputs)
+        private = int(self.permissions.private_mode, 8)
+        if private & 0o027:
+            raise ValueError(
+                f"permissions.private_mode {self.permissions.private_mode} would let others read or group members"
+                " change a private key; use 0600 or 0640"
+            )
         for pair in self.pairs:
             if pair.fallback is not None and (pair.fallback not in names or pair.fallback == pair.name):
                 raise ValueError(f"pair {pair.name!r}: fallback must name another pair")
@@ -310,18 +333,34 @@ class DesiredState(Strict):
         return next(p for p in self.pairs if p.name == name)
 
 
+def _first_part(rel: str) -> str:
+    parts = [p for p in Path(rel).parts if p != "."]
+    return parts[0] if parts else rel
+
+
+def _refuse_outputs_over_sources(desired: DesiredState, outputs: list[str]) -> None:
+    """An output written over a source (``ssl.key``, ``authorities``) would destroy or expose it."""
+    sources = {_first_part(p.key) for p in desired.pairs} | {_first_part(p.cert) for p in desired.pairs}
+    sources |= {_first_part(s) for s in desired.truststore.sources}
+    for output in outputs:
+        if output in sources:
+            raise ValueError(f"output {output!r} is named like a source; it would be overwritten")
+        if output.startswith(".sslreconciler-"):
+            raise ValueError(f"output {output!r}: names starting .sslreconciler- are this program's temp files")
+
+
 def load_desired_state(path: Path | None) -> DesiredState:
     """The desired state from ``path``; the seed defaults when there is no file."""
     if path is None:
         return DesiredState()
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return DesiredState()
-    except IsADirectoryError:
-        raise ConfigError(path, "is a directory, not a JSON file") from None
-    except PermissionError:
-        raise ConfigError(path, "cannot be read: permission denied") from None
+    try:  # a regular file, bounded, never blocking: a FIFO or a device here must not hang anyone
+        raw = read_regular(path, str(path), MAX_DESIRED_BYTES)
+    except SourceError as exc:
+        if exc.finding.code == "missing":
+            return DesiredState()
+        if "directory" in exc.finding.reason:
+            raise ConfigError(path, "is a directory, not a JSON file") from None
+        raise ConfigError(path, exc.finding.reason) from None
     try:
         data = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -347,9 +386,9 @@ def resolve_password(source: PasswordSource, credentials_dir: str | None = None)
         assert source.file is not None
         path = source.file
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ValueError(f"password file {path} cannot be read: {exc.strerror}") from None
+        text = read_regular(path, str(path), MAX_PASSWORD_FILE_BYTES).decode("utf-8")
+    except SourceError as exc:
+        raise ValueError(f"password file {path} {exc.finding.reason}") from None
     except UnicodeDecodeError:
         raise ValueError(f"password file {path} is not UTF-8 text") from None
     password = text.splitlines()[0] if text else ""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import json
+import os
 import socket
 import time
 from collections.abc import Sequence
@@ -12,8 +14,9 @@ from pathlib import Path
 from sslreconciler.apply import apply_plan, resolve_ownership
 from sslreconciler.cache import ReconcileCache
 from sslreconciler.desired import DesiredState
+from sslreconciler.errors import ConfigError
 from sslreconciler.findings import Finding, error
-from sslreconciler.fsio import atomic_write, remove_stale_temp_files
+from sslreconciler.fsio import atomic_write_at, open_dir, opened_dir, remove_stale_temp_files
 from sslreconciler.inputs import gather_inputs
 from sslreconciler.plan import make_plan
 from sslreconciler.report import Report
@@ -34,19 +37,51 @@ def reconcile(
 ) -> Report:
     """Make ``ssl_dir``'s derived files right (or, with ``dry_run``, say what would change)."""
     started, t0 = dt.datetime.now(dt.UTC), time.monotonic()
-    if not ssl_dir.is_dir():
-        finding = error(str(ssl_dir), "is not a directory" if ssl_dir.exists() else "does not exist", "missing")
+    try:
+        ssl_fd = open_dir(ssl_dir)  # resolved once: everything below works relative to it
+    except OSError as exc:
+        reason = "does not exist" if exc.errno == errno.ENOENT else "is not a directory"
+        if exc.errno not in (errno.ENOENT, errno.ENOTDIR):
+            reason = f"cannot be opened: {exc.strerror}"
+        finding = error(str(ssl_dir), reason, "missing")
         return Report(str(ssl_dir), started, time.monotonic() - t0, [], [*extra, finding], [], dry_run)
+    try:
+        return _reconcile_at(ssl_dir, ssl_fd, desired, dry_run, extra, cache, started, t0)
+    except ConfigError:
+        raise
+    except Exception as exc:
+        detail = f"{type(exc).__name__}: {exc}" if isinstance(exc, OSError | ValueError) else type(exc).__name__
+        finding = error(
+            str(ssl_dir), f"reconcile broke off unexpectedly ({detail}); the rest of this run was skipped", "internal"
+        )
+        report = Report(str(ssl_dir), started, time.monotonic() - t0, [], [*extra, finding], [], dry_run)
+        report.internal_error = True
+        return report
+    finally:
+        os.close(ssl_fd)
+
+
+def _reconcile_at(
+    ssl_dir: Path,
+    ssl_fd: int,
+    desired: DesiredState,
+    dry_run: bool,
+    extra: Sequence[Finding],
+    cache: ReconcileCache | None,
+    started: dt.datetime,
+    t0: float,
+) -> Report:
     if not dry_run:
-        remove_stale_temp_files(ssl_dir)
+        remove_stale_temp_files(ssl_fd)
     owner = resolve_ownership(desired.permissions)
-    inputs, findings = gather_inputs(ssl_dir, desired)
+    inputs, findings = gather_inputs(ssl_dir, desired, ssl_fd)
     findings = [*extra, *findings]
     plan = make_plan(desired, inputs, host_name(desired), started, findings, cache)
-    return apply_plan(plan, ssl_dir, owner, dry_run, started, t0, cache)
+    return apply_plan(plan, ssl_dir, owner, dry_run, started, t0, cache, ssl_fd)
 
 
 def save_report(state_dir: Path, report: Report) -> None:
     """Keep the last report in the state dir (0700 dir, 0600 file: it names files, never secrets)."""
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    atomic_write(state_dir / STATE_FILE, json.dumps(report.to_dict(), indent=2).encode(), 0o600)
+    with opened_dir(state_dir) as fd:  # written inside the directory's descriptor, never through a link
+        atomic_write_at(fd, STATE_FILE, json.dumps(report.to_dict(), indent=2).encode(), 0o600)

@@ -1,46 +1,88 @@
-"""File I/O at the edge: bounded, hang-free source reads and atomic writes.
+"""File I/O at the edge: anchored, bounded, hang-free reads and atomic writes.
 
-Reads refuse anything but a regular file (a FIFO would block, a device could be huge or have side
-effects) and symlinks that leave the allowed places. Writes go to a temp file in the target's own
-directory, created with its final mode (private material is never readable by others, not even for a
-moment), fsynced, renamed over the target (which replaces a symlink rather than writing through it),
-and the directory is fsynced so the rename survives a power cut.
+Every operation on the ssl dir and the state dir works relative to a directory descriptor opened
+once (``open_dir``): a name is looked up inside that directory, never re-resolved from the root, so
+a directory or link swapped in by whoever owns the directory cannot redirect a privileged caller.
+
+Reads open the name with ``O_PATH`` (which opens nothing: no FIFO blocks, no device wakes), check
+the descriptor's type and real location, and only then reopen that same inode for reading, non-
+blocking and size-capped. Writes go to a temp file created ``O_EXCL|O_NOFOLLOW`` in the directory
+with its final mode (private material is never readable by others, not even for a moment), fsynced,
+renamed over the target (which replaces a symlink rather than writing through it), and the directory
+is fsynced so the rename survives a power cut. Modes and owners are changed on the descriptor that
+was checked, never by name.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 import stat
-from collections.abc import Iterable
-from pathlib import Path
+from collections.abc import Iterable, Iterator
+from pathlib import Path, PurePosixPath
 
-from sslreconciler.findings import SourceError, error
+from sslreconciler.findings import Finding, SourceError, error
 
 MAX_SOURCE_BYTES = 1024 * 1024
 # Every temp file this program creates starts with this, so watchers and clean-up can recognise them.
 TEMP_PREFIX = ".sslreconciler-"
+_READ = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 def _is_within(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
 
 
+def fd_path(fd: int) -> Path:
+    """Where the file behind ``fd`` really is (the kernel's answer, not a re-resolved name)."""
+    return Path(os.readlink(f"/proc/self/fd/{fd}"))
+
+
+def open_dir(path: Path | str) -> int:
+    """A descriptor of the directory ``path`` (the path is the caller's own configuration)."""
+    return os.open(path, _DIR)
+
+
+def open_subdir(dir_fd: int, rel: str) -> int:
+    """A descriptor of ``rel`` below ``dir_fd``, every component a real directory, never a symlink.
+
+    OSError (ELOOP, ENOTDIR, ENOENT ...) otherwise: nothing is followed out of the directory.
+    """
+    fd = os.dup(dir_fd)
+    try:
+        for part in PurePosixPath(rel).parts:
+            if part in ("", "."):
+                continue
+            if part in ("..", "/"):
+                raise OSError(errno.EPERM, "leaves the directory", rel)
+            inner = os.open(part, _DIR | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+@contextlib.contextmanager
+def opened_dir(path: Path | str) -> Iterator[int]:
+    fd = open_dir(path)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
 def resolve_source(path: Path, display: str, allowed_roots: Iterable[Path]) -> Path:
     """The real path behind ``path``, refusing a symlink that leads outside ``allowed_roots``."""
+    fd, _ = _open_path(str(path), display, None, [Path(os.path.realpath(r)) for r in allowed_roots])
     try:
-        real = Path(os.path.realpath(path, strict=True))
-    except FileNotFoundError:
-        if os.path.islink(path):
-            raise SourceError(error(display, "is a dangling symlink", "dangling-symlink")) from None
-        raise SourceError(error(display, "is missing", "missing")) from None
-    except OSError as exc:
-        raise SourceError(error(display, f"cannot be resolved: {exc.strerror}", "unreadable")) from None
-    roots = [Path(os.path.realpath(r)) for r in allowed_roots]
-    if not any(_is_within(real, root) for root in roots):
-        raise SourceError(error(display, f"is a symlink to {real}, outside the allowed places", "symlink-escape"))
-    return real
+        return fd_path(fd)
+    finally:
+        os.close(fd)
 
 
 def _kind_of(mode: int) -> str | None:
@@ -55,54 +97,116 @@ def _kind_of(mode: int) -> str | None:
         return "is a device, not a file"
     if stat.S_ISSOCK(mode):
         return "is a socket, not a file"
+    if stat.S_ISLNK(mode):
+        return "is a symlink, and links are not followed here"
     return "is not a regular file"
+
+
+def _is_link(name: str, dir_fd: int | None) -> bool:
+    try:
+        return stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
+
+
+def _open_path(name: str, display: str, dir_fd: int | None, allowed: list[Path] | None) -> tuple[int, os.stat_result]:
+    """An O_PATH descriptor of a regular file at ``name``, and its stat; SourceError otherwise.
+
+    ``allowed`` None: a symlink is refused outright. Else links are followed, and the file must
+    really lie inside one of ``allowed`` (checked on the descriptor, so a swap cannot cheat it).
+    """
+    flags = os.O_PATH | os.O_CLOEXEC | (os.O_NOFOLLOW if allowed is None else 0)
+    try:
+        fd = os.open(name, flags, dir_fd=dir_fd)
+    except FileNotFoundError:
+        if _is_link(name, dir_fd):
+            raise SourceError(error(display, "is a dangling symlink", "dangling-symlink")) from None
+        raise SourceError(error(display, "is missing", "missing")) from None
+    except PermissionError:
+        raise SourceError(error(display, "cannot be read: permission denied", "unreadable")) from None
+    except OSError as exc:
+        raise SourceError(error(display, f"cannot be resolved: {exc.strerror}", "unreadable")) from None
+    try:
+        st = os.fstat(fd)
+        if allowed is not None:
+            real = fd_path(fd)
+            if not any(_is_within(real, root) for root in allowed):
+                raise SourceError(
+                    error(display, f"is a symlink to {real}, outside the allowed places", "symlink-escape")
+                )
+        kind = _kind_of(st.st_mode)
+        if kind:
+            raise SourceError(error(display, kind, "symlink" if stat.S_ISLNK(st.st_mode) else "not-a-file"))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, st
+
+
+def _read_fd(fd: int, display: str, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    total = 0
+    while total <= limit:
+        chunk = os.read(fd, min(65536, limit + 1 - total))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    if total > limit:
+        raise SourceError(error(display, f"grew over the {limit}-byte limit while read", "too-large"))
+    return b"".join(chunks)
+
+
+def read_at(
+    dir_fd: int | None,
+    name: str,
+    display: str,
+    allowed: list[Path] | None = None,
+    limit: int = MAX_SOURCE_BYTES,
+    allow_empty: bool = False,
+) -> tuple[bytes, os.stat_result]:
+    """The bytes of the regular file ``name`` (relative to ``dir_fd``) and its stat, bounded.
+
+    A FIFO, device, socket or directory is refused before it is opened for reading; a file over
+    ``limit`` is refused by its size and again if it grows while read. ``allowed``: see _open_path.
+    """
+    path_fd, st = _open_path(name, display, dir_fd, allowed)
+    try:
+        if st.st_size > limit:
+            raise SourceError(error(display, f"is {st.st_size} bytes, over the {limit}-byte limit", "too-large"))
+        try:
+            fd = os.open(f"/proc/self/fd/{path_fd}", _READ)  # the very inode checked above
+        except PermissionError:
+            raise SourceError(error(display, "cannot be read: permission denied", "unreadable")) from None
+        except OSError as exc:
+            raise SourceError(error(display, f"cannot be read: {exc.strerror}", "unreadable")) from None
+    finally:
+        os.close(path_fd)
+    try:
+        now = os.fstat(fd)
+        if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino) or not stat.S_ISREG(now.st_mode):
+            raise SourceError(error(display, "changed while it was opened", "unreadable"))
+        data = _read_fd(fd, display, limit)
+    except OSError as exc:
+        raise SourceError(error(display, f"cannot be read: {exc.strerror}", "unreadable")) from None
+    finally:
+        os.close(fd)
+    if not allow_empty and not data.strip():
+        raise SourceError(error(display, "is empty", "empty"))
+    return data, now
 
 
 def read_source(
     path: Path, display: str, allowed_roots: Iterable[Path], limit: int = MAX_SOURCE_BYTES
 ) -> tuple[bytes, os.stat_result]:
     """The bytes of a source file and its stat, or a SourceError naming the file and the reason."""
-    real = resolve_source(path, display, allowed_roots)
-    try:
-        st = os.stat(real)
-        kind = _kind_of(st.st_mode)
-        if kind:
-            raise SourceError(error(display, kind, "not-a-file"))
-        if st.st_size > limit:
-            raise SourceError(error(display, f"is {st.st_size} bytes, over the {limit}-byte limit", "too-large"))
-        flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(real, flags)
-    except PermissionError:
-        raise SourceError(error(display, "cannot be read: permission denied", "unreadable")) from None
-    except FileNotFoundError:
-        raise SourceError(error(display, "is missing", "missing")) from None
-    except SourceError:
-        raise
-    except OSError as exc:
-        raise SourceError(error(display, f"cannot be read: {exc.strerror}", "unreadable")) from None
-    try:
-        st = os.fstat(fd)  # the file may have been swapped between stat and open
-        kind = _kind_of(st.st_mode)
-        if kind:
-            raise SourceError(error(display, kind, "not-a-file"))
-        chunks: list[bytes] = []
-        total = 0
-        while total <= limit:
-            chunk = os.read(fd, min(65536, limit + 1 - total))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            total += len(chunk)
-    except OSError as exc:
-        raise SourceError(error(display, f"cannot be read: {exc.strerror}", "unreadable")) from None
-    finally:
-        os.close(fd)
-    if total > limit:
-        raise SourceError(error(display, f"grew over the {limit}-byte limit while read", "too-large"))
-    data = b"".join(chunks)
-    if not data.strip():
-        raise SourceError(error(display, "is empty", "empty"))
-    return data, st
+    roots = [Path(os.path.realpath(r)) for r in allowed_roots]
+    return read_at(None, str(path), display, roots, limit)
+
+
+def read_regular(path: Path, display: str, limit: int, allow_empty: bool = True) -> bytes:
+    """A configuration file the caller names itself (links followed): regular, bounded, non-blocking."""
+    return read_at(None, str(path), display, [Path("/")], limit, allow_empty)[0]
 
 
 def fsync_dir(directory: Path) -> None:
@@ -113,14 +217,16 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _temp_path(target: Path) -> Path:
-    return target.with_name(f"{TEMP_PREFIX}{target.name}.{secrets.token_hex(4)}.tmp")
+def _temp_name(name: str) -> str:
+    return f"{TEMP_PREFIX}{name}.{secrets.token_hex(4)}.tmp"
 
 
-def atomic_write(target: Path, data: bytes, mode: int, uid: int | None = None, gid: int | None = None) -> None:
-    """Replace ``target`` with ``data`` so that readers see the old file or the new, never a part."""
-    tmp = _temp_path(target)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+def write_temp_at(
+    dir_fd: int, name: str, data: bytes, mode: int, uid: int | None = None, gid: int | None = None
+) -> str:
+    """A fsynced temp file beside ``name`` holding ``data`` with its final mode and owner; its name."""
+    tmp = _temp_name(name)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dir_fd)
     try:
         try:
             os.fchmod(fd, mode)  # the umask may have taken bits away; never adds any to a 0600 file
@@ -133,36 +239,132 @@ def atomic_write(target: Path, data: bytes, mode: int, uid: int | None = None, g
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.rename(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
-            os.unlink(tmp)
+            os.unlink(tmp, dir_fd=dir_fd)
         raise
-    fsync_dir(target.parent)
+    return tmp
+
+
+def atomic_write_at(
+    dir_fd: int, name: str, data: bytes, mode: int, uid: int | None = None, gid: int | None = None
+) -> None:
+    """Replace ``name`` in the directory ``dir_fd`` with ``data``: readers see the old or the new."""
+    tmp = write_temp_at(dir_fd, name, data, mode, uid, gid)
+    try:
+        os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp, dir_fd=dir_fd)
+        raise
+    os.fsync(dir_fd)
+
+
+def atomic_write(target: Path, data: bytes, mode: int, uid: int | None = None, gid: int | None = None) -> None:
+    """Replace ``target`` with ``data`` so that readers see the old file or the new, never a part."""
+    with opened_dir(target.parent) as dir_fd:
+        atomic_write_at(dir_fd, target.name, data, mode, uid, gid)
+
+
+def atomic_symlink_at(dir_fd: int, name: str, points_to: str) -> None:
+    """Make ``name`` a symlink to ``points_to``, replacing whatever was there in one rename."""
+    tmp = _temp_name(name)
+    os.symlink(points_to, tmp, dir_fd=dir_fd)
+    try:
+        os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp, dir_fd=dir_fd)
+        raise
 
 
 def atomic_symlink(target: Path, points_to: str) -> None:
-    """Make ``target`` a symlink to ``points_to``, replacing whatever was there in one rename."""
-    tmp = _temp_path(target)
-    os.symlink(points_to, tmp)
+    with opened_dir(target.parent) as dir_fd:
+        atomic_symlink_at(dir_fd, target.name, points_to)
+
+
+def lstat_at(dir_fd: int, name: str) -> os.stat_result | None:
     try:
-        os.rename(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
 
 
-def remove_stale_temp_files(directory: Path) -> list[str]:
-    """Remove temp files an interrupted run left behind; the names of those removed."""
+def set_attributes_at(
+    dir_fd: int, name: str, checked: os.stat_result, mode: int | None, uid: int | None, gid: int | None
+) -> None:
+    """chown/chmod the very file that was checked: never a symlink, never another inode.
+
+    Done through an O_PATH|O_NOFOLLOW descriptor (so a file of mode 0000 can still be fixed) and its
+    /proc/self/fd entry, which names that inode and nothing else.
+    """
+    fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        st = os.fstat(fd)
+        same = (st.st_dev, st.st_ino, st.st_ctime_ns) == (checked.st_dev, checked.st_ino, checked.st_ctime_ns)
+        if not stat.S_ISREG(st.st_mode) or not same:  # ctime too: an inode number freed and reused differs
+            raise OSError(errno.ESTALE, "was replaced while it was checked; left alone", name)
+        proc = f"/proc/self/fd/{fd}"
+        if uid is not None or gid is not None:
+            os.chown(proc, -1 if uid is None else uid, -1 if gid is None else gid)
+        if mode is not None:
+            os.chmod(proc, mode)
+    finally:
+        os.close(fd)
+
+
+def owner_for_new_files(dir_fd: int) -> tuple[int | None, int | None]:
+    """As root in a directory another user owns: that user and group, so the service can read what
+    root wrote there (a 0600 key owned by root would lock it out). Otherwise (None, None): as is."""
+    if os.geteuid() != 0:
+        return None, None
+    st = os.fstat(dir_fd)
+    if st.st_uid == 0:
+        return None, None
+    return st.st_uid, st.st_gid
+
+
+def printable_name(name: str) -> str:
+    """A directory entry's name for messages; names that are not UTF-8 shown with \\x escapes."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def is_utf8_name(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def list_names(dir_fd: int, where: str) -> tuple[list[str], list[Finding]]:
+    """The UTF-8 names in a directory, sorted; a finding for each name that is not UTF-8 (left out)."""
+    names, problems = [], []
+    for name in os.listdir(dir_fd):
+        if is_utf8_name(name):
+            names.append(name)
+        else:
+            problems.append(
+                error(f"{where}/{printable_name(name)}", "has a file name that is not UTF-8; left out", "bad-name")
+            )
+    return sorted(names), problems
+
+
+def remove_stale_temp_files(directory: Path | int) -> list[str]:
+    """Remove temp files (and temp links) an interrupted run left behind; the names of those removed."""
     removed: list[str] = []
     try:
-        names = os.listdir(directory)
+        fd = open_dir(directory) if isinstance(directory, Path) else os.dup(directory)
     except OSError:
         return removed
-    for name in names:
-        if name.startswith(TEMP_PREFIX) and name.endswith(".tmp"):
-            with contextlib.suppress(OSError):
-                os.unlink(directory / name)
-                removed.append(name)
+    try:
+        for name in os.listdir(fd):
+            if name.startswith(TEMP_PREFIX) and name.endswith(".tmp"):
+                with contextlib.suppress(OSError):
+                    os.unlink(name, dir_fd=fd)
+                    removed.append(name)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
     return removed

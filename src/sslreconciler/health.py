@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import io
 import json
 import os
+import resource
 import secrets
 import socket
 import socketserver
 import stat
 import threading
+import time
 from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -179,17 +182,64 @@ def _all_certificates(doc: dict[str, Any]) -> list[tuple[str, dict[str, str]]]:
     return out
 
 
+# Limits: whoever is in the socket's group may connect; none of it may stop or starve the daemon.
+MAX_CONNECTIONS = 32  # served at once; more are closed at once with a 503
+MAX_REQUEST_HEAD_BYTES = 8192  # request line + headers; a request has no body
+REQUEST_DEADLINE_S = 5.0  # a connection (one request) is cut after this, however slowly it trickles
+FD_RESERVE = 128  # descriptors always left for reconciling: no new connection eats into them
+
+
+class _HeadTooLarge(Exception):
+    pass
+
+
+class _BoundedReader(io.RawIOBase):
+    """The request side of a connection, cut off after MAX_REQUEST_HEAD_BYTES."""
+
+    def __init__(self, connection: socket.socket) -> None:
+        self._connection = connection
+        self._left = MAX_REQUEST_HEAD_BYTES
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._left <= 0:
+            raise _HeadTooLarge
+        view = memoryview(buffer)[: min(len(buffer), self._left)]
+        n = self._connection.recv_into(view)
+        self._left -= n
+        return n
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "sslreconciler"
-    timeout = 10
+    timeout = REQUEST_DEADLINE_S
     server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        self.rfile.close()  # replaced by a reader that stops at the head limit
+        self.rfile = io.BufferedReader(_BoundedReader(self.connection), 1024)
+
+    def handle(self) -> None:
+        """One request per connection, its head bounded in size (431) and in time (the reaper)."""
+        self.close_connection = True
+        try:
+            self.handle_one_request()
+        except _HeadTooLarge:
+            with contextlib.suppress(OSError):
+                self.send_error(431, "request header too large")
+        except OSError:
+            pass  # cut by the deadline, or the client went away
 
     def _send(self, code: int, body: bytes, content_type: str) -> None:
         self.send_response(code)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
+        self.send_header("Connection", "close")
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
@@ -212,13 +262,68 @@ class _Handler(BaseHTTPRequestHandler):
         pass  # monitoring polls often; access lines would drown the journal
 
 
+def _fds_left() -> int:
+    """How many more descriptors this process may open."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        used = len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return soft
+    return soft - used
+
+
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
     allow_reuse_address = False
+    request_queue_size = 16
 
     def __init__(self, path: str, state: HealthState) -> None:
         self.state = state
+        self._active: dict[int, tuple[socket.socket, float]] = {}  # id -> (connection, deadline)
+        self._active_lock = threading.Lock()
+        self.refused = 0
         super().__init__(path, _Handler, bind_and_activate=False)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._active_lock:
+            full = len(self._active) >= MAX_CONNECTIONS
+            if not full:
+                self._active[id(request)] = (request, time.monotonic() + REQUEST_DEADLINE_S)
+        if full or _fds_left() < FD_RESERVE:
+            with self._active_lock:
+                self._active.pop(id(request), None)
+            self.refused += 1
+            with contextlib.suppress(OSError):
+                request.setblocking(False)
+                request.send(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:  # e.g. no thread could be started: the connection is dropped, not the server
+            with self._active_lock:
+                self._active.pop(id(request), None)
+            self.shutdown_request(request)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._active_lock:
+                self._active.pop(id(request), None)
+
+    def service_actions(self) -> None:
+        """Every poll: cut connections past their deadline (their blocked reads return at once)."""
+        now = time.monotonic()
+        with self._active_lock:
+            late = [conn for conn, deadline in self._active.values() if deadline < now]
+        for conn in late:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
+    def active_connections(self) -> int:
+        with self._active_lock:
+            return len(self._active)
 
 
 class SocketInUse(Exception):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from sslreconciler.desired import DesiredState, PasswordSource, resolve_password
 from sslreconciler.findings import Finding, SourceError, error
-from sslreconciler.fsio import TEMP_PREFIX, read_source
+from sslreconciler.fsio import TEMP_PREFIX, fd_path, list_names, lstat_at, open_dir, read_at
 
 TRUST_SUFFIXES = (".crt", ".pem", ".cer", ".der")
 HASH_LINK = re.compile(r"^[0-9a-f]{8}\.[0-9]+$")
@@ -41,18 +41,18 @@ class Inputs:
     password_problems: dict[str, Finding] = field(default_factory=dict)
 
 
-def read_file(ssl_dir: Path, rel: str, allowed: list[Path]) -> SourceFile:
-    path = ssl_dir / rel
-    if not os.path.lexists(path):
+def read_file(ssl_fd: int, rel: str, allowed: list[Path]) -> SourceFile:
+    """A source below the ssl dir's descriptor; links are followed only to where ``allowed`` says."""
+    try:
+        there = lstat_at(ssl_fd, rel)
+    except OSError:
+        there = None
+    if there is None:
         return SourceFile(rel, present=False)
     try:
-        data, st = read_source(path, rel, allowed)
+        data, st = read_at(ssl_fd, rel, rel, allowed)
     except SourceError as exc:
-        try:
-            mtime = os.lstat(path).st_mtime
-        except OSError:
-            mtime = 0.0
-        return SourceFile(rel, problem=exc.finding, mtime=mtime)
+        return SourceFile(rel, problem=exc.finding, mtime=there.st_mtime)
     return SourceFile(rel, data=data, mode=stat.S_IMODE(st.st_mode), mtime=st.st_mtime)
 
 
@@ -65,17 +65,34 @@ def is_trust_file_name(name: str) -> bool:
     )
 
 
-def _list_trust_source(ssl_dir: Path, rel: str) -> tuple[TrustDir, Finding | None]:
-    path = ssl_dir / rel
-    if path.is_dir():
-        try:
-            names = sorted(n for n in os.listdir(path) if is_trust_file_name(n))
-        except OSError as exc:
-            return TrustDir(rel, (), True), error(rel, f"cannot be listed: {exc.strerror}", "unreadable")
-        return TrustDir(rel, tuple(f"{rel.rstrip('/')}/{n}" for n in names), True), None
-    if os.path.lexists(path):
-        return TrustDir(rel, (rel,), False), None
-    return TrustDir(rel, (), False), error(rel, "is missing: no trusted certificates to verify against", "missing")
+def _list_trust_source(ssl_fd: int, rel: str, allowed: list[Path]) -> tuple[TrustDir, list[Finding]]:
+    """The certificate files of a trust source; a directory is listed through its own descriptor."""
+    try:
+        there = lstat_at(ssl_fd, rel)
+    except OSError as exc:
+        return TrustDir(rel, (), False), [error(rel, f"cannot be looked at: {exc.strerror}", "unreadable")]
+    if there is None:
+        return TrustDir(rel, (), False), [
+            error(rel, "is missing: no trusted certificates to verify against", "missing")
+        ]
+    try:
+        fd = os.open(rel, os.O_RDONLY | os.O_DIRECTORY | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=ssl_fd)
+    except NotADirectoryError:
+        return TrustDir(rel, (rel,), False), []  # a single file (its read says if it is usable)
+    except OSError as exc:
+        return TrustDir(rel, (), True), [error(rel, f"cannot be listed: {exc.strerror}", "unreadable")]
+    try:
+        real = fd_path(fd)
+        if not any(real == root or root in real.parents for root in allowed):
+            problem = error(rel, f"is a symlink to {real}, outside the allowed places", "symlink-escape")
+            return TrustDir(rel, (), True), [problem]
+        names, problems = list_names(fd, rel.rstrip("/"))
+    except OSError as exc:
+        return TrustDir(rel, (), True), [error(rel, f"cannot be listed: {exc.strerror}", "unreadable")]
+    finally:
+        os.close(fd)
+    files = tuple(f"{rel.rstrip('/')}/{n}" for n in names if is_trust_file_name(n))
+    return TrustDir(rel, files, True), problems
 
 
 def _password(source: PasswordSource, name: str, inputs: Inputs) -> None:
@@ -85,23 +102,30 @@ def _password(source: PasswordSource, name: str, inputs: Inputs) -> None:
         inputs.password_problems[name] = error(name, f"no store password: {exc}", "password")
 
 
-def gather_inputs(ssl_dir: Path, desired: DesiredState) -> tuple[Inputs, list[Finding]]:
+def gather_inputs(ssl_dir: Path, desired: DesiredState, ssl_fd: int | None = None) -> tuple[Inputs, list[Finding]]:
     """Every source file's bytes (or why not), the trust files, and each store's password."""
-    allowed = [ssl_dir, *desired.allowed_symlink_dirs]
+    if ssl_fd is None:
+        ssl_fd = open_dir(ssl_dir)
+        try:
+            return gather_inputs(ssl_dir, desired, ssl_fd)
+        finally:
+            os.close(ssl_fd)
+    # The ssl dir is where its descriptor really is, resolved once; links may lead there or to the
+    # allowed directories, nowhere else.
+    allowed = [fd_path(ssl_fd), *(Path(os.path.realpath(d)) for d in desired.allowed_symlink_dirs)]
     inputs = Inputs()
     findings: list[Finding] = []
     for pair in desired.pairs:
         for rel in (pair.key, pair.cert):
-            inputs.files.setdefault(rel, read_file(ssl_dir, rel, allowed))
+            inputs.files.setdefault(rel, read_file(ssl_fd, rel, allowed))
         for out in (pair.keystore, pair.pkcs12):
             if out:
                 _password(pair.password or desired.password, out, inputs)
     for rel in desired.truststore.sources:
-        trust_dir, problem = _list_trust_source(ssl_dir, rel)
+        trust_dir, problems = _list_trust_source(ssl_fd, rel, allowed)
         inputs.trust_dirs.append(trust_dir)
-        if problem:
-            findings.append(problem)
+        findings.extend(problems)
         for display in trust_dir.files:
-            inputs.files.setdefault(display, read_file(ssl_dir, display, allowed))
+            inputs.files.setdefault(display, read_file(ssl_fd, display, allowed))
     _password(desired.truststore.password or desired.password, desired.truststore.file, inputs)
     return inputs, findings

@@ -97,10 +97,13 @@ class Report:
     dry_run: bool = False
     certificates: list[SourceCert] = field(default_factory=list)
     pending_files: set[str] = field(default_factory=set)  # errors here are a copy in progress (daemon)
+    internal_error: bool = False  # the reconcile itself broke off: failed, whatever else is known
 
     @property
     def status(self) -> Status:
-        statuses = [a.status for a in self.artifacts]
+        statuses: list[Status] = [a.status for a in self.artifacts]
+        if self.internal_error:
+            statuses.append("failed")
         for f in self.findings:
             if f.level is Level.ERROR:
                 statuses.append("pending" if f.file in self.pending_files else "degraded")

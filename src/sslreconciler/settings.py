@@ -17,6 +17,7 @@ from sslreconciler.errors import ConfigError, config_error_from_validation
 
 DEFAULT_CONFIG = Path("/etc/sslreconciler/sslreconciler.toml")
 ENV_PREFIX = "SSLRECONCILER_"
+MAX_SETTINGS_BYTES = 1024 * 1024
 
 
 class Settings(BaseModel):
@@ -57,15 +58,19 @@ class Settings(BaseModel):
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(path, "file not found") from None
-    except IsADirectoryError:
-        raise ConfigError(path, "is a directory, not a TOML file") from None
-    except PermissionError:
-        raise ConfigError(path, "cannot be read: permission denied") from None
+    from sslreconciler.findings import SourceError
+    from sslreconciler.fsio import read_regular
+
+    try:  # a regular file, bounded, never blocking
+        return tomllib.loads(read_regular(path, str(path), MAX_SETTINGS_BYTES).decode("utf-8"))
+    except SourceError as exc:
+        if exc.finding.code == "missing":
+            raise ConfigError(path, "file not found") from None
+        if "directory" in exc.finding.reason:
+            raise ConfigError(path, "is a directory, not a TOML file") from None
+        raise ConfigError(path, exc.finding.reason) from None
+    except UnicodeDecodeError:
+        raise ConfigError(path, "invalid TOML: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, f"invalid TOML: {exc}") from None
 

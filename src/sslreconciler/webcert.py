@@ -9,6 +9,7 @@ current pair is kept as ``ssl-web.{key,crt}.previous`` so ``web rollback`` can p
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 from dataclasses import dataclass
@@ -20,7 +21,18 @@ from cryptography.x509.oid import NameOID
 
 from sslreconciler.errors import CommandError
 from sslreconciler.findings import Level, SourceError
-from sslreconciler.fsio import atomic_write, read_source
+from sslreconciler.fsio import (
+    MAX_SOURCE_BYTES,
+    atomic_write,
+    atomic_write_at,
+    list_names,
+    lstat_at,
+    open_subdir,
+    opened_dir,
+    owner_for_new_files,
+    read_at,
+    read_source,
+)
 from sslreconciler.inputs import is_trust_file_name
 from sslreconciler.pki import trust, verify
 from sslreconciler.pki.issue import KeyType, cert_pem, generate_key, key_pem, parse_san
@@ -85,7 +97,8 @@ def make_csr(ssl_dir: Path, subject: str, sans: list[str], output: Path, key_typ
     if unique:
         builder = builder.add_extension(x509.SubjectAlternativeName(unique), critical=False)
     csr = builder.sign(key, hashes.SHA256())
-    atomic_write(ssl_dir / PENDING_KEY, key_pem(key), 0o600)
+    with opened_dir(ssl_dir) as ssl_fd:
+        atomic_write_at(ssl_fd, PENDING_KEY, key_pem(key), 0o600, *owner_for_new_files(ssl_fd))
     atomic_write(output, csr.public_bytes(serialization.Encoding.PEM), 0o644)
     return f"{output}: CSR for {name.rfc4514_string()}; its key waits in {ssl_dir / PENDING_KEY}"
 
@@ -98,22 +111,43 @@ def _load(path: Path, what: str) -> bytes:
     return data
 
 
-def _authority_certs(ssl_dir: Path) -> list[x509.Certificate]:
-    """The CA certificates in authorities/ that may anchor a path (shape, keyCertSign, validity are checked there)."""
+def _authority_certs(ssl_fd: int) -> list[x509.Certificate]:
+    """The CAs in authorities/: a real directory only, regular files only, each read bounded."""
     out: list[x509.Certificate] = []
-    directory = ssl_dir / "authorities"
-    if not directory.is_dir():
-        return out
-    for name in sorted(os.listdir(directory)):
-        if not is_trust_file_name(name):
-            continue
-        try:
-            certs = parse_certificates((directory / name).read_bytes(), name)
-        except (SourceError, OSError):
-            continue
-        if all(verify.is_ca(c) and trust.anchor_problem(c) is None for c in certs):
-            out.extend(certs)
+    try:
+        dir_fd = open_subdir(ssl_fd, "authorities")
+    except OSError:
+        return out  # missing, or a symlink: no issuer at hand here
+    try:
+        names, _ = list_names(dir_fd, "authorities")
+        for name in names:
+            if not is_trust_file_name(name):
+                continue
+            try:
+                data, _ = read_at(dir_fd, name, name, None)
+                certs = parse_certificates(data, name)
+            except SourceError:
+                continue  # a FIFO, a link, garbage: not a CA anyone can rely on
+            if all(verify.is_ca(c) and trust.anchor_problem(c) is None for c in certs):
+                out.extend(certs)
+    finally:
+        os.close(dir_fd)
     return out
+
+
+def _read_here(ssl_fd: int, name: str, ssl_dir: Path) -> bytes | None:
+    """A file of the ssl dir itself, never through a link, bounded; None when there is none."""
+    try:
+        return read_at(ssl_fd, name, str(ssl_dir / name), None, MAX_SOURCE_BYTES)[0]
+    except SourceError as exc:
+        if exc.finding.code == "missing":
+            return None
+        raise CommandError(f"{exc.finding}; nothing changed") from None
+
+
+def _remove_here(ssl_fd: int, name: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(name, dir_fd=ssl_fd)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,11 +167,24 @@ def install(
 
     ``lowered``: the policy rules the desired state lowers to a warning.
     """
+    with opened_dir(ssl_dir) as ssl_fd:  # the ssl dir is resolved once; all below works inside it
+        return _install(ssl_dir, ssl_fd, cert_file, key_file, chain_file, lowered)
+
+
+def _install(
+    ssl_dir: Path,
+    ssl_fd: int,
+    cert_file: Path,
+    key_file: Path | None,
+    chain_file: Path | None,
+    lowered: frozenset[str],
+) -> Installed:
     key_path = key_file or ssl_dir / PENDING_KEY
-    if not key_path.exists():
+    key_data = _load(key_file, "--key") if key_file is not None else _read_here(ssl_fd, PENDING_KEY, ssl_dir)
+    if key_data is None:
         raise CommandError(f"{key_path}: no key to go with the certificate (run `web csr` first, or give --key)")
     try:
-        key: PrivateKey = parse_private_key(_load(key_path, "--key"), str(key_path))
+        key: PrivateKey = parse_private_key(key_data, str(key_path))
         certs = parse_certificates(_load(cert_file, "--cert"), str(cert_file))
         if chain_file is not None:
             certs += parse_certificates(_load(chain_file, "--chain"), str(chain_file))
@@ -149,7 +196,7 @@ def install(
         problems = verify.validity_findings(cert, str(cert_file), now, 0)
         if problems:
             raise CommandError(f"{problems[0]}; nothing installed")
-    anchors = trust.Anchors.of(_authority_certs(ssl_dir))
+    anchors = trust.Anchors.of(_authority_certs(ssl_fd))
     verified = False
     if trust.issuer_in_anchors(chain, anchors):  # only the trust sources anchor: never a root in the file
         checked = verify.verify_chain(chain[0], chain[1:], anchors, now)
@@ -165,11 +212,11 @@ def install(
     refused = [f for f in policy if f.level is Level.ERROR]
     if refused:
         raise CommandError(f"{refused[0]}; nothing installed")
-    _keep_previous(ssl_dir)
-    atomic_write(ssl_dir / KEY, key_pem(key), 0o600)
-    atomic_write(ssl_dir / CRT, cert_pem(*chain), 0o644)
+    _keep_previous(ssl_dir, ssl_fd)
+    atomic_write_at(ssl_fd, KEY, key_pem(key), 0o600, *owner_for_new_files(ssl_fd))
+    atomic_write_at(ssl_fd, CRT, cert_pem(*chain), 0o644, *owner_for_new_files(ssl_fd))
     if key_file is None:
-        (ssl_dir / PENDING_KEY).unlink(missing_ok=True)
+        _remove_here(ssl_fd, PENDING_KEY)
     subject = chain[0].subject.rfc4514_string()
     if verified:
         return Installed(f"installed {subject} (verified against its issuer)", True)
@@ -181,28 +228,36 @@ def install(
     )
 
 
-def _keep_previous(ssl_dir: Path) -> None:
-    if (ssl_dir / KEY).exists() and (ssl_dir / CRT).exists():
-        atomic_write(ssl_dir / PREVIOUS_KEY, (ssl_dir / KEY).read_bytes(), 0o600)
-        atomic_write(ssl_dir / PREVIOUS_CRT, (ssl_dir / CRT).read_bytes(), 0o644)
-        (ssl_dir / PREVIOUS_WAS_FALLBACK).unlink(missing_ok=True)
+def _keep_previous(ssl_dir: Path, ssl_fd: int) -> None:
+    """Copy the current web pair aside, read without following links (a link is refused, not copied)."""
+    key, crt = _read_here(ssl_fd, KEY, ssl_dir), _read_here(ssl_fd, CRT, ssl_dir)
+    owner = owner_for_new_files(ssl_fd)
+    if key is not None and crt is not None:
+        atomic_write_at(ssl_fd, PREVIOUS_KEY, key, 0o600, *owner)
+        atomic_write_at(ssl_fd, PREVIOUS_CRT, crt, 0o644, *owner)
+        _remove_here(ssl_fd, PREVIOUS_WAS_FALLBACK)
     else:  # the web stores were built from the ssl pair (a fresh install): that is what rollback restores
-        atomic_write(ssl_dir / PREVIOUS_WAS_FALLBACK, b"", 0o644)
+        atomic_write_at(ssl_fd, PREVIOUS_WAS_FALLBACK, b"", 0o644, *owner)
         for name in (PREVIOUS_KEY, PREVIOUS_CRT):
-            (ssl_dir / name).unlink(missing_ok=True)
+            _remove_here(ssl_fd, name)
 
 
 def rollback(ssl_dir: Path) -> str:
-    if (ssl_dir / PREVIOUS_KEY).exists() and (ssl_dir / PREVIOUS_CRT).exists():
-        old_key, old_crt = (ssl_dir / PREVIOUS_KEY).read_bytes(), (ssl_dir / PREVIOUS_CRT).read_bytes()
-        _keep_previous(ssl_dir)  # so a second rollback undoes the first
-        atomic_write(ssl_dir / KEY, old_key, 0o600)
-        atomic_write(ssl_dir / CRT, old_crt, 0o644)
+    with opened_dir(ssl_dir) as ssl_fd:
+        return _rollback(ssl_dir, ssl_fd)
+
+
+def _rollback(ssl_dir: Path, ssl_fd: int) -> str:
+    old_key, old_crt = _read_here(ssl_fd, PREVIOUS_KEY, ssl_dir), _read_here(ssl_fd, PREVIOUS_CRT, ssl_dir)
+    if old_key is not None and old_crt is not None:
+        _keep_previous(ssl_dir, ssl_fd)  # so a second rollback undoes the first
+        atomic_write_at(ssl_fd, KEY, old_key, 0o600, *owner_for_new_files(ssl_fd))
+        atomic_write_at(ssl_fd, CRT, old_crt, 0o644, *owner_for_new_files(ssl_fd))
         return f"restored the previous web pair ({ssl_dir / CRT})"
-    if (ssl_dir / PREVIOUS_WAS_FALLBACK).exists():
-        _keep_previous(ssl_dir)
-        (ssl_dir / PREVIOUS_WAS_FALLBACK).unlink(missing_ok=True)
+    if lstat_at(ssl_fd, PREVIOUS_WAS_FALLBACK) is not None:
+        _keep_previous(ssl_dir, ssl_fd)
+        _remove_here(ssl_fd, PREVIOUS_WAS_FALLBACK)
         for name in (KEY, CRT):
-            (ssl_dir / name).unlink(missing_ok=True)
+            _remove_here(ssl_fd, name)
         return "removed the web pair: the web stores follow the ssl pair again, as before the install"
     raise CommandError(f"{ssl_dir}: no previous web pair to restore")

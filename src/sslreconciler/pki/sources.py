@@ -21,7 +21,8 @@ from sslreconciler.findings import SourceError, error
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
-_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END \1-----", re.DOTALL)
+_BEGIN, _END, _DASHES = b"-----BEGIN ", b"-----END ", b"-----"
+_LABEL = re.compile(rb"[A-Z0-9 ]{1,64}")
 _CERT_LABELS = {b"CERTIFICATE", b"X509 CERTIFICATE"}
 _KEY_LABELS = {b"PRIVATE KEY", b"RSA PRIVATE KEY", b"EC PRIVATE KEY"}
 
@@ -32,8 +33,52 @@ class PemBlock:
     text: bytes  # the whole block, BEGIN to END line
 
 
+def _label_at(data: bytes, start: int) -> tuple[bytes, int] | None:
+    """The label of a ``-----BEGIN LABEL-----`` line whose label starts at ``start``, and where it ends."""
+    close = data.find(_DASHES, start, start + 70)  # labels are short: never scan further
+    if close < 0 or not _LABEL.fullmatch(data, start, close):
+        return None
+    return data[start:close], close + len(_DASHES)
+
+
 def pem_blocks(data: bytes) -> list[PemBlock]:
-    return [PemBlock(m.group(1), m.group(0)) for m in _PEM_BLOCK.finditer(data)]
+    """Every complete BEGIN ... END block, in order, in one pass: O(n) whatever the input.
+
+    Each END line closes the nearest BEGIN line before it with the same label; a BEGIN with no END
+    before the next BEGIN is skipped. No backtracking: a file of a million BEGIN lines costs one scan.
+    """
+    blocks: list[PemBlock] = []
+    pos = 0
+    next_end = -2  # where the next END marker is; -2: not looked for yet
+    while True:
+        begin = data.find(_BEGIN, pos)
+        if begin < 0:
+            return blocks
+        header = _label_at(data, begin + len(_BEGIN))
+        if header is None:
+            pos = begin + 1
+            continue
+        label, body = header
+        if body < len(data) and data[body : body + 1] == b"\r":
+            body += 1
+        if data[body : body + 1] != b"\n":
+            pos = body
+            continue
+        if next_end != -1 and next_end < body:
+            next_end = data.find(_END, body)
+        if next_end < 0:
+            return blocks  # no END anywhere after this: nothing more can complete
+        following = data.find(_BEGIN, body, next_end)
+        if following >= 0:
+            pos = following  # this BEGIN has no END of its own; the later one may
+            continue
+        closing = _END + label + _DASHES
+        if data.startswith(closing, next_end):
+            end = next_end + len(closing)
+            blocks.append(PemBlock(label, data[begin:end]))
+            pos = end
+        else:
+            pos = next_end + len(_END)  # an END of another label: this block is broken
 
 
 def _looks_like_pem(data: bytes) -> bool:
