@@ -55,6 +55,10 @@ def _leaf_fp(store: object) -> str:
     return store.cert.certificate.fingerprint(hashes.SHA256()).hex()
 
 
+def _store_bytes(ssl_dir: Path) -> dict[str, bytes | None]:
+    return {name: (ssl_dir / name).read_bytes() if (ssl_dir / name).exists() else None for name in STORES}
+
+
 def test_sigkill_at_random_moments_never_leaves_a_partial_store(tmp_path: Path, ca: Issued) -> None:
     node = _node(tmp_path / "n", ca)
     webs = [node.web, make_host(ca, "master.example.com")]
@@ -65,7 +69,7 @@ def test_sigkill_at_random_moments_never_leaves_a_partial_store(tmp_path: Path, 
     kills = mid_write = mixed = 0
     t0 = time.monotonic()
     d.start()  # how long a start takes to its first reconcile's end, to aim half the kills at the writes
-    ready_s = time.monotonic() - t0
+    aim_s = time.monotonic() - t0
     d.stop()
     try:
         for i in range(200):
@@ -81,13 +85,15 @@ def test_sigkill_at_random_moments_never_leaves_a_partial_store(tmp_path: Path, 
                 write(extra_file, extra.cert_pem())
             else:
                 extra_file.unlink(missing_ok=True)
+            before = _store_bytes(node.ssl_dir)
             d.start(wait=False)
-            time.sleep(rng.uniform(0.05, 1.2) if i % 2 else rng.uniform(0.75 * ready_s, 1.05 * ready_s))
+            time.sleep(rng.uniform(0.05, 1.2) if i % 2 else rng.uniform(0.9 * aim_s, 1.1 * aim_s))
             d.proc.send_signal(signal.SIGKILL)
             d.proc.wait(10)
             d._log.close()
             kills += 1
-            mid_write += any(n.startswith(TEMP_PREFIX) for n in os.listdir(node.ssl_dir))
+            temp_left = any(n.startswith(TEMP_PREFIX) for n in os.listdir(node.ssl_dir))
+            mid_write += temp_left
             used = set()
             for name in STORES:
                 path = node.ssl_dir / name
@@ -100,6 +106,13 @@ def test_sigkill_at_random_moments_never_leaves_a_partial_store(tmp_path: Path, 
                 elif name.startswith("ssl."):
                     assert _leaf_fp(store) == node.ssl.fingerprint()
             mixed += len(used) > 1  # killed between two stores' writes: some old, some new, each whole
+            if i % 2 == 0 and not temp_left:  # an aimed kill: follow the machine's speed (load slows a start)
+                after = _store_bytes(node.ssl_dir)
+                rewritten = sum(before[name] != after[name] for name in STORES)
+                if rewritten == len(STORES):
+                    aim_s *= 0.85  # every store already written: too late
+                elif rewritten == 0:
+                    aim_s *= 1.15  # nothing written yet: too early
         # the next start cleans up (a temp file as a kill inside a write leaves it) and converges
         write(node.ssl_dir / f"{TEMP_PREFIX}ssl.keystore.dead0000.tmp", b"half a store", 0o600)
         d.start()
