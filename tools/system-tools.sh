@@ -28,6 +28,8 @@ test_tools=(
   "git|git|make rpm packs the tracked files"
   "pebble|pebble|the ACME tests' test CA (Let's Encrypt's pebble)"
   "pebble-challtestsrv|pebble|DNS answers for pebble's HTTP-01 validation in the ACME tests"
+  "useradd|passwd|the privilege-boundary tests' unprivileged user"
+  "setpriv|util-linux|acting as that user, and root without capabilities"
 )
 
 case "$profile" in
