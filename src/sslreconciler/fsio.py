@@ -260,6 +260,25 @@ def atomic_write_at(
     os.fsync(dir_fd)
 
 
+def replace_together_at(
+    dir_fd: int, files: list[tuple[str, bytes, int]], uid: int | None = None, gid: int | None = None
+) -> None:
+    """Replace several files of one directory as one step as far as a filesystem allows: every temp file
+    is written and fsynced first, so a write error (disk full, read-only) changes nothing; only then are
+    they renamed in, back to back. ``files``: (name, data, mode)."""
+    staged: list[tuple[str, str]] = []
+    try:
+        for name, data, mode in files:
+            staged.append((write_temp_at(dir_fd, name, data, mode, uid, gid), name))
+        for tmp, name in staged:
+            os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    finally:
+        for tmp, _ in staged:  # renamed ones are gone already; a failure leaves no temp behind
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=dir_fd)
+    os.fsync(dir_fd)
+
+
 def atomic_write(target: Path, data: bytes, mode: int, uid: int | None = None, gid: int | None = None) -> None:
     """Replace ``target`` with ``data`` so that readers see the old file or the new, never a part."""
     with opened_dir(target.parent) as dir_fd:

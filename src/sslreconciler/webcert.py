@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from sslreconciler.fsio import (
     owner_for_new_files,
     read_at,
     read_source,
+    replace_together_at,
 )
 from sslreconciler.inputs import is_trust_file_name
 from sslreconciler.pki import trust, verify
@@ -167,8 +169,19 @@ def install(
 
     ``lowered``: the policy rules the desired state lowers to a warning.
     """
-    with opened_dir(ssl_dir) as ssl_fd:  # the ssl dir is resolved once; all below works inside it
-        return _install(ssl_dir, ssl_fd, cert_file, key_file, chain_file, lowered)
+    with opened_dir(ssl_dir) as ssl_fd, _write_errors_named(ssl_dir, "nothing installed"):
+        return _install(ssl_dir, ssl_fd, cert_file, key_file, chain_file, lowered)  # works inside the dir fd
+
+
+@contextlib.contextmanager
+def _write_errors_named(ssl_dir: Path, outcome: str) -> Iterator[None]:
+    """A write that fails (disk full, read-only) is a clear error, not a traceback; the pair is whole."""
+    try:
+        yield
+    except OSError as exc:
+        raise CommandError(
+            f"{ssl_dir}: the web pair cannot be written ({exc.strerror or exc}); {outcome}, the files as they were"
+        ) from None
 
 
 def _install(
@@ -213,8 +226,10 @@ def _install(
     if refused:
         raise CommandError(f"{refused[0]}; nothing installed")
     _keep_previous(ssl_dir, ssl_fd)
-    atomic_write_at(ssl_fd, KEY, key_pem(key), 0o600, *owner_for_new_files(ssl_fd))
-    atomic_write_at(ssl_fd, CRT, cert_pem(*chain), 0o644, *owner_for_new_files(ssl_fd))
+    # both or neither: a write error after the key is written must not leave it beside the old certificate
+    replace_together_at(
+        ssl_fd, [(KEY, key_pem(key), 0o600), (CRT, cert_pem(*chain), 0o644)], *owner_for_new_files(ssl_fd)
+    )
     if key_file is None:
         _remove_here(ssl_fd, PENDING_KEY)
     subject = chain[0].subject.rfc4514_string()
@@ -233,8 +248,7 @@ def _keep_previous(ssl_dir: Path, ssl_fd: int) -> None:
     key, crt = _read_here(ssl_fd, KEY, ssl_dir), _read_here(ssl_fd, CRT, ssl_dir)
     owner = owner_for_new_files(ssl_fd)
     if key is not None and crt is not None:
-        atomic_write_at(ssl_fd, PREVIOUS_KEY, key, 0o600, *owner)
-        atomic_write_at(ssl_fd, PREVIOUS_CRT, crt, 0o644, *owner)
+        replace_together_at(ssl_fd, [(PREVIOUS_KEY, key, 0o600), (PREVIOUS_CRT, crt, 0o644)], *owner)
         _remove_here(ssl_fd, PREVIOUS_WAS_FALLBACK)
     else:  # the web stores were built from the ssl pair (a fresh install): that is what rollback restores
         atomic_write_at(ssl_fd, PREVIOUS_WAS_FALLBACK, b"", 0o644, *owner)
@@ -243,7 +257,7 @@ def _keep_previous(ssl_dir: Path, ssl_fd: int) -> None:
 
 
 def rollback(ssl_dir: Path) -> str:
-    with opened_dir(ssl_dir) as ssl_fd:
+    with opened_dir(ssl_dir) as ssl_fd, _write_errors_named(ssl_dir, "nothing rolled back"):
         return _rollback(ssl_dir, ssl_fd)
 
 
@@ -251,8 +265,7 @@ def _rollback(ssl_dir: Path, ssl_fd: int) -> str:
     old_key, old_crt = _read_here(ssl_fd, PREVIOUS_KEY, ssl_dir), _read_here(ssl_fd, PREVIOUS_CRT, ssl_dir)
     if old_key is not None and old_crt is not None:
         _keep_previous(ssl_dir, ssl_fd)  # so a second rollback undoes the first
-        atomic_write_at(ssl_fd, KEY, old_key, 0o600, *owner_for_new_files(ssl_fd))
-        atomic_write_at(ssl_fd, CRT, old_crt, 0o644, *owner_for_new_files(ssl_fd))
+        replace_together_at(ssl_fd, [(KEY, old_key, 0o600), (CRT, old_crt, 0o644)], *owner_for_new_files(ssl_fd))
         return f"restored the previous web pair ({ssl_dir / CRT})"
     if lstat_at(ssl_fd, PREVIOUS_WAS_FALLBACK) is not None:
         _keep_previous(ssl_dir, ssl_fd)
