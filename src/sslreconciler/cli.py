@@ -101,7 +101,31 @@ def _add_pki(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     init.add_argument("--name", help="CA name, the file stem and alias (default ca.<this host's FQDN>)")
     init.add_argument("--days", type=int, default=3650, help="validity in days (default 3650)")
     init.add_argument("--key-type", choices=KEY_TYPES, default="rsa2048", help="default rsa2048")
-    init.add_argument("--force", action="store_true", help="replace an existing CA (breaks every host cert)")
+    init.add_argument(
+        "--force", action="store_true", help="replace an existing CA under a new --name (breaks every host cert)"
+    )
+    rot = psub.add_parser(
+        "rotate-ca",
+        parents=[common],
+        help="start a CA rotation: a new CA signs, the old one stays trusted",
+        description="Make a new cluster CA under a new name beside the current one. Bundles made from now on "
+        "carry both CAs; re-issue every host, then `pki retire-ca`. Nothing breaks at any step (docs/pki.md).",
+    )
+    rot.add_argument("--staging", type=Path, required=True, metavar="DIR", help="the staging area")
+    rot.add_argument("--name", help="the new CA's name (default ca.<this host's FQDN>-<UTC time>)")
+    rot.add_argument("--days", type=int, default=3650, help="validity in days (default 3650)")
+    rot.add_argument(
+        "--key-type", choices=KEY_TYPES, default="rsa2048", help="one of %(choices)s (default %(default)s)"
+    )
+    ret = psub.add_parser(
+        "retire-ca",
+        parents=[common],
+        help="end a CA rotation: bundles stop carrying the old CA",
+        description="Refused while a staged certificate is still signed by the old CA. Installing a bundle "
+        "made afterwards removes the old CA file from the node's authorities/.",
+    )
+    ret.add_argument("--staging", type=Path, required=True, metavar="DIR", help="the staging area")
+    ret.add_argument("name", metavar="NAME", help="the old CA's name (as `pki list` shows it)")
     issue = psub.add_parser("issue", parents=[common], help="issue a host key + certificate signed by the CA")
     issue.add_argument("--staging", type=Path, required=True, metavar="DIR", help="the staging area")
     issue.add_argument("host", metavar="HOST", help="the host's FQDN")
@@ -250,6 +274,13 @@ def _pki(args: argparse.Namespace) -> int:
 
     if args.pki_command == "init-ca":
         print(staging.init_ca(args.staging, args.name, args.days, args.key_type, args.force))
+    elif args.pki_command in ("rotate-ca", "retire-ca"):
+        from sslreconciler import rotation
+
+        if args.pki_command == "rotate-ca":
+            print(rotation.rotate_ca(args.staging, args.name, args.days, args.key_type))
+        else:
+            print(rotation.retire_ca(args.staging, args.name))
     elif args.pki_command == "issue":
         print(
             staging.issue(
