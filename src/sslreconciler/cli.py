@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sslreconciler import __version__
-from sslreconciler.errors import CommandError, ConfigError
+from sslreconciler.errors import CommandError, ConfigError, UsageError
 
 EXIT_OK, EXIT_DEGRADED, EXIT_USAGE = 0, 1, 2
 
@@ -171,6 +171,11 @@ def _add_web(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     )
     csr.add_argument("--key-type", choices=KEY_TYPES, default="rsa2048", help="default rsa2048")
     csr.add_argument("-o", "--output", type=Path, required=True, metavar="FILE", help="where the CSR goes")
+    csr.add_argument(
+        "--new-key",
+        action="store_true",
+        help="replace the pending key (default: a CSR for the pending key when there is one)",
+    )
     inst = wsub.add_parser("install", parents=[common], help="install a signed web certificate, then reconcile")
     inst.add_argument("--cert", type=Path, required=True, metavar="FILE", help="the signed certificate")
     inst.add_argument("--key", type=Path, metavar="FILE", help="its key (default: the pending key from `web csr`)")
@@ -228,6 +233,12 @@ def _flag_overrides(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
+def _require_dir(ssl_dir: Path) -> None:
+    """A usage error (exit 2) for an ssl dir that is not there, rather than a finding per file."""
+    if not ssl_dir.is_dir():
+        raise ConfigError("--ssl-dir", f"{ssl_dir}: no such directory")
+
+
 def _reconcile(args: argparse.Namespace, dry_run: bool) -> int:
     from sslreconciler.cache import ReconcileCache
     from sslreconciler.desired import load_desired_state
@@ -235,6 +246,7 @@ def _reconcile(args: argparse.Namespace, dry_run: bool) -> int:
     from sslreconciler.settings import load_settings
 
     settings = load_settings(args.config, _flag_overrides(args))
+    _require_dir(settings.ssl_dir)
     desired = load_desired_state(settings.desired_state)
     state_dir = settings.resolved_state_dir()
     # The state dir's record of what each store was last verified to hold spares a no-op run from
@@ -293,6 +305,8 @@ def _pki(args: argparse.Namespace) -> int:
         rows = staging.list_hosts(args.staging)
         print(json.dumps(rows, indent=2) if args.json else staging.render_hosts(rows))
     elif args.pki_command == "bundle":
+        if not args.output.parent.is_dir():
+            raise UsageError(f"-o {args.output}: the directory {args.output.parent} does not exist")
         members = bundle.create_bundle(args.staging, args.host, args.output)
         print(f"{args.output}: bundle for {args.host}: {', '.join(members)}")
     elif args.pki_command == "install-bundle":
@@ -310,8 +324,9 @@ def _web(args: argparse.Namespace) -> int:
     from sslreconciler.settings import load_settings
 
     ssl_dir = load_settings(args.config, _flag_overrides(args)).ssl_dir
+    _require_dir(ssl_dir)
     if args.web_command == "csr":
-        print(webcert.make_csr(ssl_dir, args.subject, args.san, args.output, args.key_type))
+        print(webcert.make_csr(ssl_dir, args.subject, args.san, args.output, args.key_type, args.new_key))
         return EXIT_OK
     if args.web_command == "install":
         return _reconcile_after(args, webcert.install(ssl_dir, args.cert, args.key, args.chain).message)
@@ -321,6 +336,10 @@ def _web(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command != "run":  # `status | head -1` ends quietly, as for other Unix tools; the daemon keeps EPIPE
+        import signal
+
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     try:
         if args.command == "reconcile":
             return _reconcile(args, dry_run=False)
@@ -346,8 +365,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             print(desired_state_schema())
             return EXIT_OK
+    except UsageError as exc:
+        print(f"sslreconciler: usage error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except CommandError as exc:
         print(f"sslreconciler: {exc}", file=sys.stderr)
+        return EXIT_DEGRADED
+    except OSError as exc:  # a file the command had to read or write: name it, no traceback
+        where = exc.filename if exc.filename is not None else "I/O"
+        print(f"sslreconciler: {where}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_DEGRADED
     except ConfigError as exc:
         print(f"sslreconciler: config error: {exc}", file=sys.stderr)

@@ -13,6 +13,10 @@ class CommandError(Exception):
     """A refusal with a clear reason naming the file; the CLI prints it and exits 1."""
 
 
+class UsageError(CommandError):
+    """A bad option value (which option, why); the CLI exits 2 as for any usage error."""
+
+
 class ConfigError(Exception):
     def __init__(self, file: Path | str, reason: str, field: str | None = None) -> None:
         self.file = str(file)

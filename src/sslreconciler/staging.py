@@ -17,7 +17,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
-from sslreconciler.errors import CommandError
+from sslreconciler.errors import CommandError, UsageError
 from sslreconciler.findings import SourceError
 from sslreconciler.fsio import atomic_write, read_source
 from sslreconciler.pki import verify
@@ -175,7 +175,7 @@ def issue(
     try:
         names = parse_san(sans + ([f"URI:sip:{sip_domain}"] if sip_domain else []))
     except ValueError as exc:
-        raise CommandError(f"--san: {exc}") from None
+        raise UsageError(f"--san: {exc}") from None
     key = generate_key(key_type)
     cert = issue_host_cert(ca.key, ca.cert, host, key, days, names)
     atomic_write(key_path, key_pem(key), 0o600)
