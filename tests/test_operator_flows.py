@@ -148,3 +148,60 @@ def test_a_relative_password_file_is_relative_to_the_desired_state(node: Node, t
     assert result.rc == 0, result.out + result.err
     assert keytool_list(node.ssl_dir / "ssl.keystore", password="relative-pw")
     assert PASSWORD != "relative-pw"
+
+
+# --- hook status follows the hooks; status tells certificates apart ---------------------------------------
+
+
+def test_hook_status_follows_the_hooks(tmp_path: Path, ca) -> None:
+    from daemonkit import RunningDaemon, fingerprint
+    from pkitools import make_host, seed_node, write
+
+    node = seed_node(tmp_path / "n", "master.example.com", ca)
+    flag = tmp_path / "fail-now"
+    flag.write_text("")
+    script = f"import os, sys; sys.exit(3 if os.path.exists({str(flag)!r}) else 0)"
+    hooks = [{"name": "flaky", "after": ["ssl-web.keystore"], "command": [sys.executable, "-c", script]}]
+    node.desired.write_text(json.dumps({"hostname": node.host, "hooks": hooks}))
+    d = RunningDaemon(node, tmp_path / "d")
+
+    def swap_web() -> str:
+        new = make_host(ca, "master.example.com")
+        write(node.ssl_dir / ".k", new.key_pem(), 0o600)
+        write(node.ssl_dir / ".c", new.cert_pem())
+        os.rename(node.ssl_dir / ".k", node.ssl_dir / "ssl-web.key")
+        os.rename(node.ssl_dir / ".c", node.ssl_dir / "ssl-web.crt")
+        d.wait_for(lambda x: fingerprint(x) == new.fingerprint(), what="swap")
+        return new.fingerprint()
+
+    def status() -> tuple[int, str]:
+        result = run_cli("status", "--socket", d.socket)
+        return result.rc, result.out
+
+    try:
+        d.start()
+        d.wait_for(lambda x: x["hooks"].get("flaky", {}).get("outcome") == "failed", what="the hook failed")
+        rc, out = status()
+        assert rc == 1 and "WARNING" in out.splitlines()[0] and "1 failed hooks" in out.splitlines()[0], out
+        assert "flaky: failed (exit 3)" in out
+        assert d.health()[1]["counts"]["hook_failures"] == 1
+
+        flag.unlink()  # the next run succeeds: the warning goes
+        fp = swap_web()
+        d.wait_for(lambda x: x["hooks"]["flaky"]["outcome"] == "ok" and x["status"] == "ok", what="hook ok again")
+        rc, out = status()
+        assert rc == 0 and "0 failed hooks" in out.splitlines()[0] and "flaky: ok (exit 0)" in out, out
+        web_row = next(line for line in out.splitlines() if line.startswith("ssl-web.keystore "))
+        assert fp[:12] in web_row  # the fingerprint prefix tells this certificate from the last one
+
+        flag.write_text("")
+        swap_web()
+        d.wait_for(lambda x: x["hooks"]["flaky"]["outcome"] == "failed", what="failed again")
+        node.desired.write_text(json.dumps({"hostname": node.host}))  # the hook is removed, the daemon reloaded
+        d.send(__import__("signal").SIGHUP)
+        doc = d.wait_for(lambda x: x["hooks"] == {} and x["status"] == "ok", what="the removed hook gone")
+        assert doc["counts"]["hook_failures"] == 0
+        rc, out = status()
+        assert rc == 0 and "flaky" not in out, out
+    finally:
+        d.close()
