@@ -155,6 +155,7 @@ def test_a_relative_password_file_is_relative_to_the_desired_state(node: Node, t
 
 def test_hook_status_follows_the_hooks(tmp_path: Path, ca) -> None:
     from daemonkit import RunningDaemon, fingerprint
+
     from pkitools import make_host, seed_node, write
 
     node = seed_node(tmp_path / "n", "master.example.com", ca)
