@@ -206,3 +206,45 @@ def test_hook_status_follows_the_hooks(tmp_path: Path, ca) -> None:
         assert rc == 0 and "flaky" not in out, out
     finally:
         d.close()
+
+
+# --- messages that say what to do -------------------------------------------------------------------------
+
+
+def test_an_encrypted_key_finding_gives_the_fix(node: Node, tmp_path: Path) -> None:
+    plain = tmp_path / "plain.key"
+    plain.write_bytes((node.ssl_dir / "ssl.key").read_bytes())
+    openssl("pkey", "-in", plain, "-aes256", "-passout", "pass:secret", "-out", node.ssl_dir / "ssl.key")
+    result = reconcile(node, command="check")
+    finding = next(f for f in result.json()["findings"] if f["code"] == "encrypted-key")
+    assert "openssl pkey -in" in finding["reason"] and "-out" in finding["reason"], finding
+    assert "no key password is configured" not in finding["reason"]
+
+
+def test_a_pair_that_builds_no_store_is_a_warning(node: Node) -> None:
+    node.desired.write_text(json.dumps({"hostname": node.host, "pairs": [
+        {"name": "ssl", "key": "ssl.key", "cert": "ssl.crt"}]}))
+    report = reconcile(node, command="check").json()
+    finding = next(f for f in report["findings"] if f["code"] == "no-store")
+    assert finding["level"] == "warning" and '"keystore"' in finding["reason"] and '"ssl"' in finding["reason"]
+
+
+@pytest.mark.parametrize(("body", "words"), [
+    ({"hostnme": "x"}, "hostnme: unknown field; did you mean 'hostname'?"),
+    ({"pairs": [{"name": "a", "key": "a.key", "cert": "a.crt", "keystor": "a.jks"}]},
+     "pairs.0.keystor: unknown field; did you mean 'keystore'?"),
+    ({"password": "changeit"}, 'password: must be an object: {"value": "..."}'),
+    ({"expiry_warning_days": "soon"}, "expiry_warning_days: must be a whole number"),
+])
+def test_config_errors_in_our_words(node: Node, body: dict, words: str) -> None:
+    node.desired.write_text(json.dumps(body))
+    result = reconcile(node, command="check")
+    assert result.rc == 2 and words in result.err and str(node.desired) in result.err, result.err
+    assert "Input should" not in result.err and "pydantic" not in result.err
+
+
+def test_a_misspelt_setting_gets_a_suggestion(node: Node, tmp_path: Path) -> None:
+    config = tmp_path / "s.toml"
+    config.write_text('credential_dir = "/x"\n')
+    result = run_cli("check", "--config", config, "--ssl-dir", node.ssl_dir, "--desired-state", node.desired)
+    assert result.rc == 2 and "did you mean 'credentials_dir'?" in result.err and str(config) in result.err

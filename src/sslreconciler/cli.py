@@ -236,7 +236,7 @@ def _flag_overrides(args: argparse.Namespace) -> dict[str, object]:
 def _require_dir(ssl_dir: Path) -> None:
     """A usage error (exit 2) for an ssl dir that is not there, rather than a finding per file."""
     if not ssl_dir.is_dir():
-        raise ConfigError("--ssl-dir", f"{ssl_dir}: no such directory")
+        raise ConfigError(ssl_dir, "no such directory (the ssl dir: --ssl-dir, ssl_dir in the settings)")
 
 
 def _reconcile(args: argparse.Namespace, dry_run: bool) -> int:
