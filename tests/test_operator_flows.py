@@ -248,3 +248,26 @@ def test_a_misspelt_setting_gets_a_suggestion(node: Node, tmp_path: Path) -> Non
     config.write_text('credential_dir = "/x"\n')
     result = run_cli("check", "--config", config, "--ssl-dir", node.ssl_dir, "--desired-state", node.desired)
     assert result.rc == 2 and "did you mean 'credentials_dir'?" in result.err and str(config) in result.err
+
+
+# --- --help and the man page ------------------------------------------------------------------------------
+
+
+def test_help_shows_defaults_and_only_relevant_options() -> None:
+    from conftest import REPO
+
+    run = run_cli("status", "--help").out.replace("\n", " ")
+    assert "/run/sslreconciler/health.sock" in " ".join(run.split())
+    assert "/var/lib/sslreconciler" in run_cli("reconcile", "--help").out
+    for path in (["schema"], ["pki", "issue"], ["pki", "rotate-ca"], ["pki", "list"]):
+        text = run_cli(*path, "--help").out
+        assert "--ssl-dir" not in text and "--socket" not in text, path
+    assert "--ssl-dir" in run_cli("pki", "install-bundle", "--help").out
+    assert "rsa2048, rsa4096, ec-p256" in run_cli("pki", "init-ca", "--help").out
+    top = run_cli("--help").out
+    assert "SSLRECONCILER_CREDENTIALS_DIR" in top and "CREDENTIALS_DIRECTORY" in top
+    page = (REPO / "docs" / "sslreconciler.1").read_text()
+    assert ".SH ENVIRONMENT" in page and "SSLRECONCILER_CREDENTIALS_DIR" in page
+    assert "rsa2048, rsa4096, ec\\-p256" in page
+    readme = (REPO / "README.md").read_text()
+    assert "### Environment" in readme and "SSLRECONCILER_CREDENTIALS_DIR" in readme

@@ -17,32 +17,59 @@ from sslreconciler.errors import CommandError, ConfigError, UsageError
 EXIT_OK, EXIT_DEGRADED, EXIT_USAGE = 0, 1, 2
 
 
-def _common_options() -> argparse.ArgumentParser:
+def _common_options(hidden: bool = False) -> argparse.ArgumentParser:
+    """The node options; ``hidden`` for commands they mean nothing to (still accepted, as before)."""
+
+    def say(text: str) -> str:
+        return argparse.SUPPRESS if hidden else text
+
     common = argparse.ArgumentParser(add_help=False)
     group = common.add_argument_group("common options")
     group.add_argument(
         "--config",
         type=Path,
         metavar="FILE",
-        help="settings TOML (default /etc/sslreconciler/sslreconciler.toml when present)",
+        help=say("settings TOML (default /etc/sslreconciler/sslreconciler.toml when present)"),
     )
     group.add_argument(
-        "--ssl-dir", type=Path, metavar="DIR", help="the node's TLS directory (default /etc/sipxpbx/ssl)"
+        "--ssl-dir", type=Path, metavar="DIR", help=say("the node's TLS directory (default /etc/sipxpbx/ssl)")
     )
     group.add_argument(
-        "--desired-state", type=Path, metavar="FILE", help="desired-state JSON (missing file: the sipXecs seed layout)"
+        "--desired-state",
+        type=Path,
+        metavar="FILE",
+        help=say(
+            "desired-state JSON (default /etc/sslreconciler/desired-state.json; missing file: the sipXecs seed layout)"
+        ),
     )
-    group.add_argument("--state-dir", type=Path, metavar="DIR", help="where run state is kept")
-    group.add_argument("--socket", type=Path, metavar="PATH", help="the daemon's health socket")
+    group.add_argument(
+        "--state-dir",
+        type=Path,
+        metavar="DIR",
+        help=say(
+            "where run state is kept (default $STATE_DIRECTORY under systemd, /var/lib/sslreconciler as root, "
+            "else ~/.local/state/sslreconciler)"
+        ),
+    )
+    group.add_argument(
+        "--socket",
+        type=Path,
+        metavar="PATH",
+        help=say("the daemon's health socket (default /run/sslreconciler/health.sock)"),
+    )
     return common
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from sslreconciler.environment import epilog
+
     common = _common_options()
     parser = argparse.ArgumentParser(
         prog="sslreconciler",
         description="Keep a PBX node's Java keystores, PKCS#12 files and truststore derived from its "
         "PEM keys and certificates, verified against the cluster CA.",
+        epilog=epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -62,7 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
         "why, writing nothing. Exit codes as for reconcile.",
     )
     chk.add_argument("--json", action="store_true", help="print the report as JSON")
-    sub.add_parser("schema", parents=[common], help="print the desired-state JSON schema")
+    sub.add_parser(
+        "schema",
+        parents=[_common_options(hidden=True)],
+        help="print the desired-state JSON schema",
+        description="Print the JSON schema of the desired-state file (docs/desired-state.md explains it).",
+    )
     sub.add_parser(
         "run",
         parents=[common],
@@ -89,6 +121,7 @@ KEY_TYPES = ["rsa2048", "rsa4096", "ec-p256"]
 
 
 def _add_pki(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+    node_options, common = common, _common_options(hidden=True)  # only install-bundle works on a node
     pki = sub.add_parser(
         "pki",
         help="the cluster PKI on the master: CA, host certificates, HA bundles",
@@ -96,11 +129,18 @@ def _add_pki(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
         "(HOST.key/HOST.crt, HOST-web.*), and the bundles secondary servers install.",
     )
     psub = pki.add_subparsers(dest="pki_command", metavar="PKI_COMMAND", required=True)
-    init = psub.add_parser("init-ca", parents=[common], help="make the cluster CA (a no-op when it is there)")
+    init = psub.add_parser(
+        "init-ca",
+        parents=[common],
+        help="make the cluster CA (a no-op when it is there)",
+        description="Make the cluster CA in the staging area. To replace a CA in use, use `pki rotate-ca`.",
+    )
     init.add_argument("--staging", type=Path, required=True, metavar="DIR", help="the staging area")
     init.add_argument("--name", help="CA name, the file stem and alias (default ca.<this host's FQDN>)")
     init.add_argument("--days", type=int, default=3650, help="validity in days (default 3650)")
-    init.add_argument("--key-type", choices=KEY_TYPES, default="rsa2048", help="default rsa2048")
+    init.add_argument(
+        "--key-type", choices=KEY_TYPES, default="rsa2048", help="one of %(choices)s (default %(default)s)"
+    )
     init.add_argument(
         "--force", action="store_true", help="replace an existing CA under a new --name (breaks every host cert)"
     )
@@ -126,7 +166,13 @@ def _add_pki(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     )
     ret.add_argument("--staging", type=Path, required=True, metavar="DIR", help="the staging area")
     ret.add_argument("name", metavar="NAME", help="the old CA's name (as `pki list` shows it)")
-    issue = psub.add_parser("issue", parents=[common], help="issue a host key + certificate signed by the CA")
+    issue = psub.add_parser(
+        "issue",
+        parents=[common],
+        help="issue a host key + certificate signed by the CA",
+        description="Make HOST.key/HOST.crt (or HOST-web.* with --web) signed by the current CA; "
+        "serverAuth + clientAuth, subjectAltName DNS:HOST plus --san.",
+    )
     issue.add_argument("--staging", type=Path, required=True, metavar="DIR", help="the staging area")
     issue.add_argument("host", metavar="HOST", help="the host's FQDN")
     issue.add_argument(
@@ -140,15 +186,35 @@ def _add_pki(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     issue.add_argument("--days", type=int, default=1095, help="validity in days (default 1095)")
     issue.add_argument("--web", action="store_true", help="the web pair: HOST-web.key/HOST-web.crt")
     issue.add_argument("--renew", action="store_true", help="replace a certificate that is still valid")
-    issue.add_argument("--key-type", choices=KEY_TYPES, default="rsa2048", help="default rsa2048")
-    lst = psub.add_parser("list", parents=[common], help="the staged hosts: serials, expiry, key match")
+    issue.add_argument(
+        "--key-type", choices=KEY_TYPES, default="rsa2048", help="one of %(choices)s (default %(default)s)"
+    )
+    lst = psub.add_parser(
+        "list",
+        parents=[common],
+        help="the staged hosts: serials, expiry, key match, signing CA",
+        description="One row per staged host and pair: serial, not-after, days left, whether its key matches, which "
+        "CA signed it; during a CA rotation, what is left to re-issue.",
+    )
     lst.add_argument("--staging", type=Path, required=True, metavar="DIR", help="the staging area")
     lst.add_argument("--json", action="store_true", help="print JSON")
-    bundle = psub.add_parser("bundle", parents=[common], help="the HA bundle for one host (gzip tar)")
+    bundle = psub.add_parser(
+        "bundle",
+        parents=[common],
+        help="the HA bundle for one host (gzip tar)",
+        description="Write the host's key pairs and the CA certificates a node must trust (both CAs during a "
+        "rotation) into one 0600 file for `pki install-bundle`.",
+    )
     bundle.add_argument("--staging", type=Path, required=True, metavar="DIR", help="the staging area")
     bundle.add_argument("host", metavar="HOST", help="the host the bundle is for")
     bundle.add_argument("-o", "--output", type=Path, required=True, metavar="FILE", help="the bundle file")
-    inst = psub.add_parser("install-bundle", parents=[common], help="check and install a bundle, then reconcile")
+    inst = psub.add_parser(
+        "install-bundle",
+        parents=[node_options],
+        help="check and install a bundle, then reconcile",
+        description="Refuse a bundle with anything wrong in it before writing a thing; put its sources in place "
+        "(removing a retired CA an earlier bundle installed), then reconcile. Exit codes as for reconcile.",
+    )
     inst.add_argument("bundle", type=Path, metavar="FILE", help="the bundle made by `pki bundle`")
     inst.add_argument("--json", action="store_true", help="print the reconcile report as JSON")
 
@@ -160,7 +226,13 @@ def _add_web(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
         description="Replace the web certificate, e.g. with one from an outside CA.",
     )
     wsub = web.add_subparsers(dest="web_command", metavar="WEB_COMMAND", required=True)
-    csr = wsub.add_parser("csr", parents=[common], help="a new web key (kept pending) and its CSR")
+    csr = wsub.add_parser(
+        "csr",
+        parents=[common],
+        help="a CSR for the pending web key (made when there is none)",
+        description="Write a CSR for ssl-web.key.pending in the ssl dir, making that key (0600) only when there is "
+        "none or --new-key is given, so a CSR already sent to a CA keeps matching. Writes nothing on an error.",
+    )
     csr.add_argument("--subject", required=True, metavar="SUBJ", help="/CN=host/O=org or CN=host,O=org")
     csr.add_argument(
         "--san",
@@ -169,19 +241,32 @@ def _add_web(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
         metavar="DNS:x|IP:x",
         help="subjectAltName (repeatable); DNS:<CN> is always in",
     )
-    csr.add_argument("--key-type", choices=KEY_TYPES, default="rsa2048", help="default rsa2048")
+    csr.add_argument(
+        "--key-type", choices=KEY_TYPES, default="rsa2048", help="one of %(choices)s (default %(default)s)"
+    )
     csr.add_argument("-o", "--output", type=Path, required=True, metavar="FILE", help="where the CSR goes")
     csr.add_argument(
         "--new-key",
         action="store_true",
         help="replace the pending key (default: a CSR for the pending key when there is one)",
     )
-    inst = wsub.add_parser("install", parents=[common], help="install a signed web certificate, then reconcile")
+    inst = wsub.add_parser(
+        "install",
+        parents=[common],
+        help="install a signed web certificate, then reconcile",
+        description="Check the certificate against the pending key (or --key), keep the current pair as "
+        "ssl-web.*.previous, install, reconcile.",
+    )
     inst.add_argument("--cert", type=Path, required=True, metavar="FILE", help="the signed certificate")
     inst.add_argument("--key", type=Path, metavar="FILE", help="its key (default: the pending key from `web csr`)")
     inst.add_argument("--chain", type=Path, metavar="FILE", help="intermediate certificates")
     inst.add_argument("--json", action="store_true", help="print the reconcile report as JSON")
-    wsub.add_parser("rollback", parents=[common], help="put the previous web pair back, then reconcile")
+    wsub.add_parser(
+        "rollback",
+        parents=[common],
+        help="put the previous web pair back, then reconcile",
+        description="Swap ssl-web.key/.crt with ssl-web.*.previous (a second rollback undoes the first).",
+    )
 
 
 def _add_acme(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
