@@ -121,6 +121,15 @@ def test_a_bundle_carries_a_web_pair_from_either_ca_during_rotation(cluster) -> 
 
 
 @pytest.mark.parametrize("name", ["../evil", "a/b", ".hidden", "x.crt"])
-def test_rotate_ca_refuses_names_that_are_not_file_stems(cluster, name: str) -> None:
-    result = run_cli("pki", "rotate-ca", "--staging", cluster["staging"], "--name", name)
-    assert result.rc != 0 and "--name" in result.err and "Traceback" not in result.err
+def test_ca_names_that_are_not_file_stems_are_usage_errors(cluster, name: str) -> None:
+    before = {p for p in cluster["tmp"].rglob("*")}
+    for command in (["rotate-ca"], ["init-ca", "--force"]):
+        result = run_cli("pki", *command, "--staging", cluster["staging"], "--name", name)
+        assert result.rc == 2 and "a CA name is letters" in result.err and "Traceback" not in result.err, result.err
+    assert {p for p in cluster["tmp"].rglob("*")} == before
+
+
+def test_days_must_be_positive(cluster) -> None:
+    for command in (["init-ca", "--force", "--name", "ca.x"], ["rotate-ca"], ["issue", "h.example.com"]):
+        result = run_cli("pki", *command, "--staging", cluster["staging"], "--days", "-1")
+        assert result.rc == 2 and "--days" in result.err and "Traceback" not in result.err

@@ -120,6 +120,17 @@ def build_parser() -> argparse.ArgumentParser:
 KEY_TYPES = ["rsa2048", "rsa4096", "ec-p256"]
 
 
+def _days(text: str) -> int:
+    """A validity in days: a whole number from 1 (argparse turns the ValueError into exit 2)."""
+    try:
+        days = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of days") from None
+    if not 1 <= days <= 36500:
+        raise argparse.ArgumentTypeError(f"{days} is outside 1..36500 days")
+    return days
+
+
 def _add_pki(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     node_options, common = common, _common_options(hidden=True)  # only install-bundle works on a node
     pki = sub.add_parser(
@@ -137,7 +148,7 @@ def _add_pki(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     )
     init.add_argument("--staging", type=Path, required=True, metavar="DIR", help="the staging area")
     init.add_argument("--name", help="CA name, the file stem and alias (default ca.<this host's FQDN>)")
-    init.add_argument("--days", type=int, default=3650, help="validity in days (default 3650)")
+    init.add_argument("--days", type=_days, default=3650, help="validity in days (default 3650)")
     init.add_argument(
         "--key-type", choices=KEY_TYPES, default="rsa2048", help="one of %(choices)s (default %(default)s)"
     )
@@ -153,7 +164,7 @@ def _add_pki(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     )
     rot.add_argument("--staging", type=Path, required=True, metavar="DIR", help="the staging area")
     rot.add_argument("--name", help="the new CA's name (default ca.<this host's FQDN>-<UTC time>)")
-    rot.add_argument("--days", type=int, default=3650, help="validity in days (default 3650)")
+    rot.add_argument("--days", type=_days, default=3650, help="validity in days (default 3650)")
     rot.add_argument(
         "--key-type", choices=KEY_TYPES, default="rsa2048", help="one of %(choices)s (default %(default)s)"
     )
@@ -183,7 +194,7 @@ def _add_pki(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
         help="extra subjectAltName (repeatable); DNS:HOST is always in",
     )
     issue.add_argument("--sip-domain", metavar="D", help="adds URI:sip:D to the subjectAltName")
-    issue.add_argument("--days", type=int, default=1095, help="validity in days (default 1095)")
+    issue.add_argument("--days", type=_days, default=1095, help="validity in days (default 1095)")
     issue.add_argument("--web", action="store_true", help="the web pair: HOST-web.key/HOST-web.crt")
     issue.add_argument("--renew", action="store_true", help="replace a certificate that is still valid")
     issue.add_argument(

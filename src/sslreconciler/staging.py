@@ -21,7 +21,7 @@ from sslreconciler.errors import CommandError, UsageError
 from sslreconciler.findings import SourceError
 from sslreconciler.fsio import atomic_write, read_source
 from sslreconciler.pki import verify
-from sslreconciler.pki.carecord import read_record
+from sslreconciler.pki.carecord import read_record, valid_ca_name
 from sslreconciler.pki.issue import KeyType, cert_pem, generate_key, issue_host_cert, key_pem, make_ca, parse_san
 from sslreconciler.pki.sources import PrivateKey, parse_certificates, parse_private_key
 
@@ -110,6 +110,8 @@ def signer_name(cert: x509.Certificate, cas: list[StagedCA]) -> str | None:
 
 def init_ca(staging: Path, name: str | None, days: int, key_type: KeyType, force: bool) -> str:
     """Make the cluster CA; a no-op when one is there. What was done, in a sentence."""
+    if name is not None:
+        valid_ca_name(name)  # a file stem in the staging area, never a path out of it
     staging.mkdir(mode=0o700, parents=True, exist_ok=True)
     existing = _ca_candidates(staging)
     name = name or (existing[0] if existing else default_ca_name())

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sslreconciler.errors import CommandError
+from sslreconciler.errors import CommandError, UsageError
 from sslreconciler.fsio import atomic_write
 
 RECORD = "ca-rotation.json"
@@ -32,7 +32,7 @@ class CARecord:
 def valid_ca_name(name: str) -> str:
     """The name as a file stem, or a CommandError saying what a CA name may hold."""
     if not _NAME.match(name) or name.endswith((".crt", ".key")):
-        raise CommandError(f"--name {name!r}: a CA name is letters, digits, '.', '_' and '-' (it is a file name)")
+        raise UsageError(f"--name {name!r}: a CA name is letters, digits, '.', '_' and '-' (it is a file name)")
     return name
 
 
