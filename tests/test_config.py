@@ -77,7 +77,8 @@ def test_password_from_file_and_credential(node, tmp_path: Path, java_classes: P
     result = reconcile(node)
     assert result.rc == 1
     assert {a["action"] for a in result.json()["artifacts"].values()} == {"kept-last-good"}
-    assert "CREDENTIALS_DIRECTORY is not set" in result.json()["findings"][0]["reason"]
+    reason = result.json()["findings"][0]["reason"]  # by hand: the fallback directory, and where it came from
+    assert "/etc/sslreconciler/sslreconciler-password" in reason and "credentials_dir" in reason
 
 
 @pytest.mark.parametrize(
@@ -121,7 +122,7 @@ def test_settings_precedence_file_env_flag(node, tmp_path: Path, ca: Issued) -> 
     config = tmp_path / "s.toml"
     config.write_text(f'ssl_dir = "{tmp_path / "nowhere"}"\ndesired_state = "{node.desired}"\n')
     from_file = run_cli("check", "--config", config, "--json")
-    assert from_file.rc == 1 and "does not exist" in from_file.out
+    assert from_file.rc == 2 and "no such directory" in from_file.err and str(tmp_path / "nowhere") in from_file.err
     from_env = run_cli("check", "--config", config, "--json", env={"SSLRECONCILER_SSL_DIR": str(node.ssl_dir)})
     assert from_env.rc == 0 and from_env.json()["ssl_dir"] == str(node.ssl_dir)
     from_flag = run_cli("check", "--config", config, "--json", "--ssl-dir", other.ssl_dir,

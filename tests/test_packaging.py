@@ -140,7 +140,7 @@ def _all_options(parser, path=()) -> list[tuple[tuple[str, ...], str]]:
             for name, sub in action.choices.items():
                 out.append(((*path, name), ""))
                 out += _all_options(sub, (*path, name))
-        else:
+        elif action.help != argparse.SUPPRESS:  # hidden: accepted for compatibility, meaningless there
             out += [(path, flag) for flag in action.option_strings]
     return out
 

@@ -28,6 +28,11 @@ def _ok(*args) -> str:
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> dict:
+    return make_cluster(tmp_path)
+
+
+def make_cluster(tmp_path: Path) -> dict:
+    """Three nodes installed from one staging area's bundles."""
     staging = tmp_path / "staging"
     _ok("pki", "init-ca", "--staging", staging, "--name", "ca.master.example.com")
     for host in HOSTS:
@@ -111,11 +116,11 @@ def test_init_ca_twice_is_a_noop_and_force_says_what_breaks(cluster) -> None:
     assert snapshot(staging) == before
     other = run_cli("pki", "init-ca", "--staging", staging, "--name", "ca.other")
     assert other.rc == 1 and "--force" in other.err
-    forced = _ok("pki", "init-ca", "--staging", staging, "--force")
+    forced = _ok("pki", "init-ca", "--staging", staging, "--force", "--name", "ca.replacement")
     assert "breaks every certificate" in forced and "sec1.example.com" in forced
     assert list(staging.glob("ca.master.example.com.key.replaced-*"))
     again = run_cli("pki", "issue", "--staging", staging, "sec1.example.com")
-    assert again.rc == 1 and "--renew" in again.err
+    assert again.rc == 1 and "--renew" in again.err and "not the current CA ca.replacement" in again.err
     assert "issued" in _ok("pki", "issue", "--staging", staging, "sec1.example.com", "--renew")
 
 

@@ -14,6 +14,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 from sslreconciler import __version__  # noqa: E402
 from sslreconciler.cli import build_parser  # noqa: E402
+from sslreconciler.environment import VARIABLES  # noqa: E402
 
 
 def esc(text: str) -> str:
@@ -30,6 +31,17 @@ def _subcommands(parser: argparse.ArgumentParser) -> list[tuple[str, argparse.Ar
     return out
 
 
+def _help(action: argparse.Action) -> str:
+    """The help text as --help prints it (%(default)s and %(choices)s expanded)."""
+    text = action.help or ""
+    if "%" not in text:
+        return text
+    params = {k: v for k, v in vars(action).items() if v is not argparse.SUPPRESS}
+    if action.choices is not None:
+        params["choices"] = ", ".join(map(str, action.choices))
+    return text % params
+
+
 def _options(parser: argparse.ArgumentParser) -> list[str]:
     lines = []
     for action in parser._actions:
@@ -38,9 +50,9 @@ def _options(parser: argparse.ArgumentParser) -> list[str]:
         if action.option_strings:
             flags = ", ".join(action.option_strings)
             metavar = "" if action.nargs == 0 else f" {action.metavar or action.dest.upper()}"
-            lines += [".TP", f"\\fB{esc(flags)}\\fR{esc(metavar)}", esc(action.help or "")]
+            lines += [".TP", f"\\fB{esc(flags)}\\fR{esc(metavar)}", esc(_help(action))]
         else:
-            lines += [".TP", f"\\fI{esc(action.metavar or action.dest.upper())}\\fR", esc(action.help or "")]
+            lines += [".TP", f"\\fI{esc(action.metavar or action.dest.upper())}\\fR", esc(_help(action))]
     return lines
 
 
@@ -74,6 +86,9 @@ def render() -> str:
         ".SH EXIT STATUS",
         "reconcile, check, pki, web: 0 ok or warnings only, 1 degraded, failed or refused, 2 usage or "
         "configuration error. status: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
+        ".SH ENVIRONMENT",
+        *[line for name, text in VARIABLES for line in (".TP", f"\\fB{esc(name)}\\fR", esc(text))],
+        "Precedence: defaults < settings file < SSLRECONCILER_* < command\\-line options.",
         ".SH FILES",
         ".TP",
         "/etc/sslreconciler/sslreconciler.toml",
@@ -87,6 +102,9 @@ def render() -> str:
         ".TP",
         "/run/sslreconciler/health.sock",
         "the daemon's health socket",
+        ".TP",
+        "/etc/sslreconciler/store\\-password",
+        "the store-password credential (the unit's LoadCredential=; a manual run reads it from credentials_dir)",
         ".SH SEE ALSO",
         "/usr/share/doc/sslreconciler/ (README.md, operations.md, pki.md, desired\\-state.md)",
     ]

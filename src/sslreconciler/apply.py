@@ -140,6 +140,8 @@ def _read_existing(ssl_fd: int, path: Path, plan: ArtifactPlan, cache: Reconcile
         else:
             disk = OnDisk(True, content=read_jks(data, plan.password), stat=st, digest=digest)
     except StoreUnreadable as exc:
+        if recorded is not None and recorded[0] == digest.hex():  # the bytes an earlier run wrote: not corrupt
+            return OnDisk(True, stat=st, why_unreadable="the store password changed since it was written")
         return OnDisk(True, stat=st, why_unreadable=f"cannot be opened with the store password or is corrupt ({exc})")
     if cache is not None and disk.content is not None:
         cache.stores[str(path)] = (digest, access, disk.content, disk.profile)

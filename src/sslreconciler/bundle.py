@@ -26,6 +26,7 @@ from typing import Any
 
 from cryptography import x509
 
+from sslreconciler import bundle_authorities
 from sslreconciler.errors import CommandError
 from sslreconciler.findings import Level, SourceError
 from sslreconciler.fsio import (
@@ -42,7 +43,7 @@ from sslreconciler.fsio import (
 from sslreconciler.pki import trust, verify
 from sslreconciler.pki.issue import cert_pem
 from sslreconciler.pki.sources import parse_certificates, parse_private_key
-from sslreconciler.staging import find_ca, read_cert, read_key
+from sslreconciler.staging import read_cert, read_key, signer_name, trusted_cas
 from sslreconciler.stores.entries import StoreContent, cert_der
 from sslreconciler.stores.jks import encode_jks
 
@@ -80,8 +81,9 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes, mtime: float) -> None:
 
 
 def create_bundle(staging: Path, host: str, output: Path, password: str = "changeit") -> list[str]:
-    """Write the bundle for ``host``; the member names."""
-    ca = find_ca(staging)
+    """Write the bundle for ``host``; the member names. During a CA rotation it carries both CAs."""
+    cas = trusted_cas(staging)
+    ca = cas[0]
     files: dict[str, bytes] = {}
     for stem, target in ((host, "ssl"), (f"{host}-web", "ssl-web")):
         crt, key = staging / f"{stem}.crt", staging / f"{stem}.key"
@@ -94,16 +96,25 @@ def create_bundle(staging: Path, host: str, output: Path, password: str = "chang
         cert = read_cert(crt)
         if not verify.key_matches(read_key(key), cert):
             raise CommandError(f"{crt}: does not match the private key in {key.name}")
+        if signer_name(cert, cas) is None:
+            raise CommandError(
+                f"{crt}: signed by none of the CAs the staging area trusts ({', '.join(c.name for c in cas)}); "
+                f"re-issue it (`pki issue --staging {staging} {host} --renew{' --web' if target == 'ssl-web' else ''}`)"
+            )
         files[f"{target}.key"] = key.read_bytes()
         files[f"{target}.crt"] = crt.read_bytes()
     host_cert = x509.load_pem_x509_certificate(files["ssl.crt"])
-    files[f"authorities/{ca.name}.crt"] = cert_pem(ca.cert)
-    trusted = {ca.name.lower(): cert_der(ca.cert), host.lower(): cert_der(host_cert)}
+    trusted = {}
+    for each in cas:
+        files[f"authorities/{each.name}.crt"] = cert_pem(each.cert)
+        trusted[each.name.lower()] = cert_der(each.cert)
+    trusted[host.lower()] = cert_der(host_cert)
     files["authorities.jks"] = encode_jks(StoreContent.of(trusted=trusted), password)
     manifest = {
         "format": FORMAT,
         "host": host,
         "ca": ca.name,
+        "cas": [each.name for each in cas],
         "created": dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z"),
         "files": {name: _sha256(data) for name, data in sorted(files.items())},
     }
@@ -259,9 +270,12 @@ def verify_bundle(path: Path, bundle: Bundle, lowered: frozenset[str] = frozense
     """
     now = dt.datetime.now(dt.UTC)
     try:
-        ca_certs = parse_certificates(
-            bundle.files[f"authorities/{bundle.ca_name}.crt"], f"authorities/{bundle.ca_name}.crt"
-        )
+        ca_certs = [  # every CA the bundle carries: during a rotation a pair may be signed by either
+            cert
+            for name in sorted(bundle.files)
+            if _CA_MEMBER.match(name)
+            for cert in parse_certificates(bundle.files[name], name)
+        ]
         notes = []
         for target in ("ssl", "ssl-web"):
             if f"{target}.crt" not in bundle.files:
@@ -276,7 +290,8 @@ def verify_bundle(path: Path, bundle: Bundle, lowered: frozenset[str] = frozense
             checked = verify.verify_chain(chain[0], chain[1:], ca_certs, now)
             if not checked.ok:
                 raise CommandError(
-                    f"{path}: {target}.crt is not signed by the bundled CA {bundle.ca_name}: "
+                    f"{path}: {target}.crt is not signed by the bundled CA {bundle.ca_name}"
+                    f"{' (or the other bundled CAs)' if len(ca_certs) > 1 else ''}: "
                     f"{checked.detail}; nothing installed"
                 )
             purposes = {trust.SERVER, trust.CLIENT} if target == "ssl" else {trust.SERVER}
@@ -324,9 +339,13 @@ def install_bundle(
                 f"{ssl_dir}/authorities: not a real directory ({exc.strerror}); nothing installed"
             ) from None
         try:
-            return _swap_in(ssl_dir, ssl_fd, auth_fd, bundle)
+            written = _swap_in(ssl_dir, ssl_fd, auth_fd, bundle)
         finally:
             os.close(auth_fd)
+    # CA files an earlier bundle installed and this one no longer carries (a retired CA) go; others stay.
+    authorities = {n.removeprefix("authorities/"): data for n, data in bundle.files.items() if _CA_MEMBER.match(n)}
+    removed = bundle_authorities.sync(ssl_dir, authorities)
+    return written + [f"removed authorities/{name}" for name in removed]
 
 
 @dataclass(slots=True)
@@ -347,7 +366,8 @@ def _same_content(dir_fd: int, name: str, data: bytes) -> bool:
 
 
 def _swap_in(ssl_dir: Path, ssl_fd: int, auth_fd: int, bundle: Bundle) -> list[str]:
-    order = [f"authorities/{bundle.ca_name}.crt", "ssl.key", "ssl.crt", "ssl-web.key", "ssl-web.crt"]
+    authorities = sorted(name for name in bundle.files if _CA_MEMBER.match(name))  # both CAs during a rotation
+    order = [*authorities, "ssl.key", "ssl.crt", "ssl-web.key", "ssl-web.crt"]
     staged: list[_Staged] = []
     try:
         for display in order:

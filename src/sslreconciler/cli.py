@@ -12,37 +12,64 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sslreconciler import __version__
-from sslreconciler.errors import CommandError, ConfigError
+from sslreconciler.errors import CommandError, ConfigError, UsageError
 
 EXIT_OK, EXIT_DEGRADED, EXIT_USAGE = 0, 1, 2
 
 
-def _common_options() -> argparse.ArgumentParser:
+def _common_options(hidden: bool = False) -> argparse.ArgumentParser:
+    """The node options; ``hidden`` for commands they mean nothing to (still accepted, as before)."""
+
+    def say(text: str) -> str:
+        return argparse.SUPPRESS if hidden else text
+
     common = argparse.ArgumentParser(add_help=False)
     group = common.add_argument_group("common options")
     group.add_argument(
         "--config",
         type=Path,
         metavar="FILE",
-        help="settings TOML (default /etc/sslreconciler/sslreconciler.toml when present)",
+        help=say("settings TOML (default /etc/sslreconciler/sslreconciler.toml when present)"),
     )
     group.add_argument(
-        "--ssl-dir", type=Path, metavar="DIR", help="the node's TLS directory (default /etc/sipxpbx/ssl)"
+        "--ssl-dir", type=Path, metavar="DIR", help=say("the node's TLS directory (default /etc/sipxpbx/ssl)")
     )
     group.add_argument(
-        "--desired-state", type=Path, metavar="FILE", help="desired-state JSON (missing file: the sipXecs seed layout)"
+        "--desired-state",
+        type=Path,
+        metavar="FILE",
+        help=say(
+            "desired-state JSON (default /etc/sslreconciler/desired-state.json; missing file: the sipXecs seed layout)"
+        ),
     )
-    group.add_argument("--state-dir", type=Path, metavar="DIR", help="where run state is kept")
-    group.add_argument("--socket", type=Path, metavar="PATH", help="the daemon's health socket")
+    group.add_argument(
+        "--state-dir",
+        type=Path,
+        metavar="DIR",
+        help=say(
+            "where run state is kept (default $STATE_DIRECTORY under systemd, /var/lib/sslreconciler as root, "
+            "else ~/.local/state/sslreconciler)"
+        ),
+    )
+    group.add_argument(
+        "--socket",
+        type=Path,
+        metavar="PATH",
+        help=say("the daemon's health socket (default /run/sslreconciler/health.sock)"),
+    )
     return common
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from sslreconciler.environment import epilog
+
     common = _common_options()
     parser = argparse.ArgumentParser(
         prog="sslreconciler",
         description="Keep a PBX node's Java keystores, PKCS#12 files and truststore derived from its "
         "PEM keys and certificates, verified against the cluster CA.",
+        epilog=epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -62,7 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
         "why, writing nothing. Exit codes as for reconcile.",
     )
     chk.add_argument("--json", action="store_true", help="print the report as JSON")
-    sub.add_parser("schema", parents=[common], help="print the desired-state JSON schema")
+    sub.add_parser(
+        "schema",
+        parents=[_common_options(hidden=True)],
+        help="print the desired-state JSON schema",
+        description="Print the JSON schema of the desired-state file (docs/desired-state.md explains it).",
+    )
     sub.add_parser(
         "run",
         parents=[common],
@@ -88,7 +120,19 @@ def build_parser() -> argparse.ArgumentParser:
 KEY_TYPES = ["rsa2048", "rsa4096", "ec-p256"]
 
 
+def _days(text: str) -> int:
+    """A validity in days: a whole number from 1 (argparse turns the ValueError into exit 2)."""
+    try:
+        days = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of days") from None
+    if not 1 <= days <= 36500:
+        raise argparse.ArgumentTypeError(f"{days} is outside 1..36500 days")
+    return days
+
+
 def _add_pki(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+    node_options, common = common, _common_options(hidden=True)  # only install-bundle works on a node
     pki = sub.add_parser(
         "pki",
         help="the cluster PKI on the master: CA, host certificates, HA bundles",
@@ -96,13 +140,50 @@ def _add_pki(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
         "(HOST.key/HOST.crt, HOST-web.*), and the bundles secondary servers install.",
     )
     psub = pki.add_subparsers(dest="pki_command", metavar="PKI_COMMAND", required=True)
-    init = psub.add_parser("init-ca", parents=[common], help="make the cluster CA (a no-op when it is there)")
+    init = psub.add_parser(
+        "init-ca",
+        parents=[common],
+        help="make the cluster CA (a no-op when it is there)",
+        description="Make the cluster CA in the staging area. To replace a CA in use, use `pki rotate-ca`.",
+    )
     init.add_argument("--staging", type=Path, required=True, metavar="DIR", help="the staging area")
     init.add_argument("--name", help="CA name, the file stem and alias (default ca.<this host's FQDN>)")
-    init.add_argument("--days", type=int, default=3650, help="validity in days (default 3650)")
-    init.add_argument("--key-type", choices=KEY_TYPES, default="rsa2048", help="default rsa2048")
-    init.add_argument("--force", action="store_true", help="replace an existing CA (breaks every host cert)")
-    issue = psub.add_parser("issue", parents=[common], help="issue a host key + certificate signed by the CA")
+    init.add_argument("--days", type=_days, default=3650, help="validity in days (default 3650)")
+    init.add_argument(
+        "--key-type", choices=KEY_TYPES, default="rsa2048", help="one of %(choices)s (default %(default)s)"
+    )
+    init.add_argument(
+        "--force", action="store_true", help="replace an existing CA under a new --name (breaks every host cert)"
+    )
+    rot = psub.add_parser(
+        "rotate-ca",
+        parents=[common],
+        help="start a CA rotation: a new CA signs, the old one stays trusted",
+        description="Make a new cluster CA under a new name beside the current one. Bundles made from now on "
+        "carry both CAs; re-issue every host, then `pki retire-ca`. Nothing breaks at any step (docs/pki.md).",
+    )
+    rot.add_argument("--staging", type=Path, required=True, metavar="DIR", help="the staging area")
+    rot.add_argument("--name", help="the new CA's name (default ca.<this host's FQDN>-<UTC time>)")
+    rot.add_argument("--days", type=_days, default=3650, help="validity in days (default 3650)")
+    rot.add_argument(
+        "--key-type", choices=KEY_TYPES, default="rsa2048", help="one of %(choices)s (default %(default)s)"
+    )
+    ret = psub.add_parser(
+        "retire-ca",
+        parents=[common],
+        help="end a CA rotation: bundles stop carrying the old CA",
+        description="Refused while a staged certificate is still signed by the old CA. Installing a bundle "
+        "made afterwards removes the old CA file from the node's authorities/.",
+    )
+    ret.add_argument("--staging", type=Path, required=True, metavar="DIR", help="the staging area")
+    ret.add_argument("name", metavar="NAME", help="the old CA's name (as `pki list` shows it)")
+    issue = psub.add_parser(
+        "issue",
+        parents=[common],
+        help="issue a host key + certificate signed by the CA",
+        description="Make HOST.key/HOST.crt (or HOST-web.* with --web) signed by the current CA; "
+        "serverAuth + clientAuth, subjectAltName DNS:HOST plus --san.",
+    )
     issue.add_argument("--staging", type=Path, required=True, metavar="DIR", help="the staging area")
     issue.add_argument("host", metavar="HOST", help="the host's FQDN")
     issue.add_argument(
@@ -113,18 +194,38 @@ def _add_pki(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
         help="extra subjectAltName (repeatable); DNS:HOST is always in",
     )
     issue.add_argument("--sip-domain", metavar="D", help="adds URI:sip:D to the subjectAltName")
-    issue.add_argument("--days", type=int, default=1095, help="validity in days (default 1095)")
+    issue.add_argument("--days", type=_days, default=1095, help="validity in days (default 1095)")
     issue.add_argument("--web", action="store_true", help="the web pair: HOST-web.key/HOST-web.crt")
     issue.add_argument("--renew", action="store_true", help="replace a certificate that is still valid")
-    issue.add_argument("--key-type", choices=KEY_TYPES, default="rsa2048", help="default rsa2048")
-    lst = psub.add_parser("list", parents=[common], help="the staged hosts: serials, expiry, key match")
+    issue.add_argument(
+        "--key-type", choices=KEY_TYPES, default="rsa2048", help="one of %(choices)s (default %(default)s)"
+    )
+    lst = psub.add_parser(
+        "list",
+        parents=[common],
+        help="the staged hosts: serials, expiry, key match, signing CA",
+        description="One row per staged host and pair: serial, not-after, days left, whether its key matches, which "
+        "CA signed it; during a CA rotation, what is left to re-issue.",
+    )
     lst.add_argument("--staging", type=Path, required=True, metavar="DIR", help="the staging area")
     lst.add_argument("--json", action="store_true", help="print JSON")
-    bundle = psub.add_parser("bundle", parents=[common], help="the HA bundle for one host (gzip tar)")
+    bundle = psub.add_parser(
+        "bundle",
+        parents=[common],
+        help="the HA bundle for one host (gzip tar)",
+        description="Write the host's key pairs and the CA certificates a node must trust (both CAs during a "
+        "rotation) into one 0600 file for `pki install-bundle`.",
+    )
     bundle.add_argument("--staging", type=Path, required=True, metavar="DIR", help="the staging area")
     bundle.add_argument("host", metavar="HOST", help="the host the bundle is for")
     bundle.add_argument("-o", "--output", type=Path, required=True, metavar="FILE", help="the bundle file")
-    inst = psub.add_parser("install-bundle", parents=[common], help="check and install a bundle, then reconcile")
+    inst = psub.add_parser(
+        "install-bundle",
+        parents=[node_options],
+        help="check and install a bundle, then reconcile",
+        description="Refuse a bundle with anything wrong in it before writing a thing; put its sources in place "
+        "(removing a retired CA an earlier bundle installed), then reconcile. Exit codes as for reconcile.",
+    )
     inst.add_argument("bundle", type=Path, metavar="FILE", help="the bundle made by `pki bundle`")
     inst.add_argument("--json", action="store_true", help="print the reconcile report as JSON")
 
@@ -136,7 +237,13 @@ def _add_web(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
         description="Replace the web certificate, e.g. with one from an outside CA.",
     )
     wsub = web.add_subparsers(dest="web_command", metavar="WEB_COMMAND", required=True)
-    csr = wsub.add_parser("csr", parents=[common], help="a new web key (kept pending) and its CSR")
+    csr = wsub.add_parser(
+        "csr",
+        parents=[common],
+        help="a CSR for the pending web key (made when there is none)",
+        description="Write a CSR for ssl-web.key.pending in the ssl dir, making that key (0600) only when there is "
+        "none or --new-key is given, so a CSR already sent to a CA keeps matching. Writes nothing on an error.",
+    )
     csr.add_argument("--subject", required=True, metavar="SUBJ", help="/CN=host/O=org or CN=host,O=org")
     csr.add_argument(
         "--san",
@@ -145,14 +252,32 @@ def _add_web(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
         metavar="DNS:x|IP:x",
         help="subjectAltName (repeatable); DNS:<CN> is always in",
     )
-    csr.add_argument("--key-type", choices=KEY_TYPES, default="rsa2048", help="default rsa2048")
+    csr.add_argument(
+        "--key-type", choices=KEY_TYPES, default="rsa2048", help="one of %(choices)s (default %(default)s)"
+    )
     csr.add_argument("-o", "--output", type=Path, required=True, metavar="FILE", help="where the CSR goes")
-    inst = wsub.add_parser("install", parents=[common], help="install a signed web certificate, then reconcile")
+    csr.add_argument(
+        "--new-key",
+        action="store_true",
+        help="replace the pending key (default: a CSR for the pending key when there is one)",
+    )
+    inst = wsub.add_parser(
+        "install",
+        parents=[common],
+        help="install a signed web certificate, then reconcile",
+        description="Check the certificate against the pending key (or --key), keep the current pair as "
+        "ssl-web.*.previous, install, reconcile.",
+    )
     inst.add_argument("--cert", type=Path, required=True, metavar="FILE", help="the signed certificate")
     inst.add_argument("--key", type=Path, metavar="FILE", help="its key (default: the pending key from `web csr`)")
     inst.add_argument("--chain", type=Path, metavar="FILE", help="intermediate certificates")
     inst.add_argument("--json", action="store_true", help="print the reconcile report as JSON")
-    wsub.add_parser("rollback", parents=[common], help="put the previous web pair back, then reconcile")
+    wsub.add_parser(
+        "rollback",
+        parents=[common],
+        help="put the previous web pair back, then reconcile",
+        description="Swap ssl-web.key/.crt with ssl-web.*.previous (a second rollback undoes the first).",
+    )
 
 
 def _add_acme(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
@@ -204,6 +329,12 @@ def _flag_overrides(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
+def _require_dir(ssl_dir: Path) -> None:
+    """A usage error (exit 2) for an ssl dir that is not there, rather than a finding per file."""
+    if not ssl_dir.is_dir():
+        raise ConfigError(ssl_dir, "no such directory (the ssl dir: --ssl-dir, ssl_dir in the settings)")
+
+
 def _reconcile(args: argparse.Namespace, dry_run: bool) -> int:
     from sslreconciler.cache import ReconcileCache
     from sslreconciler.desired import load_desired_state
@@ -211,6 +342,7 @@ def _reconcile(args: argparse.Namespace, dry_run: bool) -> int:
     from sslreconciler.settings import load_settings
 
     settings = load_settings(args.config, _flag_overrides(args))
+    _require_dir(settings.ssl_dir)
     desired = load_desired_state(settings.desired_state)
     state_dir = settings.resolved_state_dir()
     # The state dir's record of what each store was last verified to hold spares a no-op run from
@@ -252,6 +384,13 @@ def _pki(args: argparse.Namespace) -> int:
 
     if args.pki_command == "init-ca":
         print(staging.init_ca(args.staging, args.name, args.days, args.key_type, args.force))
+    elif args.pki_command in ("rotate-ca", "retire-ca"):
+        from sslreconciler import rotation
+
+        if args.pki_command == "rotate-ca":
+            print(rotation.rotate_ca(args.staging, args.name, args.days, args.key_type))
+        else:
+            print(rotation.retire_ca(args.staging, args.name))
     elif args.pki_command == "issue":
         print(
             staging.issue(
@@ -264,6 +403,8 @@ def _pki(args: argparse.Namespace) -> int:
         rows = staging.list_hosts(args.staging)
         print(json.dumps(rows, indent=2) if args.json else staging.render_hosts(rows))
     elif args.pki_command == "bundle":
+        if not args.output.parent.is_dir():
+            raise UsageError(f"-o {args.output}: the directory {args.output.parent} does not exist")
         members = bundle.create_bundle(args.staging, args.host, args.output)
         print(f"{args.output}: bundle for {args.host}: {', '.join(members)}")
     elif args.pki_command == "install-bundle":
@@ -286,8 +427,9 @@ def _web(args: argparse.Namespace) -> int:
     from sslreconciler.settings import load_settings
 
     ssl_dir = load_settings(args.config, _flag_overrides(args)).ssl_dir
+    _require_dir(ssl_dir)
     if args.web_command == "csr":
-        print(webcert.make_csr(ssl_dir, args.subject, args.san, args.output, args.key_type))
+        print(webcert.make_csr(ssl_dir, args.subject, args.san, args.output, args.key_type, args.new_key))
         return EXIT_OK
     if args.web_command == "install":
         from sslreconciler.desired import load_desired_state
@@ -303,6 +445,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from sslreconciler.hardening import no_core_dumps
 
     no_core_dumps()  # every command may hold a key or a store password in memory
+    if args.command != "run":  # `status | head -1` ends quietly, as for other Unix tools; the daemon keeps EPIPE
+        import signal
+
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     try:
         if args.command == "reconcile":
             return _reconcile(args, dry_run=False)
@@ -328,8 +474,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             print(desired_state_schema())
             return EXIT_OK
+    except UsageError as exc:
+        print(f"sslreconciler: usage error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except CommandError as exc:
         print(f"sslreconciler: {exc}", file=sys.stderr)
+        return EXIT_DEGRADED
+    except OSError as exc:  # a file the command had to read or write: name it, no traceback
+        where = exc.filename if exc.filename is not None else "I/O"
+        print(f"sslreconciler: {where}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_DEGRADED
     except ConfigError as exc:
         print(f"sslreconciler: config error: {exc}", file=sys.stderr)

@@ -402,6 +402,10 @@ class Daemon:
 
     def _publish(self) -> None:
         with self._lock:
+            # a hook no longer in the desired state leaves the status with its last result
+            current = {h.label for h in self.desired.hooks}
+            for gone in set(self._hook_results) - current:
+                del self._hook_results[gone]
             report, trigger, hooks = self._report, self._trigger, dict(self._hook_results)
         if report is None:
             return
@@ -426,7 +430,7 @@ class Daemon:
                     "duration_ms": doc.pop("duration_ms"),
                     "trigger": trigger,
                 },
-                "counts": {**doc["counts"], **self.counters.as_dict()},
+                "counts": {**doc["counts"], **self.counters.as_dict(), "hook_failures": len(failed_hooks)},
                 "hooks": {label: r.to_dict() for label, r in sorted(hooks.items())},
                 "desired_state": {
                     "file": str(self.settings.desired_state),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -17,6 +16,7 @@ from pydantic import (
     model_validator,
 )
 
+from sslreconciler.credentials import anchor_relative_files, credential_path
 from sslreconciler.errors import ConfigError, config_error_from_validation
 from sslreconciler.findings import SourceError
 from sslreconciler.fsio import read_regular
@@ -62,9 +62,13 @@ class PasswordSource(Strict):
     """Exactly one of value, file, credential. Default: the literal ``changeit``."""
 
     value: SecretStr | None = Field(None, description="The password itself.")
-    file: Path | None = Field(None, description="A file whose first line is the password.")
+    file: Path | None = Field(
+        None, description="A file whose first line is the password; a relative path is relative to this file."
+    )
     credential: str | None = Field(
-        None, description="A systemd credential name, read from $CREDENTIALS_DIRECTORY/<name>."
+        None,
+        description="A systemd credential name, read from $CREDENTIALS_DIRECTORY/<name>; by hand (no "
+        "$CREDENTIALS_DIRECTORY) from <credentials_dir>/<name>, default /etc/sslreconciler/<name>.",
     )
 
     @model_validator(mode="after")
@@ -367,6 +371,7 @@ def load_desired_state(path: Path | None) -> DesiredState:
         raise ConfigError(path, f"invalid JSON: {exc}") from None
     if isinstance(data, dict):
         data = {k: v for k, v in data.items() if not k.startswith("//")}  # comment keys
+    data = anchor_relative_files(data, path.absolute().parent)
     try:
         return DesiredState.model_validate(data)
     except ValidationError as exc:
@@ -377,18 +382,20 @@ def resolve_password(source: PasswordSource, credentials_dir: str | None = None)
     """The password the source names; ValueError (secret-free) when it cannot be had."""
     if source.value is not None:
         return source.value.get_secret_value()
+    where = ""
     if source.credential is not None:
-        base = credentials_dir if credentials_dir is not None else os.environ.get("CREDENTIALS_DIRECTORY")
-        if not base:
-            raise ValueError(f"credential {source.credential!r}: $CREDENTIALS_DIRECTORY is not set")
-        path = Path(base) / source.credential
+        if credentials_dir is not None:
+            path = Path(credentials_dir) / source.credential
+        else:
+            path, origin = credential_path(source.credential)
+            where = f" (credential {source.credential!r}, from {origin})"
     else:
         assert source.file is not None
         path = source.file
     try:
         text = read_regular(path, str(path), MAX_PASSWORD_FILE_BYTES).decode("utf-8")
     except SourceError as exc:
-        raise ValueError(f"password file {path} {exc.finding.reason}") from None
+        raise ValueError(f"password file {path} {exc.finding.reason}{where}") from None
     except UnicodeDecodeError:
         raise ValueError(f"password file {path} is not UTF-8 text") from None
     password = text.splitlines()[0] if text else ""

@@ -502,9 +502,24 @@ def make_plan(
             artifacts.append(plan)
     artifacts.append(_truststore_plan(desired, inputs, trust, pairs, hostname, findings))
     findings.extend(inputs.password_problems.values())
+    findings.extend(_storeless_pairs(desired))
     links = trust.links if desired.truststore.hash_links else {}
     certificates = [(r.sources[1], c) for r in pairs.values() if r.fallback_from is None for c in r.chain[:1]]
     return Plan(artifacts, findings, pairs, links, hostname, certificates + trust.parsed)
+
+
+def _storeless_pairs(desired: DesiredState) -> list[Finding]:
+    """A pair that builds no store and feeds no other pair is almost always a desired state missing a key."""
+    feeds = {p.fallback for p in desired.pairs if p.fallback}
+    return [
+        warning(
+            p.cert,
+            f'pair "{p.name}" builds no store: set "keystore" and/or "pkcs12" for it in the desired state',
+            "no-store",
+        )
+        for p in desired.pairs
+        if not p.keystore and not p.pkcs12 and p.name not in feeds
+    ]
 
 
 def _truststore_plan(

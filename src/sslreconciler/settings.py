@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from sslreconciler.credentials import use_fallback_dir
 from sslreconciler.errors import ConfigError, config_error_from_validation
 
 DEFAULT_CONFIG = Path("/etc/sslreconciler/sslreconciler.toml")
@@ -34,6 +35,10 @@ class Settings(BaseModel):
         description="The desired-state JSON file; when missing, the seed defaults apply.",
     )
     socket: Path = Field(Path("/run/sslreconciler/health.sock"), description="The health socket.")
+    credentials_dir: Path = Field(
+        Path("/etc/sslreconciler"),
+        description="Where a manual run (no $CREDENTIALS_DIRECTORY) reads a credential named in the desired state.",
+    )
     quiet_period: float = Field(0.2, ge=0, le=60, description="Seconds of calm after a change before reconciling.")
     max_wait: float = Field(2.0, gt=0, le=600, description="Longest wait for calm under a continuous event storm.")
     grace_period: float = Field(
@@ -111,6 +116,8 @@ def load_settings(
         raise config_error_from_validation("environment (SSLRECONCILER_*)", exc) from None
     merged = {**values, **env_values, **{k: v for k, v in (overrides or {}).items() if v is not None}}
     try:
-        return Settings.model_validate(merged)
+        settings = Settings.model_validate(merged)
     except ValidationError as exc:
         raise config_error_from_validation("command line", exc) from None
+    use_fallback_dir(settings.credentials_dir)
+    return settings

@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 
-from sslreconciler.errors import CommandError
+from sslreconciler.errors import CommandError, UsageError
 from sslreconciler.findings import SourceError
 from sslreconciler.fsio import atomic_write, read_source
 from sslreconciler.pki import verify
+from sslreconciler.pki.carecord import read_record, valid_ca_name
 from sslreconciler.pki.issue import KeyType, cert_pem, generate_key, issue_host_cert, key_pem, make_ca, parse_san
 from sslreconciler.pki.sources import PrivateKey, parse_certificates, parse_private_key
 
@@ -65,21 +67,51 @@ def _ca_candidates(staging: Path) -> list[str]:
     return names
 
 
-def find_ca(staging: Path) -> StagedCA:
-    names = _ca_candidates(staging)
-    if not names:
-        raise CommandError(f"{staging}: no cluster CA here (run `sslreconciler pki init-ca --staging {staging}`)")
-    if len(names) > 1:
-        raise CommandError(f"{staging}: more than one CA ({', '.join(names)}); keep one")
-    name = names[0]
+def _load_ca(staging: Path, name: str) -> StagedCA:
+    if not (staging / f"{name}.crt").exists():
+        raise CommandError(f"{staging / (name + '.crt')}: the CA named in the rotation record is missing")
     key, cert = read_key(staging / f"{name}.key"), read_cert(staging / f"{name}.crt")
     if not verify.key_matches(key, cert):
         raise CommandError(f"{staging / (name + '.crt')}: does not match the private key in {name}.key")
     return StagedCA(name, key, cert)
 
 
+def find_ca(staging: Path) -> StagedCA:
+    """The CA that signs now: the rotation record's current CA, else the one CA in the staging area."""
+    record = read_record(staging)
+    if record is not None:
+        return _load_ca(staging, record.current)
+    names = _ca_candidates(staging)
+    if not names:
+        raise CommandError(f"{staging}: no cluster CA here (run `sslreconciler pki init-ca --staging {staging}`)")
+    if len(names) > 1:
+        raise CommandError(f"{staging}: more than one CA ({', '.join(names)}) and no {staging}/ca-rotation.json")
+    return _load_ca(staging, names[0])
+
+
+def trusted_cas(staging: Path) -> list[StagedCA]:
+    """Every CA a node must trust now: the current one first, then the one being rotated out."""
+    record = read_record(staging)
+    if record is None:
+        return [find_ca(staging)]
+    return [_load_ca(staging, name) for name in record.trusted]
+
+
+def signer_name(cert: x509.Certificate, cas: list[StagedCA]) -> str | None:
+    """The name of the staged CA whose key signed ``cert``, None when none did."""
+    for ca in cas:
+        try:
+            cert.verify_directly_issued_by(ca.cert)
+        except (ValueError, TypeError, InvalidSignature):
+            continue
+        return ca.name
+    return None
+
+
 def init_ca(staging: Path, name: str | None, days: int, key_type: KeyType, force: bool) -> str:
     """Make the cluster CA; a no-op when one is there. What was done, in a sentence."""
+    if name is not None:
+        valid_ca_name(name)  # a file stem in the staging area, never a path out of it
     staging.mkdir(mode=0o700, parents=True, exist_ok=True)
     existing = _ca_candidates(staging)
     name = name or (existing[0] if existing else default_ca_name())
@@ -90,6 +122,12 @@ def init_ca(staging: Path, name: str | None, days: int, key_type: KeyType, force
     broken = []
     if existing and force:
         old = find_ca(staging)
+        if name == old.name:
+            raise CommandError(
+                f"{staging}: the new CA would reuse the old CA's name {old.name}, so nodes would lose the old one "
+                "while hosts still use it; give --name NEW, or better, rotate without a broken handshake: "
+                f"`sslreconciler pki rotate-ca --staging {staging}`"
+            )
         broken = [h for h in list_hosts(staging) if h["issuer"] == old.cert.subject.rfc4514_string()]
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
         for suffix in (".key", ".crt"):
@@ -103,8 +141,9 @@ def init_ca(staging: Path, name: str | None, days: int, key_type: KeyType, force
         hosts = ", ".join(sorted({h["host"] for h in broken})) or "none staged"
         done += (
             f"\nreplaced the old CA {existing[0]} (kept as *.replaced-*). This breaks every certificate it signed"
-            f" (hosts: {hosts}): no node trusts the new CA yet. Re-issue each with `pki issue --renew`, "
-            "then install a new bundle on every node."
+            f" (hosts: {hosts}): no node trusts the new CA yet. Re-issue each ssl pair and each web pair "
+            "(`pki issue --renew`, `pki issue --renew --web`), then install a new bundle on every node. "
+            "`pki rotate-ca` does this without breaking anything."
         )
     return done
 
@@ -124,6 +163,12 @@ def issue(
     crt_path, key_path = staging / f"{stem}.crt", staging / f"{stem}.key"
     if crt_path.exists() and not renew:
         current = read_cert(crt_path)
+        signer = signer_name(current, trusted_cas(staging))
+        if signer != ca.name:
+            raise CommandError(
+                f"{crt_path}: signed by {signer or current.issuer.rfc4514_string()}, not the current CA {ca.name}; "
+                "--renew re-issues it under the current CA"
+            )
         if current.not_valid_after_utc > dt.datetime.now(dt.UTC):
             raise CommandError(
                 f"{crt_path}: a valid certificate is already there (until {current.not_valid_after_utc:%Y-%m-%d}); "
@@ -132,7 +177,7 @@ def issue(
     try:
         names = parse_san(sans + ([f"URI:sip:{sip_domain}"] if sip_domain else []))
     except ValueError as exc:
-        raise CommandError(f"--san: {exc}") from None
+        raise UsageError(f"--san: {exc}") from None
     key = generate_key(key_type)
     cert = issue_host_cert(ca.key, ca.cert, host, key, days, names)
     atomic_write(key_path, key_pem(key), 0o600)
@@ -143,6 +188,11 @@ def issue(
 def list_hosts(staging: Path) -> list[dict[str, Any]]:
     """Every staged host certificate: serial, expiry, days left, whether its key matches."""
     ca_names = set(_ca_candidates(staging))
+    try:
+        cas = trusted_cas(staging)
+    except CommandError:
+        cas = []
+    current = cas[0].name if cas else None
     now = dt.datetime.now(dt.UTC)
     rows: list[dict[str, Any]] = []
     for crt in sorted(staging.glob("*.crt")):
@@ -170,6 +220,8 @@ def list_hosts(staging: Path) -> list[dict[str, Any]]:
                 "not_after": cert.not_valid_after_utc.isoformat().replace("+00:00", "Z"),
                 "days_left": (cert.not_valid_after_utc - now).days,
                 "key_matches": matches,
+                "ca": signer_name(cert, cas),
+                "reissue": signer_name(cert, cas) != current,
             }
         )
     return rows
@@ -178,7 +230,7 @@ def list_hosts(staging: Path) -> list[dict[str, Any]]:
 def render_hosts(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "no host certificates staged"
-    lines = [f"{'HOST':<30} {'KIND':<4} {'SERIAL':<18} {'NOT AFTER':<10} {'DAYS':>5}  KEY"]
+    lines = [f"{'HOST':<30} {'KIND':<4} {'SERIAL':<18} {'NOT AFTER':<10} {'DAYS':>5}  {'KEY':<8}  CA"]
     for r in rows:
         if "problem" in r:
             lines.append(f"{r['host']:<30} {r['problem']}")
@@ -186,6 +238,10 @@ def render_hosts(rows: list[dict[str, Any]]) -> str:
         key = {True: "matches", False: "MISMATCH", None: "missing"}[r["key_matches"]]
         lines.append(
             f"{r['host']:<30} {'web' if r['web'] else 'ssl':<4} {r['serial'][:16]:<18} "
-            f"{r['not_after'][:10]:<10} {r['days_left']:>5}  {key}"
+            f"{r['not_after'][:10]:<10} {r['days_left']:>5}  {key:<8}  {r.get('ca') or 'UNKNOWN'}"
+            + ("  (re-issue)" if r.get("reissue") else "")
         )
+    left = [f"{r['host']}{' --web' if r['web'] else ''}" for r in rows if r.get("reissue")]
+    if left:
+        lines.append(f"left to re-issue under the current CA ({len(left)}): {', '.join(left)}")
     return "\n".join(lines)

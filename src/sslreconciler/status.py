@@ -51,22 +51,34 @@ def render(doc: dict[str, Any], code: int) -> str:
     artifacts: dict[str, Any] = doc.get("artifacts", {})
     findings: list[dict[str, str]] = doc.get("findings", [])
     errors = sum(f["level"] == "error" for f in findings)
+    hooks: dict[str, dict[str, Any]] = doc.get("hooks", {})
+    hook_failures = sum(h.get("outcome") != "ok" for h in hooks.values())
     summary = (
         f"SSLRECONCILER {LABELS[code]} - {doc.get('status')}: {len(artifacts)} artifacts, "
-        f"{errors} errors, {len(findings) - errors} warnings"
+        f"{errors} errors, {len(findings) - errors} warnings, {hook_failures} failed hooks"
     )
     lines = [summary, ""]
-    rows = [("ARTIFACT", "STATUS", "EXPIRES", "DAYS", "CERTIFICATE")]
+    # SERIAL (its last 8 hex digits) and SHA256 (the fingerprint's first 12) tell a renewed certificate
+    # from the one before even when subject and expiry are the same.
+    rows = [("ARTIFACT", "STATUS", "EXPIRES", "DAYS", "SERIAL", "SHA256", "CERTIFICATE")]
     for name, a in sorted(artifacts.items()):
         cert = a.get("certificate")
         if cert:
             rows.append(
-                (name, a["status"], cert["not_after"][:10], str(_days_left(cert["not_after"], now)), cert["subject"])
+                (
+                    name,
+                    a["status"],
+                    cert["not_after"][:10],
+                    str(_days_left(cert["not_after"], now)),
+                    str(cert.get("serial", "-"))[-8:],
+                    str(cert.get("fingerprint_sha256", "-"))[:12],
+                    cert["subject"],
+                )
             )
         else:
-            rows.append((name, a["status"], "-", "-", "-"))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r[:4], widths, strict=True)) + "  " + r[4] for r in rows]
+            rows.append((name, a["status"], "-", "-", "-", "-", "-"))
+    widths = [max(len(r[i]) for r in rows) for i in range(6)]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r[:6], widths, strict=True)) + "  " + r[6] for r in rows]
     for name, a in sorted(artifacts.items()):
         if a["status"] not in ("ok",):
             lines.append(f"  {name}: {a['message']}")
@@ -75,11 +87,13 @@ def render(doc: dict[str, Any], code: int) -> str:
         lines += [
             f"  {f['level']}{' (pending)' if f.get('pending') else ''}: {f['file']}: {f['reason']}" for f in findings
         ]
-    hooks: dict[str, dict[str, Any]] = doc.get("hooks", {})
     if hooks:
-        lines += ["", "hooks:"]
+        lines += ["", "hooks (run one at a time, in the order the desired state lists them):"]
         lines += [
-            f"  {label}: {h['outcome']} at {h['started_at']}" + (f" ({h['detail']})" if h["detail"] else "")
+            f"  {label}: {h['outcome']}"
+            + (f" (exit {h['exit_code']})" if h.get("exit_code") is not None else "")
+            + f" at {h['started_at']}"
+            + (f": {h['detail']}" if h["detail"] else "")
             for label, h in hooks.items()
         ]
     acme: dict[str, Any] = doc.get("acme") or {}

@@ -20,7 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
-from sslreconciler.errors import CommandError
+from sslreconciler.errors import CommandError, UsageError
 from sslreconciler.findings import Level, SourceError
 from sslreconciler.fsio import (
     MAX_SOURCE_BYTES,
@@ -67,11 +67,16 @@ def parse_subject(subject: str) -> x509.Name:
         attrs = [_attribute(p, subject) for p in parts]
     else:
         try:
-            return x509.Name.from_rfc4514_string(text)
+            parsed = x509.Name.from_rfc4514_string(text)
         except ValueError as exc:
-            raise CommandError(f"--subject {subject!r}: {exc}") from None
+            raise UsageError(
+                f"--subject {subject!r}: {exc or 'not a distinguished name'} (use e.g. /CN=host/O=org)"
+            ) from None
+        if list(parsed):
+            return parsed
+        attrs = []
     if not attrs:
-        raise CommandError(f"--subject {subject!r}: empty")
+        raise UsageError(f"--subject {subject!r}: empty (use e.g. /CN=host/O=org)")
     return x509.Name(attrs)
 
 
@@ -79,30 +84,60 @@ def _attribute(part: str, subject: str) -> x509.NameAttribute[str]:
     key, sep, value = part.partition("=")
     oid = _ATTRS.get(key.strip().upper())
     if not sep or oid is None or not value:
-        raise CommandError(f"--subject {subject!r}: cannot read {part!r} (use e.g. /CN=host/O=org)")
+        raise UsageError(f"--subject {subject!r}: cannot read {part!r} (use e.g. /CN=host/O=org)")
     try:
         return x509.NameAttribute(oid, value)
     except ValueError as exc:
-        raise CommandError(f"--subject {subject!r}: {part!r}: {exc}") from None
+        raise UsageError(f"--subject {subject!r}: {part!r}: {exc}") from None
 
 
-def make_csr(ssl_dir: Path, subject: str, sans: list[str], output: Path, key_type: KeyType) -> str:
+def make_csr(
+    ssl_dir: Path, subject: str, sans: list[str], output: Path, key_type: KeyType, new_key: bool = False
+) -> str:
+    """A CSR for the pending key; the pending key is made only when there is none (or ``new_key``).
+
+    Everything that can be checked is checked before anything is written; the CSR goes out first and the
+    pending key last, so a failure leaves the ssl dir as it was.
+    """
     name = parse_subject(subject)
     cns = [a.value for a in name.get_attributes_for_oid(NameOID.COMMON_NAME) if isinstance(a.value, str)]
     try:
         names = parse_san(([f"DNS:{cns[0]}"] if cns else []) + sans)
     except ValueError as exc:
-        raise CommandError(f"--san: {exc}") from None
+        raise UsageError(f"--san: {exc}") from None
     unique = list(dict.fromkeys(names))
-    key = generate_key(key_type)
+    if not ssl_dir.is_dir():
+        raise UsageError(f"--ssl-dir {ssl_dir}: no such directory")
+    if not output.parent.is_dir():
+        raise UsageError(f"-o {output}: the directory {output.parent} does not exist")
+    pending = ssl_dir / PENDING_KEY
+    with opened_dir(ssl_dir) as ssl_fd:  # read inside the ssl dir: a planted link is refused, not followed
+        pending_data = None if new_key else _read_here(ssl_fd, PENDING_KEY, ssl_dir)
+    reuse = pending_data is not None
+    if pending_data is not None:
+        try:
+            key: PrivateKey = parse_private_key(pending_data, str(pending))
+        except SourceError as exc:
+            raise CommandError(f"{exc.finding}; `web csr --new-key` replaces it") from None
+    else:
+        key = generate_key(key_type)
     builder = x509.CertificateSigningRequestBuilder().subject_name(name)
     if unique:
         builder = builder.add_extension(x509.SubjectAlternativeName(unique), critical=False)
     csr = builder.sign(key, hashes.SHA256())
-    with opened_dir(ssl_dir) as ssl_fd:
-        atomic_write_at(ssl_fd, PENDING_KEY, key_pem(key), 0o600, *owner_for_new_files(ssl_fd))
-    atomic_write(output, csr.public_bytes(serialization.Encoding.PEM), 0o644)
-    return f"{output}: CSR for {name.rfc4514_string()}; its key waits in {ssl_dir / PENDING_KEY}"
+    try:
+        atomic_write(output, csr.public_bytes(serialization.Encoding.PEM), 0o644)
+    except OSError as exc:
+        raise CommandError(f"-o {output}: cannot be written: {exc.strerror}; nothing changed") from None
+    if not reuse:
+        try:
+            with opened_dir(ssl_dir) as ssl_fd:  # inside the ssl dir, never through a planted link
+                atomic_write_at(ssl_fd, PENDING_KEY, key_pem(key), 0o600, *owner_for_new_files(ssl_fd))
+        except OSError as exc:
+            output.unlink(missing_ok=True)
+            raise CommandError(f"{pending}: cannot be written: {exc.strerror}; no CSR made") from None
+    how = "the pending key made earlier (give --new-key for a new one)" if reuse else "a new pending key"
+    return f"{output}: CSR for {name.rfc4514_string()} with {how}; the key waits in {pending}"
 
 
 def _load(path: Path, what: str) -> bytes:

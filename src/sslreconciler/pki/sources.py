@@ -124,15 +124,11 @@ def parse_certificates(data: bytes, display: str) -> list[x509.Certificate]:
 
 def _load_key_block(block: PemBlock, display: str) -> object:
     if block.label == b"ENCRYPTED PRIVATE KEY" or b"Proc-Type: 4,ENCRYPTED" in block.text:
-        raise SourceError(
-            error(display, "holds an encrypted private key and no key password is configured", "encrypted-key")
-        )
+        raise SourceError(error(display, _encrypted_reason(display), "encrypted-key"))
     try:
         return serialization.load_pem_private_key(block.text, password=None, unsafe_skip_rsa_key_validation=True)
     except TypeError:
-        raise SourceError(
-            error(display, "holds an encrypted private key and no key password is configured", "encrypted-key")
-        ) from None
+        raise SourceError(error(display, _encrypted_reason(display), "encrypted-key")) from None
     except (ValueError, UnsupportedAlgorithm):
         raise SourceError(error(display, "private key cannot be parsed (corrupt or truncated)", "garbage")) from None
 
@@ -144,9 +140,7 @@ def parse_private_key(data: bytes, display: str) -> PrivateKey:
         try:
             key = serialization.load_der_private_key(data, password=None, unsafe_skip_rsa_key_validation=True)
         except TypeError:
-            raise SourceError(
-                error(display, "holds an encrypted private key and no key password is configured", "encrypted-key")
-            ) from None
+            raise SourceError(error(display, _encrypted_reason(display), "encrypted-key")) from None
         except (ValueError, UnsupportedAlgorithm):
             raise SourceError(error(display, "is neither PEM nor a DER private key", "garbage")) from None
     else:
@@ -186,3 +180,11 @@ def _signs_consistently(key: PrivateKey) -> bool:
     except (InvalidSignature, ValueError):
         return False
     return True
+
+
+def _encrypted_reason(display: str) -> str:
+    """What to do about a passphrase-protected key: the stores need it in the clear (0600, like the others)."""
+    return (
+        "holds an encrypted private key (a passphrase protects it); decrypt it in place: "
+        f"`openssl pkey -in {display} -out {display}` (asks for the passphrase; keep it 0600)"
+    )

@@ -1,0 +1,58 @@
+"""The staging area's CA record: which CA signs now, which older one is still trusted, which were retired.
+
+``ca-rotation.json`` in the staging area exists only once a rotation has begun (``pki rotate-ca``).
+Without it the staging area holds exactly one CA, as before.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sslreconciler.errors import CommandError, UsageError
+from sslreconciler.fsio import atomic_write
+
+RECORD = "ca-rotation.json"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
+
+
+@dataclass(frozen=True, slots=True)
+class CARecord:
+    current: str
+    previous: str | None = None  # still trusted while hosts move to ``current``
+    retired: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def trusted(self) -> list[str]:
+        return [self.current, *([self.previous] if self.previous else [])]
+
+
+def valid_ca_name(name: str) -> str:
+    """The name as a file stem, or a CommandError saying what a CA name may hold."""
+    if not _NAME.match(name) or name.endswith((".crt", ".key")):
+        raise UsageError(f"--name {name!r}: a CA name is letters, digits, '.', '_' and '-' (it is a file name)")
+    return name
+
+
+def read_record(staging: Path) -> CARecord | None:
+    path = staging / RECORD
+    try:
+        data = json.loads(path.read_bytes())
+        current, previous = data["current"], data.get("previous")
+        retired = tuple(data.get("retired", []))
+        if not isinstance(current, str) or not (previous is None or isinstance(previous, str)):
+            raise TypeError("current/previous must be names")
+        if not all(isinstance(r, str) for r in retired):
+            raise TypeError("retired must be a list of names")
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CommandError(f"{path}: cannot be read as the CA rotation record ({exc}); fix or remove it") from None
+    return CARecord(current, previous, retired)
+
+
+def write_record(staging: Path, record: CARecord) -> None:
+    body = {"current": record.current, "previous": record.previous, "retired": list(record.retired)}
+    atomic_write(staging / RECORD, (json.dumps(body, indent=2) + "\n").encode(), 0o644)
