@@ -128,3 +128,29 @@ def store_probe(java_classes: Path, version: str, storetype: str, store: Path, p
     proc = subprocess.run([java_bin(version), "-cp", str(java_classes), "StoreProbe", storetype, str(store), password],
                           capture_output=True, text=True, timeout=120)
     return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path):
+    """A 400 KiB tmpfs: a file system that can be filled (disk-full tests)."""
+    mount = tmp_path / "fs"
+    mount.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(mount)]).returncode:
+        pytest.skip("needs root and mount (CI has both)")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.fixture(scope="module")
+def service_user():
+    """A real unprivileged user (created, then removed) who owns the directories root works on."""
+    from userkit import make_service_user
+
+    yield from make_service_user()
+
+
+@pytest.fixture
+def world():
+    from userkit import make_world
+
+    yield from make_world()

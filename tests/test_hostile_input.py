@@ -22,22 +22,12 @@ from pathlib import Path
 
 import pytest
 from daemonkit import RunningDaemon, fingerprint
-from userkit import as_user, chown_tree, make_service_user, make_world, outside_secret, run_as, state_of
+from userkit import as_user, chown_tree, outside_secret, run_as, state_of
 
 from conftest import run_cli, snapshot
 from pkitools import Issued, make_host, seed_node, write
 
 HOST = "master.example.com"
-
-
-@pytest.fixture(scope="module")
-def service_user() -> Iterator[pwd.struct_passwd]:
-    yield from make_service_user()
-
-
-@pytest.fixture
-def world() -> Iterator[Path]:
-    yield from make_world()
 
 
 def _findings(doc: dict, code: str | None = None, file: str | None = None) -> list[dict]:

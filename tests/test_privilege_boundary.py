@@ -10,31 +10,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pwd
 import stat
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from userkit import as_user, chown_tree, make_service_user, make_world, outside_secret, run_as, state_of
+from userkit import as_user, chown_tree, outside_secret, run_as, state_of
 
 from conftest import keytool_list, run_cli, snapshot
 from pkitools import Issued, make_host, seed_node, write
 
 HOST = "master.example.com"
-
-
-@pytest.fixture(scope="module")
-def service_user() -> Iterator[pwd.struct_passwd]:
-    yield from make_service_user()
-
-
-@pytest.fixture
-def world() -> Iterator[Path]:
-    yield from make_world()
 
 
 def _node(world: Path, ca: Issued, user, web: bool = False):

@@ -128,16 +128,6 @@ def test_sigkill_at_random_moments_never_leaves_a_partial_store(tmp_path: Path, 
     assert kills == 200 and mixed + mid_write > 0
 
 
-@pytest.fixture
-def tmpfs(tmp_path: Path):
-    mount = tmp_path / "fs"
-    mount.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(mount)]).returncode:
-        pytest.skip("needs root and mount (CI has both)")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
 def _rename_in(node, pair: Issued) -> None:
     os.rename(node.ssl_dir / ".in" / "k", node.ssl_dir / "ssl-web.key")
     os.rename(node.ssl_dir / ".in" / "c", node.ssl_dir / "ssl-web.crt")

@@ -250,14 +250,7 @@ def atomic_write_at(
     dir_fd: int, name: str, data: bytes, mode: int, uid: int | None = None, gid: int | None = None
 ) -> None:
     """Replace ``name`` in the directory ``dir_fd`` with ``data``: readers see the old or the new."""
-    tmp = write_temp_at(dir_fd, name, data, mode, uid, gid)
-    try:
-        os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp, dir_fd=dir_fd)
-        raise
-    os.fsync(dir_fd)
+    replace_together_at(dir_fd, [(name, data, mode)], uid, gid)
 
 
 def replace_together_at(
