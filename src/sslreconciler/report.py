@@ -97,6 +97,7 @@ class Report:
     dry_run: bool = False
     certificates: list[SourceCert] = field(default_factory=list)
     pending_files: set[str] = field(default_factory=set)  # errors here are a copy in progress (daemon)
+    trust: dict[str, Any] | None = None  # trustset.trust_set of the authorities; None when nothing was read
 
     @property
     def status(self) -> Status:
@@ -141,6 +142,7 @@ class Report:
             "findings": self.finding_dicts(),
             "certificates": [c.to_dict() for c in self.certificates],
             "counts": self.counts(),
+            **({"trust": self.trust} if self.trust is not None else {}),
         }
 
     def to_json(self) -> str:
