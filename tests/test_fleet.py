@@ -215,6 +215,16 @@ def test_every_playbook_passes_syntax_check(tmp_path: Path) -> None:
         assert proc.returncode == 0, f"{playbook.name}: {proc.stdout}{proc.stderr}"
 
 
+def test_ansible_lint_passes(tmp_path: Path) -> None:
+    env = _ansible_env(tmp_path)
+    collection = tmp_path / "collections" / "ansible_collections" / "sipxpbx"
+    collection.mkdir(parents=True)
+    (collection / "sslreconciler").symlink_to(REPO / "ansible")
+    proc = subprocess.run([str(BIN / "ansible-lint"), "--offline", "--nocolor", "-q"], cwd=REPO / "ansible",
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
 def test_fresh_rollout_of_three_nodes(fleet: Fleet, java_classes: Path) -> None:
     fingerprints = set()
     for host in fleet.nodes:

@@ -8,9 +8,9 @@ import json
 from pathlib import Path
 
 from cryptography import x509
+from daemonkit import RunningDaemon, http_get
 
 from conftest import openssl, run_cli
-from daemonkit import RunningDaemon, http_get
 from pkitools import make_ca, seed_node
 
 
@@ -109,5 +109,7 @@ def test_health_and_metrics_carry_the_trust_set(tmp_path: Path, ca) -> None:
         metrics = http_get(daemon.socket, "/metrics")[1].decode()
         assert f'sslreconciler_trust_set_info{{fingerprint="{expected}"}} 1' in metrics
         assert "# TYPE sslreconciler_trust_set_info gauge" in metrics
+        text = run_cli("status", "--socket", daemon.socket).out
+        assert f"trusts: ca.master.example.com (set {expected[:16]})" in text
     finally:
         daemon.close()
