@@ -215,6 +215,35 @@ def test_every_playbook_passes_syntax_check(tmp_path: Path) -> None:
         assert proc.returncode == 0, f"{playbook.name}: {proc.stdout}{proc.stderr}"
 
 
+def _filters() -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fleet_filters", REPO / "ansible" / "plugins" / "filter" / "fleet.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_fleet_report_marks_the_nodes_that_disagree_with_most() -> None:
+    f = _filters()
+
+    def doc(fp: str | None, status: str = "ok") -> dict[str, Any]:
+        d: dict[str, Any] = {"status": status, "artifacts": {"ssl.keystore": {"certificate": {"not_after": "2029-01-02T00:00:00Z"}}}}
+        if fp:
+            d["trust"] = {"fingerprint": fp, "authorities": [f"ca-{fp}"]}
+        return d
+
+    rows = f.fleet_report({"c": doc("bb"), "a": doc("aa"), "b": doc("aa", "warning"), "d": {}})
+    assert [(r["node"], r["status"], r["drift"]) for r in rows] == [
+        ("a", "ok", False), ("b", "warning", False), ("c", "ok", True), ("d", "unreachable", True)]
+    assert rows[0]["ssl_expiry"] == "2029-01-02T00:00:00Z" and rows[0]["web_expiry"] == "-"
+    assert not any(r["drift"] for r in f.fleet_report({"a": doc("aa"), "b": doc("aa")}))
+    table = f.fleet_table(rows).splitlines()
+    assert table[0].split()[:3] == ["NODE", "STATUS", "TRUST"]
+    assert table[3].split() == ["c", "ok", "bb", "ca-bb", "2029-01-02", "-", "DRIFT"]
+
+
 def test_ansible_lint_passes(tmp_path: Path) -> None:
     env = _ansible_env(tmp_path)
     collection = tmp_path / "collections" / "ansible_collections" / "sipxpbx"
