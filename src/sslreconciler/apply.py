@@ -43,6 +43,7 @@ from sslreconciler.report import Action, ArtifactReport, CertInfo, LinkReport, R
 from sslreconciler.stores.entries import StoreContent, StoreUnreadable
 from sslreconciler.stores.jks import encode_jks, read_jks
 from sslreconciler.stores.pkcs12 import encode_pkcs12, read_pkcs12
+from sslreconciler.trustset import trust_set
 
 MAX_STORE_BYTES = 256 * 1024 * 1024
 
@@ -405,4 +406,6 @@ def apply_plan(
         if own_fd:
             os.close(fd)
     certificates = [SourceCert(file, CertInfo.of(cert)) for file, cert in plan.certificates]
-    return Report(str(ssl_dir), started, time.monotonic() - t0, artifacts, findings, links, dry_run, certificates)
+    report = Report(str(ssl_dir), started, time.monotonic() - t0, artifacts, findings, links, dry_run, certificates)
+    report.trust = trust_set(plan.trusted)
+    return report

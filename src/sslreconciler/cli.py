@@ -219,6 +219,14 @@ def _add_pki(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     bundle.add_argument("--staging", type=Path, required=True, metavar="DIR", help="the staging area")
     bundle.add_argument("host", metavar="HOST", help="the host the bundle is for")
     bundle.add_argument("-o", "--output", type=Path, required=True, metavar="FILE", help="the bundle file")
+    renew = psub.add_parser(
+        "renew", parents=[common], help="re-issue the staged host certificates that expire within DAYS"
+    )
+    renew.add_argument("--staging", type=Path, required=True, metavar="DIR", help="the staging area")
+    renew.add_argument("--within", type=int, required=True, metavar="DAYS", help="renew what expires within DAYS")
+    renew.add_argument("--web-too", action="store_true", help="also the HOST-web pairs (default: ssl pairs only)")
+    renew.add_argument("--days", type=_days, metavar="N", help="validity of the new certificates (default: as before)")
+    renew.add_argument("--json", action="store_true", help="print the renewed certificates as JSON")
     inst = psub.add_parser(
         "install-bundle",
         parents=[node_options],
@@ -402,6 +410,13 @@ def _pki(args: argparse.Namespace) -> int:
 
         rows = staging.list_hosts(args.staging)
         print(json.dumps(rows, indent=2) if args.json else staging.render_hosts(rows))
+    elif args.pki_command == "renew":
+        import json
+
+        from sslreconciler import renew
+
+        renewed = renew.renew(args.staging, args.within, args.web_too, args.days)
+        print(json.dumps([r.to_dict() for r in renewed], indent=2) if args.json else renew.render(renewed, args.within))
     elif args.pki_command == "bundle":
         if not args.output.parent.is_dir():
             raise UsageError(f"-o {args.output}: the directory {args.output.parent} does not exist")

@@ -173,6 +173,13 @@ def render_metrics(doc: dict[str, Any], now: float | None = None) -> str:
         "Consecutive failed `acme renew` attempts.",
         [("", int(acme.get("failures", 0)))] if acme else [],
     )
+    trust = doc.get("trust")
+    family(
+        "sslreconciler_trust_set_info",
+        "gauge",
+        "The trusted CA set (SHA-256 over the sorted DER of the authorities); nodes that disagree have drifted.",
+        [(_labels(fingerprint=trust["fingerprint"]), 1)] if trust else [],
+    )
     return "\n".join(out) + "\n"
 
 

@@ -71,6 +71,7 @@ class Plan:
     links: dict[str, dict[str, str]]
     hostname: str
     certificates: list[tuple[str, x509.Certificate]] = field(default_factory=list)  # (file, cert) parsed
+    trusted: dict[str, bytes] = field(default_factory=dict)  # the authorities: alias -> DER (not this host)
 
 
 def _alias_of(display: str) -> str:
@@ -505,7 +506,7 @@ def make_plan(
     findings.extend(_storeless_pairs(desired))
     links = trust.links if desired.truststore.hash_links else {}
     certificates = [(r.sources[1], c) for r in pairs.values() if r.fallback_from is None for c in r.chain[:1]]
-    return Plan(artifacts, findings, pairs, links, hostname, certificates + trust.parsed)
+    return Plan(artifacts, findings, pairs, links, hostname, certificates + trust.parsed, dict(trust.entries))
 
 
 def _storeless_pairs(desired: DesiredState) -> list[Finding]:

@@ -98,6 +98,7 @@ class Report:
     certificates: list[SourceCert] = field(default_factory=list)
     pending_files: set[str] = field(default_factory=set)  # errors here are a copy in progress (daemon)
     internal_error: bool = False  # the reconcile itself broke off: failed, whatever else is known
+    trust: dict[str, Any] | None = None  # trustset.trust_set of the authorities; None when nothing was read
 
     @property
     def status(self) -> Status:
@@ -144,6 +145,7 @@ class Report:
             "findings": self.finding_dicts(),
             "certificates": [c.to_dict() for c in self.certificates],
             "counts": self.counts(),
+            **({"trust": self.trust} if self.trust is not None else {}),
         }
 
     def to_json(self) -> str:

@@ -106,6 +106,9 @@ def render(doc: dict[str, Any], code: int) -> str:
             + f"; last run {acme.get('last_attempt')}: {acme.get('last_result')}"
             + (f" ({error.get('type')}: {error.get('detail')})" if error else ""),
         ]
+    trust: dict[str, Any] = doc.get("trust") or {}
+    if trust:
+        lines += ["", f"trusts: {', '.join(trust['authorities']) or 'nothing'} (set {trust['fingerprint'][:16]})"]
     last = doc.get("last_reconcile") or {}
     counts = doc.get("counts", {})
     if last:

@@ -1,0 +1,373 @@
+"""The Ansible collection (ansible/) run for real against a cluster of nodes on this machine.
+
+Each node is a directory tree with its own settings, desired state, running daemon and socket, reached with
+``ansible_connection=local``. One rollout is shared by the tests of this module (they run in file order:
+rollout, a fourth node, renewal, drift); after each playbook every pair of nodes completes Java mutual TLS with
+its stores and ``openssl verify`` accepts every node's certificate with every other node's authorities.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from daemonkit import http_get, wait_until
+
+from conftest import PASSWORD, REPO, java_bin, openssl, run_cli
+from pkitools import make_ca
+
+BIN = Path(sys.executable).parent
+PLAYBOOKS = REPO / "ansible" / "playbooks"
+MASTER = "node1.example.com"
+FIRST_THREE = [MASTER, "node2.example.com", "node3.example.com"]
+FOURTH = "node4.example.com"
+
+
+def _ansible_env(root: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SSLRECONCILER_") and k != "NOTIFY_SOCKET"}
+    env.update(
+        ANSIBLE_COLLECTIONS_PATH=str(root / "collections"),
+        ANSIBLE_HOME=str(root / "ansible-home"),
+        ANSIBLE_LOCAL_TEMP=str(root / "ansible-tmp"),
+        ANSIBLE_REMOTE_TMP=str(root / "ansible-tmp"),
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_RETRY_FILES_ENABLED="0",
+        ANSIBLE_PYTHON_INTERPRETER=sys.executable,
+        PATH=f"{BIN}:{env.get('PATH', '')}",
+    )
+    return env
+
+
+class Fleet:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.sockets = Path(tempfile.mkdtemp(prefix="srf-", dir="/tmp"))  # AF_UNIX paths stay short
+        self.nodes: list[str] = []
+        self.inventory = root / "inventory.json"
+        self.report_json = root / "report.json"
+        self.report_file = root / "report.txt"
+        self.env = _ansible_env(root)
+
+    def node_dir(self, host: str) -> Path:
+        return self.root / "nodes" / host
+
+    def ssl(self, host: str) -> Path:
+        return self.node_dir(host) / "ssl"
+
+    def socket(self, host: str) -> Path:
+        return self.sockets / f"{host.split('.')[0]}.sock"
+
+    def host_vars(self, host: str) -> dict[str, Any]:
+        d = self.node_dir(host)
+        return {
+            "sslreconciler_ssl_dir": str(d / "ssl"),
+            "sslreconciler_state_dir": str(d / "state"),
+            "sslreconciler_config": str(d / "etc" / "sslreconciler.toml"),
+            "sslreconciler_desired_state_file": str(d / "etc" / "desired-state.json"),
+            "sslreconciler_socket": str(self.socket(host)),
+            "sslreconciler_sans": ["DNS:localhost", "IP:127.0.0.1"],
+            "sslreconciler_sip_domain": "example.com",
+        }
+
+    def write_inventory(self, wheel: Path) -> None:
+        inventory = {
+            "all": {
+                "vars": {
+                    "ansible_connection": "local",
+                    "ansible_python_interpreter": sys.executable,
+                    "sslreconciler_install_method": "wheel",
+                    "sslreconciler_wheel": str(wheel),
+                    "sslreconciler_python": sys.executable,
+                    "sslreconciler_venv": str(self.root / "venv"),
+                    "sslreconciler_service_manager": "background",
+                    "sslreconciler_staging": str(self.root / "staging"),
+                    "sslreconciler_ca_name": "ca.node1.example.com",
+                    "sslreconciler_bundle_dir": str(self.root / "controller-bundles"),
+                    "sslreconciler_health_timeout": 240,
+                    "sslreconciler_settings": {"log_format": "json"},
+                    "sslreconciler_report_file": str(self.report_file),
+                    "sslreconciler_report_json": str(self.report_json),
+                },
+                "children": {
+                    "sslreconciler_master": {"hosts": {MASTER: {}}},
+                    "sslreconciler_nodes": {"hosts": {h: self.host_vars(h) for h in self.nodes}},
+                },
+            }
+        }
+        self.inventory.write_text(json.dumps(inventory, indent=2))
+
+    def play(self, name: str, *extra: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [str(BIN / "ansible-playbook"), "-i", str(self.inventory), str(PLAYBOOKS / name), *extra],
+            capture_output=True, text=True, env=self.env, timeout=1200,
+        )
+        if check:
+            assert proc.returncode == 0, f"{name}: rc {proc.returncode}\n{proc.stdout[-8000:]}\n{proc.stderr[-4000:]}"
+        return proc
+
+    def health(self, host: str) -> dict[str, Any]:
+        return json.loads(http_get(self.socket(host))[1])
+
+    def metrics(self, host: str) -> str:
+        return http_get(self.socket(host), "/metrics")[1].decode()
+
+    def status(self, host: str) -> dict[str, Any]:
+        proc = run_cli("status", "--json", "--socket", self.socket(host))
+        return json.loads(proc.out)
+
+    def stop(self) -> None:
+        for pidfile in self.root.glob("nodes/*/state/daemon.pid"):
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pidfile.read_text()), signal.SIGTERM)
+        shutil.rmtree(self.sockets, ignore_errors=True)
+
+
+def _handshake(java_classes: Path, server: Path, client: Path, port_file: Path) -> str:
+    srv = subprocess.Popen([java_bin("system"), "-cp", str(java_classes), "TlsPeer", "server",
+                            str(server / "ssl.keystore"), str(server / "authorities.jks"), PASSWORD, str(port_file)],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not port_file.exists():
+            assert srv.poll() is None and time.monotonic() < deadline, srv.communicate()
+            time.sleep(0.05)
+        cli = subprocess.run([java_bin("system"), "-cp", str(java_classes), "TlsPeer", "client",
+                              str(client / "ssl.keystore"), str(client / "authorities.jks"), PASSWORD,
+                              port_file.read_text()], capture_output=True, text=True, timeout=180)
+        out, err = srv.communicate(timeout=120)
+    finally:
+        srv.kill()
+        port_file.unlink(missing_ok=True)
+    assert cli.returncode == 0 and srv.returncode == 0, cli.stdout + cli.stderr + out + err
+    return cli.stdout + out
+
+
+def assert_cluster_agrees(fleet: Fleet, java_classes: Path) -> None:
+    """Every pair: Java mutual TLS with its stores; openssl verify of each node's cert with each other's CAs."""
+    nodes = fleet.nodes
+    for a in nodes:
+        for b in nodes:
+            if a != b:
+                openssl("verify", "-CApath", fleet.ssl(b) / "authorities", fleet.ssl(a) / "ssl.crt")
+    for i, a in enumerate(nodes):
+        for b in nodes[i + 1:]:
+            out = _handshake(java_classes, fleet.ssl(a), fleet.ssl(b), fleet.root / f"port-{a}-{b}")
+            assert f"client: peer CN={a}" in out and f"server: peer CN={b}" in out
+
+
+def assert_report_matches(fleet: Fleet) -> list[dict[str, Any]]:
+    fleet.play("collect.yml")
+    rows = json.loads(fleet.report_json.read_text())
+    assert [r["node"] for r in rows] == sorted(fleet.nodes)
+    table = fleet.report_file.read_text()
+    for row in rows:
+        status = fleet.status(row["node"])
+        assert row["status"] == status["status"]
+        assert row["fingerprint"] == status["trust"]["fingerprint"]
+        assert row["authorities"] == status["trust"]["authorities"]
+        assert row["ssl_expiry"] == status["artifacts"]["ssl.keystore"]["certificate"]["not_after"]
+        line = next(line for line in table.splitlines() if line.startswith(row["node"]))
+        assert row["status"] in line and row["ssl_expiry"][:10] in line
+    return rows
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("fleet")
+    collection = root / "collections" / "ansible_collections" / "sipxpbx"
+    collection.mkdir(parents=True)
+    (collection / "sslreconciler").symlink_to(REPO / "ansible")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                    "-w", str(root / "wheel"), str(REPO)], check=True, timeout=600, capture_output=True)
+    wheel = next((root / "wheel").glob("sslreconciler-*.whl"))
+    f = Fleet(root)
+    f.nodes = list(FIRST_THREE)
+    f.write_inventory(wheel)
+    f.wheel = wheel  # type: ignore[attr-defined]
+    try:
+        f.play("install.yml", "--forks", "1")  # one venv shared by the nodes of this machine: one pip at a time
+        f.play("rollout.yml")
+        yield f
+    finally:
+        f.stop()
+
+
+def test_every_playbook_passes_syntax_check(tmp_path: Path) -> None:
+    env = _ansible_env(tmp_path)
+    collection = tmp_path / "collections" / "ansible_collections" / "sipxpbx"
+    collection.mkdir(parents=True)
+    (collection / "sslreconciler").symlink_to(REPO / "ansible")
+    playbooks = sorted(PLAYBOOKS.glob("*.yml"))
+    assert {p.name for p in playbooks} >= {"install.yml", "rollout.yml", "renew.yml", "rotate.yml", "collect.yml"}
+    for playbook in playbooks:
+        proc = subprocess.run([str(BIN / "ansible-playbook"), "--syntax-check", "-i", "localhost,", str(playbook)],
+                              capture_output=True, text=True, env=env, timeout=300)
+        assert proc.returncode == 0, f"{playbook.name}: {proc.stdout}{proc.stderr}"
+
+
+def _filters() -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fleet_filters", REPO / "ansible" / "plugins" / "filter" / "fleet.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_fleet_report_marks_the_nodes_that_disagree_with_most() -> None:
+    f = _filters()
+
+    def doc(fp: str | None, status: str = "ok") -> dict[str, Any]:
+        d: dict[str, Any] = {"status": status, "artifacts": {"ssl.keystore": {"certificate": {"not_after": "2029-01-02T00:00:00Z"}}}}
+        if fp:
+            d["trust"] = {"fingerprint": fp, "authorities": [f"ca-{fp}"]}
+        return d
+
+    rows = f.fleet_report({"c": doc("bb"), "a": doc("aa"), "b": doc("aa", "warning"), "d": {}})
+    assert [(r["node"], r["status"], r["drift"]) for r in rows] == [
+        ("a", "ok", False), ("b", "warning", False), ("c", "ok", True), ("d", "unreachable", True)]
+    assert rows[0]["ssl_expiry"] == "2029-01-02T00:00:00Z" and rows[0]["web_expiry"] == "-"
+    assert not any(r["drift"] for r in f.fleet_report({"a": doc("aa"), "b": doc("aa")}))
+    table = f.fleet_table(rows).splitlines()
+    assert table[0].split()[:3] == ["NODE", "STATUS", "TRUST"]
+    assert table[3].split() == ["c", "ok", "bb", "ca-bb", "2029-01-02", "-", "DRIFT"]
+
+
+def test_ansible_lint_passes(tmp_path: Path) -> None:
+    env = _ansible_env(tmp_path)
+    collection = tmp_path / "collections" / "ansible_collections" / "sipxpbx"
+    collection.mkdir(parents=True)
+    (collection / "sslreconciler").symlink_to(REPO / "ansible")
+    proc = subprocess.run([str(BIN / "ansible-lint"), "--offline", "--nocolor", "-q"], cwd=REPO / "ansible",
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_fresh_rollout_of_three_nodes(fleet: Fleet, java_classes: Path) -> None:
+    fingerprints = set()
+    for host in fleet.nodes:
+        doc = fleet.health(host)
+        assert doc["status"] == "ok", doc["findings"]
+        assert doc["trust"]["authorities"] == ["ca.node1.example.com"]
+        assert doc["artifacts"]["ssl.keystore"]["certificate"]["subject"] == f"CN={host}"
+        fingerprints.add(doc["trust"]["fingerprint"])
+        san = openssl("x509", "-in", fleet.ssl(host) / "ssl.crt", "-noout", "-ext", "subjectAltName").stdout
+        assert f"DNS:{host}" in san and "IP Address:127.0.0.1" in san and "URI:sip:example.com" in san
+    assert len(fingerprints) == 1
+    # No bundle (each holds a private key) is left behind on the controller, the master or a node.
+    assert list((fleet.root / "controller-bundles").iterdir()) == []
+    assert list((fleet.root / "staging" / "outgoing").iterdir()) == []
+    assert not list(fleet.root.glob("nodes/*/state/*.bundle.tgz"))
+    assert_cluster_agrees(fleet, java_classes)
+    rows = assert_report_matches(fleet)
+    assert not any(r["drift"] for r in rows)
+    # Run again: nothing is re-issued, no node's files change.
+    before = {h: (fleet.ssl(h) / "ssl.crt").read_bytes() for h in fleet.nodes}
+    out = fleet.play("rollout.yml").stdout
+    assert "failed=0" in out
+    assert before == {h: (fleet.ssl(h) / "ssl.crt").read_bytes() for h in fleet.nodes}
+
+
+def test_adding_a_fourth_node(fleet: Fleet, java_classes: Path) -> None:
+    staged = {h: (fleet.root / "staging" / f"{h}.crt").read_bytes() for h in fleet.nodes}
+    fleet.nodes.append(FOURTH)
+    fleet.write_inventory(fleet.wheel)  # type: ignore[attr-defined]
+    fleet.play("install.yml", "--limit", FOURTH)
+    fleet.play("rollout.yml")
+    assert fleet.health(FOURTH)["status"] == "ok"
+    assert staged == {h: (fleet.root / "staging" / f"{h}.crt").read_bytes() for h in staged}  # others kept
+    assert_cluster_agrees(fleet, java_classes)
+    assert_report_matches(fleet)
+
+
+def test_renewal_of_a_host_expiring_within_the_window(fleet: Fleet, java_classes: Path) -> None:
+    short = "node3.example.com"
+    staging = fleet.root / "staging"
+    # The host's certificate now expires in 10 days, and that is what the node runs.
+    result = run_cli("pki", "issue", "--staging", staging, short, "--renew", "--days", "10",
+                     "--san", "DNS:localhost", "--san", "IP:127.0.0.1", "--sip-domain", "example.com")
+    assert result.rc == 0, result.err
+    # A certificate that near its end makes the node "warning" (expiry_warning_days), which this step accepts.
+    fleet.play("rollout.yml", "--limit", f"{MASTER},{short}", "-e", '{"sslreconciler_health_ok": ["ok", "warning"]}')
+    assert fleet.health(short)["status"] == "warning"
+    old_serial = fleet.health(short)["artifacts"]["ssl.keystore"]["certificate"]["serial"]
+    others = [h for h in fleet.nodes if h != short]
+    staged = {h: (staging / f"{h}.crt").read_bytes() for h in others}
+    on_node = {h: {p.name: p.read_bytes() for p in fleet.ssl(h).iterdir() if p.is_file()} for h in others}
+
+    out = fleet.play("renew.yml", "-e", "sslreconciler_renew_within=30").stdout
+    assert f"renewed: {short}" in out
+
+    doc = fleet.health(short)
+    cert = doc["artifacts"]["ssl.keystore"]["certificate"]
+    assert cert["serial"] != old_serial and cert["not_after"][:4] >= str(time.gmtime().tm_year + 2)
+    assert staged == {h: (staging / f"{h}.crt").read_bytes() for h in others}
+    assert on_node == {h: {p.name: p.read_bytes() for p in fleet.ssl(h).iterdir() if p.is_file()} for h in others}
+    assert_cluster_agrees(fleet, java_classes)
+    assert_report_matches(fleet)
+    # Nothing is due any more: a second run renews nothing and rolls out nothing.
+    out = fleet.play("renew.yml", "-e", "sslreconciler_renew_within=30").stdout
+    assert "renewed: nothing was due" in out
+
+
+def test_drift_shows_in_collect_and_metrics(fleet: Fleet, java_classes: Path) -> None:
+    drifted = "node2.example.com"
+    common = fleet.health(MASTER)["trust"]["fingerprint"]
+    foreign = make_ca("ca.foreign.example.org")
+    dropped = fleet.ssl(drifted) / "authorities" / "foreign.crt"
+    dropped.write_bytes(foreign.cert_pem())
+    try:
+        doc = wait_until(lambda: (d := fleet.health(drifted))["trust"]["fingerprint"] != common and d,
+                         timeout=120, what="the daemon to see the foreign CA")
+        assert sorted(doc["trust"]["authorities"]) == ["ca.node1.example.com", "foreign"]
+        rows = assert_report_matches(fleet)
+        assert {r["node"]: r["drift"] for r in rows} == {h: h == drifted for h in fleet.nodes}
+        assert "DRIFT" in next(line for line in fleet.report_file.read_text().splitlines() if line.startswith(drifted))
+        for host in fleet.nodes:
+            want = doc["trust"]["fingerprint"] if host == drifted else common
+            assert f'sslreconciler_trust_set_info{{fingerprint="{want}"}} 1' in fleet.metrics(host)
+    finally:
+        dropped.unlink()
+    wait_until(lambda: fleet.health(drifted)["trust"]["fingerprint"] == common, timeout=120, what="drift healed")
+    rows = assert_report_matches(fleet)
+    assert not any(r["drift"] for r in rows)
+
+
+def _rotation_available() -> bool:
+    return run_cli("pki", "rotate-ca", "--help").rc == 0 and run_cli("pki", "retire-ca", "--help").rc == 0
+
+
+def test_full_ca_rotation(fleet: Fleet, java_classes: Path) -> None:
+    if not _rotation_available():
+        pytest.skip("`sslreconciler pki rotate-ca`/`retire-ca` (issue 14) are not in this build yet; "
+                    "the rotate playbook is written against their contract: enable once merged")
+    new_ca, old_ca = "ca2.node1.example.com", "ca.node1.example.com"
+    new = ["-e", f"sslreconciler_new_ca_name={new_ca}"]
+    # Step by step (the playbook's tags), with the whole cluster checked after each.
+    fleet.play("rotate.yml", "--tags", "rotate_begin", *new)
+    assert_cluster_agrees(fleet, java_classes)
+    fleet.play("rotate.yml", "--tags", "rotate_trust", *new)
+    for host in fleet.nodes:
+        assert sorted(fleet.health(host)["trust"]["authorities"]) == [new_ca, old_ca]
+    assert_cluster_agrees(fleet, java_classes)
+    fleet.play("rotate.yml", "--tags", "rotate_reissue", *new)
+    for host in fleet.nodes:
+        assert fleet.health(host)["artifacts"]["ssl.keystore"]["certificate"]["issuer"] == f"CN={new_ca}"
+    assert_cluster_agrees(fleet, java_classes)
+    fleet.play("rotate.yml", "--tags", "rotate_retire,rotate_remove", *new)
+    for host in fleet.nodes:
+        doc = fleet.health(host)
+        assert doc["status"] == "ok" and doc["trust"]["authorities"] == [new_ca]
+    assert_cluster_agrees(fleet, java_classes)
+    assert_report_matches(fleet)
