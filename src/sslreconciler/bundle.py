@@ -31,7 +31,9 @@ from sslreconciler.errors import CommandError
 from sslreconciler.findings import Level, SourceError
 from sslreconciler.fsio import (
     TEMP_PREFIX,
+    DirLocked,
     atomic_write,
+    lock_for_writing,
     lstat_at,
     open_subdir,
     opened_dir,
@@ -326,6 +328,10 @@ def install_bundle(
         raise CommandError(f"{path}: made for {bundle.host}, but this host is {host}; nothing installed")
     ssl_dir.mkdir(parents=True, exist_ok=True)
     with opened_dir(ssl_dir) as ssl_fd:
+        try:
+            lock_for_writing(ssl_fd, str(ssl_dir))  # the daemon must not sweep our staged temp files
+        except DirLocked as exc:
+            raise CommandError(f"{ssl_dir}: {exc.strerror}; nothing installed") from None
         try:
             os.mkdir("authorities", 0o755, dir_fd=ssl_fd)
         except FileExistsError:

@@ -16,7 +16,14 @@ from sslreconciler.cache import ReconcileCache
 from sslreconciler.desired import DesiredState
 from sslreconciler.errors import ConfigError
 from sslreconciler.findings import Finding, error
-from sslreconciler.fsio import atomic_write_at, open_dir, opened_dir, remove_stale_temp_files
+from sslreconciler.fsio import (
+    DirLocked,
+    atomic_write_at,
+    lock_for_writing,
+    open_dir,
+    opened_dir,
+    remove_stale_temp_files,
+)
 from sslreconciler.inputs import gather_inputs
 from sslreconciler.plan import make_plan
 from sslreconciler.report import Report
@@ -46,7 +53,12 @@ def reconcile(
         finding = error(str(ssl_dir), reason, "missing")
         return Report(str(ssl_dir), started, time.monotonic() - t0, [], [*extra, finding], [], dry_run)
     try:
+        if not dry_run:
+            lock_for_writing(ssl_fd, str(ssl_dir))  # one writer per ssl dir: the daemon or a one-shot
         return _reconcile_at(ssl_dir, ssl_fd, desired, dry_run, extra, cache, started, t0)
+    except DirLocked as exc:
+        finding = error(str(ssl_dir), f"not reconciled: {exc.strerror}", "locked")
+        return Report(str(ssl_dir), started, time.monotonic() - t0, [], [*extra, finding], [], dry_run)
     except ConfigError:
         raise
     except Exception as exc:

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import secrets
 import stat
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
 
@@ -74,6 +76,40 @@ def opened_dir(path: Path | str) -> Iterator[int]:
         yield fd
     finally:
         os.close(fd)
+
+
+WRITER_LOCK_WAIT_S = 120.0
+
+
+class DirLocked(OSError):
+    """Another writer held the directory's lock for longer than we wait."""
+
+
+def lock_for_writing(dir_fd: int, display: str, wait_s: float = WRITER_LOCK_WAIT_S) -> None:
+    """Take the one-writer lock of a directory (flock on its own descriptor: no lock file to plant or
+    follow), waiting at most ``wait_s``. Released when the descriptor is closed. Every writer of an ssl
+    dir takes it, so a one-shot beside the daemon never removes the other's live temp files."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(dir_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise DirLocked(
+                    errno.EWOULDBLOCK,
+                    f"another sslreconciler (the daemon, or a one-shot command) is writing here; waited {wait_s:.0f} s",
+                    display,
+                ) from None
+            time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def locked_dir(path: Path | str, wait_s: float = WRITER_LOCK_WAIT_S) -> Iterator[int]:
+    """``opened_dir`` holding the directory's writer lock."""
+    with opened_dir(path) as fd:
+        lock_for_writing(fd, str(path), wait_s)
+        yield fd
 
 
 def resolve_source(path: Path, display: str, allowed_roots: Iterable[Path]) -> Path:

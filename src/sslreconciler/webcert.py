@@ -27,6 +27,7 @@ from sslreconciler.fsio import (
     atomic_write,
     atomic_write_at,
     list_names,
+    locked_dir,
     lstat_at,
     open_subdir,
     opened_dir,
@@ -204,7 +205,7 @@ def install(
 
     ``lowered``: the policy rules the desired state lowers to a warning.
     """
-    with opened_dir(ssl_dir) as ssl_fd, _write_errors_named(ssl_dir, "nothing installed"):
+    with locked_dir(ssl_dir) as ssl_fd, _write_errors_named(ssl_dir, "nothing installed"):
         return _install(ssl_dir, ssl_fd, cert_file, key_file, chain_file, lowered)  # works inside the dir fd
 
 
@@ -292,7 +293,7 @@ def _keep_previous(ssl_dir: Path, ssl_fd: int) -> None:
 
 
 def rollback(ssl_dir: Path) -> str:
-    with opened_dir(ssl_dir) as ssl_fd, _write_errors_named(ssl_dir, "nothing rolled back"):
+    with locked_dir(ssl_dir) as ssl_fd, _write_errors_named(ssl_dir, "nothing rolled back"):
         return _rollback(ssl_dir, ssl_fd)
 
 
