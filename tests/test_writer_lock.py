@@ -1,0 +1,80 @@
+"""One writer per ssl dir: one-shots beside each other or beside the daemon never fail on each other's
+temp files (each takes a flock on the ssl dir's own descriptor and waits its turn)."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from daemonkit import RunningDaemon
+
+from conftest import run_cli
+from pkitools import Issued, seed_node
+
+HOST = "master.example.com"
+
+
+def _reconcile_proc(node) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "sslreconciler", "reconcile", "--ssl-dir", str(node.ssl_dir),
+                             "--desired-state", str(node.desired), "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _no_write_failure(proc: subprocess.Popen[str]) -> None:
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out + err
+    assert "write-failed" not in out and "Traceback" not in err
+
+
+def test_two_one_shots_at_once_both_succeed(tmp_path: Path, ca: Issued) -> None:
+    node = seed_node(tmp_path / "n", HOST, ca, web=True)
+    for i in range(8):  # every store rewritten each round: a new store password
+        node.desired.write_text(json.dumps({"hostname": HOST, "password": {"value": f"pass-{i}"}}))
+        procs = [_reconcile_proc(node), _reconcile_proc(node)]
+        for proc in procs:
+            _no_write_failure(proc)
+
+
+def test_one_shot_beside_the_daemon_succeeds(tmp_path: Path, ca: Issued) -> None:
+    node = seed_node(tmp_path / "n", HOST, ca, web=True)
+    d = RunningDaemon(node, tmp_path / "d")
+    try:
+        d.start()
+        for i in range(8):  # the daemon sees the edit and rewrites too, while the one-shot does
+            node.desired.write_text(json.dumps({"hostname": HOST, "password": {"value": f"pass-{i}"}}))
+            _no_write_failure(_reconcile_proc(node))
+        doc = d.wait_for(lambda x: x["status"] == "ok", what="daemon ok after the one-shots")
+        assert not [f for f in doc["findings"] if f["code"] == "write-failed"]
+    finally:
+        d.close()
+
+
+def test_a_held_lock_makes_a_writer_wait_then_go(tmp_path: Path, ca: Issued) -> None:
+    node = seed_node(tmp_path / "n", HOST, ca, web=True)
+    fd = os.open(node.ssl_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        proc = _reconcile_proc(node)
+        # while the lock is held nothing is written
+        try:
+            proc.wait(timeout=3)
+            raise AssertionError("reconcile ran while another writer held the lock")
+        except subprocess.TimeoutExpired:
+            pass
+        assert not (node.ssl_dir / "ssl.keystore").exists()
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        _no_write_failure(proc)
+        assert (node.ssl_dir / "ssl.keystore").exists()
+    finally:
+        os.close(fd)
+    # a dry run (check) never waits for the lock
+    fd = os.open(node.ssl_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        assert run_cli("check", "--ssl-dir", node.ssl_dir, "--desired-state", node.desired, timeout=60).rc in (0, 1)
+    finally:
+        os.close(fd)
