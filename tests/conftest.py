@@ -154,3 +154,18 @@ def world():
     from userkit import make_world
 
     yield from make_world()
+
+
+def fill_filesystem(fs: Path, leave_pages: int = 0) -> Path:
+    """Fill the file system ``fs`` with a file, then free ``leave_pages`` pages of 4 KiB; the file."""
+    filler = fs / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        while True:
+            os.write(fd, b"\0" * 4096)
+    except OSError:
+        pass  # the file system is full
+    finally:
+        os.close(fd)
+    os.truncate(filler, max(0, filler.stat().st_size - leave_pages * 4096))
+    return filler

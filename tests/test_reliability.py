@@ -20,7 +20,7 @@ from watchdog.observers import Observer
 
 from sslreconciler.fsio import TEMP_PREFIX
 
-from conftest import run_cli, snapshot
+from conftest import fill_filesystem, run_cli, snapshot
 from pkitools import Issued, make_ca, make_host, new_key, write
 
 STORES = ["ssl.keystore", "ssl.p12", "ssl-web.keystore", "ssl-web.p12", "authorities.jks"]
@@ -140,15 +140,7 @@ def test_disk_full_keeps_the_old_stores_and_recovers(tmpfs: Path, tmp_path: Path
     d = RunningDaemon(node, tmp_path / "d", settings="resync_interval = 1.0")
     try:
         d.start()
-        filler = tmpfs / "filler"
-        fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o644)
-        try:
-            while True:
-                os.write(fd, b"\0" * 4096)
-        except OSError:
-            pass  # the file system is full
-        finally:
-            os.close(fd)
+        filler = fill_filesystem(tmpfs)
         before = snapshot(node.ssl_dir)
         # a new store password: every store must be rewritten, and no old file is freed before that
         node.desired.write_text(json.dumps({"hostname": node.host, "password": {"value": "new-pass"}}))

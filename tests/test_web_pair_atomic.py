@@ -8,24 +8,10 @@ from pathlib import Path
 
 from sslreconciler.fsio import TEMP_PREFIX
 
-from conftest import run_cli
+from conftest import fill_filesystem, run_cli
 from pkitools import Issued, make_ca, make_host, seed_node, write
 
 HOST = "master.example.com"
-
-
-def _fill_leaving(fs: Path, pages: int) -> None:
-    """Fill the file system, then free ``pages`` pages of 4 KiB."""
-    filler = fs / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o644)
-    try:
-        while True:
-            os.write(fd, b"\0" * 4096)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-    os.truncate(filler, max(0, filler.stat().st_size - pages * 4096))
 
 
 def _pair(ssl_dir: Path) -> tuple[bytes, bytes]:
@@ -49,7 +35,7 @@ def test_full_disk_between_key_and_certificate_changes_nothing(tmpfs: Path, tmp_
     write(tmp_path / "next.key", nxt.key_pem(), 0o600)
     write(tmp_path / "next.crt", nxt.cert_pem() + b"".join(c.cert_pem() for c in chain) + ca.cert_pem() * 2)
     assert (tmp_path / "next.crt").stat().st_size > 4096
-    _fill_leaving(tmpfs, 1)
+    fill_filesystem(tmpfs, leave_pages=1)
     result = run_cli("web", "install", "--ssl-dir", ssl_dir, "--desired-state", node.desired,
                      "--cert", tmp_path / "next.crt", "--key", tmp_path / "next.key")
     assert _pair(ssl_dir) == before  # the old key with the old certificate: never one of each
