@@ -46,7 +46,7 @@ $(JDK_CACHE)/25/.installed: | $(STAMP)
 jdks: $(JDK_CACHE)/11/.installed $(JDK_CACHE)/25/.installed
 
 demo: venv
-	$(BIN)/python -m sslreconciler.demo $(DEMO)/ssl
+	$(BIN)/python -m sslreconciler.cluster.demo $(DEMO)/ssl
 
 run: demo
 	@echo "daemon on $(DEMO)/ssl, socket $(DEMO)/run/health.sock; Ctrl-C stops it"

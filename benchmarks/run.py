@@ -219,9 +219,9 @@ def bench_one_shot(work: Path, sizes: list[int], keytool_max: int) -> list[dict]
 IN_PROCESS = r"""
 import json, os, shutil, statistics, sys, time
 from pathlib import Path
-from sslreconciler.cache import ReconcileCache
-from sslreconciler.desired import DesiredState
-from sslreconciler.engine import reconcile
+from sslreconciler.reconcile.memo import ReconcileCache
+from sslreconciler.config.desired import DesiredState
+from sslreconciler.reconcile.reconciler import reconcile
 tree, scratch, profile = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 desired = DesiredState(hostname="bench.example.com", pkcs12_profile=profile)
 full, noop = [], []
@@ -240,8 +240,8 @@ print(json.dumps({"full": full, "noop": noop}))
 SCALE = r"""
 import json, resource, sys, time
 from pathlib import Path
-from sslreconciler.desired import DesiredState
-from sslreconciler.engine import reconcile
+from sslreconciler.config.desired import DesiredState
+from sslreconciler.reconcile.reconciler import reconcile
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t0 = time.perf_counter()
 report = reconcile(Path(sys.argv[1]), DesiredState(hostname="bench.example.com"))

@@ -161,7 +161,7 @@ def test_every_command_in_pki_md_runs(docs_cluster: Cluster) -> None:
 def test_make_run_can_be_repeated(tmp_path: Path) -> None:
     """The demo re-creates its spare web pair once the README's walkthrough used it."""
     ssl = tmp_path / "var" / "ssl"
-    demo = [sys.executable, "-m", "sslreconciler.demo", str(ssl)]
+    demo = [sys.executable, "-m", "sslreconciler.cluster.demo", str(ssl)]
     subprocess.run(demo, check=True, capture_output=True, timeout=120)
     spare = tmp_path / "var" / "new-web"
     first = (spare / "ssl-web.crt").read_bytes()

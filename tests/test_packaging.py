@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from sslreconciler.cli import build_parser
+from sslreconciler.cli.app import build_parser
 
 from conftest import REPO, run_cli
 
@@ -54,10 +54,10 @@ def test_rpm_file_list(rpm_file: Path) -> None:
     for expected in ["/usr/bin/sslreconciler", "/usr/lib/systemd/system/sslreconciler.service",
                      "/etc/sslreconciler/sslreconciler.toml", "/etc/sslreconciler/desired-state.example.json",
                      "/etc/sslreconciler/store-password", "/usr/share/man/man1/sslreconciler.1",
-                     f"{site}/cli.py", f"{site}/daemon.py", f"{site}/stores/jks.py", f"{site}/pki/verify.py",
+                     f"{site}/cli/app.py", f"{site}/daemon/loop.py", f"{site}/stores/jks.py", f"{site}/pki/verify.py",
                      "/var/lib/sslreconciler", "/usr/lib/systemd/system/sslreconciler-acme.service",
-                     "/usr/lib/systemd/system/sslreconciler-acme.timer", f"{site}/acme_renew/client.py",
-                     f"{site}/acme_renew/decide.py"]:
+                     "/usr/lib/systemd/system/sslreconciler-acme.timer", f"{site}/cluster/acme/client.py",
+                     f"{site}/cluster/acme/decide.py"]:
         assert expected in files, expected
     assert any(f.endswith("/operations.md") for f in files) and any(f.endswith("/README.md") for f in files)
     assert any(f.endswith("/acme.md") for f in files)

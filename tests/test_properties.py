@@ -12,9 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sslreconciler.bundle import read_bundle
-from sslreconciler.errors import CommandError
-from sslreconciler.findings import SourceError
+from sslreconciler.cluster.bundle import read_bundle
+from sslreconciler.model.errors import CommandError
+from sslreconciler.model.findings import SourceError
 from sslreconciler.pki.sources import parse_certificates, parse_private_key
 
 from pkitools import make_ca, make_host

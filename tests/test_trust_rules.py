@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from sslreconciler.findings import Level
+from sslreconciler.model.findings import Level
 from sslreconciler.pki import trust, verify
 from sslreconciler.pki.trust import validate_path
 
@@ -289,7 +289,7 @@ def test_sha1_self_signed_unanchored_top_is_not_judged() -> None:
 
 
 def test_desired_state_lowers_by_rule_name() -> None:
-    from sslreconciler.desired import DesiredState
+    from sslreconciler.config.desired import DesiredState
 
     desired = DesiredState.model_validate({"policy": {"weak_signature": "warning", "key_usage": "warning"}})
     assert desired.policy.lowered == {"weak-signature", "key-usage"}

@@ -13,8 +13,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 
 from sslreconciler import __version__  # noqa: E402
-from sslreconciler.cli import build_parser  # noqa: E402
-from sslreconciler.environment import VARIABLES  # noqa: E402
+from sslreconciler.cli.app import build_parser  # noqa: E402
+from sslreconciler.config.environment import VARIABLES  # noqa: E402
 
 
 def esc(text: str) -> str:

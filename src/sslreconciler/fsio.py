@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
 
-from sslreconciler.findings import Finding, SourceError, error
+from sslreconciler.model.findings import Finding, SourceError, error
 
 MAX_SOURCE_BYTES = 1024 * 1024
 # Every temp file this program creates starts with this, so watchers and clean-up can recognise them.

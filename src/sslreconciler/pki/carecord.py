@@ -11,8 +11,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sslreconciler.errors import CommandError, UsageError
 from sslreconciler.fsio import atomic_write
+from sslreconciler.model.errors import CommandError, UsageError
 
 RECORD = "ca-rotation.json"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")

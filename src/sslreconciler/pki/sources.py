@@ -17,7 +17,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from sslreconciler.findings import SourceError, error
+from sslreconciler.model.findings import SourceError, error
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 

@@ -12,7 +12,7 @@ import re
 
 from cryptography import x509
 
-from sslreconciler import der
+from sslreconciler.pki import der
 
 # ASN.1 string tags OpenSSL canonicalises (ASN1_MASK_CANON) and how to decode each.
 _CANON_CODECS = {

@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from sslreconciler.findings import Finding, error, warning
+from sslreconciler.model.findings import Finding, error, warning
 
 MAX_CHAIN_DEPTH = 8
 MAX_PATHS = 32  # paths tried per leaf: cross-signed CAs give a few, a hostile pile must not give thousands

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from sslreconciler.findings import Finding, SourceError, error, warning
+from sslreconciler.model.findings import Finding, SourceError, error, warning
 from sslreconciler.pki import trust
 from sslreconciler.pki.sources import PrivateKey
 from sslreconciler.pki.trust import MAX_CHAIN_DEPTH, ChainResult, describe, is_self_signed

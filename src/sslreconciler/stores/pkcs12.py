@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from sslreconciler import der
+from sslreconciler.pki import der
 from sslreconciler.stores.entries import KeyEntry, StoreContent, StoreUnreadable, cert_der, key_pkcs8
 
 Profile = Literal["modern", "legacy"]

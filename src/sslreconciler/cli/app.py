@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sslreconciler import __version__
-from sslreconciler.errors import CommandError, ConfigError, UsageError
+from sslreconciler.model.errors import CommandError, ConfigError, UsageError
 
 EXIT_OK, EXIT_DEGRADED, EXIT_USAGE = 0, 1, 2
 
@@ -61,7 +61,7 @@ def _common_options(hidden: bool = False) -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from sslreconciler.environment import epilog
+    from sslreconciler.config.environment import epilog
 
     common = _common_options()
     parser = argparse.ArgumentParser(
@@ -316,9 +316,9 @@ def _add_acme(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: 
 
 
 def _acme(args: argparse.Namespace) -> int:
-    from sslreconciler.acme_renew import command
-    from sslreconciler.desired import load_desired_state
-    from sslreconciler.settings import load_settings
+    from sslreconciler.cluster.acme import command
+    from sslreconciler.config.desired import load_desired_state
+    from sslreconciler.config.settings import load_settings
 
     settings = load_settings(args.config, _flag_overrides(args))
     desired = load_desired_state(settings.desired_state)
@@ -344,10 +344,10 @@ def _require_dir(ssl_dir: Path) -> None:
 
 
 def _reconcile(args: argparse.Namespace, dry_run: bool) -> int:
-    from sslreconciler.cache import ReconcileCache
-    from sslreconciler.desired import load_desired_state
-    from sslreconciler.engine import reconcile, save_report
-    from sslreconciler.settings import load_settings
+    from sslreconciler.config.desired import load_desired_state
+    from sslreconciler.config.settings import load_settings
+    from sslreconciler.reconcile.memo import ReconcileCache
+    from sslreconciler.reconcile.reconciler import reconcile, save_report
 
     settings = load_settings(args.config, _flag_overrides(args))
     _require_dir(settings.ssl_dir)
@@ -371,9 +371,9 @@ def _reconcile(args: argparse.Namespace, dry_run: bool) -> int:
 
 def _reconcile_after(args: argparse.Namespace, what: str) -> int:
     """After installing sources: reconcile so the stores follow, and report."""
-    from sslreconciler.desired import load_desired_state
-    from sslreconciler.engine import reconcile, save_report
-    from sslreconciler.settings import load_settings
+    from sslreconciler.config.desired import load_desired_state
+    from sslreconciler.config.settings import load_settings
+    from sslreconciler.reconcile.reconciler import reconcile, save_report
 
     settings = load_settings(args.config, _flag_overrides(args))
     report = reconcile(settings.ssl_dir, load_desired_state(settings.desired_state))
@@ -388,12 +388,12 @@ def _reconcile_after(args: argparse.Namespace, what: str) -> int:
 
 
 def _pki(args: argparse.Namespace) -> int:
-    from sslreconciler import bundle, staging
+    from sslreconciler.cluster import bundle, staging
 
     if args.pki_command == "init-ca":
         print(staging.init_ca(args.staging, args.name, args.days, args.key_type, args.force))
     elif args.pki_command in ("rotate-ca", "retire-ca"):
-        from sslreconciler import rotation
+        from sslreconciler.cluster import rotation
 
         if args.pki_command == "rotate-ca":
             print(rotation.rotate_ca(args.staging, args.name, args.days, args.key_type))
@@ -413,7 +413,7 @@ def _pki(args: argparse.Namespace) -> int:
     elif args.pki_command == "renew":
         import json
 
-        from sslreconciler import renew
+        from sslreconciler.cluster import renew
 
         renewed = renew.renew(args.staging, args.within, args.web_too, args.days)
         print(json.dumps([r.to_dict() for r in renewed], indent=2) if args.json else renew.render(renewed, args.within))
@@ -423,9 +423,9 @@ def _pki(args: argparse.Namespace) -> int:
         members = bundle.create_bundle(args.staging, args.host, args.output)
         print(f"{args.output}: bundle for {args.host}: {', '.join(members)}")
     elif args.pki_command == "install-bundle":
-        from sslreconciler.desired import load_desired_state
-        from sslreconciler.engine import host_name
-        from sslreconciler.settings import load_settings
+        from sslreconciler.config.desired import load_desired_state
+        from sslreconciler.config.settings import load_settings
+        from sslreconciler.reconcile.reconciler import host_name
 
         settings = load_settings(args.config, _flag_overrides(args))
         ssl_dir = settings.ssl_dir
@@ -438,8 +438,8 @@ def _pki(args: argparse.Namespace) -> int:
 
 
 def _web(args: argparse.Namespace) -> int:
-    from sslreconciler import webcert
-    from sslreconciler.settings import load_settings
+    from sslreconciler.cluster import webcert
+    from sslreconciler.config.settings import load_settings
 
     ssl_dir = load_settings(args.config, _flag_overrides(args)).ssl_dir
     _require_dir(ssl_dir)
@@ -447,7 +447,7 @@ def _web(args: argparse.Namespace) -> int:
         print(webcert.make_csr(ssl_dir, args.subject, args.san, args.output, args.key_type, args.new_key))
         return EXIT_OK
     if args.web_command == "install":
-        from sslreconciler.desired import load_desired_state
+        from sslreconciler.config.desired import load_desired_state
 
         lowered = load_desired_state(load_settings(args.config, _flag_overrides(args)).desired_state).policy.lowered
         return _reconcile_after(args, webcert.install(ssl_dir, args.cert, args.key, args.chain, lowered).message)
@@ -457,7 +457,7 @@ def _web(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from sslreconciler.hardening import no_core_dumps
+    from sslreconciler.process import no_core_dumps
 
     no_core_dumps()  # every command may hold a key or a store password in memory
     if args.command != "run":  # `status | head -1` ends quietly, as for other Unix tools; the daemon keeps EPIPE
@@ -470,12 +470,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "check":
             return _reconcile(args, dry_run=True)
         if args.command == "run":
-            from sslreconciler.daemon import run_daemon
+            from sslreconciler.daemon.loop import run_daemon
 
             return run_daemon(args.config, _flag_overrides(args))
         if args.command == "status":
-            from sslreconciler.settings import load_settings
-            from sslreconciler.status import status_command
+            from sslreconciler.cli.status import status_command
+            from sslreconciler.config.settings import load_settings
 
             return status_command(load_settings(args.config, _flag_overrides(args)).socket, args.json)
         if args.command == "pki":
@@ -485,7 +485,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "acme":
             return _acme(args)
         if args.command == "schema":
-            from sslreconciler.desired import desired_state_schema
+            from sslreconciler.config.desired import desired_state_schema
 
             print(desired_state_schema())
             return EXIT_OK

@@ -8,9 +8,9 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sslreconciler.desired import DesiredState, PasswordSource, resolve_password
-from sslreconciler.findings import Finding, SourceError, error
+from sslreconciler.config.desired import DesiredState, PasswordSource, resolve_password
 from sslreconciler.fsio import TEMP_PREFIX, fd_path, list_names, lstat_at, open_dir, read_at
+from sslreconciler.model.findings import Finding, SourceError, error
 
 TRUST_SUFFIXES = (".crt", ".pem", ".cer", ".der")
 HASH_LINK = re.compile(r"^[0-9a-f]{8}\.[0-9]+$")

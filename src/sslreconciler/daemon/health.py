@@ -22,7 +22,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
-from sslreconciler.report import STATUS_ORDER
+from sslreconciler.reconcile.report import STATUS_ORDER
 
 SOCKET_MODE = 0o660
 

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from sslreconciler.findings import Finding, Level
+from sslreconciler.model.findings import Finding, Level
 
 Action = Literal["unchanged", "written", "would-write", "kept-last-good", "failed"]
 Status = Literal["ok", "warning", "pending", "degraded", "failed"]

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from cryptography import x509
 
-from sslreconciler.findings import SourceError
 from sslreconciler.fsio import atomic_write
+from sslreconciler.model.findings import SourceError
 from sslreconciler.pki.issue import cert_pem, generate_key, issue_host_cert, key_pem, make_ca
 from sslreconciler.pki.sources import PrivateKey, parse_certificates, parse_private_key
 
@@ -58,7 +58,7 @@ def refill_spare(ssl_dir: Path, hostname: str) -> str:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
-        print("usage: python -m sslreconciler.demo SSL_DIR", file=sys.stderr)
+        print("usage: python -m sslreconciler.cluster.demo SSL_DIR", file=sys.stderr)
         return 2
     ssl_dir = Path(argv[0])
     hostname = socket.getfqdn()

@@ -21,22 +21,22 @@ from pathlib import Path
 from typing import Any
 
 from sslreconciler import __version__
-from sslreconciler.acme_renew.record import health_view as acme_health_view
-from sslreconciler.cache import ReconcileCache
-from sslreconciler.desired import DesiredState, Hook, load_desired_state
-from sslreconciler.engine import reconcile, save_report
-from sslreconciler.errors import ConfigError
-from sslreconciler.findings import Finding, Level, error, warning
+from sslreconciler.cluster.acme.record import health_view as acme_health_view
+from sslreconciler.config.desired import DesiredState, Hook, load_desired_state
+from sslreconciler.config.settings import Settings, load_settings
+from sslreconciler.daemon.health import HealthServer, HealthState
+from sslreconciler.daemon.logs import configure as configure_logs
+from sslreconciler.daemon.logs import get_logger
+from sslreconciler.daemon.sdnotify import Notifier, watchdog_interval
+from sslreconciler.daemon.watch import Watcher
 from sslreconciler.fsio import printable_name
-from sslreconciler.grace import apply_grace
-from sslreconciler.health import HealthServer, HealthState
-from sslreconciler.hooks import HookResult, hooks_for, run_hook
-from sslreconciler.logs import configure as configure_logs
-from sslreconciler.logs import get_logger
-from sslreconciler.report import Report, worst
-from sslreconciler.sdnotify import Notifier, watchdog_interval
-from sslreconciler.settings import Settings, load_settings
-from sslreconciler.watch import Watcher
+from sslreconciler.model.errors import ConfigError
+from sslreconciler.model.findings import Finding, Level, error, warning
+from sslreconciler.reconcile.grace import apply_grace
+from sslreconciler.reconcile.hooks import HookResult, hooks_for, run_hook
+from sslreconciler.reconcile.memo import ReconcileCache
+from sslreconciler.reconcile.reconciler import reconcile, save_report
+from sslreconciler.reconcile.report import Report, worst
 
 
 @dataclass

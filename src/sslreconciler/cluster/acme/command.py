@@ -23,14 +23,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from sslreconciler.acme_renew.decide import CertFacts, Decision, Memory, Wanted, decide, is_overdue, renewal_point
-from sslreconciler.acme_renew.record import AcmeRecord, account_key, iso, parse_time, read_record, write_record
-from sslreconciler.desired import Acme, DesiredState, resolve_password
-from sslreconciler.errors import CommandError, ConfigError
-from sslreconciler.findings import SourceError, error
+from sslreconciler.cluster.acme.decide import CertFacts, Decision, Memory, Wanted, decide, is_overdue, renewal_point
+from sslreconciler.cluster.acme.record import AcmeRecord, account_key, iso, parse_time, read_record, write_record
+from sslreconciler.cluster.webcert import CRT, KEY
+from sslreconciler.config.desired import Acme, DesiredState, resolve_password
 from sslreconciler.fsio import atomic_write, read_source
+from sslreconciler.model.errors import CommandError, ConfigError
+from sslreconciler.model.findings import SourceError, error
 from sslreconciler.pki.sources import parse_certificates
-from sslreconciler.webcert import CRT, KEY
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
@@ -163,7 +163,7 @@ def _doc(obs: Observed, decision: Decision, record: AcmeRecord) -> dict[str, Any
 
 
 def renew(desired: DesiredState, desired_file: Path, ssl_dir: Path, state_dir: Path, force: bool) -> Outcome:
-    from sslreconciler.acme_renew import client
+    from sslreconciler.cluster.acme import client
 
     obs = observe(desired, desired_file, ssl_dir, state_dir)
     hmac_key = _hmac_key(obs.acme, desired_file)
@@ -242,8 +242,8 @@ def _record_success(record: AcmeRecord, obs: Observed, facts: CertFacts, due: dt
 
 def _install(ssl_dir: Path, state_dir: Path, key_pem: bytes, fullchain: bytes) -> str:
     """Install through `web install`'s code path: checks, .previous pair, atomic writes."""
-    from sslreconciler import webcert
-    from sslreconciler.acme_renew.client import AcmeFailure
+    from sslreconciler.cluster import webcert
+    from sslreconciler.cluster.acme.client import AcmeFailure
 
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     work = Path(tempfile.mkdtemp(prefix=".acme-", dir=state_dir))  # 0700: the new key waits here

@@ -72,8 +72,8 @@ def _known_field_names() -> list[str]:
     """Every field name of the settings and the desired state, for "did you mean"."""
     from pydantic import BaseModel
 
-    from sslreconciler.desired import DesiredState
-    from sslreconciler.settings import Settings
+    from sslreconciler.config.desired import DesiredState
+    from sslreconciler.config.settings import Settings
 
     names: set[str] = set()
     todo: list[type[BaseModel]] = [Settings, DesiredState]

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from sslreconciler.desired import Hook
+from sslreconciler.config.desired import Hook
 
 OUTPUT_TAIL = 400  # characters of a hook's output kept for the status
 

@@ -75,8 +75,8 @@ class ReconcileCache:
         The record vouches for what stores hold, so it is only believed when nobody but the running
         user could have written it: root never trusts a record in a directory the service user owns.
         """
-        from sslreconciler.findings import SourceError
         from sslreconciler.fsio import open_dir, read_at
+        from sslreconciler.model.findings import SourceError
 
         cache = ReconcileCache()
         cache.record_key = secrets.token_bytes(32)  # saved with the first record

@@ -17,9 +17,9 @@ from typing import Any
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
-from sslreconciler.errors import CommandError, UsageError
-from sslreconciler.findings import SourceError
 from sslreconciler.fsio import atomic_write, read_source
+from sslreconciler.model.errors import CommandError, UsageError
+from sslreconciler.model.findings import SourceError
 from sslreconciler.pki import verify
 from sslreconciler.pki.carecord import read_record, valid_ca_name
 from sslreconciler.pki.issue import KeyType, cert_pem, generate_key, issue_host_cert, key_pem, make_ca, parse_san

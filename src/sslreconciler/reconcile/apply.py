@@ -21,10 +21,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from sslreconciler.cache import ReconcileCache
-from sslreconciler.desired import Permissions
-from sslreconciler.errors import ConfigError
-from sslreconciler.findings import Finding, Level, SourceError, error
+from sslreconciler.config.desired import Permissions
 from sslreconciler.fsio import (
     atomic_symlink_at,
     atomic_write_at,
@@ -37,13 +34,25 @@ from sslreconciler.fsio import (
     remove_stale_temp_files,
     set_attributes_at,
 )
-from sslreconciler.inputs import HASH_LINK
-from sslreconciler.plan import ArtifactPlan, Plan
-from sslreconciler.report import Action, ArtifactReport, CertInfo, LinkReport, Report, SourceCert, Status, worst
+from sslreconciler.model.errors import ConfigError
+from sslreconciler.model.findings import Finding, Level, SourceError, error
+from sslreconciler.reconcile.contents import ArtifactPlan, Plan
+from sslreconciler.reconcile.memo import ReconcileCache
+from sslreconciler.reconcile.observe import HASH_LINK
+from sslreconciler.reconcile.report import (
+    Action,
+    ArtifactReport,
+    CertInfo,
+    LinkReport,
+    Report,
+    SourceCert,
+    Status,
+    worst,
+)
+from sslreconciler.reconcile.trustset import trust_set
 from sslreconciler.stores.entries import StoreContent, StoreUnreadable
 from sslreconciler.stores.jks import encode_jks, read_jks
 from sslreconciler.stores.pkcs12 import encode_pkcs12, read_pkcs12
-from sslreconciler.trustset import trust_set
 
 MAX_STORE_BYTES = 256 * 1024 * 1024
 

@@ -20,8 +20,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
-from sslreconciler.errors import CommandError, UsageError
-from sslreconciler.findings import Level, SourceError
 from sslreconciler.fsio import (
     MAX_SOURCE_BYTES,
     atomic_write,
@@ -36,10 +34,12 @@ from sslreconciler.fsio import (
     read_source,
     replace_together_at,
 )
-from sslreconciler.inputs import is_trust_file_name
+from sslreconciler.model.errors import CommandError, UsageError
+from sslreconciler.model.findings import Level, SourceError
 from sslreconciler.pki import trust, verify
 from sslreconciler.pki.issue import KeyType, cert_pem, generate_key, key_pem, parse_san
 from sslreconciler.pki.sources import PrivateKey, parse_certificates, parse_private_key
+from sslreconciler.reconcile.observe import is_trust_file_name
 
 PENDING_KEY = "ssl-web.key.pending"
 PREVIOUS_KEY, PREVIOUS_CRT = "ssl-web.key.previous", "ssl-web.crt.previous"

@@ -11,8 +11,8 @@ import os
 import time
 from pathlib import Path
 
-from sslreconciler.findings import Level
-from sslreconciler.report import Report
+from sslreconciler.model.findings import Level
+from sslreconciler.reconcile.report import Report
 
 # Findings a half-written file produces. A signature or trust failure is not one of them.
 TRANSIENT_CODES = frozenset({"garbage", "empty", "key-mismatch", "missing", "no-certificate", "no-key", "too-large"})

@@ -17,8 +17,8 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from sslreconciler.findings import SourceError, error
 from sslreconciler.fsio import atomic_write, read_source
+from sslreconciler.model.findings import SourceError, error
 
 RECORD = "acme.json"
 ACCOUNT_KEY = "acme-account.key"
@@ -115,7 +115,7 @@ def _bad_key(path: Path, reason: str) -> SourceError:
 
 def health_view(state_dir: Path, now: dt.datetime | None = None) -> dict[str, Any] | None:
     """The record as /health shows it, with ``overdue``; None when ACME was never run here."""
-    from sslreconciler.acme_renew.decide import is_overdue
+    from sslreconciler.cluster.acme.decide import is_overdue
 
     record = read_record(state_dir)
     if record.last_attempt is None:

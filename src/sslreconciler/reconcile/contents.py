@@ -15,14 +15,14 @@ from typing import Literal
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from sslreconciler.cache import ReconcileCache, memoised
-from sslreconciler.desired import DesiredState, KeyPair
-from sslreconciler.findings import Finding, Level, SourceError, error, warning
-from sslreconciler.inputs import Inputs, SourceFile
+from sslreconciler.config.desired import DesiredState, KeyPair
+from sslreconciler.model.findings import Finding, Level, SourceError, error, warning
 from sslreconciler.pki import trust as rules
 from sslreconciler.pki import verify
 from sslreconciler.pki.sources import PrivateKey, parse_certificates, parse_private_key
 from sslreconciler.pki.subject_hash import subject_hash
+from sslreconciler.reconcile.memo import ReconcileCache, memoised
+from sslreconciler.reconcile.observe import Inputs, SourceFile
 from sslreconciler.stores.entries import KeyEntry, StoreContent, cert_der, key_pkcs8
 
 ArtifactKind = Literal["jks", "pkcs12", "truststore"]

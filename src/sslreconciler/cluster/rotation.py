@@ -14,11 +14,11 @@ import datetime as dt
 import os
 from pathlib import Path
 
-from sslreconciler.errors import CommandError
+from sslreconciler.cluster.staging import default_ca_name, find_ca, list_hosts
 from sslreconciler.fsio import atomic_write
+from sslreconciler.model.errors import CommandError
 from sslreconciler.pki.carecord import CARecord, read_record, valid_ca_name, write_record
 from sslreconciler.pki.issue import KeyType, cert_pem, generate_key, key_pem, make_ca
-from sslreconciler.staging import default_ca_name, find_ca, list_hosts
 
 
 def _stamp() -> str:

@@ -13,8 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from sslreconciler.credentials import use_fallback_dir
-from sslreconciler.errors import ConfigError, config_error_from_validation
+from sslreconciler.config.credentials import use_fallback_dir
+from sslreconciler.model.errors import ConfigError, config_error_from_validation
 
 DEFAULT_CONFIG = Path("/etc/sslreconciler/sslreconciler.toml")
 ENV_PREFIX = "SSLRECONCILER_"
@@ -63,8 +63,8 @@ class Settings(BaseModel):
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
-    from sslreconciler.findings import SourceError
     from sslreconciler.fsio import read_regular
+    from sslreconciler.model.findings import SourceError
 
     try:  # a regular file, bounded, never blocking
         return tomllib.loads(read_regular(path, str(path), MAX_SETTINGS_BYTES).decode("utf-8"))

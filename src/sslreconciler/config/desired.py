@@ -16,10 +16,10 @@ from pydantic import (
     model_validator,
 )
 
-from sslreconciler.credentials import anchor_relative_files, credential_path
-from sslreconciler.errors import ConfigError, config_error_from_validation
-from sslreconciler.findings import SourceError
+from sslreconciler.config.credentials import anchor_relative_files, credential_path
 from sslreconciler.fsio import read_regular
+from sslreconciler.model.errors import ConfigError, config_error_from_validation
+from sslreconciler.model.findings import SourceError
 
 DEFAULT_PASSWORD = "changeit"  # sipXecs services hard-code it
 MAX_DESIRED_BYTES = 1024 * 1024

@@ -25,7 +25,7 @@ from josepy.jwa import ES256
 from josepy.jwk import JWKEC
 
 from sslreconciler import __version__
-from sslreconciler.desired import Acme
+from sslreconciler.config.desired import Acme
 from sslreconciler.fsio import TEMP_PREFIX
 
 NETWORK_TIMEOUT = 30

@@ -15,10 +15,10 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from sslreconciler.errors import CommandError
+from sslreconciler.cluster.staging import StagedCA, find_ca, read_cert, read_key
 from sslreconciler.fsio import opened_dir, replace_together_at
+from sslreconciler.model.errors import CommandError
 from sslreconciler.pki.issue import KeyType, cert_pem, generate_key, issue_host_cert, key_pem
-from sslreconciler.staging import StagedCA, find_ca, read_cert, read_key
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,9 +28,9 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer
 
-from sslreconciler.desired import DesiredState
+from sslreconciler.config.desired import DesiredState
 from sslreconciler.fsio import TEMP_PREFIX
-from sslreconciler.inputs import HASH_LINK, is_trust_file_name
+from sslreconciler.reconcile.observe import HASH_LINK, is_trust_file_name
 
 EVENT_TYPES: list[type[FileSystemEvent]] = [
     FileCreatedEvent,

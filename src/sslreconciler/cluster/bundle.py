@@ -26,9 +26,8 @@ from typing import Any
 
 from cryptography import x509
 
-from sslreconciler import bundle_authorities
-from sslreconciler.errors import CommandError
-from sslreconciler.findings import Level, SourceError
+from sslreconciler.cluster import bundle_authorities
+from sslreconciler.cluster.staging import read_cert, read_key, signer_name, trusted_cas
 from sslreconciler.fsio import (
     TEMP_PREFIX,
     DirLocked,
@@ -42,10 +41,11 @@ from sslreconciler.fsio import (
     read_regular,
     write_temp_at,
 )
+from sslreconciler.model.errors import CommandError
+from sslreconciler.model.findings import Level, SourceError
 from sslreconciler.pki import trust, verify
 from sslreconciler.pki.issue import cert_pem
 from sslreconciler.pki.sources import parse_certificates, parse_private_key
-from sslreconciler.staging import read_cert, read_key, signer_name, trusted_cas
 from sslreconciler.stores.entries import StoreContent, cert_der
 from sslreconciler.stores.jks import encode_jks
 

@@ -11,11 +11,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from sslreconciler.apply import apply_plan, resolve_ownership
-from sslreconciler.cache import ReconcileCache
-from sslreconciler.desired import DesiredState
-from sslreconciler.errors import ConfigError
-from sslreconciler.findings import Finding, error
+from sslreconciler.config.desired import DesiredState
 from sslreconciler.fsio import (
     DirLocked,
     atomic_write_at,
@@ -24,9 +20,13 @@ from sslreconciler.fsio import (
     opened_dir,
     remove_stale_temp_files,
 )
-from sslreconciler.inputs import gather_inputs
-from sslreconciler.plan import make_plan
-from sslreconciler.report import Report
+from sslreconciler.model.errors import ConfigError
+from sslreconciler.model.findings import Finding, error
+from sslreconciler.reconcile.apply import apply_plan, resolve_ownership
+from sslreconciler.reconcile.contents import make_plan
+from sslreconciler.reconcile.memo import ReconcileCache
+from sslreconciler.reconcile.observe import gather_inputs
+from sslreconciler.reconcile.report import Report
 
 STATE_FILE = "last-report.json"
 

@@ -1,0 +1,1 @@
+"""The cluster PKI commands: staging CA and hosts, rotation, bundles, the web certificate, ACME."""

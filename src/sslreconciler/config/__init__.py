@@ -1,0 +1,1 @@
+"""Settings, the desired state and the secrets it names."""

@@ -1,0 +1,1 @@
+"""The shared vocabulary: statuses, finding codes, errors."""

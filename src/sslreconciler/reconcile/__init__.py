@@ -1,0 +1,1 @@
+"""One reconcile: observe the ssl dir, decide (pure), execute; the Reconciler every command goes through."""
