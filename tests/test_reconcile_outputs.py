@@ -204,9 +204,14 @@ def test_owner_and_group_applied_as_root(node) -> None:
     for name in STORES:
         st = (node.ssl_dir / name).stat()
         assert (st.st_uid, st.st_gid) == (65534, 65534), name
+    # An owner this system does not have is a finding naming the desired state (exit 1), not a crash:
+    # the stores stay as they are, owners untouched.
     node.desired.write_text(json.dumps({"hostname": node.host, "permissions": {"owner": "no-such-user-x"}}))
     result = reconcile(node)
-    assert result.rc == 2 and "no-such-user-x" in result.err
+    found = [f for f in json.loads(result.out)["findings"] if f["code"] == "unknown-owner"]
+    assert result.rc == 1 and found and "no-such-user-x" in found[0]["reason"], result.out + result.err
+    assert found[0]["file"] == str(node.desired)
+    assert all((node.ssl_dir / name).stat().st_uid == 65534 for name in STORES)
 
 
 def test_pkcs12_with_bytes_appended_is_rebuilt(node) -> None:

@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
 
-from sslreconciler.model.findings import Finding, SourceError, error
+from sslreconciler.model.findings import Finding, FindingCode, SourceError, error
 
 MAX_SOURCE_BYTES = 1024 * 1024
 # Every temp file this program creates starts with this, so watchers and clean-up can recognise them.
@@ -156,23 +156,24 @@ def _open_path(name: str, display: str, dir_fd: int | None, allowed: list[Path] 
         fd = os.open(name, flags, dir_fd=dir_fd)
     except FileNotFoundError:
         if _is_link(name, dir_fd):
-            raise SourceError(error(display, "is a dangling symlink", "dangling-symlink")) from None
-        raise SourceError(error(display, "is missing", "missing")) from None
+            raise SourceError(error(display, "is a dangling symlink", FindingCode.DANGLING_SYMLINK)) from None
+        raise SourceError(error(display, "is missing", FindingCode.MISSING)) from None
     except PermissionError:
-        raise SourceError(error(display, "cannot be read: permission denied", "unreadable")) from None
+        raise SourceError(error(display, "cannot be read: permission denied", FindingCode.UNREADABLE)) from None
     except OSError as exc:
-        raise SourceError(error(display, f"cannot be resolved: {exc.strerror}", "unreadable")) from None
+        raise SourceError(error(display, f"cannot be resolved: {exc.strerror}", FindingCode.UNREADABLE)) from None
     try:
         st = os.fstat(fd)
         if allowed is not None:
             real = fd_path(fd)
             if not any(_is_within(real, root) for root in allowed):
                 raise SourceError(
-                    error(display, f"is a symlink to {real}, outside the allowed places", "symlink-escape")
+                    error(display, f"is a symlink to {real}, outside the allowed places", FindingCode.SYMLINK_ESCAPE)
                 )
         kind = _kind_of(st.st_mode)
         if kind:
-            raise SourceError(error(display, kind, "symlink" if stat.S_ISLNK(st.st_mode) else "not-a-file"))
+            code = FindingCode.SYMLINK if stat.S_ISLNK(st.st_mode) else FindingCode.NOT_A_FILE
+            raise SourceError(error(display, kind, code))
     except BaseException:
         os.close(fd)
         raise
@@ -189,7 +190,7 @@ def _read_fd(fd: int, display: str, limit: int) -> bytes:
         chunks.append(chunk)
         total += len(chunk)
     if total > limit:
-        raise SourceError(error(display, f"grew over the {limit}-byte limit while read", "too-large"))
+        raise SourceError(error(display, f"grew over the {limit}-byte limit while read", FindingCode.TOO_LARGE))
     return b"".join(chunks)
 
 
@@ -209,26 +210,28 @@ def read_at(
     path_fd, st = _open_path(name, display, dir_fd, allowed)
     try:
         if st.st_size > limit:
-            raise SourceError(error(display, f"is {st.st_size} bytes, over the {limit}-byte limit", "too-large"))
+            raise SourceError(
+                error(display, f"is {st.st_size} bytes, over the {limit}-byte limit", FindingCode.TOO_LARGE)
+            )
         try:
             fd = os.open(f"/proc/self/fd/{path_fd}", _READ)  # the very inode checked above
         except PermissionError:
-            raise SourceError(error(display, "cannot be read: permission denied", "unreadable")) from None
+            raise SourceError(error(display, "cannot be read: permission denied", FindingCode.UNREADABLE)) from None
         except OSError as exc:
-            raise SourceError(error(display, f"cannot be read: {exc.strerror}", "unreadable")) from None
+            raise SourceError(error(display, f"cannot be read: {exc.strerror}", FindingCode.UNREADABLE)) from None
     finally:
         os.close(path_fd)
     try:
         now = os.fstat(fd)
         if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino) or not stat.S_ISREG(now.st_mode):
-            raise SourceError(error(display, "changed while it was opened", "unreadable"))
+            raise SourceError(error(display, "changed while it was opened", FindingCode.UNREADABLE))
         data = _read_fd(fd, display, limit)
     except OSError as exc:
-        raise SourceError(error(display, f"cannot be read: {exc.strerror}", "unreadable")) from None
+        raise SourceError(error(display, f"cannot be read: {exc.strerror}", FindingCode.UNREADABLE)) from None
     finally:
         os.close(fd)
     if not allow_empty and not data.strip():
-        raise SourceError(error(display, "is empty", "empty"))
+        raise SourceError(error(display, "is empty", FindingCode.EMPTY))
     return data, now
 
 
@@ -393,7 +396,11 @@ def list_names(dir_fd: int, where: str) -> tuple[list[str], list[Finding]]:
             names.append(name)
         else:
             problems.append(
-                error(f"{where}/{printable_name(name)}", "has a file name that is not UTF-8; left out", "bad-name")
+                error(
+                    f"{where}/{printable_name(name)}",
+                    "has a file name that is not UTF-8; left out",
+                    FindingCode.BAD_NAME,
+                )
             )
     return sorted(names), problems
 

@@ -6,10 +6,10 @@ Exit codes (reconcile, check): 0 ok or warnings only, 1 degraded or failed, 2 us
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from sslreconciler import __version__
 from sslreconciler.model.errors import CommandError, ConfigError, UsageError
@@ -343,46 +343,30 @@ def _require_dir(ssl_dir: Path) -> None:
         raise ConfigError(ssl_dir, "no such directory (the ssl dir: --ssl-dir, ssl_dir in the settings)")
 
 
-def _reconcile(args: argparse.Namespace, dry_run: bool) -> int:
+def _one_shot(args: argparse.Namespace, dry_run: bool = False, change: Callable[[Path, Any], str] | None = None) -> int:
+    """Every command that reconciles goes through here: ``change`` (install sources) first, then one
+    reconcile through the same ``Reconciler`` the daemon uses, then the hooks its writes call for."""
     from sslreconciler.config.desired import load_desired_state
     from sslreconciler.config.settings import load_settings
-    from sslreconciler.reconcile.memo import ReconcileCache
-    from sslreconciler.reconcile.reconciler import reconcile, save_report
+    from sslreconciler.reconcile.reconciler import Reconciler, run_hooks_now
 
     settings = load_settings(args.config, _flag_overrides(args))
-    _require_dir(settings.ssl_dir)
     desired = load_desired_state(settings.desired_state)
-    state_dir = settings.resolved_state_dir()
-    # The state dir's record of what each store was last verified to hold spares a no-op run from
-    # opening the stores (PKCS#12 key derivation alone costs tens of milliseconds per store).
-    cache = ReconcileCache.with_record(state_dir)
-    if cache.record_note:  # e.g. root on a state dir the service user could have written
-        print(f"sslreconciler: note: {cache.record_note}; every store is opened and checked", file=sys.stderr)
-    report = reconcile(settings.ssl_dir, desired, dry_run=dry_run, cache=cache)
-    if not dry_run:
-        try:
-            save_report(state_dir, report)
-            cache.save_record(state_dir)
-        except OSError as exc:
-            print(f"sslreconciler: warning: state dir {settings.resolved_state_dir()}: {exc.strerror}", file=sys.stderr)
-    print(report.to_json() if args.json else report.render_text())
-    return report.exit_code
-
-
-def _reconcile_after(args: argparse.Namespace, what: str) -> int:
-    """After installing sources: reconcile so the stores follow, and report."""
-    from sslreconciler.config.desired import load_desired_state
-    from sslreconciler.config.settings import load_settings
-    from sslreconciler.reconcile.reconciler import reconcile, save_report
-
-    settings = load_settings(args.config, _flag_overrides(args))
-    report = reconcile(settings.ssl_dir, load_desired_state(settings.desired_state))
-    with contextlib.suppress(OSError):
-        save_report(settings.resolved_state_dir(), report)
+    what = change(settings.ssl_dir, desired) if change is not None else None
+    _require_dir(settings.ssl_dir)
+    reconciler = Reconciler(settings.ssl_dir, settings.resolved_state_dir(), settings.desired_state)
+    if reconciler.record_note:  # e.g. root on a state dir the service user could have written
+        print(f"sslreconciler: note: {reconciler.record_note}; every store is opened and checked", file=sys.stderr)
+    outcome = reconciler.run(desired, dry_run=dry_run)
+    if outcome.state_problem:
+        print(f"sslreconciler: warning: {outcome.state_problem}", file=sys.stderr)
+    run_hooks_now(outcome, settings.ssl_dir, settings.hook_timeout)
+    report = outcome.report
     if getattr(args, "json", False):
         print(report.to_json())
     else:
-        print(what)
+        if what is not None:
+            print(what)
         print(report.render_text())
     return report.exit_code
 
@@ -423,17 +407,14 @@ def _pki(args: argparse.Namespace) -> int:
         members = bundle.create_bundle(args.staging, args.host, args.output)
         print(f"{args.output}: bundle for {args.host}: {', '.join(members)}")
     elif args.pki_command == "install-bundle":
-        from sslreconciler.config.desired import load_desired_state
-        from sslreconciler.config.settings import load_settings
         from sslreconciler.reconcile.reconciler import host_name
 
-        settings = load_settings(args.config, _flag_overrides(args))
-        ssl_dir = settings.ssl_dir
-        desired = load_desired_state(settings.desired_state)
-        host = host_name(desired)  # a bundle for another host is refused
-        written = bundle.install_bundle(args.bundle, ssl_dir, host, desired.policy.lowered)
-        what = f"{args.bundle}: installed into {ssl_dir}: " + (", ".join(written) or "nothing new")
-        return _reconcile_after(args, what)
+        def install(ssl_dir: Path, desired: Any) -> str:
+            host = host_name(desired)  # a bundle for another host is refused
+            written = bundle.install_bundle(args.bundle, ssl_dir, host, desired.policy.lowered)
+            return f"{args.bundle}: installed into {ssl_dir}: " + (", ".join(written) or "nothing new")
+
+        return _one_shot(args, change=install)
     return EXIT_OK
 
 
@@ -447,11 +428,13 @@ def _web(args: argparse.Namespace) -> int:
         print(webcert.make_csr(ssl_dir, args.subject, args.san, args.output, args.key_type, args.new_key))
         return EXIT_OK
     if args.web_command == "install":
-        from sslreconciler.config.desired import load_desired_state
-
-        lowered = load_desired_state(load_settings(args.config, _flag_overrides(args)).desired_state).policy.lowered
-        return _reconcile_after(args, webcert.install(ssl_dir, args.cert, args.key, args.chain, lowered).message)
-    return _reconcile_after(args, webcert.rollback(ssl_dir))
+        return _one_shot(
+            args,
+            change=lambda ssl_dir, desired: (
+                webcert.install(ssl_dir, args.cert, args.key, args.chain, desired.policy.lowered).message
+            ),
+        )
+    return _one_shot(args, change=lambda ssl_dir, _desired: webcert.rollback(ssl_dir))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -466,9 +449,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     try:
         if args.command == "reconcile":
-            return _reconcile(args, dry_run=False)
+            return _one_shot(args)
         if args.command == "check":
-            return _reconcile(args, dry_run=True)
+            return _one_shot(args, dry_run=True)
         if args.command == "run":
             from sslreconciler.daemon.loop import run_daemon
 

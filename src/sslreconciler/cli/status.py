@@ -12,8 +12,8 @@ import socket
 from pathlib import Path
 from typing import Any
 
-EXIT_BY_STATUS = {"ok": 0, "warning": 1, "pending": 1, "degraded": 2, "failed": 2}
-LABELS = {0: "OK", 1: "WARNING", 2: "CRITICAL", 3: "UNKNOWN"}
+from sslreconciler.model.status import PLUGIN_LABELS as LABELS
+from sslreconciler.model.status import PLUGIN_UNKNOWN, parse_status
 
 
 class _UnixHTTPConnection(http.client.HTTPConnection):
@@ -130,7 +130,8 @@ def status_command(socket_path: Path, as_json: bool) -> int:
             print(json.dumps({"status": "unknown", "socket": str(socket_path), "reason": reason}))
         else:
             print(f"SSLRECONCILER UNKNOWN - no daemon answering on {socket_path}: {reason}")
-        return 3
-    code = EXIT_BY_STATUS.get(str(doc.get("status")), 3)
+        return PLUGIN_UNKNOWN
+    status = parse_status(doc.get("status"))
+    code = PLUGIN_UNKNOWN if status is None else status.plugin_exit
     print(json.dumps(doc, indent=2) if as_json else render(doc, code))
     return code

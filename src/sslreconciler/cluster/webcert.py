@@ -35,7 +35,7 @@ from sslreconciler.fsio import (
     replace_together_at,
 )
 from sslreconciler.model.errors import CommandError, UsageError
-from sslreconciler.model.findings import Level, SourceError
+from sslreconciler.model.findings import FindingCode, Level, SourceError
 from sslreconciler.pki import trust, verify
 from sslreconciler.pki.issue import KeyType, cert_pem, generate_key, key_pem, parse_san
 from sslreconciler.pki.sources import PrivateKey, parse_certificates, parse_private_key
@@ -178,7 +178,7 @@ def _read_here(ssl_fd: int, name: str, ssl_dir: Path) -> bytes | None:
     try:
         return read_at(ssl_fd, name, str(ssl_dir / name), None, MAX_SOURCE_BYTES)[0]
     except SourceError as exc:
-        if exc.finding.code == "missing":
+        if exc.finding.code == FindingCode.MISSING:
             return None
         raise CommandError(f"{exc.finding}; nothing changed") from None
 

@@ -19,7 +19,7 @@ from pydantic import (
 from sslreconciler.config.credentials import anchor_relative_files, credential_path
 from sslreconciler.fsio import read_regular
 from sslreconciler.model.errors import ConfigError, config_error_from_validation
-from sslreconciler.model.findings import SourceError
+from sslreconciler.model.findings import FindingCode, SourceError
 
 DEFAULT_PASSWORD = "changeit"  # sipXecs services hard-code it
 MAX_DESIRED_BYTES = 1024 * 1024
@@ -360,7 +360,7 @@ def load_desired_state(path: Path | None) -> DesiredState:
     try:  # a regular file, bounded, never blocking: a FIFO or a device here must not hang anyone
         raw = read_regular(path, str(path), MAX_DESIRED_BYTES)
     except SourceError as exc:
-        if exc.finding.code == "missing":
+        if exc.finding.code == FindingCode.MISSING:
             return DesiredState()
         if "directory" in exc.finding.reason:
             raise ConfigError(path, "is a directory, not a JSON file") from None

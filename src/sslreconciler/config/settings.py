@@ -64,12 +64,12 @@ class Settings(BaseModel):
 
 def _read_toml(path: Path) -> dict[str, Any]:
     from sslreconciler.fsio import read_regular
-    from sslreconciler.model.findings import SourceError
+    from sslreconciler.model.findings import FindingCode, SourceError
 
     try:  # a regular file, bounded, never blocking
         return tomllib.loads(read_regular(path, str(path), MAX_SETTINGS_BYTES).decode("utf-8"))
     except SourceError as exc:
-        if exc.finding.code == "missing":
+        if exc.finding.code == FindingCode.MISSING:
             raise ConfigError(path, "file not found") from None
         if "directory" in exc.finding.reason:
             raise ConfigError(path, "is a directory, not a TOML file") from None

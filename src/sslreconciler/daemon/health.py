@@ -22,13 +22,14 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
-from sslreconciler.reconcile.report import STATUS_ORDER
+from sslreconciler.model.status import Status, parse_status
 
 SOCKET_MODE = 0o660
 
 
-def http_code(status: str) -> int:
-    return 200 if status in ("ok", "warning", "pending") else 503
+def http_code(status: object) -> int:
+    """200 up to pending, 503 beyond; a document without a valid status is a failure."""
+    return (parse_status(status) or Status.FAILED).http_code
 
 
 class HealthState:
@@ -96,13 +97,11 @@ def render_metrics(doc: dict[str, Any], now: float | None = None) -> str:
         "sslreconciler_status",
         "gauge",
         "Node TLS status (one series per state; 1 = current).",
-        [(_labels(status=s), 1 if s == status else 0) for s in STATUS_ORDER],
+        [(_labels(status=s), 1 if s == status else 0) for s in Status],
     )
     artifact_samples = []
     for name, artifact in sorted(doc.get("artifacts", {}).items()):
-        artifact_samples += [
-            (_labels(artifact=name, status=s), 1 if s == artifact["status"] else 0) for s in STATUS_ORDER
-        ]
+        artifact_samples += [(_labels(artifact=name, status=s), 1 if s == artifact["status"] else 0) for s in Status]
     family(
         "sslreconciler_artifact_status",
         "gauge",

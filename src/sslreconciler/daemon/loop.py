@@ -31,12 +31,12 @@ from sslreconciler.daemon.sdnotify import Notifier, watchdog_interval
 from sslreconciler.daemon.watch import Watcher
 from sslreconciler.fsio import printable_name
 from sslreconciler.model.errors import ConfigError
-from sslreconciler.model.findings import Finding, Level, error, warning
-from sslreconciler.reconcile.grace import apply_grace
-from sslreconciler.reconcile.hooks import HookResult, hooks_for, run_hook
+from sslreconciler.model.findings import Finding, FindingCode, Level, error, warning
+from sslreconciler.model.status import Status, worst
+from sslreconciler.reconcile.hooks import HookResult, run_hook
 from sslreconciler.reconcile.memo import ReconcileCache
-from sslreconciler.reconcile.reconciler import reconcile, save_report
-from sslreconciler.reconcile.report import Report, worst
+from sslreconciler.reconcile.reconciler import Reconciler
+from sslreconciler.reconcile.report import Report
 
 
 @dataclass
@@ -104,7 +104,7 @@ class Daemon:
         configure_logs(self.settings.log_format, self.settings.log_level)
         self.log = get_logger()
         self.counters = Counters()
-        self.cache = ReconcileCache()
+        self.reconciler = self._new_reconciler()
         self.notifier = Notifier()
         self.health = HealthState(self._starting_document())
         self._server: HealthServer | None = None
@@ -251,6 +251,7 @@ class Daemon:
                 self._server.stop()
                 self._server = server
         self.settings = settings
+        self.reconciler = self._new_reconciler(self.reconciler.memo)  # the ssl or state dir may have moved
         configure_logs(settings.log_format, settings.log_level)
         self._read_desired(explicit=True)
         self.watcher.configure(settings.ssl_dir, settings.desired_state, self.desired)
@@ -264,7 +265,7 @@ class Daemon:
         exists = path.exists()
         if not exists and self._desired_seen and not explicit:
             self._desired_problem = warning(
-                str(path), "is gone; keeping the last one read (SIGHUP: seed defaults)", "desired-state"
+                str(path), "is gone; keeping the last one read (SIGHUP: seed defaults)", FindingCode.DESIRED_STATE
             )
             return
         try:
@@ -274,7 +275,7 @@ class Daemon:
                 str(path),
                 f"is invalid, keeping the last valid one: {exc.reason}"
                 + (f" (field {exc.field})" if exc.field else ""),
-                "desired-state",
+                FindingCode.DESIRED_STATE,
             )
             return
         self._desired_problem = None
@@ -290,7 +291,9 @@ class Daemon:
         except Exception as exc:
             self.log.error("reconcile failed unexpectedly", trigger=trigger, error=repr(exc)[:400])
             finding = error(
-                str(self.settings.ssl_dir), f"reconcile failed unexpectedly ({type(exc).__name__})", "internal"
+                str(self.settings.ssl_dir),
+                f"reconcile failed unexpectedly ({type(exc).__name__})",
+                FindingCode.INTERNAL,
             )
             now = dt.datetime.now(dt.UTC)
             report = Report(str(self.settings.ssl_dir), now, 0.0, [], [finding], [], internal_error=True)
@@ -301,17 +304,28 @@ class Daemon:
             with contextlib.suppress(Exception):
                 self._publish()
 
+    def _new_reconciler(self, memo: ReconcileCache | None = None) -> Reconciler:
+        """The daemon's Reconciler: the same one every command uses, kept for its memo."""
+        settings = self.settings
+        return Reconciler(
+            settings.ssl_dir,
+            settings.resolved_state_dir(),
+            settings.desired_state,
+            settings.grace_period,
+            memo or ReconcileCache(),  # a long-running process remembers what it verified itself
+        )
+
     def _reconcile_once(self, trigger: str) -> None:
         if trigger.startswith(("change", "resync")):
             self._read_desired(explicit=False)
         if self.watcher.needs_rewatch():
             self.watcher.rewatch()
         extra = [self._desired_problem] if self._desired_problem else []
-        report = reconcile(self.settings.ssl_dir, self.desired, extra=extra, cache=self.cache)
-        recheck = apply_grace(report, self.settings.ssl_dir, self.settings.grace_period)
+        outcome = self.reconciler.run(self.desired, extra=extra)
+        report, recheck = outcome.report, outcome.recheck_at
         self._grace_deadline = None if recheck is None else time.monotonic() + max(0.0, recheck - time.time()) + 0.05
         self.counters.reconciles += 1
-        if report.status in ("degraded", "failed"):
+        if report.status in (Status.DEGRADED, Status.FAILED):
             self.counters.reconcile_errors += 1
         written = {a.name for a in report.artifacts if a.action == "written"}
         for name in written:
@@ -319,16 +333,12 @@ class Daemon:
         with self._lock:
             self._report, self._trigger = report, trigger
         self._log_report(report, trigger)
-        for hook, changed in hooks_for(self.desired.hooks, written):
+        for hook, changed in outcome.hooks_due:
             self.hooks.submit(hook, changed, self.settings.ssl_dir, self.settings.hook_timeout)
         self._publish()
         self.notifier.send(self._status_line())
-        try:
-            save_report(self.settings.resolved_state_dir(), report)
-        except OSError as exc:
-            self.log.warning(
-                "cannot save state", state_dir=str(self.settings.resolved_state_dir()), reason=exc.strerror
-            )
+        if outcome.state_problem:
+            self.log.warning("cannot save state", reason=outcome.state_problem)
 
     def _log_report(self, report: Report, trigger: str) -> None:
         changes = []
@@ -413,12 +423,12 @@ class Daemon:
         status = report.status
         failed_hooks = [h for h in hooks.values() if h.outcome != "ok"]
         if failed_hooks:
-            status = worst([status, "warning"])
+            status = worst([status, Status.WARNING])
         acme = acme_health_view(self.settings.resolved_state_dir())  # the record `acme renew` left
         if acme is not None:
             doc["acme"] = acme
             if acme["overdue"]:
-                status = worst([status, "warning"])
+                status = worst([status, Status.WARNING])
         doc.update(
             {
                 "status": status,

@@ -17,7 +17,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from sslreconciler.model.findings import SourceError, error
+from sslreconciler.model.findings import FindingCode, SourceError, error
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
@@ -91,7 +91,7 @@ def _block_der(block: PemBlock, display: str) -> bytes:
     try:
         return base64.b64decode(body, validate=True)
     except (binascii.Error, ValueError):
-        raise SourceError(error(display, "PEM block is not valid base64", "garbage")) from None
+        raise SourceError(error(display, "PEM block is not valid base64", FindingCode.GARBAGE)) from None
 
 
 def parse_certificates(data: bytes, display: str) -> list[x509.Certificate]:
@@ -100,7 +100,7 @@ def parse_certificates(data: bytes, display: str) -> list[x509.Certificate]:
         try:
             return [x509.load_der_x509_certificate(data)]
         except ValueError:
-            raise SourceError(error(display, "is neither PEM nor a DER certificate", "garbage")) from None
+            raise SourceError(error(display, "is neither PEM nor a DER certificate", FindingCode.GARBAGE)) from None
     blocks = pem_blocks(data)
     certs: list[x509.Certificate] = []
     for block in blocks:
@@ -109,28 +109,32 @@ def parse_certificates(data: bytes, display: str) -> list[x509.Certificate]:
                 certs.append(x509.load_der_x509_certificate(_block_der(block, display)))
             except ValueError:
                 raise SourceError(
-                    error(display, f"certificate #{len(certs) + 1} cannot be parsed", "garbage")
+                    error(display, f"certificate #{len(certs) + 1} cannot be parsed", FindingCode.GARBAGE)
                 ) from None
         elif block.label == b"TRUSTED CERTIFICATE":
             raise SourceError(
-                error(display, "holds an OpenSSL TRUSTED CERTIFICATE; give a plain CERTIFICATE", "garbage")
+                error(display, "holds an OpenSSL TRUSTED CERTIFICATE; give a plain CERTIFICATE", FindingCode.GARBAGE)
             )
     if not certs:
         if not blocks:
-            raise SourceError(error(display, "has a PEM header but no complete block (truncated?)", "garbage"))
-        raise SourceError(error(display, "holds no certificate", "no-certificate"))
+            raise SourceError(
+                error(display, "has a PEM header but no complete block (truncated?)", FindingCode.GARBAGE)
+            )
+        raise SourceError(error(display, "holds no certificate", FindingCode.NO_CERTIFICATE))
     return certs
 
 
 def _load_key_block(block: PemBlock, display: str) -> object:
     if block.label == b"ENCRYPTED PRIVATE KEY" or b"Proc-Type: 4,ENCRYPTED" in block.text:
-        raise SourceError(error(display, _encrypted_reason(display), "encrypted-key"))
+        raise SourceError(error(display, _encrypted_reason(display), FindingCode.ENCRYPTED_KEY))
     try:
         return serialization.load_pem_private_key(block.text, password=None, unsafe_skip_rsa_key_validation=True)
     except TypeError:
-        raise SourceError(error(display, _encrypted_reason(display), "encrypted-key")) from None
+        raise SourceError(error(display, _encrypted_reason(display), FindingCode.ENCRYPTED_KEY)) from None
     except (ValueError, UnsupportedAlgorithm):
-        raise SourceError(error(display, "private key cannot be parsed (corrupt or truncated)", "garbage")) from None
+        raise SourceError(
+            error(display, "private key cannot be parsed (corrupt or truncated)", FindingCode.GARBAGE)
+        ) from None
 
 
 def parse_private_key(data: bytes, display: str) -> PrivateKey:
@@ -140,25 +144,29 @@ def parse_private_key(data: bytes, display: str) -> PrivateKey:
         try:
             key = serialization.load_der_private_key(data, password=None, unsafe_skip_rsa_key_validation=True)
         except TypeError:
-            raise SourceError(error(display, _encrypted_reason(display), "encrypted-key")) from None
+            raise SourceError(error(display, _encrypted_reason(display), FindingCode.ENCRYPTED_KEY)) from None
         except (ValueError, UnsupportedAlgorithm):
-            raise SourceError(error(display, "is neither PEM nor a DER private key", "garbage")) from None
+            raise SourceError(error(display, "is neither PEM nor a DER private key", FindingCode.GARBAGE)) from None
     else:
         blocks = [b for b in pem_blocks(data) if b.label in _KEY_LABELS or b.label == b"ENCRYPTED PRIVATE KEY"]
         if not blocks:
             if not pem_blocks(data):
-                raise SourceError(error(display, "has a PEM header but no complete block (truncated?)", "garbage"))
-            raise SourceError(error(display, "holds no private key", "no-key"))
+                raise SourceError(
+                    error(display, "has a PEM header but no complete block (truncated?)", FindingCode.GARBAGE)
+                )
+            raise SourceError(error(display, "holds no private key", FindingCode.NO_KEY))
         if len(blocks) > 1:
-            raise SourceError(error(display, f"holds {len(blocks)} private keys; expected one", "many-keys"))
+            raise SourceError(error(display, f"holds {len(blocks)} private keys; expected one", FindingCode.MANY_KEYS))
         key = _load_key_block(blocks[0], display)
     if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
         raise SourceError(
-            error(display, f"holds a {type(key).__name__} key; only RSA and EC keys are supported", "key-type")
+            error(
+                display, f"holds a {type(key).__name__} key; only RSA and EC keys are supported", FindingCode.KEY_TYPE
+            )
         )
     if not _signs_consistently(key):
         raise SourceError(
-            error(display, "private key is inconsistent (corrupt): its signatures do not verify", "garbage")
+            error(display, "private key is inconsistent (corrupt): its signatures do not verify", FindingCode.GARBAGE)
         )
     return key
 

@@ -31,17 +31,17 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from sslreconciler.model.findings import Finding, error, warning
+from sslreconciler.model.findings import Finding, FindingCode, error, warning
 
 MAX_CHAIN_DEPTH = 8
 MAX_PATHS = 32  # paths tried per leaf: cross-signed CAs give a few, a hostile pile must not give thousands
 MAX_STEPS = 256  # partial paths expanded per leaf, however the pool is arranged
 
 # Policy rules: the finding code of each; the desired state's `policy` may lower any to a warning.
-WEAK_RSA_KEY = "weak-rsa-key"
-WEAK_EC_CURVE = "weak-ec-curve"
-WEAK_SIGNATURE = "weak-signature"
-KEY_USAGE = "key-usage"
+WEAK_RSA_KEY = FindingCode.WEAK_RSA_KEY
+WEAK_EC_CURVE = FindingCode.WEAK_EC_CURVE
+WEAK_SIGNATURE = FindingCode.WEAK_SIGNATURE
+KEY_USAGE = FindingCode.KEY_USAGE
 POLICY_RULES = (WEAK_RSA_KEY, WEAK_EC_CURVE, WEAK_SIGNATURE, KEY_USAGE)
 MIN_RSA_BITS = 2048
 GOOD_CURVES = {"secp256r1", "secp384r1", "secp521r1"}
@@ -374,7 +374,7 @@ def _names_problem(cert: x509.Certificate, nc: x509.NameConstraints, is_leaf: bo
 # --- policy rules -------------------------------------------------------------------------------------
 
 
-def _finding(rule: str, lowered: Collection[str], file: str, text: str) -> Finding:
+def _finding(rule: FindingCode, lowered: Collection[str], file: str, text: str) -> Finding:
     reason = f"{text} (policy rule {rule})"
     return warning(file, reason, rule) if rule in lowered else error(file, reason, rule)
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from sslreconciler.model.findings import Finding, SourceError, error, warning
+from sslreconciler.model.findings import Finding, FindingCode, SourceError, error, warning
 from sslreconciler.pki import trust
 from sslreconciler.pki.sources import PrivateKey
 from sslreconciler.pki.trust import MAX_CHAIN_DEPTH, ChainResult, describe, is_self_signed
@@ -50,7 +50,7 @@ def order_chain(
     """Leaf (the certificate of ``key``) first, then each issuer found in ``certs``, in order."""
     leaves = [c for c in certs if key_matches(key, c)]
     if not leaves:
-        raise SourceError(error(display, f"does not match the private key in {key_display}", "key-mismatch"))
+        raise SourceError(error(display, f"does not match the private key in {key_display}", FindingCode.KEY_MISMATCH))
     chain = [leaves[0]]
     rest = [c for c in certs if c is not leaves[0]]
     while rest and len(chain) <= MAX_CHAIN_DEPTH:
@@ -66,7 +66,9 @@ def order_chain(
     if len(rest) == 1:
         findings.append(
             warning(
-                display, f"holds a certificate outside the chain, left out: {describe(rest[0])}", "extra-certificate"
+                display,
+                f"holds a certificate outside the chain, left out: {describe(rest[0])}",
+                FindingCode.EXTRA_CERTIFICATE,
             )
         )
     elif rest:  # one finding, however many: a file of hundreds must not flood the report
@@ -75,7 +77,7 @@ def order_chain(
                 display,
                 f"holds {len(rest)} certificates outside the chain (or past the "
                 f"{MAX_CHAIN_DEPTH}-deep limit), left out; first: {describe(rest[0])}",
-                "extra-certificate",
+                FindingCode.EXTRA_CERTIFICATE,
             )
         )
     return chain, findings
@@ -85,12 +87,12 @@ def validity_findings(cert: x509.Certificate, display: str, now: dt.datetime, wa
     """Expired or not yet valid: an error; expiring within ``warn_days``: a warning."""
     not_before, not_after = cert.not_valid_before_utc, cert.not_valid_after_utc
     if now < not_before:
-        return [error(display, f"is not valid before {not_before:%Y-%m-%d %H:%M}Z", "not-yet-valid")]
+        return [error(display, f"is not valid before {not_before:%Y-%m-%d %H:%M}Z", FindingCode.NOT_YET_VALID)]
     if now > not_after:
-        return [error(display, f"expired on {not_after:%Y-%m-%d %H:%M}Z", "expired")]
+        return [error(display, f"expired on {not_after:%Y-%m-%d %H:%M}Z", FindingCode.EXPIRED)]
     days_left = (not_after - now).days
     if days_left < warn_days:
-        return [warning(display, f"expires in {days_left} days ({not_after:%Y-%m-%d})", "expiring")]
+        return [warning(display, f"expires in {days_left} days ({not_after:%Y-%m-%d})", FindingCode.EXPIRING)]
     return []
 
 
@@ -107,9 +109,9 @@ def hostname_findings(cert: x509.Certificate, display: str, hostname: str) -> li
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
-        return [warning(display, f"has no subjectAltName; host name {hostname} is not in it", "hostname")]
+        return [warning(display, f"has no subjectAltName; host name {hostname} is not in it", FindingCode.HOSTNAME)]
     except ValueError:
-        return [warning(display, "has an unreadable subjectAltName", "hostname")]
+        return [warning(display, "has an unreadable subjectAltName", FindingCode.HOSTNAME)]
     if any(_dns_matches(n, hostname) for n in san.get_values_for_type(x509.DNSName)):
         return []
     try:
@@ -118,7 +120,7 @@ def hostname_findings(cert: x509.Certificate, display: str, hostname: str) -> li
         address = None
     if address is not None and address in san.get_values_for_type(x509.IPAddress):
         return []
-    return [warning(display, f"subjectAltName does not name this host ({hostname})", "hostname")]
+    return [warning(display, f"subjectAltName does not name this host ({hostname})", FindingCode.HOSTNAME)]
 
 
 def verify_chain(
@@ -135,5 +137,5 @@ def links_findings(chain: Sequence[x509.Certificate], display: str) -> list[Find
     """Each certificate in a partial chain must be signed by the next one."""
     for child, parent in itertools.pairwise(chain):
         if not trust.signed_by(child, parent):
-            return [error(display, f"{describe(child)} is not signed by {describe(parent)}", "bad-chain")]
+            return [error(display, f"{describe(child)} is not signed by {describe(parent)}", FindingCode.BAD_CHAIN)]
     return []

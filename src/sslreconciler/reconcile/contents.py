@@ -16,7 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from sslreconciler.config.desired import DesiredState, KeyPair
-from sslreconciler.model.findings import Finding, Level, SourceError, error, warning
+from sslreconciler.model.findings import Finding, FindingCode, Level, SourceError, error, warning
 from sslreconciler.pki import trust as rules
 from sslreconciler.pki import verify
 from sslreconciler.pki.sources import PrivateKey, parse_certificates, parse_private_key
@@ -80,7 +80,7 @@ def _alias_of(display: str) -> str:
 
 def _usable(file: SourceFile | None, display: str, findings: list[Finding]) -> bytes | None:
     if file is None or not file.present:
-        findings.append(error(display, "is missing", "missing"))
+        findings.append(error(display, "is missing", FindingCode.MISSING))
         return None
     if file.problem is not None:
         findings.append(file.problem)
@@ -152,7 +152,7 @@ def _load_trust(
         checked = _verified(leaf, others, anchors, now, cache, anchors_key)
         if not checked.ok:
             findings.append(
-                error(f.display, f"is not signed by a CA in the trust sources: {checked.detail}", "untrusted")
+                error(f.display, f"is not signed by a CA in the trust sources: {checked.detail}", FindingCode.UNTRUSTED)
             )
             continue
         findings.extend(verify.validity_findings(leaf, f.display, now, warn_days))
@@ -178,7 +178,7 @@ def _partial_chain_findings(files: list[_TrustFile], anchors: rules.Anchors) -> 
                 f"({cert.issuer.rfc4514_string()}) is not in the trust sources: it is trusted here and by Java, "
                 "but openssl verify -CApath stops at it; add its root"
             )
-            out.append(warning(f.display, text, "partial-chain"))
+            out.append(warning(f.display, text, FindingCode.PARTIAL_CHAIN))
             break
     return out
 
@@ -193,7 +193,7 @@ def _trust_file_findings(f: _TrustFile, now: dt.datetime, warn_days: int, lowere
             problem = rules.anchor_problem(cert)
             if problem:
                 text = f"{verify.describe(cert)} {problem}: it cannot issue, so it is not trusted"
-                out.append(error(f.display, text, "not-a-ca"))
+                out.append(error(f.display, text, FindingCode.NOT_A_CA))
         elif not verify.is_self_signed(cert):  # anchors and self-signatures carry no trust
             out.extend(rules.signature_findings(cert, f.display, lowered))
     return out
@@ -244,7 +244,7 @@ def _resolve_aliases(files: list[_TrustFile], host: _HostCerts, findings: list[F
                     f"alias {alias!r} is also {winner.display}'s (a truststore alias is the file name without "
                     "extension, lower-cased); left out, rename one of them"
                 )
-                findings.append(error(f.display, text, "duplicate-alias"))
+                findings.append(error(f.display, text, FindingCode.DUPLICATE_ALIAS))
     return [f for f in files if f.display not in losers]
 
 
@@ -278,7 +278,7 @@ def _entries_and_links(
                     f"certificate #{i + 1} goes in as alias {name!r}: {alias}-{i + 1} is "
                     f"{owned[f'{alias}-{i + 1}']}'s alias"
                 )
-                findings.append(warning(f.display, text, "alias-suffix"))
+                findings.append(warning(f.display, text, FindingCode.ALIAS_SUFFIX))
             used.add(name)
             result.entries[name] = cert_der(cert)
             result.owners[name] = f.display
@@ -287,7 +287,7 @@ def _entries_and_links(
                 f"holds the same certificate as {duplicates[0]} (openssl rehash: duplicate certificate); "
                 "it goes into the truststore and the hash links once, from that file"
             )
-            findings.append(warning(f.display, text, "duplicate-certificate"))
+            findings.append(warning(f.display, text, FindingCode.DUPLICATE_CERTIFICATE))
         if not f.link_dir or not hash_links or duplicates:
             continue
         if f.is_der:
@@ -295,13 +295,13 @@ def _entries_and_links(
                 "is DER: OpenSSL -CApath reads only PEM, so it gets no hash link; "
                 "replace it with its PEM form (openssl x509 -inform der -in FILE -out FILE.pem)"
             )
-            findings.append(warning(f.display, text, "no-hash-link"))
+            findings.append(warning(f.display, text, FindingCode.NO_HASH_LINK))
         elif len(f.certs) != 1:
             text = (
                 f"holds {len(f.certs)} certificates: like openssl rehash, no hash link is made for it, "
                 "so OpenSSL -CApath does not see them; give each certificate its own file"
             )
-            findings.append(warning(f.display, text, "no-hash-link"))
+            findings.append(warning(f.display, text, FindingCode.NO_HASH_LINK))
         else:
             _add_link(result.links[f.link_dir], _subject_hash(f.certs[0], cache), PurePosixPath(f.display).name)
 
@@ -371,7 +371,7 @@ def _pair_sources(pair: KeyPair, desired: DesiredState, inputs: Inputs) -> tuple
         return desired.pair(pair.fallback), pair.fallback, []
     if key_present != cert_present:
         missing, there = (pair.cert, pair.key) if key_present else (pair.key, pair.cert)
-        return pair, None, [error(missing, f"is missing ({there} is present): a pair needs both", "missing")]
+        return pair, None, [error(missing, f"is missing ({there} is present): a pair needs both", FindingCode.MISSING)]
     return pair, None, []
 
 
@@ -407,7 +407,11 @@ def _load_pair(
     if key_file is not None and key_file.data is not None and key_file.mode & 0o077:
         refuse = desired.permissions.key_source_readable_by_others == "refuse"
         text = f"is readable by group or others (mode {key_file.mode:04o}); make it 0600"
-        own.append(error(source_pair.key, text, "key-mode") if refuse else warning(source_pair.key, text, "key-mode"))
+        own.append(
+            error(source_pair.key, text, FindingCode.KEY_MODE)
+            if refuse
+            else warning(source_pair.key, text, FindingCode.KEY_MODE)
+        )
     try:
         key = _parse_key(key_data, source_pair.key, cache) if key_data is not None else None
         certs = _parse_certs(cert_data, source_pair.cert, cache) if cert_data is not None else None
@@ -427,7 +431,7 @@ def _load_pair(
     if fallback_from is None or pair.name == fallback_from:
         findings.extend(own)
     else:  # the fallback pair reports its own findings; repeat only what this pair's policy adds
-        findings.extend(f for f in own if f.code in {"untrusted", "unverified"})
+        findings.extend(f for f in own if f.code in {FindingCode.UNTRUSTED, FindingCode.UNVERIFIED})
     result.ok = result.key is not None and bool(result.chain) and not any(f.level is Level.ERROR for f in own)
     return result
 
@@ -442,7 +446,7 @@ def _trust_findings(
     if pair.verify == "require" or rules.issuer_in_anchors(result.chain, trusted.anchors):
         checked = verify.verify_chain(leaf, intermediates, trusted.anchors, now)
         if not checked.ok:
-            return [error(display, f"does not chain to a trusted CA: {checked.detail}", "untrusted")]
+            return [error(display, f"does not chain to a trusted CA: {checked.detail}", FindingCode.UNTRUSTED)]
         result.trust = checked.detail
         return rules.policy_findings(checked.chain, display, True, purposes, lowered)
     link_problems = verify.links_findings(result.chain, display)
@@ -454,7 +458,7 @@ def _trust_findings(
         why = f"its root ({verify.describe(top)}) is self-signed and not in the trust sources"
     else:
         why = f"its issuer ({top.issuer.rfc4514_string()}) is not in the trust sources"
-    unverified = warning(display, f"unverified: {why}", "unverified")
+    unverified = warning(display, f"unverified: {why}", FindingCode.UNVERIFIED)
     return [unverified, *rules.policy_findings(result.chain, display, False, purposes, lowered)]
 
 
@@ -516,7 +520,7 @@ def _storeless_pairs(desired: DesiredState) -> list[Finding]:
         warning(
             p.cert,
             f'pair "{p.name}" builds no store: set "keystore" and/or "pkcs12" for it in the desired state',
-            "no-store",
+            FindingCode.NO_STORE,
         )
         for p in desired.pairs
         if not p.keystore and not p.pkcs12 and p.name not in feeds
@@ -552,7 +556,7 @@ def _truststore_plan(
                     sources[-1],
                     f"alias {alias!r} (this host) is taken by another trusted certificate, "
                     f"from {trust.owners.get(alias, 'the trust sources')}; this host's goes in under it",
-                    "duplicate-alias",
+                    FindingCode.DUPLICATE_ALIAS,
                 )
             )
         entries[alias] = leaf

@@ -37,11 +37,6 @@ class HookResult:
         return out
 
 
-def hooks_for(hooks: list[Hook], written: set[str]) -> list[tuple[Hook, tuple[str, ...]]]:
-    """Each hook that follows one of the written artifacts, with the ones it follows."""
-    return [(h, tuple(a for a in h.after if a in written)) for h in hooks if written.intersection(h.after)]
-
-
 def run_hook(hook: Hook, changed: tuple[str, ...], ssl_dir: Path, default_timeout: float) -> HookResult:
     timeout = hook.timeout or default_timeout
     started = dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")

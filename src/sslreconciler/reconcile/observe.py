@@ -1,16 +1,28 @@
-"""Read everything a reconcile needs from disk, once, into plain values for the pure planner."""
+"""Observe: read everything a reconcile needs, once, into one plain value (``Observed``) for ``decide``.
+
+Sources (bytes, mode, the mtime seen), the trust directories' listings, each store's password, what
+every output path holds now (bytes, never decoded here), each trust directory's hash links, and the
+owner and group the desired state names, resolved to ids. Nothing here judges; a problem reading
+something becomes a finding or a field saying why, never an exception.
+"""
 
 from __future__ import annotations
 
+import errno
+import grp
+import hashlib
 import os
+import pwd
 import re
 import stat
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
-from sslreconciler.config.desired import DesiredState, PasswordSource, resolve_password
-from sslreconciler.fsio import TEMP_PREFIX, fd_path, list_names, lstat_at, open_dir, read_at
-from sslreconciler.model.findings import Finding, SourceError, error
+from sslreconciler.config.desired import DesiredState, PasswordSource, Permissions, resolve_password
+from sslreconciler.fsio import TEMP_PREFIX, fd_path, list_names, lstat_at, open_dir, open_subdir, read_at
+from sslreconciler.model.findings import Finding, FindingCode, SourceError, error
 
 TRUST_SUFFIXES = (".crt", ".pem", ".cer", ".der")
 HASH_LINK = re.compile(r"^[0-9a-f]{8}\.[0-9]+$")
@@ -70,25 +82,25 @@ def _list_trust_source(ssl_fd: int, rel: str, allowed: list[Path]) -> tuple[Trus
     try:
         there = lstat_at(ssl_fd, rel)
     except OSError as exc:
-        return TrustDir(rel, (), False), [error(rel, f"cannot be looked at: {exc.strerror}", "unreadable")]
+        return TrustDir(rel, (), False), [error(rel, f"cannot be looked at: {exc.strerror}", FindingCode.UNREADABLE)]
     if there is None:
         return TrustDir(rel, (), False), [
-            error(rel, "is missing: no trusted certificates to verify against", "missing")
+            error(rel, "is missing: no trusted certificates to verify against", FindingCode.MISSING)
         ]
     try:
         fd = os.open(rel, os.O_RDONLY | os.O_DIRECTORY | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=ssl_fd)
     except NotADirectoryError:
         return TrustDir(rel, (rel,), False), []  # a single file (its read says if it is usable)
     except OSError as exc:
-        return TrustDir(rel, (), True), [error(rel, f"cannot be listed: {exc.strerror}", "unreadable")]
+        return TrustDir(rel, (), True), [error(rel, f"cannot be listed: {exc.strerror}", FindingCode.UNREADABLE)]
     try:
         real = fd_path(fd)
         if not any(real == root or root in real.parents for root in allowed):
-            problem = error(rel, f"is a symlink to {real}, outside the allowed places", "symlink-escape")
+            problem = error(rel, f"is a symlink to {real}, outside the allowed places", FindingCode.SYMLINK_ESCAPE)
             return TrustDir(rel, (), True), [problem]
         names, problems = list_names(fd, rel.rstrip("/"))
     except OSError as exc:
-        return TrustDir(rel, (), True), [error(rel, f"cannot be listed: {exc.strerror}", "unreadable")]
+        return TrustDir(rel, (), True), [error(rel, f"cannot be listed: {exc.strerror}", FindingCode.UNREADABLE)]
     finally:
         os.close(fd)
     files = tuple(f"{rel.rstrip('/')}/{n}" for n in names if is_trust_file_name(n))
@@ -99,7 +111,7 @@ def _password(source: PasswordSource, name: str, inputs: Inputs) -> None:
     try:
         inputs.passwords[name] = resolve_password(source)
     except ValueError as exc:
-        inputs.password_problems[name] = error(name, f"no store password: {exc}", "password")
+        inputs.password_problems[name] = error(name, f"no store password: {exc}", FindingCode.PASSWORD)
 
 
 def gather_inputs(ssl_dir: Path, desired: DesiredState, ssl_fd: int | None = None) -> tuple[Inputs, list[Finding]]:
@@ -129,3 +141,163 @@ def gather_inputs(ssl_dir: Path, desired: DesiredState, ssl_fd: int | None = Non
             inputs.files.setdefault(display, read_file(ssl_fd, display, allowed))
     _password(desired.truststore.password or desired.password, desired.truststore.file, inputs)
     return inputs, findings
+
+
+MAX_STORE_BYTES = 256 * 1024 * 1024  # larger than any store this program writes
+
+
+@dataclass(frozen=True, slots=True)
+class Ownership:
+    """The uid/gid outputs must have; None leaves it as it is (and new files take the ssl dir's)."""
+
+    uid: int | None = None
+    gid: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutputFile:
+    """What an output path holds now: its kind, and for a regular file its bytes (not decoded)."""
+
+    name: str
+    path: str  # ssl dir / name: what the memo and the state-dir record know it by
+    kind: Literal["absent", "file", "symlink", "not-a-file", "unreadable"]
+    why: str = ""  # for "unreadable", "symlink" and "not-a-file": said in the report
+    stat: os.stat_result | None = None
+    data: bytes | None = field(default=None, repr=False)
+    digest: bytes = b""  # SHA-256 of ``data``
+
+
+@dataclass(frozen=True, slots=True)
+class LinkDir:
+    """A trust directory's hash-link names now: link -> target, and names taken by something else."""
+
+    directory: str
+    links: dict[str, str] = field(default_factory=dict)
+    occupied: frozenset[str] = frozenset()  # <hash>.N names that are not symlinks
+    problem: str = ""  # why links cannot be kept there at all
+
+
+@dataclass(slots=True)
+class Observed:
+    """One reconcile's view of the node: everything ``decide`` needs, as plain values."""
+
+    ssl_dir: str
+    at: float  # wall clock when observed
+    inputs: Inputs
+    findings: list[Finding]
+    outputs: dict[str, OutputFile]
+    links: dict[str, LinkDir]
+    owner: Ownership
+    first_seen: dict[str, float] = field(default_factory=dict)  # source -> when first seen with its mtime
+
+
+def read_output(ssl_fd: int, name: str, path: str) -> OutputFile:
+    """An output path, read through the ssl dir's descriptor, never via a link."""
+    try:
+        st = lstat_at(ssl_fd, name)
+    except OSError as exc:
+        return OutputFile(name, path, "unreadable", f"cannot be looked at ({exc.strerror})")
+    if st is None:
+        return OutputFile(name, path, "absent")
+    if stat.S_ISLNK(st.st_mode):
+        return OutputFile(name, path, "symlink", "is a symlink (outputs are never written through one)", st)
+    if not stat.S_ISREG(st.st_mode):
+        return OutputFile(name, path, "not-a-file", "is not a regular file", st)
+    if st.st_size > MAX_STORE_BYTES:
+        return OutputFile(name, path, "unreadable", "is larger than any store this program writes", st)
+    try:
+        data, st = read_at(ssl_fd, name, name, None, MAX_STORE_BYTES, allow_empty=True)
+    except SourceError as exc:
+        if exc.finding.code is FindingCode.SYMLINK:  # swapped since the lstat
+            return OutputFile(name, path, "symlink", exc.finding.reason, st)
+        if exc.finding.code is FindingCode.NOT_A_FILE:
+            return OutputFile(name, path, "not-a-file", exc.finding.reason, st)
+        return OutputFile(name, path, "unreadable", f"cannot be read ({exc.finding.reason})", st)
+    return OutputFile(name, path, "file", stat=st, data=data, digest=hashlib.sha256(data).digest())
+
+
+def read_links(ssl_fd: int, rel: str) -> LinkDir:
+    """The <hash>.N entries of a trust directory inside the ssl dir (never one reached through a link)."""
+    try:
+        dir_fd = open_subdir(ssl_fd, rel)
+    except OSError as exc:
+        why = "is a symlink or not a real directory" if exc.errno in (errno.ELOOP, errno.ENOTDIR) else exc.strerror
+        return LinkDir(
+            rel, problem=f"hash links not kept: {why}; links are only made in a directory inside the ssl dir"
+        )
+    try:
+        names, _ = list_names(dir_fd, rel)  # names that are not UTF-8 are reported with the sources
+        links: dict[str, str] = {}
+        occupied: set[str] = set()
+        for name in names:
+            if not HASH_LINK.match(name):
+                continue
+            try:
+                links[name] = os.readlink(name, dir_fd=dir_fd)
+            except OSError:  # EINVAL: not a link
+                occupied.add(name)
+        return LinkDir(rel, links, frozenset(occupied))
+    finally:
+        os.close(dir_fd)
+
+
+def resolve_ownership(permissions: Permissions, where: str) -> tuple[Ownership, list[Finding]]:
+    """uid/gid to apply, only as root (an unprivileged run cannot chown, and need not).
+
+    A user or group this system does not have is a finding naming the desired state; that part of
+    the ownership is then left as it is, so the stores are still kept right.
+    """
+    if os.geteuid() != 0:
+        return Ownership(), []
+    findings: list[Finding] = []
+    uid = gid = None
+    if permissions.owner:
+        try:
+            uid = pwd.getpwnam(permissions.owner).pw_uid
+        except KeyError:
+            text = f"permissions.owner: no such user {permissions.owner!r} on this system; owners are left as they are"
+            findings.append(error(where, text, FindingCode.UNKNOWN_OWNER))
+    if permissions.group:
+        try:
+            gid = grp.getgrnam(permissions.group).gr_gid
+        except KeyError:
+            text = f"permissions.group: no such group {permissions.group!r} on this system; groups are left as they are"
+            findings.append(error(where, text, FindingCode.UNKNOWN_OWNER))
+    return Ownership(uid, gid), findings
+
+
+def output_names(desired: DesiredState) -> list[str]:
+    return [n for p in desired.pairs for n in (p.keystore, p.pkcs12) if n] + [desired.truststore.file]
+
+
+def observe(
+    ssl_dir: Path,
+    ssl_fd: int,
+    desired: DesiredState,
+    desired_file: str,
+    seen: dict[tuple[str, float], float] | None = None,
+) -> Observed:
+    """Everything one reconcile needs, read once below the ssl dir's descriptor.
+
+    ``seen`` (the process memo) remembers when each (source, mtime) was first seen, so a grace window
+    runs from then when the mtime is in the future.
+    """
+    at = time.time()
+    inputs, findings = gather_inputs(ssl_dir, desired, ssl_fd)
+    owner, owner_findings = resolve_ownership(desired.permissions, desired_file)
+    outputs = {name: read_output(ssl_fd, name, str(ssl_dir / name)) for name in output_names(desired)}
+    links: dict[str, LinkDir] = {}
+    if desired.truststore.hash_links:
+        for trust_dir in inputs.trust_dirs:
+            if trust_dir.is_dir:
+                links[trust_dir.display] = read_links(ssl_fd, trust_dir.display)
+    first_seen: dict[str, float] = {}
+    for display, source in inputs.files.items():
+        key = (display, source.mtime)
+        first = seen.setdefault(key, at) if seen is not None else at
+        first_seen[display] = first
+    if seen is not None and len(seen) > 4 * max(len(inputs.files), 64):  # forget mtimes long replaced
+        current = {(d, s.mtime) for d, s in inputs.files.items()}
+        for key in [k for k in seen if k not in current]:
+            del seen[key]
+    return Observed(str(ssl_dir), at, inputs, [*owner_findings, *findings], outputs, links, owner, first_seen)

@@ -1,99 +1,139 @@
-"""One reconcile, start to end: read sources, plan, apply, remember. Shared by the CLI and the daemon."""
+"""The one way in: every command that reconciles (``reconcile``, ``check``, ``web install|rollback``,
+``pki install-bundle``) and the daemon go through ``Reconciler.run``, so they cannot differ.
+
+It owns what outlives one reconcile (the process memo, the state-dir record, the last report) and the
+sequence: open the ssl dir once, take the writer lock (not for a dry run), observe, decide, execute,
+settle, save. Whatever breaks inside becomes an ``internal`` finding and a failed report, never an
+exception. Hooks are returned as due; ``run_hooks_now`` runs them for a one-shot, the daemon queues
+them on its worker.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import errno
-import json
 import os
 import socket
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from sslreconciler.config.desired import DesiredState
-from sslreconciler.fsio import (
-    DirLocked,
-    atomic_write_at,
-    lock_for_writing,
-    open_dir,
-    opened_dir,
-    remove_stale_temp_files,
-)
+from sslreconciler.config.desired import DesiredState, Hook
+from sslreconciler.fsio import DirLocked, lock_for_writing, open_dir
 from sslreconciler.model.errors import ConfigError
-from sslreconciler.model.findings import Finding, error
-from sslreconciler.reconcile.apply import apply_plan, resolve_ownership
-from sslreconciler.reconcile.contents import make_plan
+from sslreconciler.model.findings import Finding, FindingCode, error
+from sslreconciler.reconcile.decide import Context, WriteStore, decide, hooks_due, settle
+from sslreconciler.reconcile.execute import execute
+from sslreconciler.reconcile.hooks import HookResult, run_hook
 from sslreconciler.reconcile.memo import ReconcileCache
-from sslreconciler.reconcile.observe import gather_inputs
+from sslreconciler.reconcile.observe import observe
+from sslreconciler.reconcile.record import load_record, save_record, save_report
 from sslreconciler.reconcile.report import Report
-
-STATE_FILE = "last-report.json"
 
 
 def host_name(desired: DesiredState) -> str:
     return desired.hostname or socket.getfqdn()
 
 
-def reconcile(
-    ssl_dir: Path,
-    desired: DesiredState,
-    dry_run: bool = False,
-    extra: Sequence[Finding] = (),
-    cache: ReconcileCache | None = None,
-) -> Report:
-    """Make ``ssl_dir``'s derived files right (or, with ``dry_run``, say what would change)."""
-    started, t0 = dt.datetime.now(dt.UTC), time.monotonic()
-    try:
-        ssl_fd = open_dir(ssl_dir)  # resolved once: everything below works relative to it
-    except OSError as exc:
-        reason = "does not exist" if exc.errno == errno.ENOENT else "is not a directory"
-        if exc.errno not in (errno.ENOENT, errno.ENOTDIR):
-            reason = f"cannot be opened: {exc.strerror}"
-        finding = error(str(ssl_dir), reason, "missing")
-        return Report(str(ssl_dir), started, time.monotonic() - t0, [], [*extra, finding], [], dry_run)
-    try:
+@dataclass(slots=True)
+class Outcome:
+    report: Report
+    hooks_due: list[tuple[Hook, tuple[str, ...]]] = field(default_factory=list)
+    recheck_at: float | None = None  # wall clock: when the grace window of a pending error ends
+    state_problem: str = ""  # the state dir could not be written: for the caller to say
+
+
+class Reconciler:
+    """Reconciles one ssl dir, again and again (the daemon) or once (a command)."""
+
+    def __init__(
+        self,
+        ssl_dir: Path,
+        state_dir: Path,
+        desired_file: Path | str,
+        grace_period: float = 0.0,
+        memo: ReconcileCache | None = None,
+    ) -> None:
+        self.ssl_dir = ssl_dir
+        self.state_dir = state_dir
+        self.desired_file = str(desired_file)
+        self.grace_period = grace_period
+        # The state dir's record of what each store was last verified to hold spares a run from
+        # opening the stores (PKCS#12 key derivation alone costs tens of milliseconds per store).
+        self.memo = memo if memo is not None else load_record(state_dir)
+        self.seen: dict[tuple[str, float], float] = {}  # (source, mtime) -> first seen: the grace clock
+        self.last: Report | None = None
+
+    @property
+    def record_note(self) -> str:
+        """Why the state dir's record was not believed (e.g. root on a dir the service user owns)."""
+        return self.memo.record_note
+
+    def run(self, desired: DesiredState, dry_run: bool = False, extra: Sequence[Finding] = ()) -> Outcome:
+        started, t0 = dt.datetime.now(dt.UTC), time.monotonic()
+
+        def failed(finding: Finding, internal: bool = False) -> Outcome:
+            report = Report(str(self.ssl_dir), started, time.monotonic() - t0, [], [*extra, finding], [], dry_run)
+            report.internal_error = internal
+            return Outcome(report)
+
+        try:
+            ssl_fd = open_dir(self.ssl_dir)  # resolved once: everything below works relative to it
+        except OSError as exc:
+            reason = {errno.ENOENT: "does not exist", errno.ENOTDIR: "is not a directory"}.get(
+                exc.errno or 0, f"cannot be opened: {exc.strerror}"
+            )
+            return self._finish(failed(error(str(self.ssl_dir), reason, FindingCode.MISSING)), dry_run)
+        try:
+            if not dry_run:
+                lock_for_writing(ssl_fd, str(self.ssl_dir))  # one writer per ssl dir: the daemon or a one-shot
+            outcome = self._run_at(ssl_fd, desired, dry_run, list(extra), started, t0)
+        except DirLocked as exc:
+            outcome = failed(error(str(self.ssl_dir), f"not reconciled: {exc.strerror}", FindingCode.LOCKED))
+        except ConfigError:
+            raise
+        except Exception as exc:
+            detail = f"{type(exc).__name__}: {exc}" if isinstance(exc, OSError | ValueError) else type(exc).__name__
+            text = f"reconcile broke off unexpectedly ({detail}); the rest of this run was skipped"
+            outcome = failed(error(str(self.ssl_dir), text, FindingCode.INTERNAL), internal=True)
+        finally:
+            os.close(ssl_fd)  # closing it also releases the writer lock
+        return self._finish(outcome, dry_run)
+
+    def _run_at(
+        self,
+        ssl_fd: int,
+        desired: DesiredState,
+        dry_run: bool,
+        extra: list[Finding],
+        started: dt.datetime,
+        t0: float,
+    ) -> Outcome:
+        observed = observe(self.ssl_dir, ssl_fd, desired, self.desired_file, self.seen)
+        context = Context(host_name(desired), started, dry_run, self.grace_period)
+        decision = decide(observed, desired, context, extra, self.memo)
+        failures = [] if dry_run else execute(ssl_fd, decision.steps, decision.link_dirs, self.memo)
+        report = settle(decision, failures, str(self.ssl_dir), started, time.monotonic() - t0, dry_run)
+        if dry_run:
+            return Outcome(report, recheck_at=decision.recheck_at)
+        failed_writes = {f.step.name for f in failures if isinstance(f.step, WriteStore)}
+        written = {s.name for s in decision.steps if isinstance(s, WriteStore)} - failed_writes
+        return Outcome(report, hooks_due(desired.hooks, written), decision.recheck_at)
+
+    def _finish(self, outcome: Outcome, dry_run: bool) -> Outcome:
+        self.last = outcome.report
         if not dry_run:
-            lock_for_writing(ssl_fd, str(ssl_dir))  # one writer per ssl dir: the daemon or a one-shot
-        return _reconcile_at(ssl_dir, ssl_fd, desired, dry_run, extra, cache, started, t0)
-    except DirLocked as exc:
-        finding = error(str(ssl_dir), f"not reconciled: {exc.strerror}", "locked")
-        return Report(str(ssl_dir), started, time.monotonic() - t0, [], [*extra, finding], [], dry_run)
-    except ConfigError:
-        raise
-    except Exception as exc:
-        detail = f"{type(exc).__name__}: {exc}" if isinstance(exc, OSError | ValueError) else type(exc).__name__
-        finding = error(
-            str(ssl_dir), f"reconcile broke off unexpectedly ({detail}); the rest of this run was skipped", "internal"
-        )
-        report = Report(str(ssl_dir), started, time.monotonic() - t0, [], [*extra, finding], [], dry_run)
-        report.internal_error = True
-        return report
-    finally:
-        os.close(ssl_fd)
+            try:
+                save_report(self.state_dir, outcome.report)
+                save_record(self.memo, self.state_dir)
+            except OSError as exc:
+                outcome.state_problem = f"state dir {self.state_dir}: {exc.strerror}"
+        return outcome
 
 
-def _reconcile_at(
-    ssl_dir: Path,
-    ssl_fd: int,
-    desired: DesiredState,
-    dry_run: bool,
-    extra: Sequence[Finding],
-    cache: ReconcileCache | None,
-    started: dt.datetime,
-    t0: float,
-) -> Report:
-    if not dry_run:
-        remove_stale_temp_files(ssl_fd)
-    owner = resolve_ownership(desired.permissions)
-    inputs, findings = gather_inputs(ssl_dir, desired, ssl_fd)
-    findings = [*extra, *findings]
-    plan = make_plan(desired, inputs, host_name(desired), started, findings, cache)
-    return apply_plan(plan, ssl_dir, owner, dry_run, started, t0, cache, ssl_fd)
-
-
-def save_report(state_dir: Path, report: Report) -> None:
-    """Keep the last report in the state dir (0700 dir, 0600 file: it names files, never secrets)."""
-    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    with opened_dir(state_dir) as fd:  # written inside the directory's descriptor, never through a link
-        atomic_write_at(fd, STATE_FILE, json.dumps(report.to_dict(), indent=2).encode(), 0o600)
+def run_hooks_now(outcome: Outcome, ssl_dir: Path, default_timeout: float) -> list[HookResult]:
+    """A one-shot's hooks, one at a time in the desired state's order, before the command exits."""
+    results = [run_hook(hook, changed, ssl_dir, default_timeout) for hook, changed in outcome.hooks_due]
+    outcome.report.hook_results = results
+    return results

@@ -8,20 +8,18 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from sslreconciler.model.findings import Finding, Level
+from sslreconciler.model.status import Status, worst
+
+if TYPE_CHECKING:
+    from sslreconciler.reconcile.hooks import HookResult
 
 Action = Literal["unchanged", "written", "would-write", "kept-last-good", "failed"]
-Status = Literal["ok", "warning", "pending", "degraded", "failed"]
-STATUS_ORDER: tuple[Status, ...] = ("ok", "warning", "pending", "degraded", "failed")
-
-
-def worst(statuses: list[Status]) -> Status:
-    return max(statuses, key=STATUS_ORDER.index, default="ok")
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,17 +97,20 @@ class Report:
     pending_files: set[str] = field(default_factory=set)  # errors here are a copy in progress (daemon)
     internal_error: bool = False  # the reconcile itself broke off: failed, whatever else is known
     trust: dict[str, Any] | None = None  # trustset.trust_set of the authorities; None when nothing was read
+    hook_results: list[HookResult] = field(default_factory=list)  # hooks a one-shot ran after its writes
 
     @property
     def status(self) -> Status:
         statuses: list[Status] = [a.status for a in self.artifacts]
         if self.internal_error:
-            statuses.append("failed")
+            statuses.append(Status.FAILED)
         for f in self.findings:
             if f.level is Level.ERROR:
-                statuses.append("pending" if f.file in self.pending_files else "degraded")
+                statuses.append(Status.PENDING if f.file in self.pending_files else Status.DEGRADED)
             else:
-                statuses.append("warning")
+                statuses.append(Status.WARNING)
+        if any(h.outcome != "ok" for h in self.hook_results):  # as in the daemon: the stores are right
+            statuses.append(Status.WARNING)
         return worst(statuses)
 
     def finding_dicts(self) -> list[dict[str, str]]:
@@ -123,7 +124,9 @@ class Report:
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.status in ("degraded", "failed") else 0
+        """0 fine or warnings only; 1 degraded or failed, or a hook this command ran did not end ok."""
+        hook_failed = any(h.outcome != "ok" for h in self.hook_results)
+        return max(self.status.cli_exit, 1 if hook_failed else 0)
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -146,6 +149,7 @@ class Report:
             "certificates": [c.to_dict() for c in self.certificates],
             "counts": self.counts(),
             **({"trust": self.trust} if self.trust is not None else {}),
+            **({"hooks": {h.hook: h.to_dict() for h in self.hook_results}} if self.hook_results else {}),
         }
 
     def to_json(self) -> str:
@@ -166,4 +170,11 @@ class Report:
         if self.findings:
             lines.append("findings:")
             lines.extend(f"  {f}" for f in self.findings)
+        if self.hook_results:
+            lines.append("hooks:")
+            for h in self.hook_results:
+                exited = f" (exit {h.exit_code})" if h.exit_code is not None else ""
+                lines.append(
+                    f"  {h.hook}: {h.outcome}{exited}" + (f": {h.detail}" if h.outcome != "ok" and h.detail else "")
+                )
         return "\n".join(lines)

@@ -29,7 +29,7 @@ from sslreconciler.cluster.webcert import CRT, KEY
 from sslreconciler.config.desired import Acme, DesiredState, resolve_password
 from sslreconciler.fsio import atomic_write, read_source
 from sslreconciler.model.errors import CommandError, ConfigError
-from sslreconciler.model.findings import SourceError, error
+from sslreconciler.model.findings import FindingCode, SourceError, error
 from sslreconciler.pki.sources import parse_certificates
 
 EXIT_OK, EXIT_FAILED = 0, 1
@@ -215,7 +215,9 @@ def renew(desired: DesiredState, desired_file: Path, ssl_dir: Path, state_dir: P
         message = _install(ssl_dir, state_dir, key_pem, fullchain)
     except client.AcmeFailure as exc:
         record = before
-        finding = error(obs.acme.directory, f"ACME {exc.kind}: {exc.detail}; nothing in {ssl_dir} changed", "acme")
+        finding = error(
+            obs.acme.directory, f"ACME {exc.kind}: {exc.detail}; nothing in {ssl_dir} changed", FindingCode.ACME
+        )
         record.last_result = "failed"
         same_config = record.failed_config_key == obs.wanted.config_key
         record.failures = (record.failures if same_config else 0) + 1  # a new configuration starts afresh

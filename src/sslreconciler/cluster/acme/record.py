@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from sslreconciler.fsio import atomic_write, read_source
-from sslreconciler.model.findings import SourceError, error
+from sslreconciler.model.findings import FindingCode, SourceError, error
 
 RECORD = "acme.json"
 ACCOUNT_KEY = "acme-account.key"
@@ -91,7 +91,7 @@ def account_key(state_dir: Path) -> ec.EllipticCurvePrivateKey:
     try:
         data, _ = read_source(path, str(path), [state_dir], limit=RECORD_LIMIT)
     except SourceError as exc:
-        if exc.finding.code != "missing":
+        if exc.finding.code != FindingCode.MISSING:
             raise
         key = ec.generate_private_key(ec.SECP256R1())
         pem = key.private_bytes(
@@ -110,7 +110,7 @@ def account_key(state_dir: Path) -> ec.EllipticCurvePrivateKey:
 
 
 def _bad_key(path: Path, reason: str) -> SourceError:
-    return SourceError(error(str(path), reason, "acme-account-key"))
+    return SourceError(error(str(path), reason, FindingCode.ACME_ACCOUNT_KEY))
 
 
 def health_view(state_dir: Path, now: dt.datetime | None = None) -> dict[str, Any] | None:

@@ -1,0 +1,89 @@
+"""Execute: carry out the steps ``decide`` chose, in order, and report which failed. No decisions here.
+
+Every write is atomic and happens below the ssl dir's descriptor (fsio); a failed step is returned
+as a ``StepFailed`` for ``settle`` to turn into a finding, never raised.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+
+from sslreconciler.fsio import (
+    atomic_symlink_at,
+    atomic_write_at,
+    open_subdir,
+    owner_for_new_files,
+    remove_stale_temp_files,
+    set_attributes_at,
+)
+from sslreconciler.reconcile.decide import FixAttributes, MakeLink, Step, StepFailed, WriteStore
+from sslreconciler.reconcile.memo import ReconcileCache, access_digest, store_spec
+from sslreconciler.stores.jks import encode_jks
+from sslreconciler.stores.pkcs12 import encode_pkcs12
+
+
+def encode(step: WriteStore) -> bytes:
+    if step.kind == "pkcs12":
+        return encode_pkcs12(step.content.keys[0], step.password, step.profile)  # type: ignore[arg-type]
+    return encode_jks(step.content, step.password)
+
+
+def _write(ssl_fd: int, step: WriteStore, memo: ReconcileCache | None) -> None:
+    encoded = encode(step)
+    dir_uid, dir_gid = owner_for_new_files(ssl_fd)
+    uid = dir_uid if step.uid is None else step.uid
+    gid = dir_gid if step.gid is None else step.gid
+    atomic_write_at(ssl_fd, step.name, encoded, step.mode, uid, gid)
+    if memo is not None:  # these bytes hold this content: the next no-op need not decode them
+        digest = hashlib.sha256(encoded).digest()
+        memo.stores[step.path] = (
+            digest,
+            access_digest(step.kind, step.profile, step.password),
+            step.content,
+            step.profile,
+        )
+        memo.remember_verified(step.path, digest, store_spec(step.kind, step.profile, step.password, step.content))
+
+
+def _in_link_dir(ssl_fd: int, directory: str, dirs: dict[str, int]) -> int:
+    if directory not in dirs:
+        dirs[directory] = open_subdir(ssl_fd, directory)
+    return dirs[directory]
+
+
+def execute(
+    ssl_fd: int, steps: list[Step], link_dirs: tuple[str, ...] = (), memo: ReconcileCache | None = None
+) -> list[StepFailed]:
+    """Run ``steps`` below ``ssl_fd``; the ones that failed, with why."""
+    failures: list[StepFailed] = []
+    remove_stale_temp_files(ssl_fd)  # temp files a killed run left
+    dirs: dict[str, int] = {}
+    touched: set[str] = set()
+    try:
+        for directory in link_dirs:
+            with contextlib.suppress(OSError):
+                remove_stale_temp_files(_in_link_dir(ssl_fd, directory, dirs))  # temp links a killed run left
+        for step in steps:
+            try:
+                if isinstance(step, WriteStore):
+                    _write(ssl_fd, step, memo)
+                elif isinstance(step, FixAttributes):
+                    set_attributes_at(ssl_fd, step.name, step.observed, step.mode, step.uid, step.gid)
+                elif isinstance(step, MakeLink):
+                    atomic_symlink_at(_in_link_dir(ssl_fd, step.directory, dirs), step.name, step.target)
+                    touched.add(step.directory)
+                else:
+                    with contextlib.suppress(FileNotFoundError):  # already gone: as good as removed
+                        os.unlink(step.name, dir_fd=_in_link_dir(ssl_fd, step.directory, dirs))
+                    touched.add(step.directory)
+            except OSError as exc:
+                failures.append(StepFailed(step, exc.strerror or type(exc).__name__))
+        for directory in touched:
+            with contextlib.suppress(OSError):
+                os.fsync(dirs[directory])
+    finally:
+        for fd in dirs.values():
+            os.close(fd)
+    return failures

@@ -1,0 +1,91 @@
+"""What a reconcile leaves in the state dir: the last report, and the record of what each store holds.
+
+The record (store path -> SHA-256 of its bytes, HMAC of everything it must hold) spares a later run
+from opening the stores; the HMAC key lives beside it (0600), so the record says nothing about the
+password to whoever lacks that key. Both are believed only when nobody but the running user could
+have written them: root never trusts a record in a directory the service user owns.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import stat
+from pathlib import Path
+
+from sslreconciler.fsio import atomic_write_at, open_dir, opened_dir, read_at
+from sslreconciler.model.findings import FindingCode, SourceError
+from sslreconciler.reconcile.memo import ReconcileCache
+from sslreconciler.reconcile.report import Report
+
+STATE_FILE = "last-report.json"
+RECORD, RECORD_KEY = "fingerprints.json", "fingerprints.key"
+MAX_RECORD_BYTES = 4 * 1024 * 1024
+
+
+def _untrusted(st: os.stat_result, what: str) -> str:
+    """Why a state-dir entry could have been written by someone else than this user; empty if not."""
+    me = os.geteuid()
+    if st.st_uid != me:
+        return f"{what} is owned by uid {st.st_uid}, not by this user (uid {me})"
+    if st.st_mode & 0o022:
+        return f"{what} is writable by group or others (mode {stat.S_IMODE(st.st_mode):04o})"
+    return ""
+
+
+def load_record(state_dir: Path) -> ReconcileCache:
+    """A memo primed from the state dir's record; an unreadable or untrusted record is not used."""
+    memo = ReconcileCache()
+    memo.record_key = secrets.token_bytes(32)  # saved with the first record
+    try:
+        fd = open_dir(state_dir)
+    except OSError:
+        return memo
+    try:
+        problem = _untrusted(os.fstat(fd), f"state dir {state_dir}")
+        if problem:
+            memo.record_note = f"{problem}; its record is ignored"
+            return memo
+        try:
+            key, key_st = read_at(fd, RECORD_KEY, RECORD_KEY, None, 4096)
+            raw, raw_st = read_at(fd, RECORD, RECORD, None, MAX_RECORD_BYTES)
+        except SourceError as exc:
+            if exc.finding.code not in (FindingCode.MISSING, FindingCode.EMPTY):
+                memo.record_note = f"{state_dir}/{exc.finding.file} {exc.finding.reason}; record ignored"
+            return memo
+        problem = _untrusted(key_st, f"{state_dir}/{RECORD_KEY}") or _untrusted(raw_st, f"{state_dir}/{RECORD}")
+        if problem:
+            memo.record_note = f"{problem}; the record is ignored"
+            return memo
+        memo.record_key = key
+        try:
+            loaded = json.loads(raw)
+            memo.recorded = {str(k): (str(v[0]), str(v[1])) for k, v in loaded.items()}
+        except (ValueError, TypeError, IndexError, AttributeError, RecursionError):
+            memo.recorded = {}
+        memo.record_trusted = True
+        memo.record_saved = dict(memo.recorded)
+    finally:
+        os.close(fd)
+    return memo
+
+
+def save_record(memo: ReconcileCache, state_dir: Path) -> None:
+    """Write the record when it changed (0600, inside the state dir's descriptor, never through a link)."""
+    if not memo.record_key or (memo.record_trusted and memo.recorded == memo.record_saved):
+        return
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with opened_dir(state_dir) as fd:
+        if not memo.record_trusted:  # a new key for a new record: the old pair is not believed
+            atomic_write_at(fd, RECORD_KEY, memo.record_key, 0o600)
+        atomic_write_at(fd, RECORD, json.dumps(memo.recorded, indent=1).encode(), 0o600)
+        memo.record_trusted = True
+        memo.record_saved = dict(memo.recorded)
+
+
+def save_report(state_dir: Path, report: Report) -> None:
+    """Keep the last report in the state dir (0700 dir, 0600 file: it names files, never secrets)."""
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with opened_dir(state_dir) as fd:
+        atomic_write_at(fd, STATE_FILE, json.dumps(report.to_dict(), indent=2).encode(), 0o600)
