@@ -57,6 +57,7 @@ lint: venv
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src
 	$(BIN)/mypy --strict src
+	$(BIN)/lint-imports --no-cache
 
 unit: tools venv jdks
 	$(BIN)/pytest

@@ -12,6 +12,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from sslreconciler.model.health_document import HealthDocument
 from sslreconciler.model.status import PLUGIN_LABELS as LABELS
 from sslreconciler.model.status import PLUGIN_UNKNOWN, parse_status
 
@@ -46,7 +47,7 @@ def _days_left(not_after: str, now: dt.datetime) -> int:
     return (dt.datetime.fromisoformat(not_after.replace("Z", "+00:00")) - now).days
 
 
-def render(doc: dict[str, Any], code: int) -> str:
+def render(doc: HealthDocument, code: int) -> str:
     now = dt.datetime.now(dt.UTC)
     artifacts: dict[str, Any] = doc.get("artifacts", {})
     findings: list[dict[str, str]] = doc.get("findings", [])
@@ -109,7 +110,7 @@ def render(doc: dict[str, Any], code: int) -> str:
     trust: dict[str, Any] = doc.get("trust") or {}
     if trust:
         lines += ["", f"trusts: {', '.join(trust['authorities']) or 'nothing'} (set {trust['fingerprint'][:16]})"]
-    last = doc.get("last_reconcile") or {}
+    last: dict[str, Any] = dict(doc.get("last_reconcile") or {})
     counts = doc.get("counts", {})
     if last:
         lines += [
@@ -123,7 +124,7 @@ def render(doc: dict[str, Any], code: int) -> str:
 def status_command(socket_path: Path, as_json: bool) -> int:
     try:
         _code, body = fetch(socket_path)
-        doc = json.loads(body)
+        doc: HealthDocument = json.loads(body)
     except (OSError, http.client.HTTPException, ValueError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
         if as_json:

@@ -17,8 +17,9 @@ from pydantic import (
 )
 
 from sslreconciler.config.credentials import anchor_relative_files, credential_path
+from sslreconciler.config.wording import config_error_from_validation
 from sslreconciler.fsio import read_regular
-from sslreconciler.model.errors import ConfigError, config_error_from_validation
+from sslreconciler.model.errors import ConfigError
 from sslreconciler.model.findings import FindingCode, SourceError
 
 DEFAULT_PASSWORD = "changeit"  # sipXecs services hard-code it

@@ -14,7 +14,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sslreconciler.config.credentials import use_fallback_dir
-from sslreconciler.model.errors import ConfigError, config_error_from_validation
+from sslreconciler.config.wording import config_error_from_validation
+from sslreconciler.model.errors import ConfigError
 
 DEFAULT_CONFIG = Path("/etc/sslreconciler/sslreconciler.toml")
 ENV_PREFIX = "SSLRECONCILER_"

@@ -6,7 +6,6 @@ The daemon publishes an immutable document after every reconcile; request thread
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import io
 import json
 import os
@@ -17,11 +16,12 @@ import socketserver
 import stat
 import threading
 import time
-from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
+from sslreconciler.daemon.metrics import render_metrics
+from sslreconciler.model.health_document import HealthDocument
 from sslreconciler.model.status import Status, parse_status
 
 SOCKET_MODE = 0o660
@@ -35,157 +35,17 @@ def http_code(status: object) -> int:
 class HealthState:
     """The latest health document, swapped whole under a lock."""
 
-    def __init__(self, initial: dict[str, Any]) -> None:
+    def __init__(self, initial: HealthDocument) -> None:
         self._lock = threading.Lock()
         self._doc = initial
 
-    def publish(self, doc: dict[str, Any]) -> None:
+    def publish(self, doc: HealthDocument) -> None:
         with self._lock:
             self._doc = doc
 
-    def document(self) -> dict[str, Any]:
+    def document(self) -> HealthDocument:
         with self._lock:
             return self._doc
-
-
-def _label(value: object) -> str:
-    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _labels(**labels: object) -> str:
-    return "{" + ",".join(f'{k}="{_label(v)}"' for k, v in labels.items()) + "}"
-
-
-def _cn(rfc4514: str) -> str:
-    for part in rfc4514.split(","):
-        if part.startswith("CN="):
-            return part[3:]
-    return ""
-
-
-def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else repr(float(value))
-
-
-def _epoch(iso: str) -> float:
-    return dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
-
-
-def render_metrics(doc: dict[str, Any], now: float | None = None) -> str:
-    """Prometheus text format; certificate series named as x509-certificate-exporter names them."""
-    now = dt.datetime.now(dt.UTC).timestamp() if now is None else now
-    out: list[str] = []
-
-    def family(name: str, kind: str, help_text: str, samples: Sequence[tuple[str, float]]) -> None:
-        out.append(f"# HELP {name} {help_text}")
-        out.append(f"# TYPE {name} {kind}")
-        out.extend(f"{name}{labels} {_number(value)}" for labels, value in samples)
-
-    certs: list[tuple[str, float]] = []
-    expired: list[tuple[str, float]] = []
-    for file, cert in _all_certificates(doc):
-        labels = _labels(
-            filepath=file, subject_CN=_cn(cert["subject"]), issuer_CN=_cn(cert["issuer"]), serial_number=cert["serial"]
-        )
-        not_after = _epoch(cert["not_after"])
-        certs.append((labels, not_after))
-        expired.append((labels, 1 if not_after < now else 0))
-    family("x509_cert_not_after", "gauge", "Certificate not-after date, seconds since the epoch.", certs)
-    family("x509_cert_expired", "gauge", "1 when the certificate has expired.", expired)
-    status = doc.get("status", "failed")
-    family(
-        "sslreconciler_status",
-        "gauge",
-        "Node TLS status (one series per state; 1 = current).",
-        [(_labels(status=s), 1 if s == status else 0) for s in Status],
-    )
-    artifact_samples = []
-    for name, artifact in sorted(doc.get("artifacts", {}).items()):
-        artifact_samples += [(_labels(artifact=name, status=s), 1 if s == artifact["status"] else 0) for s in Status]
-    family(
-        "sslreconciler_artifact_status",
-        "gauge",
-        "Artifact status (one series per state; 1 = current).",
-        artifact_samples,
-    )
-    counts = doc.get("counts", {})
-    family(
-        "sslreconciler_reconciles_total",
-        "counter",
-        "Reconciles run since start.",
-        [("", int(counts.get("reconciles", 0)))],
-    )
-    family(
-        "sslreconciler_reconcile_errors_total",
-        "counter",
-        "Reconciles that ended degraded or failed.",
-        [("", int(counts.get("reconcile_errors", 0)))],
-    )
-    family(
-        "sslreconciler_artifact_writes_total",
-        "counter",
-        "Artifacts rewritten since start.",
-        [(_labels(artifact=a), int(n)) for a, n in sorted(counts.get("writes_by_artifact", {}).items())],
-    )
-    last = doc.get("last_reconcile") or {}
-    family(
-        "sslreconciler_reconcile_duration_seconds",
-        "gauge",
-        "Duration of the last reconcile.",
-        [("", float(last.get("duration_ms", 0.0)) / 1000)],
-    )
-    family(
-        "sslreconciler_last_reconcile_timestamp_seconds",
-        "gauge",
-        "When the last reconcile started.",
-        [("", _epoch(last["started_at"]) if last.get("started_at") else 0.0)],
-    )
-    findings = doc.get("findings", [])
-    family(
-        "sslreconciler_findings",
-        "gauge",
-        "Findings of the last reconcile by level.",
-        [(_labels(level=lvl), sum(1 for f in findings if f["level"] == lvl)) for lvl in ("error", "warning")],
-    )
-    hook_runs: dict[str, dict[str, int]] = counts.get("hook_runs", {})
-    family(
-        "sslreconciler_hook_runs_total",
-        "counter",
-        "Post-change hook runs by outcome.",
-        [(_labels(hook=h, outcome=o), n) for h, by in sorted(hook_runs.items()) for o, n in sorted(by.items())],
-    )
-    acme = doc.get("acme") or {}
-    for name, key, help_text in (
-        ("last_success", "last_success", "When `acme renew` last ended well (issued or nothing to do)."),
-        ("renewal_due", "renewal_due", "The web certificate's renewal point, as `acme renew` last saw it."),
-    ):
-        when = acme.get(key)
-        family(
-            f"sslreconciler_acme_{name}_timestamp_seconds",
-            "gauge",
-            help_text,
-            [("", _epoch(when))] if when else [],
-        )
-    family(
-        "sslreconciler_acme_failures",
-        "gauge",
-        "Consecutive failed `acme renew` attempts.",
-        [("", int(acme.get("failures", 0)))] if acme else [],
-    )
-    trust = doc.get("trust")
-    family(
-        "sslreconciler_trust_set_info",
-        "gauge",
-        "The trusted CA set (SHA-256 over the sorted DER of the authorities); nodes that disagree have drifted.",
-        [(_labels(fingerprint=trust["fingerprint"]), 1)] if trust else [],
-    )
-    return "\n".join(out) + "\n"
-
-
-def _all_certificates(doc: dict[str, Any]) -> list[tuple[str, dict[str, str]]]:
-    out = [(name, a["certificate"]) for name, a in sorted(doc.get("artifacts", {}).items()) if a.get("certificate")]
-    out += [(c["file"], c) for c in doc.get("certificates", [])]
-    return out
 
 
 # Limits: whoever is in the socket's group may connect; none of it may stop or starve the daemon.

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
-import queue
 import select
 import signal
 import threading
@@ -22,9 +21,11 @@ from typing import Any
 
 from sslreconciler import __version__
 from sslreconciler.cluster.acme.record import health_view as acme_health_view
-from sslreconciler.config.desired import DesiredState, Hook, load_desired_state
+from sslreconciler.config.desired import DesiredState, load_desired_state
 from sslreconciler.config.settings import Settings, load_settings
+from sslreconciler.daemon.document import health_document, starting_document
 from sslreconciler.daemon.health import HealthServer, HealthState
+from sslreconciler.daemon.hook_worker import HookRunner
 from sslreconciler.daemon.logs import configure as configure_logs
 from sslreconciler.daemon.logs import get_logger
 from sslreconciler.daemon.sdnotify import Notifier, watchdog_interval
@@ -32,11 +33,11 @@ from sslreconciler.daemon.watch import Watcher
 from sslreconciler.fsio import printable_name
 from sslreconciler.model.errors import ConfigError
 from sslreconciler.model.findings import Finding, FindingCode, Level, error, warning
-from sslreconciler.model.status import Status, worst
-from sslreconciler.reconcile.hooks import HookResult, run_hook
+from sslreconciler.model.health_document import status_line
+from sslreconciler.model.status import Status
 from sslreconciler.reconcile.memo import ReconcileCache
 from sslreconciler.reconcile.reconciler import Reconciler
-from sslreconciler.reconcile.report import Report
+from sslreconciler.reconcile.report import HookResult, Report
 
 
 @dataclass
@@ -58,41 +59,6 @@ class Counters:
         }
 
 
-class HookRunner:
-    """Runs hooks one at a time on a worker thread; a hook already queued is not queued twice."""
-
-    def __init__(self, on_result: Any) -> None:
-        self._queue: queue.Queue[tuple[Hook, tuple[str, ...], Path, float] | None] = queue.Queue()
-        self._queued: set[str] = set()
-        self._lock = threading.Lock()
-        self._on_result = on_result
-        self._thread = threading.Thread(target=self._work, name="hooks", daemon=True)
-        self._thread.start()
-
-    def submit(self, hook: Hook, changed: tuple[str, ...], ssl_dir: Path, timeout: float) -> None:
-        with self._lock:
-            if hook.label in self._queued:
-                return
-            self._queued.add(hook.label)
-        self._queue.put((hook, changed, ssl_dir, timeout))
-
-    def _work(self) -> None:
-        while (item := self._queue.get()) is not None:
-            hook, changed, ssl_dir, timeout = item
-            with self._lock:
-                self._queued.discard(hook.label)
-            try:
-                result = run_hook(hook, changed, ssl_dir, timeout)
-            except Exception as exc:  # one bad hook must never stop the worker, and so every other hook
-                started = dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
-                result = HookResult(hook.label, "error", started, 0.0, None, f"cannot run: {exc!r}"[:400], changed)
-            with contextlib.suppress(Exception):
-                self._on_result(result)
-
-    def stop(self) -> None:
-        self._queue.put(None)
-
-
 class Daemon:
     def __init__(self, config: Path | None, overrides: dict[str, Any]) -> None:
         self._config = config
@@ -106,7 +72,7 @@ class Daemon:
         self.counters = Counters()
         self.reconciler = self._new_reconciler()
         self.notifier = Notifier()
-        self.health = HealthState(self._starting_document())
+        self.health = HealthState(starting_document())
         self._server: HealthServer | None = None
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._first_event: float | None = None
@@ -400,16 +366,6 @@ class Daemon:
 
     # -- what the outside sees ---------------------------------------------------------------------
 
-    def _starting_document(self) -> dict[str, Any]:
-        return {
-            "status": "pending",
-            "message": "starting: first reconcile not done yet",
-            "artifacts": {},
-            "findings": [],
-            "version": __version__,
-            "pid": os.getpid(),
-        }
-
     def _publish(self) -> None:
         with self._lock:
             # a hook no longer in the desired state leaves the status with its last result
@@ -419,48 +375,20 @@ class Daemon:
             report, trigger, hooks = self._report, self._trigger, dict(self._hook_results)
         if report is None:
             return
-        doc = report.to_dict()
-        status = report.status
-        failed_hooks = [h for h in hooks.values() if h.outcome != "ok"]
-        if failed_hooks:
-            status = worst([status, Status.WARNING])
-        acme = acme_health_view(self.settings.resolved_state_dir())  # the record `acme renew` left
-        if acme is not None:
-            doc["acme"] = acme
-            if acme["overdue"]:
-                status = worst([status, Status.WARNING])
-        doc.update(
-            {
-                "status": status,
-                "version": __version__,
-                "pid": os.getpid(),
-                "uptime_s": round(time.monotonic() - self._started, 1),
-                "last_reconcile": {
-                    "started_at": doc.pop("started_at"),
-                    "duration_ms": doc.pop("duration_ms"),
-                    "trigger": trigger,
-                },
-                "counts": {**doc["counts"], **self.counters.as_dict(), "hook_failures": len(failed_hooks)},
-                "hooks": {label: r.to_dict() for label, r in sorted(hooks.items())},
-                "desired_state": {
-                    "file": str(self.settings.desired_state),
-                    "problem": self._desired_problem.reason if self._desired_problem else None,
-                },
-            }
+        doc = health_document(
+            report,
+            trigger,
+            self.counters.as_dict(),
+            hooks,
+            str(self.settings.desired_state),
+            self._desired_problem.reason if self._desired_problem else None,
+            acme_health_view(self.settings.resolved_state_dir()),  # the record `acme renew` left
+            time.monotonic() - self._started,
         )
-        doc.pop("dry_run", None)
         self.health.publish(doc)
 
     def _status_line(self) -> str:
-        doc = self.health.document()
-        counts = doc.get("counts", {})
-        errors = sum(1 for f in doc.get("findings", []) if f["level"] == Level.ERROR.value)
-        warnings = len(doc.get("findings", [])) - errors
-        when = dt.datetime.now(dt.UTC).strftime("%H:%M:%SZ")
-        return (
-            f"STATUS={doc.get('status')}: {len(doc.get('artifacts', {}))} artifacts, {errors} errors, "
-            f"{warnings} warnings; {counts.get('reconciles', 0)} reconciles, last {when}"
-        )
+        return status_line(self.health.document())
 
 
 def run_daemon(config: Path | None, overrides: dict[str, Any]) -> int:

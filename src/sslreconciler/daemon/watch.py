@@ -30,7 +30,8 @@ from watchdog.observers import Observer
 
 from sslreconciler.config.desired import DesiredState
 from sslreconciler.fsio import TEMP_PREFIX
-from sslreconciler.reconcile.observe import HASH_LINK, is_trust_file_name
+from sslreconciler.reconcile.observe import is_trust_file_name
+from sslreconciler.reconcile.state import HASH_LINK
 
 EVENT_TYPES: list[type[FileSystemEvent]] = [
     FileCreatedEvent,

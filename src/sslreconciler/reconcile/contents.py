@@ -22,7 +22,7 @@ from sslreconciler.pki import verify
 from sslreconciler.pki.sources import PrivateKey, parse_certificates, parse_private_key
 from sslreconciler.pki.subject_hash import subject_hash
 from sslreconciler.reconcile.memo import ReconcileCache, memoised
-from sslreconciler.reconcile.observe import Inputs, SourceFile
+from sslreconciler.reconcile.state import Inputs, SourceFile
 from sslreconciler.stores.entries import KeyEntry, StoreContent, cert_der, key_pkcs8
 
 ArtifactKind = Literal["jks", "pkcs12", "truststore"]

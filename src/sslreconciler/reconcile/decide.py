@@ -21,8 +21,8 @@ from sslreconciler.model.findings import Finding, FindingCode, Level, error
 from sslreconciler.model.status import Status, worst
 from sslreconciler.reconcile.contents import ArtifactPlan, make_plan
 from sslreconciler.reconcile.memo import ReconcileCache, access_digest, store_spec
-from sslreconciler.reconcile.observe import LinkDir, Observed, OutputFile, Ownership
 from sslreconciler.reconcile.report import Action, ArtifactReport, CertInfo, LinkReport, Report, SourceCert
+from sslreconciler.reconcile.state import LinkDir, Observed, OutputFile, Ownership
 from sslreconciler.reconcile.trustset import trust_set
 from sslreconciler.stores.entries import StoreContent, StoreUnreadable
 from sslreconciler.stores.jks import read_jks

@@ -12,29 +12,13 @@ import os
 import signal
 import subprocess
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from sslreconciler.config.desired import Hook
+from sslreconciler.reconcile.report import HookResult
 
 OUTPUT_TAIL = 400  # characters of a hook's output kept for the status
-
-
-@dataclass(frozen=True, slots=True)
-class HookResult:
-    hook: str
-    outcome: Literal["ok", "failed", "timeout", "error"]
-    started_at: str
-    duration_s: float
-    exit_code: int | None
-    detail: str  # tail of its output, or why it could not start
-    changed: tuple[str, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["changed"] = list(self.changed)
-        return out
 
 
 def run_hook(hook: Hook, changed: tuple[str, ...], ssl_dir: Path, default_timeout: float) -> HookResult:

@@ -13,44 +13,25 @@ import grp
 import hashlib
 import os
 import pwd
-import re
 import stat
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 from sslreconciler.config.desired import DesiredState, PasswordSource, Permissions, resolve_password
 from sslreconciler.fsio import TEMP_PREFIX, fd_path, list_names, lstat_at, open_dir, open_subdir, read_at
 from sslreconciler.model.findings import Finding, FindingCode, SourceError, error
+from sslreconciler.reconcile.state import (
+    HASH_LINK,
+    Inputs,
+    LinkDir,
+    Observed,
+    OutputFile,
+    Ownership,
+    SourceFile,
+    TrustDir,
+)
 
 TRUST_SUFFIXES = (".crt", ".pem", ".cer", ".der")
-HASH_LINK = re.compile(r"^[0-9a-f]{8}\.[0-9]+$")
-
-
-@dataclass(frozen=True, slots=True)
-class SourceFile:
-    display: str  # path relative to the ssl dir, as findings name it
-    data: bytes | None = field(default=None, repr=False)
-    problem: Finding | None = None
-    present: bool = True
-    mode: int = 0
-    mtime: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class TrustDir:
-    display: str
-    files: tuple[str, ...]  # displays of the certificate files, sorted
-    is_dir: bool
-
-
-@dataclass(slots=True)
-class Inputs:
-    files: dict[str, SourceFile] = field(default_factory=dict)
-    trust_dirs: list[TrustDir] = field(default_factory=list)
-    passwords: dict[str, str] = field(default_factory=dict, repr=False)  # store name -> password
-    password_problems: dict[str, Finding] = field(default_factory=dict)
 
 
 def read_file(ssl_fd: int, rel: str, allowed: list[Path]) -> SourceFile:
@@ -144,51 +125,6 @@ def gather_inputs(ssl_dir: Path, desired: DesiredState, ssl_fd: int | None = Non
 
 
 MAX_STORE_BYTES = 256 * 1024 * 1024  # larger than any store this program writes
-
-
-@dataclass(frozen=True, slots=True)
-class Ownership:
-    """The uid/gid outputs must have; None leaves it as it is (and new files take the ssl dir's)."""
-
-    uid: int | None = None
-    gid: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class OutputFile:
-    """What an output path holds now: its kind, and for a regular file its bytes (not decoded)."""
-
-    name: str
-    path: str  # ssl dir / name: what the memo and the state-dir record know it by
-    kind: Literal["absent", "file", "symlink", "not-a-file", "unreadable"]
-    why: str = ""  # for "unreadable", "symlink" and "not-a-file": said in the report
-    stat: os.stat_result | None = None
-    data: bytes | None = field(default=None, repr=False)
-    digest: bytes = b""  # SHA-256 of ``data``
-
-
-@dataclass(frozen=True, slots=True)
-class LinkDir:
-    """A trust directory's hash-link names now: link -> target, and names taken by something else."""
-
-    directory: str
-    links: dict[str, str] = field(default_factory=dict)
-    occupied: frozenset[str] = frozenset()  # <hash>.N names that are not symlinks
-    problem: str = ""  # why links cannot be kept there at all
-
-
-@dataclass(slots=True)
-class Observed:
-    """One reconcile's view of the node: everything ``decide`` needs, as plain values."""
-
-    ssl_dir: str
-    at: float  # wall clock when observed
-    inputs: Inputs
-    findings: list[Finding]
-    outputs: dict[str, OutputFile]
-    links: dict[str, LinkDir]
-    owner: Ownership
-    first_seen: dict[str, float] = field(default_factory=dict)  # source -> when first seen with its mtime
 
 
 def read_output(ssl_fd: int, name: str, path: str) -> OutputFile:

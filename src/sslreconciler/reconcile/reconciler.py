@@ -25,11 +25,11 @@ from sslreconciler.model.errors import ConfigError
 from sslreconciler.model.findings import Finding, FindingCode, error
 from sslreconciler.reconcile.decide import Context, WriteStore, decide, hooks_due, settle
 from sslreconciler.reconcile.execute import execute
-from sslreconciler.reconcile.hooks import HookResult, run_hook
+from sslreconciler.reconcile.hooks import run_hook
 from sslreconciler.reconcile.memo import ReconcileCache
 from sslreconciler.reconcile.observe import observe
 from sslreconciler.reconcile.record import load_record, save_record, save_report
-from sslreconciler.reconcile.report import Report
+from sslreconciler.reconcile.report import HookResult, Report
 
 
 def host_name(desired: DesiredState) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -16,10 +16,23 @@ from cryptography.hazmat.primitives import hashes
 from sslreconciler.model.findings import Finding, Level
 from sslreconciler.model.status import Status, worst
 
-if TYPE_CHECKING:
-    from sslreconciler.reconcile.hooks import HookResult
-
 Action = Literal["unchanged", "written", "would-write", "kept-last-good", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class HookResult:
+    hook: str
+    outcome: Literal["ok", "failed", "timeout", "error"]
+    started_at: str
+    duration_s: float
+    exit_code: int | None
+    detail: str  # tail of its output, or why it could not start
+    changed: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["changed"] = list(self.changed)
+        return out
 
 
 @dataclass(frozen=True, slots=True)
