@@ -1,6 +1,8 @@
 """Command-line parsing only: each subcommand calls the library and maps results to exit codes.
 
-Exit codes (reconcile, check): 0 ok or warnings only, 1 degraded or failed, 2 usage or config error.
+Every command that reconciles goes through ``_one_shot`` and so through the one ``Reconciler``.
+Exit codes (reconcile, check, web install|rollback, pki install-bundle): 0 ok or warnings only,
+1 degraded or failed or a hook failed, 2 usage or config error.
 """
 
 from __future__ import annotations
@@ -78,7 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="make the derived files right, once",
         description="Rebuild every store whose sources changed; keep the last good store "
-        "when a source is bad. Exit 0 ok/warnings, 1 degraded/failed, 2 usage/config error.",
+        "when a source is bad; then run the desired state's hooks for the stores rewritten. Waits (up to "
+        "120 s) while another writer (the daemon, another one-shot) holds the ssl dir. "
+        "Exit 0 ok/warnings, 1 degraded/failed or a hook failed, 2 usage/config error.",
     )
     rec.add_argument("--json", action="store_true", help="print the report as JSON")
     chk = sub.add_parser(
