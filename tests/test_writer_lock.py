@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from daemonkit import RunningDaemon
 
 from conftest import run_cli
@@ -78,3 +79,31 @@ def test_a_held_lock_makes_a_writer_wait_then_go(tmp_path: Path, ca: Issued) -> 
         assert run_cli("check", "--ssl-dir", node.ssl_dir, "--desired-state", node.desired, timeout=60).rc in (0, 1)
     finally:
         os.close(fd)
+
+
+def test_a_writer_that_gives_up_names_who_holds_the_lock(tmp_path) -> None:
+    """The bounded wait ends with the holder's pid and name (from /proc/locks), not just "locked"."""
+    from sslreconciler.fsio import DirLocked, lock_for_writing
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, os, sys, time\n"
+         f"fd = os.open({str(tmp_path)!r}, os.O_RDONLY | os.O_DIRECTORY)\n"
+         "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('held', flush=True)\ntime.sleep(120)"],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == b"held\n"
+        fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            with pytest.raises(DirLocked) as refused:
+                lock_for_writing(fd, str(tmp_path), wait_s=0.3)
+            assert f"pid {holder.pid}, python" in refused.value.strerror, refused.value.strerror
+            holder.kill()
+            holder.wait(timeout=60)
+            lock_for_writing(fd, str(tmp_path), wait_s=60)  # the holder gone: taken at once
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+    finally:
+        holder.kill()
+        holder.wait(timeout=60)

@@ -96,12 +96,37 @@ def lock_for_writing(dir_fd: int, display: str, wait_s: float = WRITER_LOCK_WAIT
             return
         except BlockingIOError:
             if time.monotonic() >= deadline:
+                holder = lock_holder(dir_fd)
                 raise DirLocked(
                     errno.EWOULDBLOCK,
-                    f"another sslreconciler (the daemon, or a one-shot command) is writing here; waited {wait_s:.0f} s",
+                    "another sslreconciler (the daemon, or a one-shot command) is writing here"
+                    + (f" ({holder})" if holder else "")
+                    + f"; waited {wait_s:.0f} s",
                     display,
                 ) from None
             time.sleep(0.05)
+
+
+def lock_holder(dir_fd: int) -> str:
+    """Who holds the flock on this directory, from /proc/locks: "pid N, NAME"; empty when unknown."""
+    st = os.fstat(dir_fd)
+    where = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    try:
+        with open("/proc/locks", "rb") as f:  # a kernel file: bounded all the same
+            table = f.read(1024 * 1024).decode(errors="replace")
+    except OSError:
+        return ""
+    for line in table.splitlines():
+        fields = line.split()
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == where and fields[4].isdigit():
+            pid = fields[4]
+            try:
+                with open(f"/proc/{pid}/comm", "rb") as f:
+                    name = f.read(64).decode(errors="replace").strip()
+            except OSError:
+                name = ""
+            return f"pid {pid}" + (f", {printable_name(name)}" if name else "")
+    return ""
 
 
 @contextlib.contextmanager

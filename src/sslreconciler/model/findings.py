@@ -5,6 +5,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from sslreconciler.model.errors import SslReconcilerError
+
 
 class FindingCode(enum.StrEnum):
     """Every finding's machine-readable kind: monitoring and scripts match on these values (a contract)."""
@@ -89,7 +91,7 @@ def warning(file: str, reason: str, code: FindingCode = FindingCode.WARNING) -> 
     return Finding(Level.WARNING, file, reason, code)
 
 
-class SourceError(Exception):
+class SourceError(SslReconcilerError):
     """A source could not be used; carries the finding that says why."""
 
     def __init__(self, finding: Finding) -> None:
