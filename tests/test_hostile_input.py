@@ -170,14 +170,41 @@ def test_sighup_with_an_unusable_socket_keeps_the_old_server(daemon: RunningDaem
     assert any("cannot serve on the new socket" in str(line.get("event")) for line in daemon.logs())
 
 
-def test_exception_inside_a_reconcile_is_a_failed_status_and_the_loop_goes_on(daemon: RunningDaemon) -> None:
+def test_unknown_owner_in_a_live_edit_is_a_finding_and_the_daemon_stays_up(daemon: RunningDaemon) -> None:
+    """Owners are resolved when the node is observed: a user this system lacks is a finding naming the
+    desired state, never an exception past the "keep the last valid desired state" logic."""
     daemon.start()
     node = daemon.node
+    pid = daemon.proc.pid
     node.desired.write_text(json.dumps({"hostname": HOST, "permissions": {"owner": "no-such-user-sr13"}}))
-    doc = daemon.wait_for(lambda x: x["status"] == "failed", timeout=60, what="a failed status")
-    assert _findings(doc, "internal") and "no such user" in json.dumps(daemon.logs()), doc["findings"]
+    doc = daemon.wait_for(lambda x: _findings(x, "unknown-owner"), timeout=60, what="an unknown-owner finding")
+    assert doc["status"] == "degraded" and daemon.proc.poll() is None and daemon.proc.pid == pid
+    found = _findings(doc, "unknown-owner")[0]
+    assert found["file"] == str(node.desired) and "no-such-user-sr13" in found["reason"], found
     node.desired.write_text(json.dumps({"hostname": HOST}))
     daemon.wait_for(lambda x: x["status"] == "ok", timeout=60, what="ok again")
+
+
+def test_an_exception_inside_a_reconcile_is_a_failed_report_and_releases_the_lock(tmp_path: Path, ca: Issued) -> None:
+    """The Reconciler's safety net, in-process with a fault injected into the one step between observe
+    and settle: a failed report with an ``internal`` finding, saved, and the writer lock released."""
+    from sslreconciler.config.desired import DesiredState
+    from sslreconciler.reconcile.reconciler import Reconciler
+
+    node = seed_node(tmp_path / "n", HOST, ca)
+
+    class Broken(Reconciler):
+        def _run_at(self, *args: object, **kwargs: object):  # type: ignore[override]
+            raise RuntimeError("injected")
+
+    desired = DesiredState.model_validate({"hostname": HOST})
+    state = tmp_path / "state"
+    outcome = Broken(node.ssl_dir, state, node.desired).run(desired)
+    assert outcome.report.status == "failed" and outcome.report.internal_error
+    assert [f.code for f in outcome.report.findings] == ["internal"]
+    assert json.loads((state / "last-report.json").read_text())["status"] == "failed"
+    again = Reconciler(node.ssl_dir, state, node.desired).run(desired)  # the lock went with the descriptor
+    assert again.report.status == "ok", again.report.render_text()
 
 
 def _proc(pid: int) -> tuple[int, int, int]:
