@@ -186,19 +186,19 @@ def resolve_ownership(permissions: Permissions, where: str) -> tuple[Ownership, 
     if os.geteuid() != 0:
         return Ownership(), []
     findings: list[Finding] = []
-    uid = gid = None
-    if permissions.owner:
+
+    def lookup(name: str | None, find: Callable[[str], int], field: str, kind: str) -> int | None:
+        if not name:
+            return None
         try:
-            uid = pwd.getpwnam(permissions.owner).pw_uid
+            return find(name)
         except KeyError:
-            text = f"permissions.owner: no such user {permissions.owner!r} on this system; owners are left as they are"
+            text = f"permissions.{field}: no such {kind} {name!r} on this system; {field}s are left as they are"
             findings.append(error(where, text, FindingCode.UNKNOWN_OWNER))
-    if permissions.group:
-        try:
-            gid = grp.getgrnam(permissions.group).gr_gid
-        except KeyError:
-            text = f"permissions.group: no such group {permissions.group!r} on this system; groups are left as they are"
-            findings.append(error(where, text, FindingCode.UNKNOWN_OWNER))
+            return None
+
+    uid = lookup(permissions.owner, lambda n: pwd.getpwnam(n).pw_uid, "owner", "user")
+    gid = lookup(permissions.group, lambda n: grp.getgrnam(n).gr_gid, "group", "group")
     return Ownership(uid, gid), findings
 
 
