@@ -15,6 +15,7 @@ import os
 import pwd
 import stat
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from sslreconciler.config.desired import DesiredState, PasswordSource, Permissions, resolve_password
