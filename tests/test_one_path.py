@@ -159,32 +159,35 @@ def test_reconcile_runs_the_hooks_of_what_it_rewrote(tmp_path: Path, ca: Issued)
     assert keytool_sha256(node.ssl_dir / "ssl-web.keystore", "ssl-web") == new.fingerprint()
 
 
-def test_a_failing_or_hanging_hook_makes_reconcile_exit_1(tmp_path: Path, ca: Issued) -> None:
+def test_a_failing_hanging_or_missing_hook_makes_reconcile_exit_1(tmp_path: Path, ca: Issued) -> None:
     node = seed_node(tmp_path / "n", HOST, ca, web=True)
     broken, broken_log = hook_script(tmp_path / "hooks", "broken", exit_code=3)
-    set_desired(node.desired, hooks=[
+    hooks = [
         {"name": "broken", "after": ["ssl-web.keystore"], "command": [str(broken)]},
         {"name": "hang", "after": ["ssl.keystore"], "command": ["sleep", "60"], "timeout": 1},
-    ])
+        {"name": "absent", "after": ["ssl.p12"], "command": [str(tmp_path / "no-such-hook")]},
+    ]
+    set_desired(node.desired, hooks=hooks)
     result = run_cli("reconcile", *common(node), "--json")
     no_crash(result)
     assert result.rc == 1, result.out + result.err
     report = result.json()
     check_hook_entry(report["hooks"]["broken"], "broken", "failed", {"ssl-web.keystore"}, exit_code=3)
     check_hook_entry(report["hooks"]["hang"], "hang", "timeout", {"ssl.keystore"}, exit_code=None)
+    check_hook_entry(report["hooks"]["absent"], "absent", "error", {"ssl.p12"}, exit_code=None)
     assert len(runs(broken_log)) == 1
     # the stores are written all the same
     assert keytool_sha256(node.ssl_dir / "ssl-web.keystore", "ssl-web") == node.web.fingerprint()
     assert keytool_sha256(node.ssl_dir / "ssl.keystore", "ssl") == node.ssl.fingerprint()
 
-    new = make_host(ca, HOST)
-    write(node.ssl_dir / "ssl-web.key", new.key_pem(), 0o600)
-    write(node.ssl_dir / "ssl-web.crt", new.cert_pem())
+    # a new store password: every store rewritten, every hook runs again; the text output lists them
+    set_desired(node.desired, hooks=hooks, password={"value": "hooks-pw"})
     text = run_cli("reconcile", *common(node))
     no_crash(text)
     assert text.rc == 1, text.out + text.err
-    assert hooks_section(text.out) == {"broken": "failed (exit 3)"}, text.out
-    assert keytool_sha256(node.ssl_dir / "ssl-web.keystore", "ssl-web") == new.fingerprint()
+    assert hooks_section(text.out) == {"broken": "failed (exit 3)", "hang": "timeout", "absent": "error"}, text.out
+    assert len(runs(broken_log)) == 2
+    assert keytool_sha256(node.ssl_dir / "ssl-web.keystore", "ssl-web", "hooks-pw") == node.web.fingerprint()
 
 
 def test_web_install_and_rollback_run_the_web_hook(tmp_path: Path, ca: Issued) -> None:
