@@ -64,13 +64,15 @@ def set_desired(desired: Path, host: str = HOST, **fields: Any) -> None:
 
 
 def hooks_section(out: str) -> dict[str, str]:
-    """label -> outcome text of the ``hooks:`` section of a command's text output (empty when absent)."""
+    """label -> outcome (and exit) of the ``hooks:`` section of a command's text output (empty when absent).
+
+    A line is ``  LABEL: OUTCOME[ (exit N)][: what it said]``; the detail is left out here."""
     lines = out.splitlines()
     if "hooks:" not in lines:
         return {}
     section = {}
     for line in lines[lines.index("hooks:") + 1:]:
-        m = re.fullmatch(r"  (\S[^:]*): (.+)", line)
+        m = re.fullmatch(r"  (\S[^:]*): ((?:ok|failed|timeout|error)(?: \(exit -?\d+\))?)(?:: .*)?", line)
         if not m:
             break
         section[m.group(1)] = m.group(2)
@@ -186,6 +188,7 @@ def test_a_failing_hanging_or_missing_hook_makes_reconcile_exit_1(tmp_path: Path
     no_crash(text)
     assert text.rc == 1, text.out + text.err
     assert hooks_section(text.out) == {"broken": "failed (exit 3)", "hang": "timeout", "absent": "error"}, text.out
+    assert "absent: error: cannot start" in text.out and "hang: timeout: killed after" in text.out, text.out
     assert len(runs(broken_log)) == 2
     assert keytool_sha256(node.ssl_dir / "ssl-web.keystore", "ssl-web", "hooks-pw") == node.web.fingerprint()
 
