@@ -221,18 +221,19 @@ import json, os, shutil, statistics, sys, time
 from pathlib import Path
 from sslreconciler.reconcile.memo import ReconcileCache
 from sslreconciler.config.desired import DesiredState
-from sslreconciler.reconcile.reconciler import reconcile
+from sslreconciler.reconcile.reconciler import Reconciler
 tree, scratch, profile = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 desired = DesiredState(hostname="bench.example.com", pkcs12_profile=profile)
 full, noop = [], []
 for _ in range(7):
     shutil.rmtree(scratch, ignore_errors=True)
     shutil.copytree(tree, scratch, symlinks=True)
-    cache = ReconcileCache()
-    t0 = time.perf_counter(); report = reconcile(scratch, desired, cache=cache); full.append(time.perf_counter() - t0)
+    # the daemon's Reconciler: its own memo, the report saved in the state dir after every run
+    reconciler = Reconciler(scratch, Path(str(scratch) + "-state"), "none.json", memo=ReconcileCache())
+    t0 = time.perf_counter(); report = reconciler.run(desired).report; full.append(time.perf_counter() - t0)
     assert report.status == "ok", report.render_text()
     for _ in range(5):
-        t0 = time.perf_counter(); report = reconcile(scratch, desired, cache=cache); noop.append(time.perf_counter() - t0)
+        t0 = time.perf_counter(); report = reconciler.run(desired).report; noop.append(time.perf_counter() - t0)
         assert all(a.action == "unchanged" for a in report.artifacts)
 print(json.dumps({"full": full, "noop": noop}))
 """
@@ -241,10 +242,13 @@ SCALE = r"""
 import json, resource, sys, time
 from pathlib import Path
 from sslreconciler.config.desired import DesiredState
-from sslreconciler.reconcile.reconciler import reconcile
+from sslreconciler.reconcile.memo import ReconcileCache
+from sslreconciler.reconcile.reconciler import Reconciler
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t0 = time.perf_counter()
-report = reconcile(Path(sys.argv[1]), DesiredState(hostname="bench.example.com"))
+ssl_dir = Path(sys.argv[1])
+report = Reconciler(ssl_dir, Path(str(ssl_dir) + "-state"), "none.json", memo=ReconcileCache()).run(
+    DesiredState(hostname="bench.example.com")).report
 elapsed = time.perf_counter() - t0
 assert report.status == "ok", report.status
 print(json.dumps({"s": elapsed, "peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "base_kib": before}))

@@ -34,8 +34,10 @@ _READ = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NONBLOCK | os.O_CLOEXEC
 
 
-def _is_within(path: Path, root: Path) -> bool:
-    return path == root or root in path.parents
+def _is_within(path: Path | str, root: Path | str) -> bool:
+    """Both absolute and normal (the kernel's or realpath's answer): compared as strings, no Path parsing."""
+    path, root = str(path), str(root).rstrip("/") or "/"
+    return path == root or path.startswith(root if root == "/" else root + "/")
 
 
 def fd_path(fd: int) -> Path:
@@ -190,7 +192,7 @@ def _open_path(name: str, display: str, dir_fd: int | None, allowed: list[Path] 
     try:
         st = os.fstat(fd)
         if allowed is not None:
-            real = fd_path(fd)
+            real = os.readlink(f"/proc/self/fd/{fd}")
             if not any(_is_within(real, root) for root in allowed):
                 raise SourceError(
                     error(display, f"is a symlink to {real}, outside the allowed places", FindingCode.SYMLINK_ESCAPE)

@@ -9,11 +9,9 @@ import datetime as dt
 import hashlib
 from collections.abc import Container
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
 from typing import Literal
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 
 from sslreconciler.config.desired import DesiredState, KeyPair
 from sslreconciler.model.findings import Finding, FindingCode, Level, SourceError, error, warning
@@ -21,7 +19,7 @@ from sslreconciler.pki import trust as rules
 from sslreconciler.pki import verify
 from sslreconciler.pki.sources import PrivateKey, parse_certificates, parse_private_key
 from sslreconciler.pki.subject_hash import subject_hash
-from sslreconciler.reconcile.memo import ReconcileCache, memoised
+from sslreconciler.reconcile.memo import ReconcileCache, derived, memoised
 from sslreconciler.reconcile.state import Inputs, SourceFile
 from sslreconciler.stores.entries import KeyEntry, StoreContent, cert_der, key_pkcs8
 
@@ -75,7 +73,9 @@ class Plan:
 
 
 def _alias_of(display: str) -> str:
-    return PurePosixPath(display).stem.lower()
+    name = display.rpartition("/")[2]
+    dot = name.rfind(".")
+    return (name[:dot] if 0 < dot < len(name) - 1 else name).lower()  # PurePosixPath(display).stem, faster
 
 
 def _usable(file: SourceFile | None, display: str, findings: list[Finding]) -> bytes | None:
@@ -139,7 +139,7 @@ def _load_trust(
     kept = _resolve_aliases(candidates, host, findings)
     anchors = rules.Anchors.of([c for f in kept if f.is_ca for c in f.certs])
     result.anchors = anchors
-    anchors_key = _anchors_key(anchors.certs) if cache is not None else b""
+    anchors_key = _anchors_key(anchors.certs, cache) if cache is not None else b""
     if desired.truststore.hash_links:
         findings.extend(_partial_chain_findings(kept, anchors))
     accepted: list[_TrustFile] = []
@@ -260,7 +260,7 @@ def _entries_and_links(
     holders: dict[bytes, list[_TrustFile]] = {}
     for f in accepted:
         for cert in f.certs:
-            holders.setdefault(cert_der(cert), []).append(f)
+            holders.setdefault(_der(cert, cache), []).append(f)
     owner = {d: next((f for f in fs if len(fs) > 1 and host.issued_by(f)), fs[0]) for d, fs in holders.items()}
     owned = {_alias_of(f.display): f.display for f in accepted}
     used: set[str] = set()
@@ -268,7 +268,7 @@ def _entries_and_links(
         alias = _alias_of(f.display)
         duplicates = []
         for i, cert in enumerate(f.certs):
-            first = owner[cert_der(cert)]
+            first = owner[_der(cert, cache)]
             if first is not f:
                 duplicates.append(first.display)
                 continue
@@ -280,7 +280,7 @@ def _entries_and_links(
                 )
                 findings.append(warning(f.display, text, FindingCode.ALIAS_SUFFIX))
             used.add(name)
-            result.entries[name] = cert_der(cert)
+            result.entries[name] = _der(cert, cache)
             result.owners[name] = f.display
         if duplicates:
             text = (
@@ -303,7 +303,7 @@ def _entries_and_links(
             )
             findings.append(warning(f.display, text, FindingCode.NO_HASH_LINK))
         else:
-            _add_link(result.links[f.link_dir], _subject_hash(f.certs[0], cache), PurePosixPath(f.display).name)
+            _add_link(result.links[f.link_dir], _subject_hash(f.certs[0], cache), f.display.rpartition("/")[2])
 
 
 def _suffix_alias(alias: str, n: int, owned: Container[str], used: set[str]) -> str:
@@ -321,8 +321,11 @@ def _parse_certs(data: bytes, display: str, cache: ReconcileCache | None) -> lis
 
 
 def _subject_hash(cert: x509.Certificate, cache: ReconcileCache | None) -> str:
-    table = cache.subject_hashes if cache is not None else None
-    return memoised(table, cert.fingerprint(hashes.SHA256()), lambda: subject_hash(cert))
+    return derived(cache, cert, "subject_hash", lambda: subject_hash(cert))
+
+
+def _der(cert: x509.Certificate, cache: ReconcileCache | None) -> bytes:
+    return derived(cache, cert, "der", lambda: cert_der(cert))
 
 
 def _verified(
@@ -336,8 +339,8 @@ def _verified(
     """verify_chain, remembering successes until a certificate in the chain crosses a validity bound."""
     if cache is None:
         return verify.verify_chain(leaf, others, anchors, now)
-    chain_key = hashlib.sha256(b"".join(cert_der(c) for c in (leaf, *others))).digest()
-    anchors_key = anchors_key or _anchors_key(anchors.certs)
+    chain_key = hashlib.sha256(b"".join(_der(c, cache) for c in (leaf, *others))).digest()
+    anchors_key = anchors_key or _anchors_key(anchors.certs, cache)
     known = cache.verdicts.get((chain_key, anchors_key))
     stamp = now.timestamp()
     if known is not None and known[1] <= stamp <= known[2]:
@@ -350,8 +353,8 @@ def _verified(
     return checked
 
 
-def _anchors_key(anchors: list[x509.Certificate]) -> bytes:
-    return hashlib.sha256(b"".join(sorted(cert_der(a) for a in anchors))).digest()
+def _anchors_key(anchors: list[x509.Certificate], cache: ReconcileCache | None) -> bytes:
+    return hashlib.sha256(b"".join(sorted(_der(a, cache) for a in anchors))).digest()
 
 
 def _add_link(links: dict[str, str], digest: str, target: str) -> None:

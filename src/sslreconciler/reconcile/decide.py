@@ -20,7 +20,7 @@ from sslreconciler.config.desired import DesiredState, Hook
 from sslreconciler.model.findings import Finding, FindingCode, Level, error
 from sslreconciler.model.status import Status, worst
 from sslreconciler.reconcile.contents import ArtifactPlan, make_plan
-from sslreconciler.reconcile.memo import ReconcileCache, access_digest, store_spec
+from sslreconciler.reconcile.memo import ReconcileCache, access_digest, derived, store_spec
 from sslreconciler.reconcile.report import Action, ArtifactReport, CertInfo, LinkReport, Report, SourceCert
 from sslreconciler.reconcile.state import LinkDir, Observed, OutputFile, Ownership
 from sslreconciler.reconcile.trustset import trust_set
@@ -165,6 +165,10 @@ def _why_rewrite(plan: ArtifactPlan, out: OutputFile, existing: Existing) -> str
     if plan.kind == "pkcs12" and existing.profile != plan.profile:
         return f"PKCS#12 profile is {existing.profile or 'unknown'}, should be {plan.profile}"
     return ""
+
+
+def _cert_info(cert: x509.Certificate, memo: ReconcileCache | None) -> CertInfo:
+    return derived(memo, cert, "info", lambda: CertInfo.of(cert))
 
 
 def _leaf(content: StoreContent | None) -> CertInfo | None:
@@ -349,7 +353,7 @@ def decide(
     steps.extend(link_steps)
     findings.extend(link_findings)
     pending, recheck = apply_grace(artifacts, findings, observed, context.grace_period, observed.at)
-    certificates = [SourceCert(file, CertInfo.of(cert)) for file, cert in plan.certificates]
+    certificates = [SourceCert(file, _cert_info(cert, memo)) for file, cert in plan.certificates]
     link_dirs = tuple(r for r in plan.links if not observed.links.get(r, LinkDir(r, problem="-")).problem)
     return Decision(
         steps, artifacts, findings, links, certificates, trust_set(plan.trusted), pending, recheck, link_dirs

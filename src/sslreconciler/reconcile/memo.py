@@ -36,6 +36,10 @@ class ReconcileCache:
     certs: dict[bytes, list[x509.Certificate]] = field(default_factory=dict, repr=False)
     # SHA-256 of a certificate's DER -> OpenSSL subject hash
     subject_hashes: dict[bytes, str] = field(default_factory=dict, repr=False)
+    # id of a parsed certificate -> (the certificate, kept so its id is not reused; what was derived from it):
+    # its DER, subject hash and report entry. Parsed certificates are themselves remembered by content, so
+    # a file that did not change hands the same objects back and nothing is derived twice.
+    derived: dict[int, tuple[object, dict[str, object]]] = field(default_factory=dict, repr=False)
     # (chain digest, anchors digest) -> (verified chain detail, valid from, valid until): a chain that
     # verified stays verified while no certificate in it crosses a validity boundary
     verdicts: dict[tuple[bytes, bytes], tuple[str, float, float]] = field(default_factory=dict, repr=False)
@@ -58,7 +62,7 @@ class ReconcileCache:
         return hmac.new(self.record_key, spec, hashlib.sha256).hexdigest() if self.record_key else ""
 
     def trim(self) -> None:
-        for memo in (self.certs, self.subject_hashes, self.verdicts):
+        for memo in (self.certs, self.subject_hashes, self.verdicts, self.derived):
             if len(memo) > MAX_CERT_FILES:
                 memo.clear()
 
@@ -88,6 +92,19 @@ def store_spec(kind: str, profile: str, password: str, content: StoreContent) ->
     for alias, der in content.trusted:
         h.update(alias.encode() + b"\0" + der)
     return h.digest()
+
+
+def derived(memo: ReconcileCache | None, obj: object, what: str, compute: Callable[[], V]) -> V:
+    """``compute()`` once per object and kind of derived value (see ``ReconcileCache.derived``)."""
+    if memo is None:
+        return compute()
+    entry = memo.derived.get(id(obj))
+    if entry is None or entry[0] is not obj:
+        entry = memo.derived[id(obj)] = (obj, {})
+    values = entry[1]
+    if what not in values:
+        values[what] = compute()
+    return values[what]  # type: ignore[return-value]
 
 
 def memoised(table: MutableMapping[K, V] | None, key: K, compute: Callable[[], V]) -> V:

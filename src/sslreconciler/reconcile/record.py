@@ -88,4 +88,4 @@ def save_report(state_dir: Path, report: Report) -> None:
     """Keep the last report in the state dir (0700 dir, 0600 file: it names files, never secrets)."""
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     with opened_dir(state_dir) as fd:
-        atomic_write_at(fd, STATE_FILE, json.dumps(report.to_dict(), indent=2).encode(), 0o600)
+        atomic_write_at(fd, STATE_FILE, json.dumps(report.to_dict()).encode(), 0o600)  # C encoder: no indent

@@ -53,6 +53,15 @@ class CertInfo:
             fingerprint_sha256=cert.fingerprint(hashes.SHA256()).hex(),
         )
 
+    def to_dict(self) -> dict[str, str]:
+        return {
+            "subject": self.subject,
+            "issuer": self.issuer,
+            "serial": self.serial,
+            "not_after": self.not_after,
+            "fingerprint_sha256": self.fingerprint_sha256,
+        }
+
     def brief(self) -> str:
         return f"{self.subject} serial {self.serial} until {self.not_after[:10]}"
 
@@ -69,12 +78,18 @@ class ArtifactReport:
     sources: tuple[str, ...] = ()  # the files it is built from
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
+        out: dict[str, Any] = {
+            "name": self.name,
+            "kind": self.kind,
+            "action": self.action,
+            "status": self.status,
+            "message": self.message,
+        }
+        if self.certificate is not None:
+            out["certificate"] = self.certificate.to_dict()
+        if self.previous is not None:
+            out["previous"] = self.previous.to_dict()
         out["sources"] = list(self.sources)
-        if self.certificate is None:
-            del out["certificate"]
-        if self.previous is None:
-            del out["previous"]
         return out
 
 
@@ -86,7 +101,7 @@ class SourceCert:
     info: CertInfo
 
     def to_dict(self) -> dict[str, str]:
-        return {"file": self.file, **asdict(self.info)}
+        return {"file": self.file, **self.info.to_dict()}
 
 
 @dataclass(slots=True)
