@@ -275,3 +275,36 @@ def test_status_without_daemon_is_unknown(tmp_path: Path) -> None:
     assert result.rc == 3 and result.out.startswith("SSLRECONCILER UNKNOWN")
     result = run_cli("status", "--socket", tmp_path / "none.sock", "--json")
     assert result.rc == 3 and json.loads(result.out)["status"] == "unknown"
+
+
+def test_status_with_a_socket_reads_no_settings_and_refuses_a_non_http_answer(tmp_path: Path) -> None:
+    """--socket (or $SSLRECONCILER_SOCKET) wins over any settings, so a broken settings file does not
+    stop a monitoring check; a listener that does not speak HTTP is UNKNOWN, never a traceback."""
+    import socket as socketlib
+    import threading
+
+    broken = tmp_path / "broken.toml"
+    broken.write_text("this is [not toml")
+    path = tmp_path / "other.sock"
+    server = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(4)
+
+    def answer_garbage() -> None:
+        for _ in range(2):
+            conn, _ = server.accept()
+            with conn:
+                conn.recv(4096)
+                conn.sendall(b"SSH-2.0-OpenSSH\r\n\r\n{}")
+
+    threading.Thread(target=answer_garbage, daemon=True).start()
+    try:
+        result = run_cli("status", "--config", broken, "--socket", path)
+        assert result.rc == 3 and "not an HTTP answer" in result.out, result.out + result.err
+        env = {"SSLRECONCILER_SOCKET": str(path)}
+        result = run_cli("status", "--config", broken, "--json", env=env)
+        assert result.rc == 3 and json.loads(result.out)["reason"] == "not an HTTP answer", result.out
+        result = run_cli("status", "--config", broken)  # no socket given: the settings are read, and refused
+        assert result.rc == 3 and "config error" in result.err, result.err
+    finally:
+        server.close()

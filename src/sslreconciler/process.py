@@ -7,8 +7,6 @@ and store passwords included, wherever ``core_pattern`` says. Opting out costs n
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import resource
 
 PR_SET_DUMPABLE = 4
@@ -18,6 +16,13 @@ def no_core_dumps() -> None:
     """RLIMIT_CORE 0 and not dumpable (which also keeps other users' ptrace and /proc/PID/mem out)."""
     with contextlib.suppress(ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    import ctypes  # here: `status` and --help hold no secret and skip this
+
     with contextlib.suppress(OSError, AttributeError, TypeError):
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        try:
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)  # glibc; find_library would run ldconfig
+        except OSError:
+            import ctypes.util
+
+            libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
         libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)

@@ -62,7 +62,9 @@ def _common_options(hidden: bool = False) -> argparse.ArgumentParser:
     return common
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; ``only`` builds just that command (``status``: a monitoring check should
+    not pay for parsing what it does not use). Its options and --help are the same either way."""
     from sslreconciler.config.environment import epilog
 
     common = _common_options()
@@ -75,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    if only == "status":
+        _add_status(sub, common)
+        return parser
     rec = sub.add_parser(
         "reconcile",
         parents=[common],
@@ -107,18 +112,23 @@ def build_parser() -> argparse.ArgumentParser:
         "state; serve /health and /metrics on the socket; speak sd_notify under systemd. "
         "SIGHUP reloads, SIGTERM/SIGINT stop after the reconcile in flight.",
     )
+    _add_status(sub, common)
+    _add_pki(sub, common)
+    _add_web(sub, common)
+    _add_acme(sub, common)
+    return parser
+
+
+def _add_status(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     st = sub.add_parser(
         "status",
         parents=[common],
         help="ask the running daemon how the node is",
         description="Exit codes as a monitoring plugin: 0 OK, 1 WARNING (warning or pending), "
-        "2 CRITICAL (degraded or failed), 3 UNKNOWN (no daemon).",
+        "2 CRITICAL (degraded or failed), 3 UNKNOWN (no daemon). With --socket (or $SSLRECONCILER_SOCKET) "
+        "no settings file is read: the fastest form, for a monitoring check.",
     )
     st.add_argument("--json", action="store_true", help="print the daemon's health document")
-    _add_pki(sub, common)
-    _add_web(sub, common)
-    _add_acme(sub, common)
-    return parser
 
 
 KEY_TYPES = ["rsa2048", "rsa4096", "ec-p256"]
@@ -332,6 +342,20 @@ def _acme(args: argparse.Namespace) -> int:
     return outcome.exit_code
 
 
+def _status_socket(args: argparse.Namespace) -> Path:
+    """The socket to ask: --socket or $SSLRECONCILER_SOCKET win over any settings file (as in
+    load_settings), so with either the settings are not read at all: status stays a few milliseconds."""
+    import os
+
+    if args.socket is not None:
+        return Path(args.socket)
+    if os.environ.get("SSLRECONCILER_SOCKET"):
+        return Path(os.environ["SSLRECONCILER_SOCKET"])
+    from sslreconciler.config.settings import load_settings
+
+    return load_settings(args.config, _flag_overrides(args)).socket
+
+
 def _flag_overrides(args: argparse.Namespace) -> dict[str, object]:
     return {
         "ssl_dir": args.ssl_dir,
@@ -442,11 +466,13 @@ def _web(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(only="status" if argv[:1] == ["status"] else None)
     args = parser.parse_args(argv)
-    from sslreconciler.process import no_core_dumps
+    if args.command != "status":  # status reads only the health document, which holds no secret
+        from sslreconciler.process import no_core_dumps
 
-    no_core_dumps()  # every command may hold a key or a store password in memory
+        no_core_dumps()  # every other command may hold a key or a store password in memory
     if args.command != "run":  # `status | head -1` ends quietly, as for other Unix tools; the daemon keeps EPIPE
         import signal
 
@@ -462,9 +488,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_daemon(args.config, _flag_overrides(args))
         if args.command == "status":
             from sslreconciler.cli.status import status_command
-            from sslreconciler.config.settings import load_settings
 
-            return status_command(load_settings(args.config, _flag_overrides(args)).socket, args.json)
+            return status_command(_status_socket(args), args.json)
         if args.command == "pki":
             return _pki(args)
         if args.command == "web":

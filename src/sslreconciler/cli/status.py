@@ -6,41 +6,53 @@ Exit codes: 0 OK, 1 WARNING (warning or pending), 2 CRITICAL (degraded or failed
 from __future__ import annotations
 
 import datetime as dt
-import http.client
 import json
 import socket
+import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sslreconciler.model.health_document import HealthDocument
 from sslreconciler.model.status import PLUGIN_LABELS as LABELS
 from sslreconciler.model.status import PLUGIN_UNKNOWN, parse_status
 
+if TYPE_CHECKING:
+    from sslreconciler.model.health_document import HealthDocument
 
-class _UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: Path, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._path = str(path)
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024  # a health document of 10,000 certificates is a few MB
 
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(self._path)
-        except OSError:
-            sock.close()
-            raise
-        self.sock = sock
+
+class BadResponse(ValueError):
+    """Whatever answers on the socket does not speak the daemon's HTTP."""
 
 
 def fetch(path: Path, resource: str = "/health", timeout: float = 5.0) -> tuple[int, bytes]:
-    conn = _UnixHTTPConnection(path, timeout)
-    try:
-        conn.request("GET", resource)
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
+    """One HTTP/1.0 GET over the Unix socket: status code and body. A plain socket exchange, not
+    http.client (whose import alone costs more than the whole request), read to EOF within ``timeout``
+    and ``MAX_RESPONSE_BYTES``."""
+    deadline = time.monotonic() + timeout
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(str(path))
+        sock.sendall(f"GET {resource} HTTP/1.0\r\nHost: localhost\r\n\r\n".encode())
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no complete answer within {timeout:g} s")
+            sock.settimeout(left)
+            chunk = sock.recv(1 << 16)
+            if not chunk:
+                break
+            total += len(chunk)
+            if total > MAX_RESPONSE_BYTES:
+                raise BadResponse(f"answer larger than {MAX_RESPONSE_BYTES} bytes")
+            chunks.append(chunk)
+    head, sep, body = b"".join(chunks).partition(b"\r\n\r\n")
+    status_line = head.split(b"\r\n", 1)[0].split()
+    if not sep or len(status_line) < 2 or not status_line[0].startswith(b"HTTP/") or not status_line[1].isdigit():
+        raise BadResponse("not an HTTP answer")
+    return int(status_line[1]), body
 
 
 def _days_left(not_after: str, now: dt.datetime) -> int:
@@ -125,7 +137,7 @@ def status_command(socket_path: Path, as_json: bool) -> int:
     try:
         _code, body = fetch(socket_path)
         doc: HealthDocument = json.loads(body)
-    except (OSError, http.client.HTTPException, ValueError) as exc:
+    except (OSError, ValueError) as exc:  # BadResponse and bad JSON are ValueErrors
         reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
         if as_json:
             print(json.dumps({"status": "unknown", "socket": str(socket_path), "reason": reason}))
