@@ -122,14 +122,14 @@ def test_root_ignores_a_state_record_the_service_user_could_forge(world: Path, c
     assert mine.returncode == 0, mine.stdout + mine.stderr
     record = json.loads((state / "fingerprints.json").read_text())
     jks_path = str(node.ssl_dir / "authorities.jks")
-    assert jks_path in record
+    assert jks_path in record["stores"]
     # ... then the user tampers with the truststore and makes the record vouch for the new bytes.
     tampered = b"not a truststore at all"
     run_as(service_user, f"""
 import hashlib, json
 p = {str(state / 'fingerprints.json')!r}
 r = json.load(open(p))
-r[{jks_path!r}][0] = hashlib.sha256({tampered!r}).hexdigest()
+r["stores"][{jks_path!r}][0] = hashlib.sha256({tampered!r}).hexdigest()
 json.dump(r, open(p, "w"))
 open({jks_path!r} + ".new", "wb").write({tampered!r})
 import os; os.rename({jks_path!r} + ".new", {jks_path!r})

@@ -221,3 +221,26 @@ def test_pkcs12_with_bytes_appended_is_rebuilt(node) -> None:
     result = reconcile(node)
     assert result.json()["artifacts"]["ssl.p12"]["action"] == "written", result.out
     assert "Warning" not in result.err
+
+
+def test_a_recorded_verdict_never_outlives_its_anchors(tmp_path: Path) -> None:
+    """The state dir's record keeps chain verdicts so a no-op does not verify every signature again; a
+    changed anchor set must still send every leaf back through verification."""
+    from pkitools import make_host, write
+
+    ca = make_ca("Verdict CA")
+    node = seed_node(tmp_path / "n", "host.example.com", ca)
+    peer = make_host(ca, "peer.example.com")
+    write(node.ssl_dir / "authorities" / "peer.crt", peer.cert_pem())
+    state = tmp_path / "state"
+    first = reconcile(node, "--state-dir", state)
+    assert first.rc == 0 and "peer" in keytool_list(node.ssl_dir / "authorities.jks"), first.out
+    record = json.loads((state / "fingerprints.json").read_text())
+    assert record["verdicts"], "the peer's verdict was not recorded"
+    impostor = make_ca("Verdict CA")  # same name, another key: the peer no longer chains to it
+    write(node.ssl_dir / "authorities" / "Verdict CA.crt", impostor.cert_pem())
+    write(node.ssl_dir / "ssl.crt", make_host(impostor, "host.example.com", key=node.ssl.key).cert_pem())
+    second = reconcile(node, "--state-dir", state)
+    refused = [f for f in second.json()["findings"] if f["file"] == "authorities/peer.crt"]
+    assert refused and refused[0]["code"] == "untrusted", second.out
+    assert "peer" not in keytool_list(node.ssl_dir / "authorities.jks")

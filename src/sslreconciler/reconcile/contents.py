@@ -321,7 +321,13 @@ def _parse_certs(data: bytes, display: str, cache: ReconcileCache | None) -> lis
 
 
 def _subject_hash(cert: x509.Certificate, cache: ReconcileCache | None) -> str:
-    return derived(cache, cert, "subject_hash", lambda: subject_hash(cert))
+    """By identity in this process; by the DER's digest across runs (the state-dir record keeps them)."""
+
+    def by_content() -> str:
+        table = cache.subject_hashes if cache is not None else None
+        return memoised(table, hashlib.sha256(_der(cert, cache)).digest(), lambda: subject_hash(cert))
+
+    return derived(cache, cert, "subject_hash", by_content)
 
 
 def _der(cert: x509.Certificate, cache: ReconcileCache | None) -> bytes:

@@ -51,7 +51,7 @@ class ReconcileCache:
     record_key: bytes = field(default=b"", repr=False)
     record_trusted: bool = False  # read from a state dir only this user could write
     record_note: str = ""  # why a record there was not used, for the caller to say
-    record_saved: dict[str, tuple[str, str]] = field(default_factory=dict, repr=False)  # as last written
+    record_saved: bytes = field(default=b"", repr=False)  # the record as last read or written
 
     def remember_verified(self, path: str, digest: bytes, spec: bytes) -> None:
         """For the state-dir record: the bytes at ``path`` (SHA-256 ``digest``) hold exactly ``spec``."""

@@ -59,29 +59,56 @@ def load_record(state_dir: Path) -> ReconcileCache:
             memo.record_note = f"{problem}; the record is ignored"
             return memo
         memo.record_key = key
-        try:
-            loaded = json.loads(raw)
-            memo.recorded = {str(k): (str(v[0]), str(v[1])) for k, v in loaded.items()}
-        except (ValueError, TypeError, IndexError, AttributeError, RecursionError):
-            memo.recorded = {}
+        _load_entries(memo, raw)
         memo.record_trusted = True
-        memo.record_saved = dict(memo.recorded)
+        memo.record_saved = raw
     finally:
         os.close(fd)
     return memo
 
 
+def _load_entries(memo: ReconcileCache, raw: bytes) -> None:
+    """The stores' fingerprints, and the chain verdicts and subject hashes an earlier run computed, so a
+    one-shot no-op does not verify a thousand signatures again. Anything malformed is dropped."""
+    try:
+        loaded = json.loads(raw)
+        stores = loaded.get("stores", loaded) if isinstance(loaded, dict) else {}  # before: stores only
+        memo.recorded = {str(k): (str(v[0]), str(v[1])) for k, v in stores.items() if k.startswith("/")}
+        for k, v in dict(loaded.get("verdicts", {})).items():
+            chain, anchors = bytes.fromhex(k[:64]), bytes.fromhex(k[64:])
+            memo.verdicts[(chain, anchors)] = (str(v[0]), float(v[1]), float(v[2]))
+        for k, v in dict(loaded.get("subject_hashes", {})).items():
+            memo.subject_hashes[bytes.fromhex(k)] = str(v)
+    except (ValueError, TypeError, IndexError, AttributeError, RecursionError):
+        memo.recorded, memo.verdicts, memo.subject_hashes = {}, {}, {}
+
+
+def _payload(memo: ReconcileCache) -> bytes:
+    doc = {
+        "stores": memo.recorded,
+        "verdicts": {(c + a).hex(): list(v) for (c, a), v in memo.verdicts.items()},
+        "subject_hashes": {k.hex(): v for k, v in memo.subject_hashes.items()},
+    }
+    raw = json.dumps(doc).encode()
+    if len(raw) > MAX_RECORD_BYTES:  # a huge trust set: keep the stores' part, which matters most
+        raw = json.dumps({"stores": memo.recorded}).encode()
+    return raw
+
+
 def save_record(memo: ReconcileCache, state_dir: Path) -> None:
     """Write the record when it changed (0600, inside the state dir's descriptor, never through a link)."""
-    if not memo.record_key or (memo.record_trusted and memo.recorded == memo.record_saved):
+    if not memo.record_key:
+        return
+    raw = _payload(memo)
+    if memo.record_trusted and raw == memo.record_saved:
         return
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     with opened_dir(state_dir) as fd:
         if not memo.record_trusted:  # a new key for a new record: the old pair is not believed
             atomic_write_at(fd, RECORD_KEY, memo.record_key, 0o600)
-        atomic_write_at(fd, RECORD, json.dumps(memo.recorded, indent=1).encode(), 0o600)
+        atomic_write_at(fd, RECORD, raw, 0o600)
         memo.record_trusted = True
-        memo.record_saved = dict(memo.recorded)
+        memo.record_saved = raw
 
 
 def save_report(state_dir: Path, report: Report) -> None:
