@@ -13,6 +13,8 @@ Contestants, each cold (no state dir, no store, no hash links) in a fresh proces
                  (hash links on, as by default: it also writes N subject-hash links; Java does not);
   java           benchmarks/java/TrustBuilder.java (CertificateFactory + KeyStore("JKS") + store), default
                  JVM flags. It parses and stores; it checks no signature, expiry or CA rule.
+  java-unbuffered  (--java-unbuffered) the same fed a bare FileInputStream: a syscall per PEM byte.
+After the timed runs both stores are read back and must hold the same entries.
 
 `--profile` also runs one cold reconcile of each shape under cProfile and prints the top entries by
 cumulative time. Importable: make_certs(), compare(), profile_reconcile(), render().
@@ -33,6 +35,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -164,8 +167,27 @@ def reconcile_argv(tree: Tree) -> list[str]:
             "--desired-state", str(tree.desired), "--state-dir", str(tree.root / "state")]
 
 
-def java_argv(tree: Tree, classes: Path) -> list[str]:
-    return ["java", "-cp", str(classes), "TrustBuilder", str(tree.sources), str(tree.root / "java.jks"), PASSWORD]
+def java_argv(tree: Tree, classes: Path, unbuffered: bool = False) -> list[str]:
+    out = tree.root / "java.jks"
+    return ["java", "-cp", str(classes), "TrustBuilder", str(tree.sources), str(out), PASSWORD] + (
+        ["--unbuffered"] if unbuffered else []
+    )
+
+
+def argv_of(who: str, tree: Tree, classes: Path) -> tuple[list[str], Path]:
+    """The command line of a contestant and the store it writes."""
+    if who == "sslreconciler":
+        return reconcile_argv(tree), tree.ssl_dir / "authorities.jks"
+    return java_argv(tree, classes, unbuffered=who == "java-unbuffered"), tree.root / "java.jks"
+
+
+def same_entries(ours: Path, java: Path) -> None:
+    """Both stores hold the same aliases and certificates (read by pyjks, via stores.jks.read_jks)."""
+    sys.path.insert(0, str(REPO / "src"))
+    from sslreconciler.stores.jks import read_jks
+
+    a, b = read_jks(ours.read_bytes(), PASSWORD), read_jks(java.read_bytes(), PASSWORD)
+    assert a.trusted == b.trusted, "sslreconciler and java stored different entries"
 
 
 def _env() -> dict[str, str]:
@@ -174,7 +196,7 @@ def _env() -> dict[str, str]:
     return env
 
 
-def measure(argv: list[str]) -> dict[str, float]:
+def measure(argv: list[str]) -> dict[str, Any]:
     out = subprocess.run([sys.executable, "-c", _WRAPPER, *argv], check=True, capture_output=True, text=True,
                          env=_env(), cwd=REPO, timeout=1800).stdout
     result = json.loads(out)
@@ -191,56 +213,63 @@ def entry_count(store: Path) -> int:
 
 
 def compare(work: Path, n: int = 10_000, shapes: tuple[str, ...] = SHAPES, runs: int = 3, key: str = "ec",
-            log: bool = True) -> list[dict]:
-    """One row per shape: medians (and all runs) of wall seconds and peak KiB for both contestants."""
+            unbuffered: bool = False, log: bool = True) -> list[dict[str, Any]]:
+    """One row per shape: medians (and all runs) of wall seconds and peak MiB for each contestant."""
     classes = compile_java(work / "java-classes")
+    contestants = ["sslreconciler", "java"] + (["java-unbuffered"] if unbuffered else [])
     rows = []
     for shape in shapes:
         t0 = time.perf_counter()
         tree = make_tree(work / shape, shape, n, key)
         if log:
             print(f"# {shape}: {tree.files} certificates made in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-        results: dict[str, list[dict]] = {"sslreconciler": [], "java": []}
+        results: dict[str, list[dict[str, Any]]] = {who: [] for who in contestants}
         for i in range(runs):
-            order = ["sslreconciler", "java"] if i % 2 == 0 else ["java", "sslreconciler"]
-            for who in order:
+            for who in contestants[i % len(contestants) :] + contestants[: i % len(contestants)]:  # rotated
                 make_cold(tree)
-                argv = reconcile_argv(tree) if who == "sslreconciler" else java_argv(tree, classes)
+                argv, store = argv_of(who, tree, classes)
                 result = measure(argv)
-                store = tree.ssl_dir / "authorities.jks" if who == "sslreconciler" else tree.root / "java.jks"
                 assert entry_count(store) == tree.files, f"{who}: {entry_count(store)} entries, not {tree.files}"
                 results[who].append(result)
                 if log:
-                    print(f"#   {who:13} run {i + 1}: {result['s']:.2f} s, {result['peak_kib'] / 1024:.0f} MiB",
+                    print(f"#   {who:15} run {i + 1}: {result['s']:.2f} s, {result['peak_kib'] / 1024:.0f} MiB",
                           file=sys.stderr)
+        for who in ("sslreconciler", "java"):  # once more, untimed, to check both wrote the same store
+            argv, _ = argv_of(who, tree, classes)
+            measure(argv)
+        same_entries(tree.ssl_dir / "authorities.jks", tree.root / "java.jks")
         make_cold(tree)
-        row: dict = {"shape": shape, "files": tree.files}
+        row: dict[str, Any] = {"shape": shape, "files": tree.files}
         for who, rs in results.items():
             row[who] = {"s": statistics.median(r["s"] for r in rs), "peak_mib": statistics.median(
-                r["peak_kib"] for r in rs) / 1024, "runs_s": [round(r["s"], 3) for r in rs]}
+                r["peak_kib"] for r in rs) / 1024, "runs_s": [round(r["s"], 2) for r in rs]}
         rows.append(row)
         shutil.rmtree(work / shape, ignore_errors=True)
     return rows
 
 
-def render(rows: list[dict], runs: int) -> str:
-    lines = [
-        f"| shape | files | sslreconciler (median of {runs}) | java TrustBuilder | speed-up (≥ 3x wanted) "
-        "| peak RSS sslreconciler | peak RSS java |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-    ]
+def render(rows: list[dict[str, Any]], runs: int) -> str:
+    """A markdown table: wall time and peak RSS per contestant, and java / sslreconciler (>= 3 wanted)."""
+    contestants = [k for k in rows[0] if k not in ("shape", "files")] if rows else []
+    head = ["shape", "files"] + [f"{who} (median of {runs})" for who in contestants]
+    head += ["java / sslreconciler (>= 3 wanted)"] + [f"peak RSS {who}" for who in contestants]
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     for r in rows:
-        ours, java = r["sslreconciler"], r["java"]
-        lines.append(
-            f"| {r['shape']} | {r['files']:,} | {ours['s']:.2f} s {ours['runs_s']} "
-            f"| {java['s']:.2f} s {java['runs_s']} "
-            f"| {java['s'] / ours['s']:.2f}x | {ours['peak_mib']:.0f} MiB | {java['peak_mib']:.0f} MiB |"
-        )
+        cells = [r["shape"], f"{r['files']:,}"]
+        cells += [f"{r[who]['s']:.2f} s {r[who]['runs_s']}" for who in contestants]
+        cells += [f"{r['java']['s'] / r['sslreconciler']['s']:.2f}"]
+        cells += [f"{r[who]['peak_mib']:.0f} MiB" for who in contestants]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def profile_reconcile(work: Path, shape: str, n: int = 10_000, key: str = "ec", top: int = 15) -> str:
-    """One cold reconcile under cProfile (``python -m cProfile -m sslreconciler ...``): top ``top`` cumulative."""
+def profile_reconcile(
+    work: Path, shape: str, n: int = 10_000, key: str = "ec", top: int = 15, keep: Path | None = None
+) -> str:
+    """One cold reconcile under cProfile (``python -m cProfile -m sslreconciler ...``).
+
+    The top ``top`` entries by cumulative time, then by own time; ``keep``: also copy the .prof there.
+    """
     import pstats
     from io import StringIO
 
@@ -250,8 +279,12 @@ def profile_reconcile(work: Path, shape: str, n: int = 10_000, key: str = "ec", 
     subprocess.run([argv[0], "-m", "cProfile", "-o", str(out), *argv[1:]], check=True, env=_env(), cwd=REPO,
                    stdout=subprocess.DEVNULL, timeout=1800)
     text = StringIO()
-    stats = pstats.Stats(str(out), stream=text)
-    stats.sort_stats("cumulative").print_stats(top)
+    stats = pstats.Stats(str(out), stream=text).strip_dirs()
+    # The first entries by cumulative time are the interpreter's and main()'s wrappers: skip those.
+    stats.sort_stats("cumulative").print_stats(r"^(?!<|.*runpy|.*__main__|\{built-in method builtins.exec)", top)
+    stats.sort_stats("tottime").print_stats(top)
+    if keep is not None:
+        shutil.copy(out, keep)
     shutil.rmtree(work / f"profile-{shape}", ignore_errors=True)
     return text.getvalue()
 
@@ -263,7 +296,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3, help="runs per contestant, alternated (default 3)")
     parser.add_argument("--key", choices=("ec", "rsa"), default="ec",
                         help="ec: a P-256 key per certificate (default); rsa: one shared RSA-2048 key")
+    parser.add_argument("--java-unbuffered", action="store_true",
+                        help="also time TrustBuilder --unbuffered (a bare FileInputStream, as a naive program has it)")
     parser.add_argument("--profile", action="store_true", help="also cProfile one cold reconcile of each shape")
+    parser.add_argument("--keep-profiles", type=Path, help="copy each .prof file into this directory")
     parser.add_argument("--no-compare", action="store_true", help="only the profile")
     parser.add_argument("--work", type=Path, help="scratch directory (default: a temporary one)")
     args = parser.parse_args(argv)
@@ -271,13 +307,14 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="truststore-ref-", dir=args.work) as tmp:
         work = Path(tmp)
         if not args.no_compare:
-            rows = compare(work, args.n, shapes, args.runs, args.key)
+            rows = compare(work, args.n, shapes, args.runs, args.key, args.java_unbuffered)
             print(render(rows, args.runs))
             print(json.dumps(rows))
         if args.profile:
             for shape in shapes:
                 print(f"\n## cProfile, one cold reconcile, shape {shape}, n={args.n}, key {args.key}\n")
-                print(profile_reconcile(work, shape, args.n, args.key))
+                keep = args.keep_profiles / f"reconcile-{shape}.prof" if args.keep_profiles else None
+                print(profile_reconcile(work, shape, args.n, args.key, keep=keep))
     return 0
 
 
