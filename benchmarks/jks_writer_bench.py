@@ -82,7 +82,8 @@ def main() -> int:
             for p in Path(tmp).iterdir()
         }
     content = StoreContent.of(trusted=trusted)
-    old_t, new_t = [], []
+    old_t: list[float] = []
+    new_t: list[float] = []
     for i in range(args.runs):  # alternated
         for which in (("old", "new") if i % 2 == 0 else ("new", "old")):
             t0 = time.perf_counter()

@@ -199,7 +199,7 @@ def _env() -> dict[str, str]:
 def measure(argv: list[str]) -> dict[str, Any]:
     out = subprocess.run([sys.executable, "-c", _WRAPPER, *argv], check=True, capture_output=True, text=True,
                          env=_env(), cwd=REPO, timeout=1800).stdout
-    result = json.loads(out)
+    result: dict[str, Any] = json.loads(out)
     if result["rc"] != 0:
         raise RuntimeError(f"{argv[:4]}... exited {result['rc']}: {result['err']}")
     return result
