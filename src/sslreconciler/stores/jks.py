@@ -1,41 +1,16 @@
-"""JKS keystores and truststores via pyjks. Key password = store password, as sipXecs expects."""
+"""JKS keystores and truststores: written by our own writer (jks_writer), read by pyjks.
+
+Key password = store password, as sipXecs expects.
+"""
 
 from __future__ import annotations
 
 import hashlib
-import struct
-from typing import Any
-
-import jks
 
 from sslreconciler.stores.entries import KeyEntry, StoreContent, StoreUnreadable
+from sslreconciler.stores.jks_writer import encode_jks
 
-
-def encode_jks(content: StoreContent, password: str) -> bytes:
-    entries: list[Any] = []
-    for key in content.keys:
-        entry = jks.PrivateKeyEntry.new(key.alias, list(key.chain), key.key_der, "pkcs8")
-        entry.encrypt(password)
-        entries.append(entry)
-    entries.extend(jks.TrustedCertEntry.new(alias, der) for alias, der in content.trusted)
-    store = jks.KeyStore.new("jks", entries)
-    return _saves(store, password)
-
-
-def _saves(store: Any, password: str) -> bytes:
-    """pyjks's KeyStore.saves, joined once instead of grown by ``+=`` (quadratic: 8 s for 10,000 certs).
-
-    The entries are still encoded by pyjks; only the framing (magic, version, count, keyed SHA-1)
-    is written here, exactly as ``saves`` writes it.
-    """
-    parts = [struct.pack(">LLL", 0xFEEDFEED, 2, len(store.entries))]
-    for alias, item in store.entries.items():
-        if isinstance(item, jks.TrustedCertEntry):
-            parts.append(store._write_trusted_cert(alias, item))
-        else:
-            parts.append(store._write_private_key(alias, item, password))
-    body = b"".join(parts)
-    return body + hashlib.sha1(password.encode("utf-16-be") + b"Mighty Aphrodite" + body).digest()
+__all__ = ["encode_jks", "read_jks"]
 
 
 def read_jks(data: bytes, password: str) -> StoreContent:
@@ -44,6 +19,8 @@ def read_jks(data: bytes, password: str) -> StoreContent:
     body, mac = data[:-20], data[-20:]
     if len(data) < 32 or hashlib.sha1(password.encode("utf-16-be") + b"Mighty Aphrodite" + body).digest() != mac:
         raise StoreUnreadable("integrity check failed (wrong password, or tampered)")
+    import jks  # pyjks: ~90 ms of imports, paid only when an existing store must be read
+
     try:
         store = jks.KeyStore.loads(data, password)
     except Exception as exc:  # pyjks raises a zoo of types (struct.error, KeystoreSignatureException...)
