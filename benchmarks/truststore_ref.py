@@ -59,7 +59,8 @@ import json, resource, subprocess, sys, time
 t0 = time.perf_counter()
 proc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 wall = time.perf_counter() - t0
-print(json.dumps({"s": wall, "peak_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({"s": wall, "peak_kib": usage.ru_maxrss, "user": usage.ru_utime, "sys": usage.ru_stime,
                   "rc": proc.returncode, "err": proc.stderr.decode(errors="replace")[-2000:]}))
 """
 
@@ -241,8 +242,8 @@ def compare(work: Path, n: int = 10_000, shapes: tuple[str, ...] = SHAPES, runs:
                 assert entry_count(store) == tree.files, f"{who}: {entry_count(store)} entries, not {tree.files}"
                 results[who].append(result)
                 if log:
-                    print(f"#   {who:15} run {i + 1}: {result['s']:.2f} s, {result['peak_kib'] / 1024:.0f} MiB",
-                          file=sys.stderr)
+                    print(f"#   {who:15} run {i + 1}: {result['s']:.2f} s (cpu {result['user']:.2f} user + "
+                          f"{result['sys']:.2f} sys), {result['peak_kib'] / 1024:.0f} MiB", file=sys.stderr)
         for who in ("sslreconciler", "java"):  # once more, untimed, to check both wrote the same store
             argv, _ = argv_of(who, tree, classes)
             measure(argv)
@@ -251,21 +252,22 @@ def compare(work: Path, n: int = 10_000, shapes: tuple[str, ...] = SHAPES, runs:
         row: dict[str, Any] = {"shape": shape, "files": tree.files}
         for who, rs in results.items():
             row[who] = {"s": statistics.median(r["s"] for r in rs), "peak_mib": statistics.median(
-                r["peak_kib"] for r in rs) / 1024, "runs_s": [round(r["s"], 2) for r in rs]}
+                r["peak_kib"] for r in rs) / 1024, "runs_s": [round(r["s"], 2) for r in rs],
+                "cpu_s": statistics.median(r["user"] + r["sys"] for r in rs)}
         rows.append(row)
         shutil.rmtree(work / shape, ignore_errors=True)
     return rows
 
 
 def render(rows: list[dict[str, Any]], runs: int) -> str:
-    """A markdown table: wall time and peak RSS per contestant, and java / sslreconciler (>= 3 wanted)."""
+    """A markdown table: wall time (runs, CPU user+sys) and peak RSS per contestant, and the wall ratio."""
     contestants = [k for k in rows[0] if k not in ("shape", "files")] if rows else []
     head = ["shape", "files"] + [f"{who} (median of {runs})" for who in contestants]
     head += ["java / sslreconciler (>= 3 wanted)"] + [f"peak RSS {who}" for who in contestants]
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     for r in rows:
         cells = [r["shape"], f"{r['files']:,}"]
-        cells += [f"{r[who]['s']:.2f} s {r[who]['runs_s']}" for who in contestants]
+        cells += [f"{r[who]['s']:.2f} s {r[who]['runs_s']}, cpu {r[who]['cpu_s']:.2f} s" for who in contestants]
         cells += [f"{r['java']['s'] / r['sslreconciler']['s']:.2f}"]
         cells += [f"{r[who]['peak_mib']:.0f} MiB" for who in contestants]
         lines.append("| " + " | ".join(cells) + " |")
