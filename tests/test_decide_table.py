@@ -479,6 +479,8 @@ SOURCE_ROWS: list[tuple[str, Callable[[], Node], FindingCode, Level]] = [
     ("duplicate-alias", lambda: _trust("CA.pem", pem(OTHER_CA)), FindingCode.DUPLICATE_ALIAS, Level.ERROR),
     ("duplicate-certificate", lambda: _trust("copy.crt", pem(CA)), FindingCode.DUPLICATE_CERTIFICATE,
      Level.WARNING),
+    ("bad-name: an alias a JKS cannot hold", lambda: _trust("emoji-\U0001F600.crt", pem(OTHER_CA)),
+     FindingCode.BAD_NAME, Level.ERROR),
     ("no-hash-link: DER", lambda: _trust("der.der", OTHER_CA.cert_der()), FindingCode.NO_HASH_LINK, Level.WARNING),
     ("alias-suffix", lambda: _trust("two.crt", pem(OTHER_CA) + pem(cert("Third CA")))
      .source("authorities/two-2.crt", pem(cert("Fourth CA"))), FindingCode.ALIAS_SUFFIX, Level.WARNING),

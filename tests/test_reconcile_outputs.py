@@ -244,3 +244,18 @@ def test_a_recorded_verdict_never_outlives_its_anchors(tmp_path: Path) -> None:
     refused = [f for f in second.json()["findings"] if f["file"] == "authorities/peer.crt"]
     assert refused and refused[0]["code"] == "untrusted", second.out
     assert "peer" not in keytool_list(node.ssl_dir / "authorities.jks")
+
+
+def test_a_trust_file_whose_alias_a_jks_cannot_hold_is_left_out_and_keytool_opens_the_store(tmp_path: Path) -> None:
+    """Java reads JKS aliases as modified UTF-8: a file named with a character outside the BMP would give
+    an authorities.jks keytool cannot open at all. It is left out with a finding instead."""
+    from pkitools import write
+
+    ca = make_ca("Alias CA")
+    node = seed_node(tmp_path / "n", "host.example.com", ca)
+    write(node.ssl_dir / "authorities" / "smile-\U0001F600.crt", make_ca("Smile CA").cert_pem())
+    result = reconcile(node)
+    bad = [f for f in result.json()["findings"] if f["code"] == "bad-name"]
+    assert bad and "smile" in bad[0]["file"] and "rename" in bad[0]["reason"], result.out
+    aliases = keytool_list(node.ssl_dir / "authorities.jks")  # would fail: UTFDataFormatException
+    assert "alias ca" in aliases and not any("smile" in a for a in aliases)

@@ -78,6 +78,16 @@ def _alias_of(display: str) -> str:
     return (name[:dot] if 0 < dot < len(name) - 1 else name).lower()  # PurePosixPath(display).stem, faster
 
 
+def _alias_unfit(alias: str) -> str:
+    """Why a JKS cannot carry this alias (Java reads aliases as modified UTF-8: one to three bytes a
+    UTF-16 unit, 65,535 bytes at most), or empty. keytool cannot open a store with such an alias."""
+    if any(ord(ch) > 0xFFFF for ch in alias):
+        return f"its alias {alias!r} has a character outside the Basic Multilingual Plane, which a JKS cannot hold"
+    if len(alias.encode("utf-8", "surrogatepass")) > 65_535:
+        return "its alias is longer than a JKS can hold"
+    return ""
+
+
 def _usable(file: SourceFile | None, display: str, findings: list[Finding]) -> bytes | None:
     if file is None or not file.present:
         findings.append(error(display, "is missing", FindingCode.MISSING))
@@ -116,6 +126,10 @@ def _load_trust(
             data = _usable(inputs.files.get(display), display, findings)
             if data is None:
                 continue
+            unfit = _alias_unfit(_alias_of(display))
+            if unfit:
+                findings.append(error(display, f"is left out: {unfit}; rename the file", FindingCode.BAD_NAME))
+                continue
             try:
                 certs = _parse_certs(data, display, cache)
             except SourceError as exc:
@@ -131,7 +145,7 @@ def _load_trust(
     candidates = []
     for f in files:
         f.is_ca = all(verify.is_ca(c) for c in f.certs)
-        problems = _trust_file_findings(f, now, warn_days, lowered)
+        problems = _trust_file_findings(f, now, warn_days, lowered, cache)
         findings.extend(problems)
         if not any(p.level is Level.ERROR for p in problems):
             candidates.append(f)
@@ -141,7 +155,7 @@ def _load_trust(
     result.anchors = anchors
     anchors_key = _anchors_key(anchors.certs, cache) if cache is not None else b""
     if desired.truststore.hash_links:
-        findings.extend(_partial_chain_findings(kept, anchors))
+        findings.extend(_partial_chain_findings(kept, anchors, cache))
     accepted: list[_TrustFile] = []
     for f in kept:
         if f.is_ca:
@@ -161,7 +175,9 @@ def _load_trust(
     return result
 
 
-def _partial_chain_findings(files: list[_TrustFile], anchors: rules.Anchors) -> list[Finding]:
+def _partial_chain_findings(
+    files: list[_TrustFile], anchors: rules.Anchors, cache: ReconcileCache | None
+) -> list[Finding]:
     """A CA that is no root and whose issuer is not here: an anchor for Java and for this check, but
     ``openssl verify -CApath`` (without -partial_chain) wants the chain up to a self-signed root."""
     out = []
@@ -169,7 +185,7 @@ def _partial_chain_findings(files: list[_TrustFile], anchors: rules.Anchors) -> 
         if not f.is_ca or not f.link_dir:
             continue
         for cert in f.certs:
-            if verify.is_self_signed(cert) or any(
+            if _self_signed(cert, cache) or any(
                 rules.signed_by(cert, issuer) for issuer in anchors.issuers_of(cert) if issuer is not cert
             ):
                 continue
@@ -183,7 +199,9 @@ def _partial_chain_findings(files: list[_TrustFile], anchors: rules.Anchors) -> 
     return out
 
 
-def _trust_file_findings(f: _TrustFile, now: dt.datetime, warn_days: int, lowered: frozenset[str]) -> list[Finding]:
+def _trust_file_findings(
+    f: _TrustFile, now: dt.datetime, warn_days: int, lowered: frozenset[str], cache: ReconcileCache | None
+) -> list[Finding]:
     """What is wrong with a trust file on its own: validity of a CA, a CA that cannot issue, policy."""
     out: list[Finding] = []
     for cert in f.certs:
@@ -194,7 +212,7 @@ def _trust_file_findings(f: _TrustFile, now: dt.datetime, warn_days: int, lowere
             if problem:
                 text = f"{verify.describe(cert)} {problem}: it cannot issue, so it is not trusted"
                 out.append(error(f.display, text, FindingCode.NOT_A_CA))
-        elif not verify.is_self_signed(cert):  # anchors and self-signatures carry no trust
+        elif not _self_signed(cert, cache):  # anchors and self-signatures carry no trust
             out.extend(rules.signature_findings(cert, f.display, lowered))
     return out
 
@@ -328,6 +346,11 @@ def _subject_hash(cert: x509.Certificate, cache: ReconcileCache | None) -> str:
         return memoised(table, hashlib.sha256(_der(cert, cache)).digest(), lambda: subject_hash(cert))
 
     return derived(cache, cert, "subject_hash", by_content)
+
+
+def _self_signed(cert: x509.Certificate, cache: ReconcileCache | None) -> bool:
+    """A signature check: once per certificate, however many rules ask."""
+    return derived(cache, cert, "self_signed", lambda: verify.is_self_signed(cert))
 
 
 def _der(cert: x509.Certificate, cache: ReconcileCache | None) -> bytes:
