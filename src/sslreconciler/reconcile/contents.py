@@ -144,7 +144,7 @@ def _load_trust(
     )
     candidates = []
     for f in files:
-        f.is_ca = all(verify.is_ca(c) for c in f.certs)
+        f.is_ca = all(_is_ca(c, cache) for c in f.certs)
         problems = _trust_file_findings(f, now, warn_days, lowered, cache)
         findings.extend(problems)
         if not any(p.level is Level.ERROR for p in problems):
@@ -161,7 +161,7 @@ def _load_trust(
         if f.is_ca:
             accepted.append(f)
             continue
-        leaf = next(c for c in f.certs if not verify.is_ca(c))
+        leaf = next(c for c in f.certs if not _is_ca(c, cache))
         others = [c for c in f.certs if c is not leaf]
         checked = _verified(leaf, others, anchors, now, cache, anchors_key)
         if not checked.ok:
@@ -346,6 +346,10 @@ def _subject_hash(cert: x509.Certificate, cache: ReconcileCache | None) -> str:
         return memoised(table, hashlib.sha256(_der(cert, cache)).digest(), lambda: subject_hash(cert))
 
     return derived(cache, cert, "subject_hash", by_content)
+
+
+def _is_ca(cert: x509.Certificate, cache: ReconcileCache | None) -> bool:
+    return derived(cache, cert, "is_ca", lambda: verify.is_ca(cert))
 
 
 def _self_signed(cert: x509.Certificate, cache: ReconcileCache | None) -> bool:
