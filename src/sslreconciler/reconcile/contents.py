@@ -212,8 +212,8 @@ def _trust_file_findings(
             if problem:
                 text = f"{verify.describe(cert)} {problem}: it cannot issue, so it is not trusted"
                 out.append(error(f.display, text, FindingCode.NOT_A_CA))
-        elif not _self_signed(cert, cache):  # anchors and self-signatures carry no trust
-            out.extend(rules.signature_findings(cert, f.display, lowered))
+        elif (weak := rules.signature_findings(cert, f.display, lowered)) and not _self_signed(cert, cache):
+            out.extend(weak)  # a self-signature carries no trust, so its hash is no weakness
     return out
 
 
