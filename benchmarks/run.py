@@ -423,7 +423,41 @@ Fifteen rounds, a new process every time, the commands taken in turn.
 MISSES = """
 ## Where a target is missed, and the floor
 
-Written after the run above; see the levers taken in the issue 15 note of this release.
+Levers taken for these figures (issue 15): our own JKS writer, byte-identical to pyjks's (pyjks and what it
+drags in, about 100 ms of imports, now load only to read a store nothing vouches for); no pydantic plugin
+discovery; certificates' DER, subject hash, report entry and CA shape derived once each; the state-dir
+record also keeps chain verdicts and subject hashes; `status` as a plain socket exchange that reads no
+settings when it is given the socket. The floors below were measured on this machine
+(`python -X importtime`, `cProfile`).
+
+- **One-shot vs the keytool pipeline, seed (≥ 5×) and 30 authorities (≥ 25×).** The pipeline is four
+  JVMs (about 0.8 s), so 5× means a whole run in about 165 ms. Ours is about 280 ms, and almost all of
+  it is start-up, not work: the interpreter 12 ms; `cryptography.x509` + PKCS#12 about 65 ms; pydantic
+  with our two config models about 100 ms (pydantic itself about 45 ms, its `importlib.metadata` import
+  about 15 ms, building the models' schemas the rest); our own modules about 40 ms (25 ms of it is
+  Python 3.11 generating dataclass methods); the reconcile about 25 ms. The floor with these libraries
+  is about 230 ms, 3.5×. Meeting 5× would take dropping pydantic from the one-shot path (hand-written
+  validation of the settings and the desired state) or handing `reconcile` to the running daemon over
+  its socket; neither was done (the first trades a well-kept library for ours to save 80 ms; the second
+  makes a socket anyone in its group can reach able to start writes, and does not help without a
+  daemon). From 100 authorities up the ratio passes 60×: keytool costs a JVM per certificate.
+- **One-shot no-op with 1,000 authorities ≤ 1.5× the seed's.** At about 1.5–1.65× (run to run). What a
+  no-op still pays per certificate, as it must to stay level-triggered with no memory of its own: read
+  (about 27 µs), parse (30 µs), its extensions for the CA check (40 µs), its report entry for
+  `/metrics` (two RFC 4514 names and a fingerprint, 35 µs): about 135 µs, 135 ms for 1,000, where the
+  target leaves about 130 ms over the seed's run. The signature checks (90 µs each) are already spared
+  by the record's verdicts.
+- **10,000 certificates ≥ 3× faster than one JVM.** The issue's figure for Java (5.8 s, 190 MB) is a
+  program that feeds `CertificateFactory` a bare `FileInputStream`, a syscall per byte
+  (`TrustBuilder --unbuffered` reproduces it: about 3.3 s and 190 MB). Read whole, as here, Java takes
+  0.9 s, and it checks nothing. We verify every signature: 10,000 ECDSA verifications alone cost about
+  0.85 s in OpenSSL, as long as Java's whole run; then parsing (0.3 s), the RFC 5280 path rules (0.7 s
+  in Python), subject hashes, 10,000 hash links (`symlink` costs 60–140 µs each here), the report
+  entries and the JSON state file. 3× would be 0.3 s, about our start-up alone. Peak memory is below
+  Java's in both shapes.
+- **`status` ≤ 3× curl.** curl is 8 ms; the Python interpreter alone is 12 ms (1.5× curl), and
+  `status` imports only argparse, json, socket and its own table (about 25 ms, argparse and pathlib
+  most of it). 3× would leave 12 ms for everything after the interpreter starts.
 """
 
 
