@@ -244,6 +244,8 @@ def test_a_recorded_verdict_never_outlives_its_anchors(tmp_path: Path) -> None:
     refused = [f for f in second.json()["findings"] if f["file"] == "authorities/peer.crt"]
     assert refused and refused[0]["code"] == "untrusted", second.out
     assert "peer" not in keytool_list(node.ssl_dir / "authorities.jks")
+    # the record keeps what the sources hold now: the verdict nothing asked for is gone
+    assert json.loads((state / "fingerprints.json").read_text())["verdicts"] == {}
 
 
 def test_a_trust_file_whose_alias_a_jks_cannot_hold_is_left_out_and_keytool_opens_the_store(tmp_path: Path) -> None:

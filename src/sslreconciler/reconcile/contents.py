@@ -343,7 +343,10 @@ def _subject_hash(cert: x509.Certificate, cache: ReconcileCache | None) -> str:
 
     def by_content() -> str:
         table = cache.subject_hashes if cache is not None else None
-        return memoised(table, hashlib.sha256(_der(cert, cache)).digest(), lambda: subject_hash(cert))
+        key = hashlib.sha256(_der(cert, cache)).digest()
+        if cache is not None:
+            cache.used_subject_hashes.add(key)
+        return memoised(table, key, lambda: subject_hash(cert))
 
     return derived(cache, cert, "subject_hash", by_content)
 
@@ -375,6 +378,7 @@ def _verified(
     chain_key = hashlib.sha256(b"".join(_der(c, cache) for c in (leaf, *others))).digest()
     anchors_key = anchors_key or _anchors_key(anchors.certs, cache)
     known = cache.verdicts.get((chain_key, anchors_key))
+    cache.used_verdicts.add((chain_key, anchors_key))
     stamp = now.timestamp()
     if known is not None and known[1] <= stamp <= known[2]:
         return verify.ChainResult(True, known[0])

@@ -43,6 +43,10 @@ class ReconcileCache:
     # (chain digest, anchors digest) -> (verified chain detail, valid from, valid until): a chain that
     # verified stays verified while no certificate in it crosses a validity boundary
     verdicts: dict[tuple[bytes, bytes], tuple[str, float, float]] = field(default_factory=dict, repr=False)
+    # the keys of the two tables above this process asked for: only those go into the state-dir record,
+    # so it holds what the sources hold now, not every certificate ever seen
+    used_verdicts: set[tuple[bytes, bytes]] = field(default_factory=set, repr=False)
+    used_subject_hashes: set[bytes] = field(default_factory=set, repr=False)
 
     # Kept in the state dir between runs of the one-shot CLI: artifact path -> (SHA-256 of its bytes,
     # HMAC of everything it must hold, password and profile included). The HMAC key lives beside it
@@ -65,6 +69,9 @@ class ReconcileCache:
         for memo in (self.certs, self.subject_hashes, self.verdicts, self.derived):
             if len(memo) > MAX_CERT_FILES:
                 memo.clear()
+        for used in (self.used_verdicts, self.used_subject_hashes):
+            if len(used) > MAX_CERT_FILES:
+                used.clear()
 
     def key(self, data: bytes) -> PrivateKey | None:
         digest = hashlib.sha256(data).digest()

@@ -73,7 +73,7 @@ def _load_entries(memo: ReconcileCache, raw: bytes) -> None:
     try:
         loaded = json.loads(raw)
         stores = loaded.get("stores", loaded) if isinstance(loaded, dict) else {}  # before: stores only
-        memo.recorded = {str(k): (str(v[0]), str(v[1])) for k, v in stores.items() if k.startswith("/")}
+        memo.recorded = {str(k): (str(v[0]), str(v[1])) for k, v in stores.items()}
         for k, v in dict(loaded.get("verdicts", {})).items():
             chain, anchors = bytes.fromhex(k[:64]), bytes.fromhex(k[64:])
             memo.verdicts[(chain, anchors)] = (str(v[0]), float(v[1]), float(v[2]))
@@ -86,8 +86,8 @@ def _load_entries(memo: ReconcileCache, raw: bytes) -> None:
 def _payload(memo: ReconcileCache) -> bytes:
     doc = {
         "stores": memo.recorded,
-        "verdicts": {(c + a).hex(): list(v) for (c, a), v in memo.verdicts.items()},
-        "subject_hashes": {k.hex(): v for k, v in memo.subject_hashes.items()},
+        "verdicts": {(c + a).hex(): list(v) for (c, a), v in memo.verdicts.items() if (c, a) in memo.used_verdicts},
+        "subject_hashes": {k.hex(): v for k, v in memo.subject_hashes.items() if k in memo.used_subject_hashes},
     }
     raw = json.dumps(doc).encode()
     if len(raw) > MAX_RECORD_BYTES:  # a huge trust set: keep the stores' part, which matters most
