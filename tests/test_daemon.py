@@ -308,3 +308,37 @@ def test_status_with_a_socket_reads_no_settings_and_refuses_a_non_http_answer(tm
         assert result.rc == 3 and "config error" in result.err, result.err
     finally:
         server.close()
+
+
+@pytest.mark.parametrize("body", [b"[" * 200_000, b"[1]", b'{"status": "ok", "artifacts": {"x": {}}}',
+                                  b'{"status": "ok", "findings": [7]}', b'"ok"'],
+                         ids=["deep", "list", "artifact-without-status", "finding-not-object", "string"])
+def test_status_says_unknown_for_any_malformed_document(tmp_path: Path, body: bytes) -> None:
+    """Whoever can bind the socket path answers root's `status`: a document of the wrong shape is UNKNOWN
+    with a reason, never a traceback (which monitoring would read as WARNING)."""
+    import socket as socketlib
+    import threading
+
+    path = tmp_path / "fake.sock"
+    server = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(4)
+
+    def answer() -> None:
+        for _ in range(2):
+            conn, _ = server.accept()
+            with conn:
+                conn.recv(4096)
+                conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n" + body)
+
+    threading.Thread(target=answer, daemon=True).start()
+    try:
+        text = run_cli("status", "--socket", path)
+        assert text.rc == 3 and "Traceback" not in text.err and text.out.startswith("SSLRECONCILER UNKNOWN"), (
+            text.out + text.err)
+        as_json = run_cli("status", "--socket", path, "--json")  # an object is passed through as it came
+        assert "Traceback" not in as_json.err and as_json.rc in (0, 3), as_json.out + as_json.err
+        if not body.startswith(b"{"):
+            assert as_json.rc == 3 and json.loads(as_json.out)["status"] == "unknown", as_json.out
+    finally:
+        server.close()

@@ -474,3 +474,15 @@ open(p + "/keep", "w").write("x")
     assert (ssl_dir / "ssl.key.bundle-previous").read_bytes() == old_key
     assert (ssl_dir / "ssl.key").stat().st_uid == service_user.pw_uid  # the service can still read it
     assert (ssl_dir / "ssl.key").read_bytes() != old_key
+
+
+def test_file_names_cannot_write_control_sequences_to_roots_terminal(world: Path, ca: Issued) -> None:
+    """A trust file named with an escape sequence or a newline is reported, but what reaches the terminal
+    shows those characters escaped: a name cannot erase or forge a line of root's report."""
+    node = seed_node(world / "n", HOST, ca)
+    write(node.ssl_dir / "authorities" / "esc\x1b[2Kx.crt", b"not a certificate")
+    write(node.ssl_dir / "authorities" / "new\nline.crt", b"not a certificate either")
+    result = run_cli("reconcile", "--ssl-dir", node.ssl_dir, "--desired-state", node.desired,
+                     "--state-dir", world / "state")
+    assert "\x1b" not in result.out and "\\x1b[2Kx.crt" in result.out, result.out
+    assert "new\\nline.crt" in result.out and not any(line.startswith("line.crt") for line in result.out.splitlines())

@@ -193,6 +193,38 @@ def test_a_failing_hanging_or_missing_hook_makes_reconcile_exit_1(tmp_path: Path
     assert keytool_sha256(node.ssl_dir / "ssl-web.keystore", "ssl-web", "hooks-pw") == node.web.fingerprint()
 
 
+def test_a_hook_is_bounded_in_time_and_memory_whatever_it_leaves_behind(tmp_path: Path, ca: Issued) -> None:
+    """A hook that leaves a child in its own session holding its output open, or prints hundreds of
+    megabytes, must not hold the command past its timeout or fill its memory."""
+    node = seed_node(tmp_path / "n", HOST, ca, web=True)
+    hooks = [
+        {"name": "escapee", "after": ["ssl.keystore"], "timeout": 5,
+         "command": ["sh", "-c", "setsid sleep 600 & echo started"]},
+        {"name": "stuck", "after": ["ssl.p12"], "timeout": 2,
+         "command": ["sh", "-c", "setsid sleep 600 & sleep 600"]},
+        {"name": "chatty", "after": ["ssl-web.keystore"], "timeout": 60,
+         "command": ["sh", "-c", "head -c 300000000 /dev/zero | tr '\\0' x; echo; echo the-end"]},
+    ]
+    set_desired(node.desired, hooks=hooks)
+    wrapper = ("import json, resource, subprocess, sys, time\n"
+               "t0 = time.monotonic()\n"
+               "p = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+               "print(json.dumps({'rc': p.returncode, 'out': p.stdout, 'err': p.stderr, 's': time.monotonic() - t0,"
+               " 'peak_kib': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))")
+    proc = subprocess.run([sys.executable, "-c", wrapper, sys.executable, "-m", "sslreconciler", "reconcile",
+                           *map(str, common(node)), "--json"], capture_output=True, text=True, timeout=600)
+    run = json.loads(proc.stdout)
+    assert "Traceback" not in run["err"], run["err"]
+    report = json.loads(run["out"])["hooks"]
+    assert report["escapee"]["outcome"] == "ok" and "started" in report["escapee"]["detail"], report
+    assert report["stuck"]["outcome"] == "timeout", report
+    assert report["chatty"]["outcome"] == "ok" and report["chatty"]["detail"].endswith("the-end"), report
+    assert len(report["chatty"]["detail"]) <= 400
+    assert run["peak_kib"] < 200 * 1024, f"{run['peak_kib']} KiB peak: the output was kept whole"
+    # bounded by the timeouts (2 s, plus the hooks' own run), never by the 600 s children left behind
+    assert run["s"] < 300, run["s"]
+
+
 def test_web_install_and_rollback_run_the_web_hook(tmp_path: Path, ca: Issued) -> None:
     node = seed_node(tmp_path / "n", HOST, ca, web=True)
     assert run_cli("reconcile", *common(node)).rc == 0  # the stores exist before any hook is named

@@ -356,6 +356,13 @@ def _status_socket(args: argparse.Namespace) -> Path:
     return load_settings(args.config, _flag_overrides(args)).socket
 
 
+def _say(text: str) -> None:
+    """A line on stderr; names in it may come from the files, so no control character gets through."""
+    from sslreconciler.model.text import printable
+
+    print(printable(text), file=sys.stderr)
+
+
 def _flag_overrides(args: argparse.Namespace) -> dict[str, object]:
     return {
         "ssl_dir": args.ssl_dir,
@@ -384,10 +391,10 @@ def _one_shot(args: argparse.Namespace, dry_run: bool = False, change: Callable[
     _require_dir(settings.ssl_dir)
     reconciler = Reconciler(settings.ssl_dir, settings.resolved_state_dir(), settings.desired_state)
     if reconciler.record_note:  # e.g. root on a state dir the service user could have written
-        print(f"sslreconciler: note: {reconciler.record_note}; every store is opened and checked", file=sys.stderr)
+        _say(f"sslreconciler: note: {reconciler.record_note}; every store is opened and checked")
     outcome = reconciler.run(desired, dry_run=dry_run)
     if outcome.state_problem:
-        print(f"sslreconciler: warning: {outcome.state_problem}", file=sys.stderr)
+        _say(f"sslreconciler: warning: {outcome.state_problem}")
     run_hooks_now(outcome, settings.ssl_dir, settings.hook_timeout)
     report = outcome.report
     if getattr(args, "json", False):
@@ -502,17 +509,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(desired_state_schema())
             return EXIT_OK
     except UsageError as exc:
-        print(f"sslreconciler: usage error: {exc}", file=sys.stderr)
+        _say(f"sslreconciler: usage error: {exc}")
         return EXIT_USAGE
     except CommandError as exc:
-        print(f"sslreconciler: {exc}", file=sys.stderr)
+        _say(f"sslreconciler: {exc}")
         return EXIT_DEGRADED
     except OSError as exc:  # a file the command had to read or write: name it, no traceback
         where = exc.filename if exc.filename is not None else "I/O"
-        print(f"sslreconciler: {where}: {exc.strerror or exc}", file=sys.stderr)
+        _say(f"sslreconciler: {where}: {exc.strerror or exc}")
         return EXIT_DEGRADED
     except ConfigError as exc:
-        print(f"sslreconciler: config error: {exc}", file=sys.stderr)
+        _say(f"sslreconciler: config error: {exc}")
         return 3 if args.command == "status" else EXIT_USAGE  # status speaks monitoring-plugin codes
     except KeyboardInterrupt:
         return 130

@@ -14,11 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 from sslreconciler.model.status import PLUGIN_LABELS as LABELS
 from sslreconciler.model.status import PLUGIN_UNKNOWN, parse_status
+from sslreconciler.model.text import printable
 
 if TYPE_CHECKING:
     from sslreconciler.model.health_document import HealthDocument
 
-MAX_RESPONSE_BYTES = 64 * 1024 * 1024  # a health document of 10,000 certificates is a few MB
+# The health document of 10,000 certificates is about 6 MB; parsed JSON costs up to some 25 bytes of
+# memory per byte of text, so the cap also bounds what root's `status` can be made to allocate.
+MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 
 
 class BadResponse(ValueError):
@@ -130,21 +133,32 @@ def render(doc: HealthDocument, code: int) -> str:
             f"last reconcile {last.get('started_at')} ({last.get('duration_ms')} ms, {last.get('trigger')}); "
             f"{counts.get('reconciles', 0)} reconciles, {counts.get('writes', 0)} writes since start",
         ]
-    return "\n".join(lines)
+    return "\n".join(printable(line) for line in lines)
+
+
+def _unknown(socket_path: Path, reason: str, as_json: bool) -> int:
+    if as_json:
+        print(json.dumps({"status": "unknown", "socket": str(socket_path), "reason": reason}))
+    else:
+        print(f"SSLRECONCILER UNKNOWN - no daemon answering on {printable(str(socket_path))}: {printable(reason)}")
+    return PLUGIN_UNKNOWN
 
 
 def status_command(socket_path: Path, as_json: bool) -> int:
+    """Whatever answers on the socket (whoever can bind that path may answer), the result is a plugin
+    code and readable lines: a malformed document is UNKNOWN, never a traceback."""
     try:
         _code, body = fetch(socket_path)
         doc: HealthDocument = json.loads(body)
-    except (OSError, ValueError) as exc:  # BadResponse and bad JSON are ValueErrors
-        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-        if as_json:
-            print(json.dumps({"status": "unknown", "socket": str(socket_path), "reason": reason}))
-        else:
-            print(f"SSLRECONCILER UNKNOWN - no daemon answering on {socket_path}: {reason}")
-        return PLUGIN_UNKNOWN
+    except (OSError, ValueError, RecursionError) as exc:  # BadResponse and bad JSON are ValueErrors
+        return _unknown(socket_path, getattr(exc, "strerror", None) or str(exc) or type(exc).__name__, as_json)
+    if not isinstance(doc, dict):
+        return _unknown(socket_path, "not a health document (not a JSON object)", as_json)
     status = parse_status(doc.get("status"))
     code = PLUGIN_UNKNOWN if status is None else status.plugin_exit
-    print(json.dumps(doc, indent=2) if as_json else render(doc, code))
+    try:
+        text = json.dumps(doc, indent=2) if as_json else render(doc, code)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RecursionError):
+        return _unknown(socket_path, "not a health document (a field is missing or of the wrong type)", as_json)
+    print(text)
     return code

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import selectors
 import signal
 import subprocess
 import time
@@ -37,22 +38,56 @@ def run_hook(hook: Hook, changed: tuple[str, ...], ssl_dir: Path, default_timeou
         )
     except OSError as exc:
         return HookResult(hook.label, "error", started, 0.0, None, f"cannot start: {exc.strerror}", changed)
-    try:
-        output, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
+    assert proc.stdout is not None
+    tail, timed_out = _read_tail(proc, proc.stdout.fileno(), t0 + timeout)
+    proc.stdout.close()
+    if timed_out:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        output, _ = proc.communicate()
-        tail = output.decode(errors="replace")[-OUTPUT_TAIL:]
-        return HookResult(
-            hook.label,
-            "timeout",
-            started,
-            time.monotonic() - t0,
-            None,
-            f"killed after {timeout:g} s; {tail}".strip(),
-            changed,
-        )
-    tail = output.decode(errors="replace")[-OUTPUT_TAIL:].strip()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=5)  # SIGKILL: at once, unless the kernel is stuck
+        text = f"killed after {timeout:g} s; {tail}".strip()
+        return HookResult(hook.label, "timeout", started, time.monotonic() - t0, None, text, changed)
     outcome: Literal["ok", "failed"] = "ok" if proc.returncode == 0 else "failed"
     return HookResult(hook.label, outcome, started, time.monotonic() - t0, proc.returncode, tail, changed)
+
+
+def _read_tail(proc: subprocess.Popen[bytes], fd: int, deadline: float) -> tuple[str, bool]:
+    """Read the hook's output until it ends, keeping only the last OUTPUT_TAIL characters (a hook may
+    print gigabytes), and stop at ``deadline``. The hook has ended when its process has exited: a child it
+    left running in another session (``setsid cmd &``) may keep the pipe open for ever, so once the
+    process is gone its output is read for at most a moment more. True when the deadline passed first."""
+    kept = bytearray()
+    os.set_blocking(fd, False)
+    exited_at: float | None = None
+    with selectors.DefaultSelector() as selector:
+        selector.register(fd, selectors.EVENT_READ)
+        while True:
+            now = time.monotonic()
+            if proc.poll() is not None:
+                exited_at = exited_at if exited_at is not None else now
+                if now - exited_at > 0.2:
+                    break
+            elif now >= deadline:
+                return _decoded(kept), True
+            wait = min(0.05, max(0.0, deadline - now))
+            if not selector.select(wait):
+                continue
+            try:
+                chunk = os.read(fd, 65536)
+            except BlockingIOError:
+                continue
+            if not chunk:  # EOF: everything holding the pipe is gone
+                break
+            kept += chunk
+            del kept[: max(0, len(kept) - 4 * OUTPUT_TAIL)]  # bytes: a UTF-8 character is at most 4
+    if proc.poll() is None:  # EOF before exit: it closed its output and goes on; wait, within the deadline
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            return _decoded(kept), True
+    return _decoded(kept), False
+
+
+def _decoded(kept: bytearray) -> str:
+    return bytes(kept).decode(errors="replace")[-OUTPUT_TAIL:].strip()

@@ -128,7 +128,7 @@ class Reconciler:
                 save_report(self.state_dir, outcome.report)
                 save_record(self.memo, self.state_dir)
             except OSError as exc:
-                outcome.state_problem = f"state dir {self.state_dir}: {exc.strerror}"
+                outcome.state_problem = f"state dir: {exc.filename or self.state_dir}: {exc.strerror}"
         return outcome
 
 

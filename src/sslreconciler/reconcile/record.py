@@ -105,8 +105,8 @@ def save_record(memo: ReconcileCache, state_dir: Path) -> None:
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     with opened_dir(state_dir) as fd:
         if not memo.record_trusted:  # a new key for a new record: the old pair is not believed
-            atomic_write_at(fd, RECORD_KEY, memo.record_key, 0o600)
-        atomic_write_at(fd, RECORD, raw, 0o600)
+            _write(fd, state_dir, RECORD_KEY, memo.record_key)
+        _write(fd, state_dir, RECORD, raw)
         memo.record_trusted = True
         memo.record_saved = raw
 
@@ -115,4 +115,12 @@ def save_report(state_dir: Path, report: Report) -> None:
     """Keep the last report in the state dir (0700 dir, 0600 file: it names files, never secrets)."""
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     with opened_dir(state_dir) as fd:
-        atomic_write_at(fd, STATE_FILE, json.dumps(report.to_dict()).encode(), 0o600)  # C encoder: no indent
+        _write(fd, state_dir, STATE_FILE, json.dumps(report.to_dict()).encode())  # C encoder: no indent
+
+
+def _write(fd: int, state_dir: Path, name: str, data: bytes) -> None:
+    """0600, atomic, inside the state dir's descriptor; an error names the file."""
+    try:
+        atomic_write_at(fd, name, data, 0o600)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(state_dir / name)) from None

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives import hashes
 
 from sslreconciler.model.findings import Finding, Level
 from sslreconciler.model.status import Status, worst
+from sslreconciler.model.text import printable
 
 Action = Literal["unchanged", "written", "would-write", "kept-last-good", "failed"]
 
@@ -205,4 +206,4 @@ class Report:
                 lines.append(
                     f"  {h.hook}: {h.outcome}{exited}" + (f": {h.detail}" if h.outcome != "ok" and h.detail else "")
                 )
-        return "\n".join(lines)
+        return "\n".join(printable(line) for line in lines)  # file names are anyone's who can write there
