@@ -270,3 +270,18 @@ os.rename(d + "/other", d + "/ssl.keystore")
         os.close(fd)
     assert state_of(shadow) == before
     assert (ssl_dir / "ssl.keystore").stat().st_uid == service_user.pw_uid
+
+
+def test_root_writes_into_the_service_users_dir_as_that_user_links_included(world: Path, ca: Issued,
+                                                                           service_user) -> None:
+    """Everything root creates in a directory the service user owns is that user's: the stores and the
+    hash links, so the user can manage all of it and nothing there is root's."""
+    node, state = _node(world, ca, service_user)
+    result = _reconcile(node, state)
+    assert result.rc == 0, result.out + result.err
+    made = [*node.ssl_dir.glob("*.keystore"), *node.ssl_dir.glob("*.p12"), node.ssl_dir / "authorities.jks",
+            *(node.ssl_dir / "authorities").glob("*.0")]
+    assert len(made) >= 6, made
+    for path in made:
+        st = path.lstat()
+        assert (st.st_uid, st.st_gid) == (service_user.pw_uid, service_user.pw_gid), path

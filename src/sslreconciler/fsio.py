@@ -349,6 +349,9 @@ def atomic_symlink_at(dir_fd: int, name: str, points_to: str) -> None:
     tmp = _temp_name(name)
     os.symlink(points_to, tmp, dir_fd=dir_fd)
     try:
+        uid, gid = owner_for_new_files(dir_fd)
+        if uid is not None:  # root in the service user's directory: the link is that user's, as a file is
+            os.chown(tmp, uid, -1 if gid is None else gid, dir_fd=dir_fd, follow_symlinks=False)
         os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except BaseException:
         with contextlib.suppress(OSError):
