@@ -280,24 +280,10 @@ def test_status_without_daemon_is_unknown(tmp_path: Path) -> None:
 def test_status_with_a_socket_reads_no_settings_and_refuses_a_non_http_answer(tmp_path: Path) -> None:
     """--socket (or $SSLRECONCILER_SOCKET) wins over any settings, so a broken settings file does not
     stop a monitoring check; a listener that does not speak HTTP is UNKNOWN, never a traceback."""
-    import socket as socketlib
-    import threading
-
     broken = tmp_path / "broken.toml"
     broken.write_text("this is [not toml")
     path = tmp_path / "other.sock"
-    server = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM)
-    server.bind(str(path))
-    server.listen(4)
-
-    def answer_garbage() -> None:
-        for _ in range(2):
-            conn, _ = server.accept()
-            with conn:
-                conn.recv(4096)
-                conn.sendall(b"SSH-2.0-OpenSSH\r\n\r\n{}")
-
-    threading.Thread(target=answer_garbage, daemon=True).start()
+    server = _fake_server(path, b"SSH-2.0-OpenSSH\r\n\r\n{}", answers=2)
     try:
         result = run_cli("status", "--config", broken, "--socket", path)
         assert result.rc == 3 and "not an HTTP answer" in result.out, result.out + result.err
@@ -316,22 +302,8 @@ def test_status_with_a_socket_reads_no_settings_and_refuses_a_non_http_answer(tm
 def test_status_says_unknown_for_any_malformed_document(tmp_path: Path, body: bytes) -> None:
     """Whoever can bind the socket path answers root's `status`: a document of the wrong shape is UNKNOWN
     with a reason, never a traceback (which monitoring would read as WARNING)."""
-    import socket as socketlib
-    import threading
-
     path = tmp_path / "fake.sock"
-    server = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM)
-    server.bind(str(path))
-    server.listen(4)
-
-    def answer() -> None:
-        for _ in range(2):
-            conn, _ = server.accept()
-            with conn:
-                conn.recv(4096)
-                conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n" + body)
-
-    threading.Thread(target=answer, daemon=True).start()
+    server = _fake_server(path, b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n" + body, answers=2)
     try:
         text = run_cli("status", "--socket", path)
         assert text.rc == 3 and "Traceback" not in text.err and text.out.startswith("SSLRECONCILER UNKNOWN"), (
@@ -342,3 +314,23 @@ def test_status_says_unknown_for_any_malformed_document(tmp_path: Path, body: by
             assert as_json.rc == 3 and json.loads(as_json.out)["status"] == "unknown", as_json.out
     finally:
         server.close()
+
+
+def _fake_server(path: Path, reply: bytes, answers: int):
+    """Something else bound to the socket path: it reads a request and sends ``reply``, ``answers`` times."""
+    import socket as socketlib
+    import threading
+
+    server = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(4)
+
+    def answer() -> None:
+        for _ in range(answers):
+            conn, _ = server.accept()
+            with conn:
+                conn.recv(4096)
+                conn.sendall(reply)
+
+    threading.Thread(target=answer, daemon=True).start()
+    return server

@@ -125,8 +125,9 @@ def _spec(plan: ArtifactPlan) -> bytes:
     return store_spec(plan.kind, plan.profile, plan.password, plan.content)
 
 
-def _existing(plan: ArtifactPlan, out: OutputFile, memo: ReconcileCache | None) -> Existing:
-    """What a regular output holds, decoded with the store password; the memo spares known bytes."""
+def _existing(plan: ArtifactPlan, out: OutputFile, memo: ReconcileCache | None, spec: bytes | None) -> Existing:
+    """What a regular output holds, decoded with the store password; the memo spares known bytes.
+    ``spec``: ``_spec(plan)`` when there is a state-dir record to check it against, else None."""
     if out.kind != "file":
         return Existing(None, why_unreadable=out.why)
     if plan.password is None or out.data is None:  # no password to open it with: only say it is there
@@ -135,9 +136,11 @@ def _existing(plan: ArtifactPlan, out: OutputFile, memo: ReconcileCache | None) 
     known = memo.stores.get(out.path) if memo is not None else None
     if known is not None and known[:2] == (out.digest, access):  # bytes this process wrote or opened
         return Existing(known[2], known[3])
-    recorded = memo.recorded.get(out.path) if memo is not None and plan.content is not None else None
-    if recorded is not None and memo is not None and recorded == (out.digest.hex(), memo.spec_mac(_spec(plan))):
-        return Existing(plan.content, plan.profile)  # an earlier run verified these bytes hold exactly this
+    recorded = None
+    if memo is not None and spec is not None:
+        recorded = memo.recorded.get(out.path)
+        if recorded == (out.digest.hex(), memo.spec_mac(spec)):
+            return Existing(plan.content, plan.profile)  # an earlier run verified these bytes hold exactly this
     try:
         if plan.kind == "pkcs12":
             content, profile = read_pkcs12(out.data, plan.password)
@@ -210,7 +213,9 @@ def decide_artifact(
     related = [f for f in findings if f.file in plan.sources]
     status = worst(Status.DEGRADED if f.level is Level.ERROR else Status.WARNING for f in related)
     note = f" ({plan.note})" if plan.note else ""
-    existing = _existing(plan, out, memo)
+    # the digest of everything the store must hold: only a state-dir record needs it (the daemon has none)
+    spec = _spec(plan) if memo is not None and memo.record_key and plan.content is not None else None
+    existing = _existing(plan, out, memo, spec)
 
     def report(action: Action, status: Status, message: str, cert: CertInfo | None = None) -> ArtifactReport:
         return ArtifactReport(plan.name, plan.kind, action, status, message, cert, sources=plan.sources)
@@ -231,8 +236,8 @@ def decide_artifact(
     if not why:
         assert out.stat is not None
         fix = _attributes_to_fix(out.stat, plan.mode, owner)
-        if memo is not None:
-            memo.remember_verified(out.path, out.digest, _spec(plan))
+        if memo is not None and spec is not None:
+            memo.remember_verified(out.path, out.digest, spec)
         if fix is None:
             return report("unchanged", status, "up to date" + note, certificate), []
         fix = replace(fix, name=plan.name)
