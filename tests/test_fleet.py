@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ansiblekit import ansible_env as _ansible_env
 from daemonkit import http_get, wait_until
 
 from conftest import PASSWORD, REPO, java_bin, openssl, run_cli
@@ -31,21 +32,6 @@ PLAYBOOKS = REPO / "ansible" / "playbooks"
 MASTER = "node1.example.com"
 FIRST_THREE = [MASTER, "node2.example.com", "node3.example.com"]
 FOURTH = "node4.example.com"
-
-
-def _ansible_env(root: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SSLRECONCILER_") and k != "NOTIFY_SOCKET"}
-    env.update(
-        ANSIBLE_COLLECTIONS_PATH=str(root / "collections"),
-        ANSIBLE_HOME=str(root / "ansible-home"),
-        ANSIBLE_LOCAL_TEMP=str(root / "ansible-tmp"),
-        ANSIBLE_REMOTE_TMP=str(root / "ansible-tmp"),
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_RETRY_FILES_ENABLED="0",
-        ANSIBLE_PYTHON_INTERPRETER=sys.executable,
-        PATH=f"{BIN}:{env.get('PATH', '')}",
-    )
-    return env
 
 
 class Fleet:

@@ -12,17 +12,18 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
 
-def make_service_user() -> Iterator[pwd.struct_passwd]:
-    """For a fixture: a fresh system user and group, removed afterwards."""
+def make_service_user(tag: str = "") -> Iterator[pwd.struct_passwd]:
+    """For a fixture: a fresh system user and group, removed afterwards. ``tag`` tells apart the users
+    one test process makes."""
     if os.geteuid() != 0:
         pytest.skip("needs root: it creates a user and acts as root on that user's directory")
-    name = f"srt{os.getpid() % 1_000_000}"
+    name = f"srt{tag}{os.getpid() % 1_000_000}"
     subprocess.run(["useradd", "--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
                    check=True, capture_output=True, timeout=60)
     try:
@@ -46,9 +47,10 @@ def chown_tree(path: Path, user: pwd.struct_passwd) -> None:
         os.chown(p, user.pw_uid, user.pw_gid, follow_symlinks=False)
 
 
-def as_user(user: pwd.struct_passwd, *argv: str | Path) -> list[str]:
-    """argv run as ``user`` with no supplementary groups."""
-    return ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups", "--", *map(str, argv)]
+def as_user(user: pwd.struct_passwd, *argv: str | Path, groups: Sequence[int] = ()) -> list[str]:
+    """argv run as ``user`` with no supplementary groups but ``groups`` (e.g. the socket's group)."""
+    extra = f"--groups={','.join(map(str, groups))}" if groups else "--clear-groups"
+    return ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", extra, "--", *map(str, argv)]
 
 
 def run_as(user: pwd.struct_passwd, script: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

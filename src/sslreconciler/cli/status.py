@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import socket
+import struct
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,10 +23,26 @@ if TYPE_CHECKING:
 # The health document of 10,000 certificates is about 6 MB; parsed JSON costs up to some 25 bytes of
 # memory per byte of text, so the cap also bounds what root's `status` can be made to allocate.
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+_TIMEVAL = struct.Struct("@ll")  # struct timeval, for SO_SNDTIMEO
 
 
 class BadResponse(ValueError):
     """Whatever answers on the socket does not speak the daemon's HTTP."""
+
+
+def _connect(sock: socket.socket, path: Path, deadline: float) -> None:
+    """Connect, waiting until ``deadline`` while the daemon's listen backlog is full (others are
+    connecting too). A socket with a Python timeout is non-blocking and fails at once then (EAGAIN); a
+    blocking one with SO_SNDTIMEO waits in the kernel, woken whenever the daemon accepts."""
+    while (left := deadline - time.monotonic()) > 0:
+        sock.settimeout(None)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _TIMEVAL.pack(int(left), int(left % 1 * 1e6) or 1))
+        try:
+            sock.connect(str(path))
+            return
+        except BlockingIOError:  # still full when SO_SNDTIMEO ran out: the loop checks the deadline
+            continue
+    raise TimeoutError("the daemon accepted no connection in time (its listen queue stayed full)")
 
 
 def fetch(path: Path, resource: str = "/health", timeout: float = 5.0) -> tuple[int, bytes]:
@@ -34,8 +51,8 @@ def fetch(path: Path, resource: str = "/health", timeout: float = 5.0) -> tuple[
     and ``MAX_RESPONSE_BYTES``."""
     deadline = time.monotonic() + timeout
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
-        sock.connect(str(path))
+        _connect(sock, path, deadline)
+        sock.settimeout(max(deadline - time.monotonic(), 0.001))
         sock.sendall(f"GET {resource} HTTP/1.0\r\nHost: localhost\r\n\r\n".encode())
         chunks: list[bytes] = []
         total = 0
@@ -148,7 +165,9 @@ def status_command(socket_path: Path, as_json: bool) -> int:
     """Whatever answers on the socket (whoever can bind that path may answer), the result is a plugin
     code and readable lines: a malformed document is UNKNOWN, never a traceback."""
     try:
-        _code, body = fetch(socket_path)
+        http_status, body = fetch(socket_path)
+        if http_status == 503 and not body.strip():  # turned away before any document: the daemon is busy
+            return _unknown(socket_path, "the daemon is serving as many connections as it allows (503)", as_json)
         doc: HealthDocument = json.loads(body)
     except (OSError, ValueError, RecursionError) as exc:  # BadResponse and bad JSON are ValueErrors
         return _unknown(socket_path, getattr(exc, "strerror", None) or str(exc) or type(exc).__name__, as_json)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from sslreconciler.daemon.metrics import render_metrics
+from sslreconciler.daemon.slots import MAX_CONNECTIONS, ConnectionSlots, peer_uid
 from sslreconciler.model.health_document import HealthDocument
 from sslreconciler.model.status import Status, parse_status
 
@@ -48,8 +49,8 @@ class HealthState:
             return self._doc
 
 
-# Limits: whoever is in the socket's group may connect; none of it may stop or starve the daemon.
-MAX_CONNECTIONS = 32  # served at once; more are closed at once with a 503
+# Limits: whoever is in the socket's group may connect; none of it may stop or starve the daemon, nor
+# (slots.py: a share per peer uid) starve another uid's `status`.
 MAX_REQUEST_HEAD_BYTES = 8192  # request line + headers; a request has no body
 REQUEST_DEADLINE_S = 5.0  # a connection (one request) is cut after this, however slowly it trickles
 FD_RESERVE = 128  # descriptors always left for reconciling: no new connection eats into them
@@ -141,48 +142,60 @@ def _fds_left() -> int:
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
     allow_reuse_address = False
-    request_queue_size = 16
+    # Room for every connection one client can be served plus some waiting; a client finding it full
+    # waits (`status` does, in the kernel) rather than failing: slots.py, not the backlog, is the fairness.
+    request_queue_size = 2 * MAX_CONNECTIONS
 
     def __init__(self, path: str, state: HealthState) -> None:
         self.state = state
-        self._active: dict[int, tuple[socket.socket, float]] = {}  # id -> (connection, deadline)
+        self.slots = ConnectionSlots(privileged={0, os.geteuid()})
+        self._active: dict[int, tuple[socket.socket, float, int]] = {}  # id -> (connection, deadline, uid)
         self._active_lock = threading.Lock()
         self.refused = 0
         super().__init__(path, _Handler, bind_and_activate=False)
 
-    def process_request(self, request: Any, client_address: Any) -> None:
+    def _refuse(self, request: socket.socket) -> None:
+        """Answer 503 and close, on this (the accepting) thread: nothing read, nothing waited for."""
+        self.refused += 1
+        with contextlib.suppress(OSError):
+            request.setblocking(False)
+            request.send(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        self.shutdown_request(request)
+
+    def _release(self, request: socket.socket) -> None:
         with self._active_lock:
-            full = len(self._active) >= MAX_CONNECTIONS
-            if not full:
-                self._active[id(request)] = (request, time.monotonic() + REQUEST_DEADLINE_S)
-        if full or _fds_left() < FD_RESERVE:
-            with self._active_lock:
-                self._active.pop(id(request), None)
-            self.refused += 1
-            with contextlib.suppress(OSError):
-                request.setblocking(False)
-                request.send(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-            self.shutdown_request(request)
+            entry = self._active.pop(id(request), None)
+        if entry is not None:
+            self.slots.give_back(entry[2])
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        uid = peer_uid(request)
+        if not self.slots.take(uid):  # this uid holds its share, or only reserved slots are left
+            self._refuse(request)
             return
+        if _fds_left() < FD_RESERVE:
+            self.slots.give_back(uid)
+            self._refuse(request)
+            return
+        with self._active_lock:
+            self._active[id(request)] = (request, time.monotonic() + REQUEST_DEADLINE_S, uid)
         try:
             super().process_request(request, client_address)
         except BaseException:  # e.g. no thread could be started: the connection is dropped, not the server
-            with self._active_lock:
-                self._active.pop(id(request), None)
+            self._release(request)
             self.shutdown_request(request)
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
             super().process_request_thread(request, client_address)
         finally:
-            with self._active_lock:
-                self._active.pop(id(request), None)
+            self._release(request)
 
     def service_actions(self) -> None:
         """Every poll: cut connections past their deadline (their blocked reads return at once)."""
         now = time.monotonic()
         with self._active_lock:
-            late = [conn for conn, deadline in self._active.values() if deadline < now]
+            late = [conn for conn, deadline, _uid in self._active.values() if deadline < now]
         for conn in late:
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
