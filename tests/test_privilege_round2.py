@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 from userkit import as_user, chown_tree
 
-from conftest import run_cli
-from pkitools import Issued, Node, seed_node
+from conftest import keytool_list, openssl, reconcile, run_cli
+from pkitools import Issued, Node, seed_node, write
+from trustkit import cert
 
 HOST = "master.example.com"
 
@@ -190,3 +191,28 @@ def test_root_reads_no_password_from_a_file_the_user_could_write(world: Path, ca
     assert found and str(password) in found[0]["reason"], result.out
     assert f"is owned by uid {service_user.pw_uid}" in found[0]["reason"], found
     assert not (node.ssl_dir / "ssl.keystore").exists() and not marker.exists()
+
+
+# --- item 16: DSA in the key policy ------------------------------------------------------------------------
+
+
+def test_a_1024_bit_dsa_ca_is_judged_by_the_key_policy(tmp_path: Path, ca: Issued) -> None:
+    node = seed_node(tmp_path / "n", HOST, ca)
+    weak = cert("Weak DSA CA", kind="dsa1024")
+    ca_file = write(node.ssl_dir / "authorities" / "weak-dsa.crt", weak.cert_pem())
+    text = openssl("x509", "-in", ca_file, "-noout", "-text").stdout
+    assert "Public Key Algorithm: dsaEncryption" in text and "Public-Key: (1024 bit)" in text, text
+
+    result = reconcile(node)
+    assert result.rc == 1, result.out + result.err
+    found = [f for f in result.json()["findings"] if f["file"] == "authorities/weak-dsa.crt"]
+    assert [(f["code"], f["level"]) for f in found] == [("weak-dsa-key", "error")], result.out
+    assert "1024-bit DSA key" in found[0]["reason"] and "(policy rule weak-dsa-key)" in found[0]["reason"]
+    assert "weak-dsa" not in keytool_list(node.ssl_dir / "authorities.jks")  # kept out of the truststore
+
+    node.desired.write_text(json.dumps({"hostname": HOST, "policy": {"weak_dsa_key": "warning"}}))
+    result = reconcile(node)
+    assert result.rc == 0, result.out + result.err
+    found = [f for f in result.json()["findings"] if f["file"] == "authorities/weak-dsa.crt"]
+    assert [(f["code"], f["level"]) for f in found] == [("weak-dsa-key", "warning")], result.out
+    assert "weak-dsa" in keytool_list(node.ssl_dir / "authorities.jks")

@@ -243,6 +243,7 @@ class TrustPolicy(Strict):
     weak_ec_curve: PolicyLevel = Field(
         "error", description="An EC key on a curve other than P-256, P-384, P-521 (code weak-ec-curve)."
     )
+    weak_dsa_key: PolicyLevel = Field("error", description="A DSA key, of any size (code weak-dsa-key).")
     weak_signature: PolicyLevel = Field(
         "error", description="A SHA-1 or MD5 signature on anything but a trust anchor (code weak-signature)."
     )
