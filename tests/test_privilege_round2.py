@@ -15,10 +15,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from userkit import as_user, chown_tree
+from daemonkit import RunningDaemon, fingerprint
+from userkit import as_user, chown_tree, run_as
 
 from conftest import keytool_list, openssl, reconcile, run_cli
-from pkitools import Issued, Node, seed_node, write
+from pkitools import Issued, Node, make_host, seed_node, write
 from trustkit import cert
 
 HOST = "master.example.com"
@@ -143,6 +144,39 @@ def test_root_refuses_a_settings_file_others_may_write(world: Path, ca: Issued, 
     _refused(result, config, marker)
 
 
+def test_roots_daemon_loads_no_hook_the_user_adds_to_its_desired_state(world: Path, ca: Issued,
+                                                                         service_user) -> None:
+    """A daemon run as root (Ansible's background mode) keeps its last valid desired state, with a
+    desired-state finding naming the file, when the service user takes the file over and adds a hook."""
+    marker = world / "marker"
+    node = seed_node(world / "node", HOST, ca)
+    chown_tree(node.ssl_dir, service_user)
+    daemon = RunningDaemon(node, world / "d", settings="grace_period = 0").start()
+    try:
+        daemon.wait_for(lambda doc: doc["status"] == "ok", timeout=120, what="the first reconcile")
+        os.chown(node.desired, service_user.pw_uid, service_user.pw_gid)
+        hooked = {"hostname": HOST, "hooks": [{"after": ["ssl.keystore"], "command": ["/usr/bin/touch", str(marker)]}]}
+        run_as(service_user, f"open({str(node.desired)!r}, 'w').write({json.dumps(hooked)!r})")
+        doc = daemon.wait_for(lambda doc: any(f["code"] == "desired-state" for f in doc["findings"]), timeout=120,
+                              what="the desired state refused")
+        reason = next(f["reason"] for f in doc["findings"] if f["code"] == "desired-state")
+        assert str(node.desired) in reason + json.dumps(doc) and f"uid {service_user.pw_uid}" in reason, reason
+        new = make_host(ca, HOST)  # the stores are rewritten: a loaded hook would run now
+        run_as(service_user, f"""
+import os
+d = {str(node.ssl_dir)!r}
+open(os.path.join(d, "k.new"), "wb").write({new.key_pem()!r}); os.chmod(os.path.join(d, "k.new"), 0o600)
+open(os.path.join(d, "c.new"), "wb").write({new.cert_pem()!r})
+os.rename(os.path.join(d, "k.new"), os.path.join(d, "ssl.key")); os.rename(os.path.join(d, "c.new"), os.path.join(d, "ssl.crt"))
+""")
+        daemon.wait_for(lambda doc: fingerprint(doc, "ssl.keystore") == new.fingerprint(), timeout=120,
+                        what="the new pair in the stores")
+        assert not marker.exists(), "root's daemon ran a hook the service user added"
+        assert daemon.proc is not None and daemon.proc.poll() is None
+    finally:
+        daemon.close()
+
+
 def test_root_runs_the_hooks_of_a_root_owned_desired_state(world: Path, ca: Issued, service_user) -> None:
     """Root's own 0644 file in root's directories (and through root's own link): hooks run as before."""
     marker = world / "marker"
@@ -216,3 +250,19 @@ def test_a_1024_bit_dsa_ca_is_judged_by_the_key_policy(tmp_path: Path, ca: Issue
     found = [f for f in result.json()["findings"] if f["file"] == "authorities/weak-dsa.crt"]
     assert [(f["code"], f["level"]) for f in found] == [("weak-dsa-key", "warning")], result.out
     assert "weak-dsa" in keytool_list(node.ssl_dir / "authorities.jks")
+
+
+# --- the state-dir records root writes in the service's state dir are the service's -----------------------
+
+
+def test_records_root_writes_in_the_services_state_dir_belong_to_the_service(world: Path, ca: Issued,
+                                                                             service_user) -> None:
+    """As the stores: a 0600 record owned by root would be unreadable to the daemon that owns the dir."""
+    marker = world / "marker"
+    node, state = _node(world, ca, service_user, marker)
+    os.chown(state, service_user.pw_uid, service_user.pw_gid)
+    result = _root_reconcile(node, state)
+    assert result.rc == 0, result.out + result.err
+    for name in ("fingerprints.json", "fingerprints.key", "last-report.json"):
+        st = (state / name).stat()
+        assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (service_user.pw_uid, service_user.pw_gid, 0o600), name
