@@ -43,7 +43,7 @@ class Untrusted(Exception):
     def advice(self) -> str:
         """The reason for a config error: what is wrong, why it matters, the fix."""
         return (
-            f"root uses no settings or desired state another user could change (its hooks run as root): "
+            f"root uses no settings or desired state another user could change (the hooks it names run as root): "
             f"{self.problem}; fix: chown root:root {self.path} && chmod 0644 {self.path} (0640 with the "
             "service's group when it holds a password), in directories only root can write (such as "
             "/etc/sslreconciler); or run the command as the user who owns it"
