@@ -457,6 +457,8 @@ SOURCE_ROWS: list[tuple[str, Callable[[], Node], FindingCode, Level]] = [
      Level.ERROR),
     ("weak-ec-curve", lambda: _pair(*_v(cert(HOST, CA, ca=False, kind="secp256k1"))), FindingCode.WEAK_EC_CURVE,
      Level.ERROR),
+    ("weak-dsa-key: a DSA CA", lambda: _trust("dsa.crt", pem(cert("DSA CA", kind="dsa1024"))),
+     FindingCode.WEAK_DSA_KEY, Level.ERROR),
     ("weak-signature", lambda: _pair(*_v(SHA1_LEAF)),
      FindingCode.WEAK_SIGNATURE, Level.ERROR),
     ("key-usage", lambda: _pair(*_v(cert(HOST, CA, ca=False, eku=[ExtendedKeyUsageOID.CODE_SIGNING]))),

@@ -15,6 +15,8 @@ import pwd
 import re
 import signal
 import socket
+import subprocess
+import sys
 import tarfile
 import time
 from collections.abc import Iterator
@@ -150,9 +152,21 @@ def test_password_file_that_is_not_a_small_file_is_a_finding(world: Path, ca: Is
              "huge": f"open({str(password)!r}, 'wb').write(b'x' * 1024 * 1024)"}[kind]
     run_as(service_user, plant)
     node.desired.write_text(json.dumps({"hostname": HOST, "password": {"file": str(password)}}))
+    # Root reads no password from a place another user could write (issue 21): refused unread, no hang.
     result = run_cli("reconcile", "--ssl-dir", node.ssl_dir, "--desired-state", node.desired, "--json", timeout=120)
     assert result.rc == 1 and "Traceback" not in result.err, result.err
     reasons = [f["reason"] for f in result.json()["findings"] if f["code"] == "password"]
+    mine = f"directory {node.ssl_dir} is owned by uid {service_user.pw_uid}"
+    assert reasons and all(str(password) in r and mine in r for r in reasons), reasons
+    # The user's own run (as the daemon's would be) reads it, and refuses what it is, without blocking.
+    state = world / "user-state"
+    state.mkdir()
+    os.chown(state, service_user.pw_uid, service_user.pw_gid)
+    own = subprocess.run(as_user(service_user, sys.executable, "-m", "sslreconciler", "check", "--ssl-dir", node.ssl_dir,
+                                 "--desired-state", node.desired, "--state-dir", state, "--json"),
+                         capture_output=True, text=True, timeout=120)
+    assert own.returncode == 1 and "Traceback" not in own.stderr, own.stdout + own.stderr
+    reasons = [f["reason"] for f in json.loads(own.stdout)["findings"] if f["code"] == "password"]
     want = {"fifo": "FIFO", "dev-zero": "device", "huge": "limit"}[kind]
     assert reasons and all(str(password) in r and want in r for r in reasons), reasons
 

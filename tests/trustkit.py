@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
 
 from pkitools import NOW, Issued, name
@@ -29,13 +29,15 @@ UNSET = object()
 
 
 def key(kind: str = "rsa"):
-    """A fresh key; ``rsa1024``, ``secp256k1`` for the weak cases."""
+    """A fresh key; ``rsa1024``, ``secp256k1``, ``dsa1024`` for the weak cases."""
     if kind == "ec":
         return ec.generate_private_key(ec.SECP256R1())
     if kind == "ec384":
         return ec.generate_private_key(ec.SECP384R1())
     if kind == "secp256k1":
         return ec.generate_private_key(ec.SECP256K1())
+    if kind == "dsa1024":
+        return dsa.generate_private_key(1024)
     if kind == "rsa1024":
         return rsa.generate_private_key(65537, 1024)
     return rsa.generate_private_key(65537, 2048)

@@ -18,9 +18,9 @@ from pydantic import (
 
 from sslreconciler.config.credentials import anchor_relative_files, credential_path
 from sslreconciler.config.wording import config_error_from_validation
-from sslreconciler.fsio import read_regular
 from sslreconciler.model.errors import ConfigError
 from sslreconciler.model.findings import FindingCode, SourceError
+from sslreconciler.rootread import Untrusted, read_for_root
 
 DEFAULT_PASSWORD = "changeit"  # sipXecs services hard-code it
 MAX_DESIRED_BYTES = 1024 * 1024
@@ -243,6 +243,7 @@ class TrustPolicy(Strict):
     weak_ec_curve: PolicyLevel = Field(
         "error", description="An EC key on a curve other than P-256, P-384, P-521 (code weak-ec-curve)."
     )
+    weak_dsa_key: PolicyLevel = Field("error", description="A DSA key, of any size (code weak-dsa-key).")
     weak_signature: PolicyLevel = Field(
         "error", description="A SHA-1 or MD5 signature on anything but a trust anchor (code weak-signature)."
     )
@@ -359,7 +360,9 @@ def load_desired_state(path: Path | None) -> DesiredState:
     if path is None:
         return DesiredState()
     try:  # a regular file, bounded, never blocking: a FIFO or a device here must not hang anyone
-        raw = read_regular(path, str(path), MAX_DESIRED_BYTES)
+        raw = read_for_root(path, str(path), MAX_DESIRED_BYTES)  # as root: its hooks run as root
+    except Untrusted as exc:
+        raise ConfigError(path, exc.advice()) from None
     except SourceError as exc:
         if exc.finding.code == FindingCode.MISSING:
             return DesiredState()
@@ -393,8 +396,12 @@ def resolve_password(source: PasswordSource, credentials_dir: str | None = None)
     else:
         assert source.file is not None
         path = source.file
-    try:
-        text = read_regular(path, str(path), MAX_PASSWORD_FILE_BYTES).decode("utf-8")
+    try:  # as root: never through a file or link another user could change (a link to /etc/shadow)
+        text = read_for_root(path, str(path), MAX_PASSWORD_FILE_BYTES).decode("utf-8")
+    except Untrusted as exc:
+        raise ValueError(
+            f"password file {path}: {exc.problem}; root reads no password another user could change{where}"
+        ) from None
     except SourceError as exc:
         raise ValueError(f"password file {path} {exc.finding.reason}{where}") from None
     except UnicodeDecodeError:

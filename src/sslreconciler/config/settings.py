@@ -64,11 +64,13 @@ class Settings(BaseModel):
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
-    from sslreconciler.fsio import read_regular
     from sslreconciler.model.findings import FindingCode, SourceError
+    from sslreconciler.rootread import Untrusted, read_for_root
 
-    try:  # a regular file, bounded, never blocking
-        return tomllib.loads(read_regular(path, str(path), MAX_SETTINGS_BYTES).decode("utf-8"))
+    try:  # a regular file, bounded, never blocking; as root, one only root could have written
+        return tomllib.loads(read_for_root(path, str(path), MAX_SETTINGS_BYTES).decode("utf-8"))
+    except Untrusted as exc:
+        raise ConfigError(path, exc.advice()) from None
     except SourceError as exc:
         if exc.finding.code == FindingCode.MISSING:
             raise ConfigError(path, "file not found") from None

@@ -47,6 +47,7 @@ class FindingCode(enum.StrEnum):
     NO_HASH_LINK = "no-hash-link"  # a trust file gets no OpenSSL hash link (DER, or several certificates)
     WEAK_RSA_KEY = "weak-rsa-key"  # policy: RSA below 2048 bits
     WEAK_EC_CURVE = "weak-ec-curve"  # policy: EC curve other than P-256/384/521
+    WEAK_DSA_KEY = "weak-dsa-key"  # policy: a DSA key, of any size
     WEAK_SIGNATURE = "weak-signature"  # policy: SHA-1 or MD5 signature below the anchor
     KEY_USAGE = "key-usage"  # policy: key usage or extended key usage forbids the pair's purposes
     PASSWORD = "password"  # a store password cannot be had

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from sslreconciler.model.findings import Finding, FindingCode, error, warning
@@ -40,9 +40,10 @@ MAX_STEPS = 256  # partial paths expanded per leaf, however the pool is arranged
 # Policy rules: the finding code of each; the desired state's `policy` may lower any to a warning.
 WEAK_RSA_KEY = FindingCode.WEAK_RSA_KEY
 WEAK_EC_CURVE = FindingCode.WEAK_EC_CURVE
+WEAK_DSA_KEY = FindingCode.WEAK_DSA_KEY
 WEAK_SIGNATURE = FindingCode.WEAK_SIGNATURE
 KEY_USAGE = FindingCode.KEY_USAGE
-POLICY_RULES = (WEAK_RSA_KEY, WEAK_EC_CURVE, WEAK_SIGNATURE, KEY_USAGE)
+POLICY_RULES = (WEAK_RSA_KEY, WEAK_EC_CURVE, WEAK_DSA_KEY, WEAK_SIGNATURE, KEY_USAGE)
 MIN_RSA_BITS = 2048
 GOOD_CURVES = {"secp256r1", "secp384r1", "secp521r1"}
 WEAK_HASHES = {"sha1", "md5"}
@@ -380,8 +381,15 @@ def _finding(rule: FindingCode, lowered: Collection[str], file: str, text: str) 
 
 
 def key_findings(cert: x509.Certificate, file: str, lowered: Collection[str]) -> list[Finding]:
-    """RSA below 2048 bits; EC on a curve other than P-256, P-384, P-521."""
+    """RSA below 2048 bits; EC on a curve other than P-256, P-384, P-521; DSA of any size.
+
+    DSA at every size: FIPS 186-5 no longer approves it for making signatures, TLS 1.3 has no DSA, and
+    EL9's DEFAULT crypto policy refuses it, so a DSA CA is one the node's other TLS stacks reject anyway;
+    a size threshold (FIPS 186-4's 2048 bits) would bless a CA the platform does not accept."""
     key = cert.public_key()
+    if isinstance(key, dsa.DSAPublicKey):
+        text = f"{describe(cert)} has a {key.key_size}-bit DSA key; DSA is no longer accepted for signing"
+        return [_finding(WEAK_DSA_KEY, lowered, file, text)]
     if isinstance(key, rsa.RSAPublicKey) and key.key_size < MIN_RSA_BITS:
         text = f"{describe(cert)} has a {key.key_size}-bit RSA key, below {MIN_RSA_BITS}"
         return [_finding(WEAK_RSA_KEY, lowered, file, text)]

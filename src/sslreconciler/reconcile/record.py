@@ -14,7 +14,7 @@ import secrets
 import stat
 from pathlib import Path
 
-from sslreconciler.fsio import atomic_write_at, open_dir, opened_dir, read_at
+from sslreconciler.fsio import atomic_write_at, open_dir, opened_dir, owner_for_new_files, read_at
 from sslreconciler.model.findings import FindingCode, SourceError
 from sslreconciler.reconcile.memo import ReconcileCache
 from sslreconciler.reconcile.report import Report
@@ -119,8 +119,10 @@ def save_report(state_dir: Path, report: Report) -> None:
 
 
 def _write(fd: int, state_dir: Path, name: str, data: bytes) -> None:
-    """0600, atomic, inside the state dir's descriptor; an error names the file."""
+    """0600, atomic, inside the state dir's descriptor; an error names the file. Root writing in the
+    service user's state dir leaves the file to that user, as in the ssl dir: never a root-owned file
+    the service cannot read there."""
     try:
-        atomic_write_at(fd, name, data, 0o600)
+        atomic_write_at(fd, name, data, 0o600, *owner_for_new_files(fd))
     except OSError as exc:
         raise OSError(exc.errno, exc.strerror, str(state_dir / name)) from None
