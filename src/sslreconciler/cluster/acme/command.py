@@ -12,9 +12,8 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
-import shutil
 import socket
-import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,9 +26,10 @@ from sslreconciler.cluster.acme.decide import CertFacts, Decision, Memory, Wante
 from sslreconciler.cluster.acme.record import AcmeRecord, account_key, iso, parse_time, read_record, write_record
 from sslreconciler.cluster.webcert import CRT, KEY
 from sslreconciler.config.desired import Acme, DesiredState, resolve_password
-from sslreconciler.fsio import atomic_write, read_source
+from sslreconciler.fsio import read_source
 from sslreconciler.model.errors import CommandError, ConfigError
 from sslreconciler.model.findings import FindingCode, SourceError, error
+from sslreconciler.model.text import printable
 from sslreconciler.pki.sources import parse_certificates
 
 EXIT_OK, EXIT_FAILED = 0, 1
@@ -127,12 +127,17 @@ def _new_key(key_type: str) -> bytes:
 
 
 def _hmac_key(acme: Acme, desired_file: Path) -> str | None:
+    """The EAB HMAC key, checked before anything is sent; an error never shows the key."""
+    from sslreconciler.cluster.acme.client import decode_hmac_key
+
     if acme.eab is None:
         return None
     try:
-        return resolve_password(acme.eab.hmac_key)
+        key = resolve_password(acme.eab.hmac_key)
+        decode_hmac_key(key)
     except ValueError as exc:
         raise ConfigError(desired_file, str(exc), "acme.eab.hmac_key") from None
+    return key
 
 
 def _save(state_dir: Path, record: AcmeRecord, lines: list[str]) -> None:
@@ -163,20 +168,23 @@ def _doc(obs: Observed, decision: Decision, record: AcmeRecord) -> dict[str, Any
 
 
 def renew(desired: DesiredState, desired_file: Path, ssl_dir: Path, state_dir: Path, force: bool) -> Outcome:
-    from sslreconciler.cluster.acme import client
+    from sslreconciler.cluster.acme import client, transport
+    from sslreconciler.cluster.acme.judge import judge
 
     obs = observe(desired, desired_file, ssl_dir, state_dir)
     hmac_key = _hmac_key(obs.acme, desired_file)
     now = dt.datetime.now(dt.UTC)
+    timeout_s = obs.acme.timeout_s
+    until = time.monotonic() + timeout_s  # every exchange with the server, all together, ends by then
     record = obs.record
     ari: dt.datetime | None = None
     session: client.Session | None = None
     if obs.cert_pem is not None and obs.wanted.renew_before is None and not force:
         # The server's renewal window (ARI) when it has one; unreachable now means: decide without it.
-        with contextlib.suppress(client.AcmeFailure, SourceError):
-            with client.failures_explained(obs.acme.directory):
-                session = client.connect(obs.acme, account_key(state_dir))
-            ari = client.renewal_window_start(session, obs.cert_pem)
+        cert_pem = obs.cert_pem
+        with contextlib.suppress(client.AcmeFailure, SourceError, OSError):
+            known_key = account_key(state_dir)
+            session, ari = transport.within(until, timeout_s, lambda: _ari(obs.acme, known_key, cert_pem))
     decision = decide(now, obs.wanted, obs.cert, _memory(record), ari, force)
     record.last_attempt = iso(now)
     if decision.renewal_due is not None:
@@ -201,18 +209,22 @@ def renew(desired: DesiredState, desired_file: Path, ssl_dir: Path, state_dir: P
             raise client.AcmeFailure("account-key", f"{exc.finding.file}: {exc.finding.reason}") from None
         except OSError as exc:
             raise client.AcmeFailure("account-key", f"state dir {state_dir}: {exc.strerror}") from None
-        with client.failures_explained(obs.acme.directory):
-            if session is None:
-                session = client.connect(obs.acme, key)
-            client.register(session, obs.acme, hmac_key)
-            key_pem = _new_key(obs.acme.key_type)
-            fullchain = client.order_certificate(session, obs.acme, obs.names, key_pem)
-        facts = _cert_facts(x509.load_pem_x509_certificate(fullchain))
+        key_pem = _new_key(obs.acme.key_type)
+        known = session
+
+        def order() -> bytes:  # on a worker: network only, nothing written
+            with client.failures_explained(obs.acme.directory):
+                current = known or client.connect(obs.acme, key)
+                client.register(current, obs.acme, hmac_key)
+                return client.order_certificate(current, obs.acme, obs.names, key_pem, until)
+
+        judged = judge(transport.within(until, timeout_s, order), key_pem, obs.names)
+        facts = _cert_facts(judged.leaf)  # the leaf installed, whatever order the server sent
         due = renewal_point(facts, obs.wanted.renew_before, None)
         # Saved before the install: the daemon reacts to the new files at once and reads this record.
         _record_success(record, obs, facts, due, now)
         _save(state_dir, record, lines)
-        message = _install(ssl_dir, state_dir, key_pem, fullchain)
+        message = _install(ssl_dir, judged.pem(), key_pem)
     except client.AcmeFailure as exc:
         record = before
         finding = error(
@@ -242,23 +254,26 @@ def _record_success(record: AcmeRecord, obs: Observed, facts: CertFacts, due: dt
     record.last_message = f"issued for {', '.join(obs.names)}, valid until {iso(facts.not_after)}"
 
 
-def _install(ssl_dir: Path, state_dir: Path, key_pem: bytes, fullchain: bytes) -> str:
-    """Install through `web install`'s code path: checks, .previous pair, atomic writes."""
+def _ari(acme: Acme, key: ec.EllipticCurvePrivateKey, cert_pem: bytes) -> tuple[Any, dt.datetime | None]:
+    from sslreconciler.cluster.acme import client
+
+    with client.failures_explained(acme.directory):
+        session = client.connect(acme, key)
+    return session, client.renewal_window_start(session, cert_pem)
+
+
+def _install(ssl_dir: Path, fullchain: bytes, key_pem: bytes) -> str:
+    """Install through `web install`'s checks (.previous pair, atomic writes), from memory: nothing is
+    written outside the ssl dir, so no directory another user could swap is ever written through."""
     from sslreconciler.cluster import webcert
     from sslreconciler.cluster.acme.client import AcmeFailure
 
-    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    work = Path(tempfile.mkdtemp(prefix=".acme-", dir=state_dir))  # 0700: the new key waits here
     try:
-        atomic_write(work / "key.pem", key_pem, 0o600)
-        atomic_write(work / "fullchain.pem", fullchain, 0o600)
-        return webcert.install(ssl_dir, work / "fullchain.pem", work / "key.pem", None).message
+        return webcert.install_data(ssl_dir, fullchain, key_pem, "the ACME certificate").message
     except CommandError as exc:
         raise AcmeFailure("install", str(exc)) from None
     except OSError as exc:
         raise AcmeFailure("install", f"{ssl_dir}: {exc.strerror}") from None
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def status(desired: DesiredState, desired_file: Path, ssl_dir: Path, state_dir: Path) -> Outcome:
@@ -280,7 +295,8 @@ def status(desired: DesiredState, desired_file: Path, ssl_dir: Path, state_dir: 
     if record.last_attempt:
         lines.append(f"last run {record.last_attempt}: {record.last_result}")
         if record.last_error:
-            lines.append(f"  last error: {record.last_error['type']}: {record.last_error['detail']}")
+            error_type, detail = record.last_error.get("type", "?"), record.last_error.get("detail", "")
+            lines.append(f"  last error: {printable(error_type)}: {printable(detail)}")
     overdue = is_overdue(decision.renewal_due, now)
     if overdue:
         lines.append("WARNING: the renewal is overdue")
