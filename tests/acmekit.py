@@ -194,18 +194,19 @@ class FakeAcme:
     - ``intermediate_is_ca``: False makes the intermediate CA:FALSE (it still signs the leaf);
     - ``chain_order``: "leaf-first" (honest), "reversed" (intermediate, then leaf);
     - ``download_bytes``: answer the certificate download with that many bytes, streamed;
+    - ``download_cut``: with ``download_bytes``, close the connection half-way through;
     - ``plain_resources``: the directory names http:// URLs (on a plain listener that records hits);
     - ``problem_detail``: refuse the new account with a problem document carrying this detail;
     - ``trickle``: answer the directory one byte a second, for ever (until stopped).
     """
 
     def __init__(self, work: Path, *, names: list[str] | None = None, intermediate_is_ca: bool = True,
-                 chain_order: str = "leaf-first", download_bytes: int | None = None,
+                 chain_order: str = "leaf-first", download_bytes: int | None = None, download_cut: bool = False,
                  plain_resources: bool = False, problem_detail: str | None = None, trickle: bool = False) -> None:
         work.mkdir(parents=True, exist_ok=True)
         self.work = work
         self.names, self.intermediate_is_ca, self.chain_order = names, intermediate_is_ca, chain_order
-        self.download_bytes, self.plain_resources = download_bytes, plain_resources
+        self.download_bytes, self.download_cut, self.plain_resources = download_bytes, download_cut, plain_resources
         self.problem_detail, self.trickle = problem_detail, trickle
         self.root = make_ca("fake-acme-root")
         if intermediate_is_ca:
@@ -379,12 +380,16 @@ class _FakeAcmeHandler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         block = b"A" * 63 + b"\n"
         chunk = block * (1 << 14)  # 1 MiB
-        left = self.fake.download_bytes
+        left = self.fake.download_bytes // (2 if self.fake.download_cut else 1)
         with contextlib.suppress(OSError):
             while left > 0:
                 part = chunk[:left]
                 self.wfile.write(part)
                 left -= len(part)
+            if self.fake.download_cut:
+                self.wfile.flush()
+                self.connection.shutdown(socket.SHUT_RDWR)
+                self.close_connection = True
 
 
 class StrayClient:

@@ -122,6 +122,16 @@ def test_a_huge_download_is_cut_at_the_bound_and_never_written(tmp_path: Path, c
     assert sum(p.lstat().st_size for p in state.rglob("*")) < 64 * 1024, list(state.rglob("*"))
 
 
+def test_a_download_that_breaks_off_is_a_connection_failure(tmp_path: Path, ca: Issued, fakes) -> None:
+    node = seed_node(tmp_path / "node", HOST, ca)
+    fake = fakes(download_bytes=200_000, download_cut=True)
+    set_acme(node, fake_block(fake, tmp_path))
+    before = snapshot(node.ssl_dir)
+    cut = acme(node, "renew")
+    assert cut.rc == 1 and "ACME connection" in cut.out and "broke off" in cut.out, cut.out + cut.err
+    assert "Traceback" not in cut.out + cut.err and snapshot(node.ssl_dir) == before
+
+
 def test_http_resources_in_an_https_directory_are_refused_before_anything_is_sent(
         tmp_path: Path, ca: Issued, fakes) -> None:
     node = seed_node(tmp_path / "node", HOST, ca)

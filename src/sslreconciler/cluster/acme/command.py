@@ -42,7 +42,9 @@ class Outcome:
     doc: dict[str, Any] = field(default_factory=dict)
 
     def render(self, as_json: bool) -> str:
-        return json.dumps(self.doc, indent=2) if as_json else "\n".join(self.lines)
+        # escaped line by line: the server's words, a certificate's subject and the state dir's record
+        # (the service user's) must not drive the terminal of whoever runs this
+        return json.dumps(self.doc, indent=2) if as_json else "\n".join(printable(line) for line in self.lines)
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,8 +297,7 @@ def status(desired: DesiredState, desired_file: Path, ssl_dir: Path, state_dir: 
     if record.last_attempt:
         lines.append(f"last run {record.last_attempt}: {record.last_result}")
         if record.last_error:
-            error_type, detail = record.last_error.get("type", "?"), record.last_error.get("detail", "")
-            lines.append(f"  last error: {printable(error_type)}: {printable(detail)}")
+            lines.append(f"  last error: {record.last_error.get('type', '?')}: {record.last_error.get('detail', '')}")
     overdue = is_overdue(decision.renewal_due, now)
     if overdue:
         lines.append("WARNING: the renewal is overdue")

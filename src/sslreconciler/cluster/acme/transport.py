@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
 from sslreconciler.fsio import MAX_SOURCE_BYTES
@@ -58,6 +59,8 @@ class BoundedHttpsAdapter(HTTPAdapter):
                     raise AcmeFailure(
                         "protocol", f"{url[:200]}: the answer is over the {RESPONSE_LIMIT}-byte limit; not read further"
                     )
+        except (urllib3.exceptions.HTTPError, OSError) as exc:  # cut, timed out, bad encoding: as requests says it
+            raise requests.exceptions.ConnectionError(f"{url[:200]}: the answer broke off: {exc}") from None
         finally:
             response.close()
         response._content = bytes(body)  # what requests keeps for .content/.text/.json()
