@@ -256,7 +256,11 @@ def test_a_hanging_acme_server_ends_the_run_in_bounded_time(tmp_path: Path, ca: 
         block = {**fake_block(fake, tmp_path, timeout_s=20), "directory": f"https://localhost:{silent.getsockname()[1]}/dir"}
     set_acme(node, block)
     before = snapshot(node.ssl_dir)
-    rc, out, err, seconds, _ = run_measured(acme_cmd(node, "renew"), timeout=240)
+    try:
+        rc, out, err, seconds, _ = run_measured(acme_cmd(node, "renew"), timeout=240)
+    finally:
+        if how == "silent":
+            silent.close()
     print(f"{how} ACME server: acme renew ended after {seconds:.1f} s")
     assert rc == 1, out + err
     assert seconds < 60, seconds

@@ -234,9 +234,10 @@ class Acme(Strict):
     timeout_s: int = Field(
         600,
         ge=10,
-        le=840,
+        le=720,
         description="The longest one `acme renew` talks to the ACME server (the order and the standalone "
-        "listener included); then it gives up and records a timeout. Under the timer's 15 minutes.",
+        "listener included); then it gives up and records a timeout. With the writer lock's 120 s wait, "
+        "under the timer's 15 minutes.",
     )
 
 
