@@ -4,6 +4,10 @@ Pebble's package ships no HTTPS certificate of its own: one is made here from a 
 client is told to trust (the acme block's ca_bundle). Every name resolves to 127.0.0.1 through
 challtestsrv, so pebble's HTTP-01 validation connects to 127.0.0.1:<http_port>: a webroot served by
 WebrootServer, or the client's own standalone server.
+
+Pebble cannot be made to lie, so FakeAcme is an ACME server of our own that does, on 127.0.0.1 only;
+StrayClient holds connections to a port open; run_measured runs a command and says how long it took
+and how much memory it peaked at.
 """
 
 from __future__ import annotations

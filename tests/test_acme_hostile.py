@@ -219,6 +219,12 @@ def test_a_malformed_acme_record_costs_only_the_acme_part(tmp_path: Path, ca: Is
         assert daemon.proc.poll() is None
     finally:
         daemon.close()
+    # acme status says the record is ignored, and why, instead of failing on it
+    node.desired.write_text(json.dumps({"hostname": HOST, "acme": {
+        "directory": "https://localhost:9/dir", "names": [HOST], "challenge": {"webroot": str(tmp_path / "www")}}}))
+    status = acme(node, "status")
+    assert status.rc in (0, 1) and "acme.json" in status.out and "ignored" in status.out, status.out + status.err
+    assert "Traceback" not in status.out + status.err
 
 
 # -- item 3: the standalone listener and the whole run are bounded ------------------------------------

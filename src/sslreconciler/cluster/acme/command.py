@@ -23,7 +23,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from sslreconciler.cluster.acme.decide import CertFacts, Decision, Memory, Wanted, decide, is_overdue, renewal_point
-from sslreconciler.cluster.acme.record import AcmeRecord, account_key, iso, parse_time, read_record, write_record
+from sslreconciler.cluster.acme.record import (
+    RECORD,
+    AcmeRecord,
+    account_key,
+    iso,
+    load_record,
+    parse_time,
+    write_record,
+)
 from sslreconciler.cluster.webcert import CRT, KEY
 from sslreconciler.config.desired import Acme, DesiredState, resolve_password
 from sslreconciler.fsio import read_source
@@ -55,6 +63,7 @@ class Observed:
     cert: CertFacts | None
     cert_pem: bytes | None
     record: AcmeRecord
+    record_note: str | None = None  # why the state dir's record was not usable (then it is ignored)
 
 
 def _acme_block(desired: DesiredState, desired_file: Path) -> Acme:
@@ -104,7 +113,13 @@ def observe(desired: DesiredState, desired_file: Path, ssl_dir: Path, state_dir:
     renew_before = dt.timedelta(days=acme.renew_before_days) if acme.renew_before_days is not None else None
     wanted = Wanted(acme.directory, frozenset(names), renew_before, acme.drop_in, _config_key(acme, names))
     cert, pem = _web_certificate(ssl_dir)
-    return Observed(acme, names, wanted, cert, pem, read_record(state_dir))
+    record, problem = load_record(state_dir)
+    note = f"note: {state_dir / RECORD}: {problem}; ignored (a new one is written)" if problem else None
+    return Observed(acme, names, wanted, cert, pem, record, note)
+
+
+def _notes(obs: Observed) -> list[str]:
+    return [obs.record_note] if obs.record_note else []
 
 
 def _memory(record: AcmeRecord) -> Memory:
@@ -194,7 +209,7 @@ def renew(desired: DesiredState, desired_file: Path, ssl_dir: Path, state_dir: P
         record.not_after = iso(obs.cert.not_after) if obs.cert else None
     if not decision.renew:
         backing_off = decision.backing_off
-        lines = [decision.reason]
+        lines = [*_notes(obs), decision.reason]
         if backing_off:
             record.last_result = "backing-off"
         else:
@@ -202,7 +217,7 @@ def renew(desired: DesiredState, desired_file: Path, ssl_dir: Path, state_dir: P
         record.last_message = decision.reason
         _save(state_dir, record, lines)
         return Outcome(EXIT_FAILED if backing_off else EXIT_OK, lines, _doc(obs, decision, record))
-    lines = [f"renewing the web certificate for {', '.join(obs.names)}: {decision.reason}"]
+    lines = [*_notes(obs), f"renewing the web certificate for {', '.join(obs.names)}: {decision.reason}"]
     before = dataclasses.replace(record)
     try:
         try:
@@ -284,7 +299,7 @@ def status(desired: DesiredState, desired_file: Path, ssl_dir: Path, state_dir: 
     now = dt.datetime.now(dt.UTC)
     decision = decide(now, obs.wanted, obs.cert, _memory(obs.record))
     record = obs.record
-    lines = [f"ACME directory {obs.acme.directory}; names {', '.join(obs.names)}"]
+    lines = [*_notes(obs), f"ACME directory {obs.acme.directory}; names {', '.join(obs.names)}"]
     if obs.cert is None:
         lines.append("web certificate: none of its own")
     else:
