@@ -220,6 +220,18 @@ def _write_errors_named(ssl_dir: Path, outcome: str) -> Iterator[None]:
         ) from None
 
 
+def install_data(ssl_dir: Path, cert_data: bytes, key_data: bytes, display: str) -> Installed:
+    """``install`` for a pair held in memory (``acme renew``'s): no file but the ssl dir's is written,
+    so no work directory anyone else could swap (the key never leaves memory before it is installed)."""
+    with locked_dir(ssl_dir) as ssl_fd, _write_errors_named(ssl_dir, "nothing installed"):
+        try:
+            key = parse_private_key(key_data, f"{display} (key)")
+            certs = parse_certificates(cert_data, display)
+        except SourceError as exc:
+            raise CommandError(str(exc.finding)) from None
+        return _install_checked(ssl_dir, ssl_fd, key, certs, display, f"{display} (key)", frozenset(), False)
+
+
 def _install(
     ssl_dir: Path,
     ssl_fd: int,
@@ -237,7 +249,23 @@ def _install(
         certs = parse_certificates(_load(cert_file, "--cert"), str(cert_file))
         if chain_file is not None:
             certs += parse_certificates(_load(chain_file, "--chain"), str(chain_file))
-        chain, _extra = verify.order_chain(key, certs, str(cert_file), str(key_path))
+    except SourceError as exc:
+        raise CommandError(str(exc.finding)) from None
+    return _install_checked(ssl_dir, ssl_fd, key, certs, str(cert_file), str(key_path), lowered, key_file is None)
+
+
+def _install_checked(
+    ssl_dir: Path,
+    ssl_fd: int,
+    key: PrivateKey,
+    certs: list[x509.Certificate],
+    cert_file: str,
+    key_path: str,
+    lowered: frozenset[str],
+    from_pending: bool,
+) -> Installed:
+    try:
+        chain, _extra = verify.order_chain(key, certs, cert_file, key_path)
     except SourceError as exc:
         raise CommandError(str(exc.finding)) from None
     now = dt.datetime.now(dt.UTC)
@@ -266,7 +294,7 @@ def _install(
     replace_together_at(
         ssl_fd, [(KEY, key_pem(key), 0o600), (CRT, cert_pem(*chain), 0o644)], *owner_for_new_files(ssl_fd)
     )
-    if key_file is None:
+    if from_pending:
         _remove_here(ssl_fd, PENDING_KEY)
     subject = chain[0].subject.rfc4514_string()
     if verified:

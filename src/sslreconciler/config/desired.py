@@ -231,6 +231,14 @@ class Acme(Strict):
         description="A certificate an admin dropped in: keep (it wins until its renewal point) or replace "
         "(ACME replaces it at the next run).",
     )
+    timeout_s: int = Field(
+        600,
+        ge=10,
+        le=720,
+        description="The longest one `acme renew` talks to the ACME server (the order and the standalone "
+        "listener included); then it gives up and records a timeout. With the writer lock's 120 s wait, "
+        "under the timer's 15 minutes.",
+    )
 
 
 PolicyLevel = Literal["error", "warning"]

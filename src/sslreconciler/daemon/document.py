@@ -42,7 +42,10 @@ def health_document(
     failed_hooks = [h for h in hooks.values() if h.outcome != "ok"]
     if failed_hooks:
         status = worst([status, Status.WARNING])
-    if acme is not None:
+    if acme is not None and "problem" in acme:  # an unusable ACME record: a finding, no acme part
+        doc["findings"] = [*doc.get("findings", []), acme["problem"]]
+        status = worst([status, Status.WARNING])
+    elif acme is not None:
         doc["acme"] = acme
         if acme.get("overdue"):
             status = worst([status, Status.WARNING])

@@ -6,38 +6,32 @@ server's own words (problem document type and detail) or what kept us from reach
 
 from __future__ import annotations
 
+import binascii
 import contextlib
 import datetime as dt
-import errno
-import os
-import threading
+import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import josepy as jose
 import requests
-from acme import challenges, crypto_util, errors, messages, standalone
+from acme import challenges, crypto_util, errors, messages
 from acme.client import ClientNetwork, ClientV2
 from cryptography.hazmat.primitives.asymmetric import ec
 from josepy.jwa import ES256
 from josepy.jwk import JWKEC
 
 from sslreconciler import __version__
+from sslreconciler.cluster.acme import transport
+from sslreconciler.cluster.acme.challenge import Responder
+from sslreconciler.cluster.acme.transport import AcmeFailure as AcmeFailure
 from sslreconciler.config.desired import Acme
-from sslreconciler.fsio import TEMP_PREFIX
 
 NETWORK_TIMEOUT = 30
 ORDER_TIMEOUT = dt.timedelta(seconds=120)
-CHALLENGE_DIR = Path(".well-known") / "acme-challenge"
-
-
-class AcmeFailure(Exception):
-    def __init__(self, kind: str, detail: str) -> None:
-        super().__init__(f"{kind}: {detail}")
-        self.kind = kind
-        self.detail = detail
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]+={0,2}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +92,7 @@ def connect(acme: Acme, key: ec.EllipticCurvePrivateKey) -> Session:
     net = ClientNetwork(
         key=jwk, alg=ES256, verify_ssl=verify, user_agent=f"sslreconciler/{__version__}", timeout=NETWORK_TIMEOUT
     )
+    transport.bound(net.session)  # https only, every answer bounded
     directory = ClientV2.get_directory(acme.directory, net)
     return Session(ClientV2(directory, net), jwk)
 
@@ -113,6 +108,17 @@ def renewal_window_start(session: Session, cert_pem: bytes) -> dt.datetime | Non
     return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
+def decode_hmac_key(text: str) -> bytes:
+    """The EAB HMAC key's bytes; ValueError (never naming the key) when it is not base64url."""
+    text = text.strip()
+    if not _BASE64URL.fullmatch(text) or len(text.rstrip("=")) % 4 == 1:
+        raise ValueError("is not base64url (the HMAC key the CA gave, as it gave it)")
+    try:
+        return jose.b64.b64decode(text)
+    except (binascii.Error, ValueError):
+        raise ValueError("is not base64url (the HMAC key the CA gave, as it gave it)") from None
+
+
 def register(session: Session, acme: Acme, hmac_key: str | None) -> None:
     """Make the account, or find the one this key already has (RFC 8555 7.3.1: same key, same account)."""
     eab = None
@@ -120,7 +126,7 @@ def register(session: Session, acme: Acme, hmac_key: str | None) -> None:
         eab = messages.ExternalAccountBinding.from_data(
             account_public_key=session.jwk.public_key(),
             kid=acme.eab.kid,
-            hmac_key=hmac_key,
+            hmac_key=hmac_key.strip(),
             directory=session.client.directory,
         )
     registration = messages.NewRegistration.from_data(
@@ -132,103 +138,13 @@ def register(session: Session, acme: Acme, hmac_key: str | None) -> None:
         session.client.net.account = messages.RegistrationResource(uri=exc.location, body=messages.Registration())
 
 
-class _Responder:
-    """Serve the HTTP-01 answers for one order: files in a webroot, or a server of our own."""
-
-    def __init__(self, acme: Acme) -> None:
-        self.acme = acme
-        self.dir_fd: int | None = None  # the challenge directory, opened without following links
-        self.tokens: list[str] = []
-        self.resources: set[standalone.HTTP01RequestHandler.HTTP01Resource] = set()
-        self.server: standalone.HTTP01Server | None = None
-        self.thread: threading.Thread | None = None
-
-    def add(self, chall: challenges.HTTP01, response: challenges.HTTP01Response, validation: str) -> None:
-        webroot = self.acme.challenge.webroot
-        if webroot is not None:
-            token = chall.encode("token")
-            try:
-                if self.dir_fd is None:
-                    self.dir_fd = _challenge_dir(webroot)
-                _write_at(self.dir_fd, token, validation.encode())
-            except OSError as exc:
-                raise AcmeFailure(
-                    "webroot", f"{webroot / CHALLENGE_DIR}: cannot write the challenge file: {exc.strerror}"
-                ) from None
-            self.tokens.append(token)
-        else:
-            self.resources.add(
-                standalone.HTTP01RequestHandler.HTTP01Resource(chall=chall, response=response, validation=validation)
-            )
-
-    def start(self) -> None:
-        listen = self.acme.challenge.listen
-        if listen is None:
-            return
-        host, _, port = listen.rpartition(":")
-        host = host.strip("[]")
-        try:
-            self.server = standalone.HTTP01Server((host, int(port)), self.resources, ipv6=":" in host)
-        except OSError as exc:
-            raise AcmeFailure("listen", f"cannot listen on {listen} for HTTP-01: {exc.strerror}") from None
-        self.thread = threading.Thread(target=self.server.serve_forever, name="http-01", daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
-            self.server = None
-        if self.dir_fd is not None:
-            for token in self.tokens:
-                with contextlib.suppress(OSError):
-                    os.unlink(token, dir_fd=self.dir_fd)
-            os.close(self.dir_fd)
-            self.dir_fd = None
-
-
-def _challenge_dir(webroot: Path) -> int:
-    """WEBROOT/.well-known/acme-challenge opened component by component, made when missing; a symlink
-    anywhere below the webroot is refused (whoever owns the webroot must not steer where we write)."""
-    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
-    fd = os.open(webroot, flags)
-    try:
-        for part in CHALLENGE_DIR.parts:
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(part, 0o755, dir_fd=fd)
-            try:
-                child = os.open(part, flags | os.O_NOFOLLOW, dir_fd=fd)
-            except OSError as exc:
-                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                    raise AcmeFailure("webroot", f"{webroot}: {part} is a symlink or not a directory") from None
-                raise
-            os.close(fd)
-            fd = child
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
-def _write_at(dir_fd: int, name: str, data: bytes) -> None:
-    """Atomically write ``name`` (0644: the web server reads it) in the directory ``dir_fd``."""
-    tmp = f"{TEMP_PREFIX}{name}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dir_fd)
-    try:
-        os.fchmod(fd, 0o644)
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-
-
-def order_certificate(session: Session, acme: Acme, names: list[str], key_pem: bytes) -> bytes:
-    """Order a certificate for ``names`` with the key ``key_pem`` (PKCS#8 PEM); the full chain PEM."""
+def order_certificate(session: Session, acme: Acme, names: list[str], key_pem: bytes, until: float) -> bytes:
+    """Order a certificate for ``names`` with the key ``key_pem`` (PKCS#8 PEM); the full chain PEM.
+    ``until``: the run's deadline (time.monotonic()); the polling gives up by then."""
     csr = crypto_util.make_csr(key_pem, names)
     client = session.client
     order = client.new_order(csr)
-    responder = _Responder(acme)
+    responder = Responder(acme)
     try:
         pending = []
         for authzr in order.authorizations:
@@ -240,12 +156,13 @@ def order_certificate(session: Session, acme: Acme, names: list[str], key_pem: b
                     "challenge", f"{authzr.body.identifier.value}: the server offers no http-01 challenge"
                 )
             response, validation = challb.response_and_validation(session.jwk)
-            responder.add(challb.chall, response, validation)
+            responder.add(challb.chall, validation)
             pending.append((challb, response))
         responder.start()
         for challb, response in pending:
             client.answer_challenge(challb, response)
-        deadline = dt.datetime.now() + ORDER_TIMEOUT  # the library compares with naive local time
+        left = dt.timedelta(seconds=max(0.0, until - time.monotonic()))
+        deadline = dt.datetime.now() + min(ORDER_TIMEOUT, left)  # the library compares with naive local time
         finished = client.poll_and_finalize(order, deadline)
     finally:
         responder.stop()

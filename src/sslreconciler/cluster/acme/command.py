@@ -12,9 +12,8 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
-import shutil
 import socket
-import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,12 +23,21 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from sslreconciler.cluster.acme.decide import CertFacts, Decision, Memory, Wanted, decide, is_overdue, renewal_point
-from sslreconciler.cluster.acme.record import AcmeRecord, account_key, iso, parse_time, read_record, write_record
+from sslreconciler.cluster.acme.record import (
+    RECORD,
+    AcmeRecord,
+    account_key,
+    iso,
+    load_record,
+    parse_time,
+    write_record,
+)
 from sslreconciler.cluster.webcert import CRT, KEY
 from sslreconciler.config.desired import Acme, DesiredState, resolve_password
-from sslreconciler.fsio import atomic_write, read_source
+from sslreconciler.fsio import read_source
 from sslreconciler.model.errors import CommandError, ConfigError
 from sslreconciler.model.findings import FindingCode, SourceError, error
+from sslreconciler.model.text import printable
 from sslreconciler.pki.sources import parse_certificates
 
 EXIT_OK, EXIT_FAILED = 0, 1
@@ -42,7 +50,9 @@ class Outcome:
     doc: dict[str, Any] = field(default_factory=dict)
 
     def render(self, as_json: bool) -> str:
-        return json.dumps(self.doc, indent=2) if as_json else "\n".join(self.lines)
+        # escaped line by line: the server's words, a certificate's subject and the state dir's record
+        # (the service user's) must not drive the terminal of whoever runs this
+        return json.dumps(self.doc, indent=2) if as_json else "\n".join(printable(line) for line in self.lines)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +63,7 @@ class Observed:
     cert: CertFacts | None
     cert_pem: bytes | None
     record: AcmeRecord
+    record_note: str | None = None  # why the state dir's record was not usable (then it is ignored)
 
 
 def _acme_block(desired: DesiredState, desired_file: Path) -> Acme:
@@ -102,7 +113,13 @@ def observe(desired: DesiredState, desired_file: Path, ssl_dir: Path, state_dir:
     renew_before = dt.timedelta(days=acme.renew_before_days) if acme.renew_before_days is not None else None
     wanted = Wanted(acme.directory, frozenset(names), renew_before, acme.drop_in, _config_key(acme, names))
     cert, pem = _web_certificate(ssl_dir)
-    return Observed(acme, names, wanted, cert, pem, read_record(state_dir))
+    record, problem = load_record(state_dir)
+    note = f"note: {state_dir / RECORD}: {problem}; ignored (a new one is written)" if problem else None
+    return Observed(acme, names, wanted, cert, pem, record, note)
+
+
+def _notes(obs: Observed) -> list[str]:
+    return [obs.record_note] if obs.record_note else []
 
 
 def _memory(record: AcmeRecord) -> Memory:
@@ -127,12 +144,17 @@ def _new_key(key_type: str) -> bytes:
 
 
 def _hmac_key(acme: Acme, desired_file: Path) -> str | None:
+    """The EAB HMAC key, checked before anything is sent; an error never shows the key."""
+    from sslreconciler.cluster.acme.client import decode_hmac_key
+
     if acme.eab is None:
         return None
     try:
-        return resolve_password(acme.eab.hmac_key)
+        key = resolve_password(acme.eab.hmac_key)
+        decode_hmac_key(key)
     except ValueError as exc:
         raise ConfigError(desired_file, str(exc), "acme.eab.hmac_key") from None
+    return key
 
 
 def _save(state_dir: Path, record: AcmeRecord, lines: list[str]) -> None:
@@ -163,20 +185,23 @@ def _doc(obs: Observed, decision: Decision, record: AcmeRecord) -> dict[str, Any
 
 
 def renew(desired: DesiredState, desired_file: Path, ssl_dir: Path, state_dir: Path, force: bool) -> Outcome:
-    from sslreconciler.cluster.acme import client
+    from sslreconciler.cluster.acme import client, transport
+    from sslreconciler.cluster.acme.judge import judge
 
     obs = observe(desired, desired_file, ssl_dir, state_dir)
     hmac_key = _hmac_key(obs.acme, desired_file)
     now = dt.datetime.now(dt.UTC)
+    timeout_s = obs.acme.timeout_s
+    until = time.monotonic() + timeout_s  # every exchange with the server, all together, ends by then
     record = obs.record
     ari: dt.datetime | None = None
     session: client.Session | None = None
     if obs.cert_pem is not None and obs.wanted.renew_before is None and not force:
         # The server's renewal window (ARI) when it has one; unreachable now means: decide without it.
-        with contextlib.suppress(client.AcmeFailure, SourceError):
-            with client.failures_explained(obs.acme.directory):
-                session = client.connect(obs.acme, account_key(state_dir))
-            ari = client.renewal_window_start(session, obs.cert_pem)
+        cert_pem = obs.cert_pem
+        with contextlib.suppress(client.AcmeFailure, SourceError, OSError):
+            known_key = account_key(state_dir)
+            session, ari = transport.within(until, timeout_s, lambda: _ari(obs.acme, known_key, cert_pem))
     decision = decide(now, obs.wanted, obs.cert, _memory(record), ari, force)
     record.last_attempt = iso(now)
     if decision.renewal_due is not None:
@@ -184,7 +209,7 @@ def renew(desired: DesiredState, desired_file: Path, ssl_dir: Path, state_dir: P
         record.not_after = iso(obs.cert.not_after) if obs.cert else None
     if not decision.renew:
         backing_off = decision.backing_off
-        lines = [decision.reason]
+        lines = [*_notes(obs), decision.reason]
         if backing_off:
             record.last_result = "backing-off"
         else:
@@ -192,7 +217,7 @@ def renew(desired: DesiredState, desired_file: Path, ssl_dir: Path, state_dir: P
         record.last_message = decision.reason
         _save(state_dir, record, lines)
         return Outcome(EXIT_FAILED if backing_off else EXIT_OK, lines, _doc(obs, decision, record))
-    lines = [f"renewing the web certificate for {', '.join(obs.names)}: {decision.reason}"]
+    lines = [*_notes(obs), f"renewing the web certificate for {', '.join(obs.names)}: {decision.reason}"]
     before = dataclasses.replace(record)
     try:
         try:
@@ -201,18 +226,22 @@ def renew(desired: DesiredState, desired_file: Path, ssl_dir: Path, state_dir: P
             raise client.AcmeFailure("account-key", f"{exc.finding.file}: {exc.finding.reason}") from None
         except OSError as exc:
             raise client.AcmeFailure("account-key", f"state dir {state_dir}: {exc.strerror}") from None
-        with client.failures_explained(obs.acme.directory):
-            if session is None:
-                session = client.connect(obs.acme, key)
-            client.register(session, obs.acme, hmac_key)
-            key_pem = _new_key(obs.acme.key_type)
-            fullchain = client.order_certificate(session, obs.acme, obs.names, key_pem)
-        facts = _cert_facts(x509.load_pem_x509_certificate(fullchain))
+        key_pem = _new_key(obs.acme.key_type)
+        known = session
+
+        def order() -> bytes:  # on a worker: network only, nothing written
+            with client.failures_explained(obs.acme.directory):
+                current = known or client.connect(obs.acme, key)
+                client.register(current, obs.acme, hmac_key)
+                return client.order_certificate(current, obs.acme, obs.names, key_pem, until)
+
+        judged = judge(transport.within(until, timeout_s, order), key_pem, obs.names)
+        facts = _cert_facts(judged.leaf)  # the leaf installed, whatever order the server sent
         due = renewal_point(facts, obs.wanted.renew_before, None)
         # Saved before the install: the daemon reacts to the new files at once and reads this record.
         _record_success(record, obs, facts, due, now)
         _save(state_dir, record, lines)
-        message = _install(ssl_dir, state_dir, key_pem, fullchain)
+        message = _install(ssl_dir, judged.pem(), key_pem)
     except client.AcmeFailure as exc:
         record = before
         finding = error(
@@ -242,23 +271,26 @@ def _record_success(record: AcmeRecord, obs: Observed, facts: CertFacts, due: dt
     record.last_message = f"issued for {', '.join(obs.names)}, valid until {iso(facts.not_after)}"
 
 
-def _install(ssl_dir: Path, state_dir: Path, key_pem: bytes, fullchain: bytes) -> str:
-    """Install through `web install`'s code path: checks, .previous pair, atomic writes."""
+def _ari(acme: Acme, key: ec.EllipticCurvePrivateKey, cert_pem: bytes) -> tuple[Any, dt.datetime | None]:
+    from sslreconciler.cluster.acme import client
+
+    with client.failures_explained(acme.directory):
+        session = client.connect(acme, key)
+    return session, client.renewal_window_start(session, cert_pem)
+
+
+def _install(ssl_dir: Path, fullchain: bytes, key_pem: bytes) -> str:
+    """Install through `web install`'s checks (.previous pair, atomic writes), from memory: nothing is
+    written outside the ssl dir, so no directory another user could swap is ever written through."""
     from sslreconciler.cluster import webcert
     from sslreconciler.cluster.acme.client import AcmeFailure
 
-    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    work = Path(tempfile.mkdtemp(prefix=".acme-", dir=state_dir))  # 0700: the new key waits here
     try:
-        atomic_write(work / "key.pem", key_pem, 0o600)
-        atomic_write(work / "fullchain.pem", fullchain, 0o600)
-        return webcert.install(ssl_dir, work / "fullchain.pem", work / "key.pem", None).message
+        return webcert.install_data(ssl_dir, fullchain, key_pem, "the ACME certificate").message
     except CommandError as exc:
         raise AcmeFailure("install", str(exc)) from None
     except OSError as exc:
         raise AcmeFailure("install", f"{ssl_dir}: {exc.strerror}") from None
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def status(desired: DesiredState, desired_file: Path, ssl_dir: Path, state_dir: Path) -> Outcome:
@@ -267,7 +299,7 @@ def status(desired: DesiredState, desired_file: Path, ssl_dir: Path, state_dir: 
     now = dt.datetime.now(dt.UTC)
     decision = decide(now, obs.wanted, obs.cert, _memory(obs.record))
     record = obs.record
-    lines = [f"ACME directory {obs.acme.directory}; names {', '.join(obs.names)}"]
+    lines = [*_notes(obs), f"ACME directory {obs.acme.directory}; names {', '.join(obs.names)}"]
     if obs.cert is None:
         lines.append("web certificate: none of its own")
     else:
@@ -280,7 +312,7 @@ def status(desired: DesiredState, desired_file: Path, ssl_dir: Path, state_dir: 
     if record.last_attempt:
         lines.append(f"last run {record.last_attempt}: {record.last_result}")
         if record.last_error:
-            lines.append(f"  last error: {record.last_error['type']}: {record.last_error['detail']}")
+            lines.append(f"  last error: {record.last_error.get('type', '?')}: {record.last_error.get('detail', '')}")
     overdue = is_overdue(decision.renewal_due, now)
     if overdue:
         lines.append("WARNING: the renewal is overdue")

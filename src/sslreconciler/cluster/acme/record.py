@@ -2,12 +2,13 @@
 
 The record (``acme.json``) is what `acme renew` remembers between runs (which certificate it
 installed, from which directory, failures for back-off) and what the daemon's /health and /metrics
-show. Reads are bounded; a missing or unreadable record is an empty one, never a crash.
+show. Reads are bounded (size, nesting) and every field is type-checked: the state dir is the service
+user's, so the record is treated as hostile input; a missing or unusable record is an empty one, never
+a crash. Files root makes here belong to the directory's owner.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 from dataclasses import asdict, dataclass, field
@@ -17,8 +18,8 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from sslreconciler.fsio import atomic_write, read_source
-from sslreconciler.model.findings import FindingCode, SourceError, error
+from sslreconciler.fsio import atomic_write, opened_dir, owner_for_new_files, read_source
+from sslreconciler.model.findings import FindingCode, SourceError, error, warning
 
 RECORD = "acme.json"
 ACCOUNT_KEY = "acme-account.key"
@@ -60,29 +61,109 @@ def parse_time(text: str | None) -> dt.datetime | None:
     return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
-def read_record(state_dir: Path) -> AcmeRecord:
+_TIMES = ("issued_at", "not_after", "renewal_due", "last_attempt", "last_success", "last_failure")
+_TEXTS = ("directory", "issued_fingerprint", "last_result", "last_message", "failed_config_key")
+MAX_DEPTH = 4  # the record's own shape is 2 deep
+MAX_TEXT = 4096
+
+
+class BadRecord(ValueError):
+    """The record is not what this program writes: the reason, without its content."""
+
+
+def _depth_ok(data: bytes) -> bool:
+    """Nesting at most MAX_DEPTH, found in one pass before parsing (a deep document would make the
+    parser recurse until it raises, on every health publication)."""
+    if data.count(b"[") + data.count(b"{") <= MAX_DEPTH:  # the usual record: no scan needed
+        return True
+    depth, in_string, escaped = 0, False, False
+    for byte in data:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth > MAX_DEPTH:
+                return False
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return True
+
+
+def _text(raw: dict[str, Any], key: str) -> str | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > MAX_TEXT:
+        raise BadRecord(f"field {key} is not a string (of at most {MAX_TEXT} characters)")
+    if key in _TIMES and parse_time(value) is None:
+        raise BadRecord(f"field {key} is not a time (ISO 8601)")
+    return value
+
+
+def _parse(data: bytes) -> AcmeRecord:
+    if not _depth_ok(data):
+        raise BadRecord(f"nests deeper than {MAX_DEPTH} levels")
+    try:
+        raw = json.loads(data)
+    except (ValueError, RecursionError):
+        raise BadRecord("is not JSON") from None
+    if not isinstance(raw, dict):
+        raise BadRecord("is not a JSON object")
+    record = AcmeRecord()
+    for key in (*_TIMES, *_TEXTS):
+        setattr(record, key, _text(raw, key))
+    names = raw.get("names", [])
+    if not isinstance(names, list) or not all(isinstance(n, str) and len(n) <= 255 for n in names):
+        raise BadRecord("field names is not a list of names")
+    record.names = names
+    failures = raw.get("failures", 0)
+    if type(failures) is not int or not 0 <= failures <= 1_000_000:
+        raise BadRecord("field failures is not a count")
+    record.failures = failures
+    error = raw.get("last_error")
+    if error is not None and not (
+        isinstance(error, dict) and all(isinstance(v, str) and len(v) <= MAX_TEXT for v in error.values())
+    ):
+        raise BadRecord("field last_error is not an object of strings")
+    record.last_error = error
+    return record
+
+
+def load_record(state_dir: Path) -> tuple[AcmeRecord, str | None]:
+    """The record, and why it was not usable (then an empty record); a missing record is no problem."""
     path = state_dir / RECORD
     try:
         data, _ = read_source(path, str(path), [state_dir], limit=RECORD_LIMIT)
-        raw = json.loads(data)
-    except (SourceError, ValueError):
-        return AcmeRecord()
-    if not isinstance(raw, dict):
-        return AcmeRecord()
-    known = AcmeRecord.__dataclass_fields__
-    record = AcmeRecord()
-    for key, value in raw.items():
-        if key in known:
-            with contextlib.suppress(TypeError, ValueError):
-                setattr(record, key, value)
-    if not isinstance(record.failures, int):
-        record.failures = 0
-    return record
+        return _parse(data), None
+    except SourceError as exc:
+        if exc.finding.code == FindingCode.MISSING:
+            return AcmeRecord(), None
+        return AcmeRecord(), exc.finding.reason
+    except BadRecord as exc:
+        return AcmeRecord(), str(exc)
+
+
+def read_record(state_dir: Path) -> AcmeRecord:
+    return load_record(state_dir)[0]
+
+
+def _owner(state_dir: Path) -> tuple[int | None, int | None]:
+    """Who files root makes in the state dir belong to: its owner (the service user's timer must be able
+    to read the account key and the record after a root run)."""
+    with opened_dir(state_dir) as dir_fd:
+        return owner_for_new_files(dir_fd)
 
 
 def write_record(state_dir: Path, record: AcmeRecord) -> None:
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    atomic_write(state_dir / RECORD, record.to_json(), 0o600)
+    atomic_write(state_dir / RECORD, record.to_json(), 0o600, *_owner(state_dir))
 
 
 def account_key(state_dir: Path) -> ec.EllipticCurvePrivateKey:
@@ -98,7 +179,7 @@ def account_key(state_dir: Path) -> ec.EllipticCurvePrivateKey:
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
         state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        atomic_write(path, pem, 0o600)
+        atomic_write(path, pem, 0o600, *_owner(state_dir))
         return key
     try:
         loaded = serialization.load_pem_private_key(data, password=None)
@@ -114,14 +195,30 @@ def _bad_key(path: Path, reason: str) -> SourceError:
 
 
 def health_view(state_dir: Path, now: dt.datetime | None = None) -> dict[str, Any] | None:
-    """The record as /health shows it, with ``overdue``; None when ACME was never run here."""
+    """The record as /health shows it, with ``overdue``; None when ACME was never run here. A record
+    that is not usable is ``{"problem": <finding>}``: it costs the ACME part of the document only.
+    Never raises (the daemon publishes its health through this)."""
+    try:
+        return _view(state_dir, now or dt.datetime.now(dt.UTC))
+    except Exception as exc:  # a bug here must not freeze /health
+        return _problem(state_dir, f"cannot be shown ({type(exc).__name__})")
+
+
+def _problem(state_dir: Path, reason: str) -> dict[str, Any]:
+    finding = warning(
+        str(state_dir / RECORD), f"the ACME record {reason}; the ACME part of the health left out", FindingCode.ACME
+    )
+    return {"problem": finding.to_dict()}
+
+
+def _view(state_dir: Path, now: dt.datetime) -> dict[str, Any] | None:
     from sslreconciler.cluster.acme.decide import is_overdue
 
-    record = read_record(state_dir)
+    record, problem = load_record(state_dir)
+    if problem is not None:
+        return _problem(state_dir, problem)
     if record.last_attempt is None:
         return None
-    now = now or dt.datetime.now(dt.UTC)
-    due = parse_time(record.renewal_due)
     return {
         "directory": record.directory,
         "names": record.names,
@@ -132,5 +229,5 @@ def health_view(state_dir: Path, now: dt.datetime | None = None) -> dict[str, An
         "last_success": record.last_success,
         "last_error": record.last_error,
         "failures": record.failures,
-        "overdue": is_overdue(due, now),
+        "overdue": is_overdue(parse_time(record.renewal_due), now),
     }
