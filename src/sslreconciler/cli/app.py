@@ -445,9 +445,14 @@ def _pki(args: argparse.Namespace) -> int:
         from sslreconciler.reconcile.reconciler import host_name
 
         def install(ssl_dir: Path, desired: Any) -> str:
+            from sslreconciler.config.settings import load_settings
+
             host = host_name(desired)  # a bundle for another host is refused
-            written = bundle.install_bundle(args.bundle, ssl_dir, host, desired.policy.lowered)
-            return f"{args.bundle}: installed into {ssl_dir}: " + (", ".join(written) or "nothing new")
+            state_dir = load_settings(args.config, _flag_overrides(args)).resolved_state_dir()  # the bundle record
+            done = bundle.install_bundle(args.bundle, ssl_dir, host, desired.policy.lowered, state_dir=state_dir)
+            for note in done.notes:  # stderr: --json keeps stdout for the report
+                _say(f"sslreconciler: note: {note}")
+            return f"{args.bundle}: installed into {ssl_dir}: " + (", ".join(done.done) or "nothing new")
 
         return _one_shot(args, change=install)
     return EXIT_OK

@@ -5,7 +5,8 @@ A bundle is a gzip tar of: ``manifest.json`` (file -> SHA-256), the host's ``ssl
 host's key, never the CA key. Installing refuses, before anything is written, any member that is not
 one of those names as a plain file (absolute paths, ``..``, links, devices, duplicates, oversize), a
 manifest mismatch, a key that does not match its certificate, or a certificate not signed by the
-bundled CA.
+bundled CA. The manifest's ``sequence`` (higher for every bundle the staging area makes) lets a node
+refuse a bundle older than the one it installed (cluster/bundle_record.py).
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from typing import Any
 
 from cryptography import x509
 
-from sslreconciler.cluster import bundle_authorities
-from sslreconciler.cluster.staging import read_cert, read_key, signer_name, trusted_cas
+from sslreconciler.cluster import bundle_record
+from sslreconciler.cluster.staging import next_sequence, read_cert, read_key, signer_name, trusted_cas
 from sslreconciler.fsio import (
     TEMP_PREFIX,
     DirLocked,
@@ -118,6 +119,7 @@ def create_bundle(staging: Path, host: str, output: Path, password: str = "chang
         "ca": ca.name,
         "cas": [each.name for each in cas],
         "created": dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z"),
+        "sequence": next_sequence(staging),  # a node refuses any bundle below the last it installed
         "files": {name: _sha256(data) for name, data in sorted(files.items())},
     }
     buffer = io.BytesIO()
@@ -135,6 +137,8 @@ class Bundle:
     host: str
     ca_name: str
     files: dict[str, bytes]
+    sequence: int | None = None  # None: made by a version before sequences
+    created: str = ""
 
 
 def _member_problem(member: tarfile.TarInfo) -> str | None:
@@ -242,6 +246,9 @@ def _check_manifest(path: Path, files: dict[str, bytes]) -> Bundle:
         host, ca_name = str(manifest["host"]), str(manifest["ca"])
         if manifest.get("format") != FORMAT or not isinstance(listed, dict):
             raise ValueError("unknown format")
+        sequence = manifest.get("sequence")
+        if sequence is not None and (not isinstance(sequence, int) or isinstance(sequence, bool) or sequence < 0):
+            raise ValueError("sequence is not a count")
     except KeyError:
         raise CommandError(f"{path}: no manifest.json, or one without files/host/ca; nothing installed") from None
     except (ValueError, TypeError) as exc:
@@ -261,7 +268,7 @@ def _check_manifest(path: Path, files: dict[str, bytes]) -> Bundle:
         raise CommandError(f"{path}: holds {there} but no {absent}: a pair comes whole; nothing installed")
     if not _CA_NAME.match(ca_name) or not host or "\0" in host:
         raise CommandError(f"{path}: manifest.json names no usable host or CA; nothing installed")
-    return Bundle(host, ca_name, files)
+    return Bundle(host, ca_name, files, sequence, str(manifest.get("created", "")))
 
 
 def verify_bundle(path: Path, bundle: Bundle, lowered: frozenset[str] = frozenset()) -> list[str]:
@@ -272,12 +279,7 @@ def verify_bundle(path: Path, bundle: Bundle, lowered: frozenset[str] = frozense
     """
     now = dt.datetime.now(dt.UTC)
     try:
-        ca_certs = [  # every CA the bundle carries: during a rotation a pair may be signed by either
-            cert
-            for name in sorted(bundle.files)
-            if _CA_MEMBER.match(name)
-            for cert in parse_certificates(bundle.files[name], name)
-        ]
+        ca_certs = _ca_certs(bundle)
         notes = []
         for target in ("ssl", "ssl-web"):
             if f"{target}.crt" not in bundle.files:
@@ -312,14 +314,26 @@ def verify_bundle(path: Path, bundle: Bundle, lowered: frozenset[str] = frozense
     return notes
 
 
+@dataclass(frozen=True, slots=True)
+class Installed:
+    done: list[str]  # the files written, then "removed authorities/NAME"
+    notes: list[str]  # what was left, or ignored, and why: for the operator to read
+
+
 def install_bundle(
-    path: Path, ssl_dir: Path, host: str | None = None, lowered: frozenset[str] = frozenset()
-) -> list[str]:
+    path: Path,
+    ssl_dir: Path,
+    host: str | None = None,
+    lowered: frozenset[str] = frozenset(),
+    *,
+    state_dir: Path,
+) -> Installed:
     """Check everything, then put the sources in place (only what differs), all or nothing.
 
     ``host``: this node's name; a bundle made for another host is refused. ``lowered``: the policy rules
-    the desired state lowers to a warning. Every new file is staged
-    first (a temp file beside its target); then each is swapped in, the file it replaces kept as
+    the desired state lowers to a warning. ``state_dir``: where this node's bundle record is kept
+    (cluster/bundle_record.py): a bundle older than the last one installed is refused. Every new file is
+    staged first (a temp file beside its target); then each is swapped in, the file it replaces kept as
     ``<name>.bundle-previous``. A failure at any point puts back every file already swapped.
     """
     bundle = read_bundle(path)
@@ -332,26 +346,67 @@ def install_bundle(
             lock_for_writing(ssl_fd, str(ssl_dir))  # the daemon must not sweep our staged temp files
         except DirLocked as exc:
             raise CommandError(f"{ssl_dir}: {exc.strerror}; nothing installed") from None
-        try:
-            os.mkdir("authorities", 0o755, dir_fd=ssl_fd)
-        except FileExistsError:
-            pass
-        except OSError as exc:
-            raise CommandError(f"{ssl_dir}/authorities: cannot be made: {exc.strerror}; nothing installed") from None
-        try:
-            auth_fd = open_subdir(ssl_fd, "authorities")
-        except OSError as exc:
-            raise CommandError(
-                f"{ssl_dir}/authorities: not a real directory ({exc.strerror}); nothing installed"
-            ) from None
+        loaded = bundle_record.load(state_dir, ssl_fd, ssl_dir)
+        bundle_record.check_order(path, bundle.sequence, bundle.created, loaded.record)
+        bundle_record.check_identity(path, ssl_fd, _leaf(bundle), _ca_certs(bundle))
+        carried = {
+            name.removeprefix("authorities/"): bundle_record.ders_of(data, name) or frozenset()
+            for name, data in bundle.files.items()
+            if _CA_MEMBER.match(name)
+        }
+        auth_fd = _authorities_dir(ssl_dir, ssl_fd)
         try:
             written = _swap_in(ssl_dir, ssl_fd, auth_fd, bundle)
+            # CA files an earlier bundle installed and this one no longer carries (a retired CA) go.
+            removed, notes = bundle_record.retire(auth_fd, f"{ssl_dir}/authorities", loaded.record, carried)
         finally:
             os.close(auth_fd)
-    # CA files an earlier bundle installed and this one no longer carries (a retired CA) go; others stay.
-    authorities = {n.removeprefix("authorities/"): data for n, data in bundle.files.items() if _CA_MEMBER.match(n)}
-    removed = bundle_authorities.sync(ssl_dir, authorities)
-    return written + [f"removed authorities/{name}" for name in removed]
+        record = bundle_record.NodeRecord(bundle.sequence, carried)
+        problem = bundle_record.save(state_dir, ssl_fd, record, loaded.others)
+    return Installed(
+        written + [f"removed authorities/{name}" for name in removed],
+        loaded.notes + notes + ([problem] if problem else []),
+    )
+
+
+def _ca_certs(bundle: Bundle) -> list[x509.Certificate]:
+    """Every CA the bundle carries: during a rotation a pair may be signed by either."""
+    return [
+        cert
+        for name in sorted(bundle.files)
+        if _CA_MEMBER.match(name)
+        for cert in parse_certificates(bundle.files[name], name)
+    ]
+
+
+def _leaf(bundle: Bundle) -> x509.Certificate:
+    """The bundle's ssl.crt leaf (verify_bundle checked it matches ssl.key)."""
+    key = parse_private_key(bundle.files["ssl.key"], "ssl.key")
+    return verify.order_chain(key, parse_certificates(bundle.files["ssl.crt"], "ssl.crt"), "ssl.crt")[0][0]
+
+
+def _authorities_dir(ssl_dir: Path, ssl_fd: int) -> int:
+    """A descriptor of ``authorities/``, made when missing and then the ssl dir owner's, as every file root
+    makes there: the daemon, running as that user, adds hash links to it."""
+    try:
+        os.mkdir("authorities", 0o755, dir_fd=ssl_fd)
+        made = True
+    except FileExistsError:
+        made = False
+    except OSError as exc:
+        raise CommandError(f"{ssl_dir}/authorities: cannot be made: {exc.strerror}; nothing installed") from None
+    try:
+        auth_fd = open_subdir(ssl_fd, "authorities")
+    except OSError as exc:
+        raise CommandError(f"{ssl_dir}/authorities: not a real directory ({exc.strerror}); nothing installed") from None
+    uid, gid = owner_for_new_files(ssl_fd)
+    if made and uid is not None:
+        try:
+            os.fchown(auth_fd, uid, -1 if gid is None else gid)
+        except OSError as exc:
+            os.close(auth_fd)
+            raise CommandError(f"{ssl_dir}/authorities: cannot be given to uid {uid}: {exc.strerror}") from None
+    return auth_fd
 
 
 @dataclass(slots=True)
