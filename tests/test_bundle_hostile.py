@@ -7,15 +7,20 @@ its own, as on a node where the daemon runs as the service user.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import os
+import signal
+import subprocess
+import sys
 import tarfile
 import time
 from pathlib import Path
 
 import pytest
+from ansiblekit import BIN, ansible_env, link_collection
 from bundlekit import ok
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -257,3 +262,35 @@ def test_a_retired_ca_saved_with_crlf_line_ends_is_removed_and_a_copy_is_named(r
     assert copy.exists()
     assert "admin-copy.crt" in result.err and OLD in result.err and "left" in result.err, result.err
     assert f"{OLD}.crt" not in _cas(node)
+
+
+def test_the_ansible_install_role_gives_authorities_to_the_ssl_dir_owner(world: Path, service_user) -> None:
+    """The install role made ``authorities/`` root's in the service user's ssl dir, as install-bundle did."""
+    node = _node(world, service_user)
+    env = ansible_env(world / "ansible")
+    link_collection(world / "ansible")
+    state = node.root / "state"
+    variables = {
+        "ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+        "sslreconciler_host": HOST, "sslreconciler_install_method": "none",
+        "sslreconciler_service_manager": "background", "sslreconciler_bin": str(BIN / "sslreconciler"),
+        "sslreconciler_ssl_dir": str(node.ssl_dir), "sslreconciler_state_dir": str(state),
+        "sslreconciler_config": str(node.root / "etc" / "sslreconciler.toml"),
+        "sslreconciler_desired_state_file": str(node.root / "etc" / "desired-state.json"),
+        "sslreconciler_socket": str(world / "run" / "health.sock"), "sslreconciler_health_timeout": 120,
+    }
+    (world / "vars.json").write_text(json.dumps(variables))
+    playbook = world / "install.yml"
+    playbook.write_text("- hosts: localhost\n  gather_facts: false\n  roles:\n"
+                        "    - role: sipxpbx.sslreconciler.install\n")
+    try:
+        proc = subprocess.run([str(BIN / "ansible-playbook"), "-i", "localhost,", "-e", f"@{world / 'vars.json'}",
+                               str(playbook)], capture_output=True, text=True, env=env, timeout=600)
+        assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+    finally:
+        pidfile = state / "daemon.pid"
+        if pidfile.exists():  # the daemon the role started in the background
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pidfile.read_text()), signal.SIGTERM)
+    st = (node.ssl_dir / "authorities").stat()
+    assert (st.st_uid, st.st_gid) == (service_user.pw_uid, service_user.pw_gid)
