@@ -206,6 +206,26 @@ def test_the_service_user_cannot_keep_a_retired_ca_by_editing_the_record(rotatio
     assert _cas(node) == {f"{NEW}.crt"}, "the retired CA stayed trusted"
 
 
+def test_an_upgraded_node_takes_over_the_record_root_wrote_in_the_ssl_dir(rotation, world: Path,
+                                                                          service_user) -> None:
+    """A node whose bundles an earlier version installed: its root-owned ssl-dir record still lets the
+    retiring bundle remove the old CA, once; the record then lives in the state dir only."""
+    node = _node(world, service_user)
+    _installed(node, rotation["pre"], rotation["both"], rotation["reissued"])
+    (node.root / "state" / RECORD).unlink()  # as an earlier version left it: the record in the ssl dir, root's
+    authorities = node.ssl_dir / "authorities"
+    legacy = {"files": {name: hashlib.sha256((authorities / name).read_bytes()).hexdigest()
+                        for name in (f"{OLD}.crt", f"{NEW}.crt")}}
+    write(node.ssl_dir / LEGACY_RECORD, json.dumps(legacy).encode())
+    result = _install(node, rotation["retired"])
+    assert result.rc == 0, result.err
+    assert f"removed authorities/{OLD}.crt" in result.out and _cas(node) == {f"{NEW}.crt"}
+    assert not (node.ssl_dir / LEGACY_RECORD).exists()
+    record = json.loads((node.root / "state" / RECORD).read_text())
+    (entry,) = record["ssl_dirs"].values()
+    assert set(entry["authorities"]) == {f"{NEW}.crt"} and isinstance(entry["sequence"], int)
+
+
 # -- 9: what root creates in the service user's ssl dir ----------------------------------------------------
 
 def test_install_bundle_leaves_nothing_of_roots_in_a_fresh_service_ssl_dir(rotation, world: Path,
