@@ -449,7 +449,9 @@ def _pki(args: argparse.Namespace) -> int:
 
             host = host_name(desired)  # a bundle for another host is refused
             state_dir = load_settings(args.config, _flag_overrides(args)).resolved_state_dir()  # the bundle record
-            done = bundle.install_bundle(args.bundle, ssl_dir, host, desired.policy.lowered, state_dir=state_dir)
+            from sslreconciler.cluster.bundle_install import install_bundle
+
+            done = install_bundle(args.bundle, ssl_dir, host, desired.policy.lowered, state_dir=state_dir)
             for note in done.notes:  # stderr: --json keeps stdout for the report
                 _say(f"sslreconciler: note: {note}")
             return f"{args.bundle}: installed into {ssl_dir}: " + (", ".join(done.done) or "nothing new")

@@ -217,7 +217,8 @@ def check_identity(path: Path, ssl_fd: int, leaf: x509.Certificate, cas: list[x5
         f"{path}: would replace this node's ssl.crt (issued {now.not_valid_before_utc:%Y-%m-%d %H:%M:%S}Z by "
         f"{now.issuer.rfc4514_string()}) with an older one (issued {leaf.not_valid_before_utc:%Y-%m-%d %H:%M:%S}Z "
         f"by {leaf.issuer.rfc4514_string()}) and carries no CA that the current one chains to: a bundle from "
-        "before a CA rotation? Make a new bundle on the master; nothing installed"
+        "before a CA rotation? If this node is meant to leave its current CA, re-issue it on the master "
+        "(`pki issue --renew HOST`) and bundle that; nothing installed"
     )
 
 
