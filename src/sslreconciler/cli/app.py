@@ -245,8 +245,9 @@ def _add_pki(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
         "install-bundle",
         parents=[node_options],
         help="check and install a bundle, then reconcile",
-        description="Refuse a bundle with anything wrong in it before writing a thing; put its sources in place "
-        "(removing a retired CA an earlier bundle installed), then reconcile. Exit codes as for reconcile.",
+        description="Refuse a bundle with anything wrong in it, or older than the last one this node installed, "
+        "before writing a thing; put its sources in place (removing a retired CA an earlier bundle installed), then "
+        "reconcile. Exit codes as for reconcile.",
     )
     inst.add_argument("bundle", type=Path, metavar="FILE", help="the bundle made by `pki bundle`")
     inst.add_argument("--json", action="store_true", help="print the reconcile report as JSON")
