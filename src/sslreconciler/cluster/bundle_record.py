@@ -2,13 +2,12 @@
 
 ``<state-dir>/bundle-record.json`` holds, per ssl dir (by its real path: one state dir may serve several),
 the last installed bundle's ``sequence`` and, per CA file a bundle put in ``authorities/``, the SHA-256 of
-each certificate's DER. It is written by whoever runs
-``install-bundle`` (root on a node), mode 0644 (names and hashes, nothing secret: the daemon and Ansible
-may read it) and owned by that user: root does not hand it to the state dir's owner, and believes it only
-while it is the running user's and writable by nobody else. A record the service user wrote (in a state
-dir it owns) is ignored with a note: root never removes a file or refuses a bundle on its word. The record
-earlier versions kept in the ssl dir (``bundle-authorities.json``) is taken over once, and only when the
-running user wrote it (as those versions did); then it is removed.
+each certificate's DER. Whoever runs ``install-bundle`` (root on a node) writes it, mode 0644 (nothing
+secret: the daemon and Ansible may read it), and keeps it: root does not hand it to the state dir's owner,
+and believes it only while it is the running user's and writable by nobody else. One the service user
+wrote is ignored with a note: root never removes a file or refuses a bundle on its word. The record earlier
+versions kept in the ssl dir (``bundle-authorities.json``) is taken over once, only when the running user
+wrote it (as those versions did), then removed.
 
 Going back is refused twice over: a bundle whose sequence is below the recorded one (a replay), and,
 with or without a record, a bundle that would swap ``ssl.crt`` for an older certificate while carrying
@@ -158,7 +157,7 @@ def _legacy(ssl_fd: int, ssl_dir: Path) -> Loaded:
         return Loaded(None, notes)
     problem = written_by_others(st, display)
     if problem:
-        return Loaded(None, [f"{problem}: ignored (root acts on no record another user could write)"])
+        return Loaded(None, [f"{problem}: ignored (no file is removed on its word)"])
     try:
         files = json.loads(data)["files"]
         if not isinstance(files, dict):
@@ -241,18 +240,26 @@ def retire(
                 notes.append(f"{display}/{exc.finding.file} {exc.finding.reason}; left")
             continue
         if held == ders:
-            with contextlib.suppress(FileNotFoundError):
+            try:
                 os.unlink(name, dir_fd=auth_fd)
                 removed.append(name)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                notes.append(f"{display}/{name} holds a retired CA but cannot be removed ({exc.strerror}); left")
         elif held and held & retired:
             notes.append(
                 f"{display}/{name} holds a retired CA and other certificates (changed since a bundle put it "
                 "there); left, so that CA is still trusted: remove it by hand"
             )
     if retired:
-        notes += _copies(auth_fd, display, retired, {*removed, *carried})
+        try:
+            notes += _copies(auth_fd, display, retired, {*removed, *carried})
+        except OSError as exc:
+            notes.append(f"{display}: cannot be listed ({exc.strerror}), so copies of a retired CA are not named")
     if removed:
-        os.fsync(auth_fd)
+        with contextlib.suppress(OSError):
+            os.fsync(auth_fd)
     return removed, notes
 
 
