@@ -194,6 +194,8 @@ def test_root_never_deletes_what_a_record_the_service_user_wrote_lists(rotation,
     assert "removed authorities/outside-ca" not in result.out
     if state_owner == "service":
         assert "ignored" in result.err and RECORD in result.err, result.err
+    record = (node.root / "state" / RECORD).stat()  # root's again, whoever owns the directory
+    assert record.st_uid == 0 and not record.st_mode & 0o022
 
 
 def test_the_service_user_cannot_keep_a_retired_ca_by_editing_the_record(rotation, world: Path,
