@@ -111,16 +111,19 @@ def test_an_older_bundle_is_refused_after_a_complete_rotation(rotation, world: P
 def test_without_any_record_the_ca_the_node_certificate_chains_to_is_never_dropped(rotation, world: Path,
                                                                                    service_user) -> None:
     """The state dir's record lost (a new state dir, a wiped /var/lib): the pre-rotation bundle would swap the
-    node's certificate for an older one signed by the retired CA and leave the current CA behind."""
+    node's certificate for an older one signed by the retired CA and leave the current CA behind; the
+    mid-rotation one would bring that certificate back too. A node never takes an older certificate."""
     node = _node(world, service_user)
     _installed(node, rotation["pre"], rotation["both"], rotation["reissued"], rotation["retired"])
     for record in (node.root / "state" / RECORD, node.ssl_dir / LEGACY_RECORD):
         record.unlink(missing_ok=True)
     before = snapshot(node.ssl_dir)
-    result = _install(node, rotation["pre"])
-    assert result.rc == 1, (result.out, result.err)
-    assert f"CN={NEW}" in result.err and "older" in result.err and "nothing installed" in result.err
-    assert snapshot(node.ssl_dir) == before
+    for step in ("pre", "both"):  # each would bring back the certificate the retired CA signed
+        result = _install(node, rotation[step])
+        assert result.rc == 1, (step, result.out, result.err)
+        assert f"CN={NEW}" in result.err and "older" in result.err and "nothing installed" in result.err
+        assert ("carries no CA that the current one chains to" in result.err) == (step == "pre")
+        assert snapshot(node.ssl_dir) == before
 
 
 def test_a_node_that_skipped_the_reissue_still_takes_the_retiring_bundle(rotation, world: Path,

@@ -43,7 +43,7 @@ from sslreconciler.fsio import (
 )
 from sslreconciler.model.errors import CommandError
 from sslreconciler.model.findings import FindingCode, SourceError
-from sslreconciler.pki import trust
+from sslreconciler.pki import trust, verify
 from sslreconciler.pki.sources import parse_certificates
 
 RECORD = "bundle-record.json"
@@ -201,23 +201,23 @@ def check_order(path: Path, sequence: int | None, created: str, record: NodeReco
 
 
 def check_identity(path: Path, ssl_fd: int, leaf: x509.Certificate, cas: list[x509.Certificate]) -> None:
-    """Never trade the node's ``ssl.crt`` for an older certificate while dropping the CA it chains to:
-    what a replayed pre-rotation bundle does, refused even when no record says so."""
+    """Never trade the node's ``ssl.crt`` for an older certificate (least of all while dropping the CA it
+    chains to, as a replayed pre-rotation bundle does): refused even when no record says so."""
     try:
         current = parse_certificates(read_at(ssl_fd, "ssl.crt", "ssl.crt", None, MAX_CA_BYTES)[0], "ssl.crt")
     except SourceError:
         return  # nothing (readable) installed yet
-    if any(trust.der(c) == trust.der(ca) or trust.signed_by(c, ca) for c in current for ca in cas):
-        return  # the bundle carries what the current certificate chains to
-    now = current[0]
+    now = next((c for c in current if not verify.is_ca(c)), current[0])
     if leaf.not_valid_before_utc >= now.not_valid_before_utc:
-        return  # a newer certificate from the new CA: the end of a rotation
+        return  # the same certificate, a renewal, or a newer one from the new CA at the end of a rotation
+    kept = any(trust.der(c) == trust.der(ca) or trust.signed_by(c, ca) for c in current for ca in cas)
     raise CommandError(
         f"{path}: would replace this node's ssl.crt (issued {now.not_valid_before_utc:%Y-%m-%d %H:%M:%S}Z by "
         f"{now.issuer.rfc4514_string()}) with an older one (issued {leaf.not_valid_before_utc:%Y-%m-%d %H:%M:%S}Z "
-        f"by {leaf.issuer.rfc4514_string()}) and carries no CA that the current one chains to: a bundle from "
-        "before a CA rotation? If this node is meant to leave its current CA, re-issue it on the master "
-        "(`pki issue --renew HOST`) and bundle that; nothing installed"
+        f"by {leaf.issuer.rfc4514_string()})"
+        + ("" if kept else " and carries no CA that the current one chains to")
+        + ": a bundle from before a renewal or a CA rotation? If this node is meant to take that certificate, "
+        "re-issue it on the master (`pki issue --renew HOST`) and bundle that; nothing installed"
     )
 
 
