@@ -446,12 +446,11 @@ def _pki(args: argparse.Namespace) -> int:
         from sslreconciler.reconcile.reconciler import host_name
 
         def install(ssl_dir: Path, desired: Any) -> str:
+            from sslreconciler.cluster.bundle_install import install_bundle
             from sslreconciler.config.settings import load_settings
 
             host = host_name(desired)  # a bundle for another host is refused
             state_dir = load_settings(args.config, _flag_overrides(args)).resolved_state_dir()  # the bundle record
-            from sslreconciler.cluster.bundle_install import install_bundle
-
             done = install_bundle(args.bundle, ssl_dir, host, desired.policy.lowered, state_dir=state_dir)
             for note in done.notes:  # stderr: --json keeps stdout for the report
                 _say(f"sslreconciler: note: {note}")
