@@ -21,14 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ansiblekit import ansible_env as _ansible_env
+from ansiblekit import BIN, PLAYBOOKS, ansible_env, link_collection
 from daemonkit import http_get, wait_until
 
 from conftest import PASSWORD, REPO, java_bin, openssl, run_cli
 from pkitools import make_ca
 
-BIN = Path(sys.executable).parent
-PLAYBOOKS = REPO / "ansible" / "playbooks"
 MASTER = "node1.example.com"
 FIRST_THREE = [MASTER, "node2.example.com", "node3.example.com"]
 FOURTH = "node4.example.com"
@@ -42,7 +40,7 @@ class Fleet:
         self.inventory = root / "inventory.json"
         self.report_json = root / "report.json"
         self.report_file = root / "report.txt"
-        self.env = _ansible_env(root)
+        self.env = ansible_env(root)
 
     def node_dir(self, host: str) -> Path:
         return self.root / "nodes" / host
@@ -170,9 +168,7 @@ def assert_report_matches(fleet: Fleet) -> list[dict[str, Any]]:
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("fleet")
-    collection = root / "collections" / "ansible_collections" / "sipxpbx"
-    collection.mkdir(parents=True)
-    (collection / "sslreconciler").symlink_to(REPO / "ansible")
+    link_collection(root)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
                     "-w", str(root / "wheel"), str(REPO)], check=True, timeout=600, capture_output=True)
     wheel = next((root / "wheel").glob("sslreconciler-*.whl"))
@@ -189,10 +185,8 @@ def fleet(tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_every_playbook_passes_syntax_check(tmp_path: Path) -> None:
-    env = _ansible_env(tmp_path)
-    collection = tmp_path / "collections" / "ansible_collections" / "sipxpbx"
-    collection.mkdir(parents=True)
-    (collection / "sslreconciler").symlink_to(REPO / "ansible")
+    env = ansible_env(tmp_path)
+    link_collection(tmp_path)
     playbooks = sorted(PLAYBOOKS.glob("*.yml"))
     assert {p.name for p in playbooks} >= {"install.yml", "rollout.yml", "renew.yml", "rotate.yml", "collect.yml"}
     for playbook in playbooks:
@@ -231,10 +225,8 @@ def test_fleet_report_marks_the_nodes_that_disagree_with_most() -> None:
 
 
 def test_ansible_lint_passes(tmp_path: Path) -> None:
-    env = _ansible_env(tmp_path)
-    collection = tmp_path / "collections" / "ansible_collections" / "sipxpbx"
-    collection.mkdir(parents=True)
-    (collection / "sslreconciler").symlink_to(REPO / "ansible")
+    env = ansible_env(tmp_path)
+    link_collection(tmp_path)
     proc = subprocess.run([str(BIN / "ansible-lint"), "--offline", "--nocolor", "-q"], cwd=REPO / "ansible",
                           capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr

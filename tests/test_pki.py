@@ -6,24 +6,15 @@ import gzip
 import io
 import json
 import os
-import subprocess
 import tarfile
-import time
 from pathlib import Path
 
 import pytest
+from bundlekit import HOSTS, handshake, make_cluster, ok
 from cryptography.hazmat.primitives import serialization
 
-from conftest import PASSWORD, java_bin, keytool_list, openssl, run_cli, snapshot
+from conftest import keytool_list, openssl, run_cli, snapshot
 from pkitools import make_ca, make_host, write
-
-HOSTS = ["master.example.com", "sec1.example.com", "sec2.example.com"]
-
-
-def _ok(*args) -> str:
-    result = run_cli(*args)
-    assert result.rc == 0, result.out + result.err
-    return result.out
 
 
 @pytest.fixture
@@ -31,46 +22,9 @@ def cluster(tmp_path: Path) -> dict:
     return make_cluster(tmp_path)
 
 
-def make_cluster(tmp_path: Path) -> dict:
-    """Three nodes installed from one staging area's bundles."""
-    staging = tmp_path / "staging"
-    _ok("pki", "init-ca", "--staging", staging, "--name", "ca.master.example.com")
-    for host in HOSTS:
-        _ok("pki", "issue", "--staging", staging, host, "--sip-domain", "example.com")
-    nodes = {}
-    for host in HOSTS:
-        bundle = tmp_path / f"{host}.tgz"
-        _ok("pki", "bundle", "--staging", staging, host, "-o", bundle)
-        node = tmp_path / host
-        node.mkdir()
-        (node / "desired.json").write_text(json.dumps({"hostname": host}))
-        _ok("pki", "install-bundle", bundle, "--ssl-dir", node / "ssl", "--desired-state", node / "desired.json")
-        nodes[host] = node
-    return {"staging": staging, "nodes": nodes, "tmp": tmp_path}
-
-
-def _handshake(java_classes: Path, server: Path, client: Path, port_file: Path) -> str:
-    srv = subprocess.Popen([java_bin("system"), "-cp", str(java_classes), "TlsPeer", "server",
-                            str(server / "ssl.keystore"), str(server / "authorities.jks"), PASSWORD, str(port_file)],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while not port_file.exists():
-            assert srv.poll() is None and time.monotonic() < deadline, srv.communicate()
-            time.sleep(0.05)
-        cli = subprocess.run([java_bin("system"), "-cp", str(java_classes), "TlsPeer", "client",
-                              str(client / "ssl.keystore"), str(client / "authorities.jks"), PASSWORD,
-                              port_file.read_text()], capture_output=True, text=True, timeout=120)
-        out, err = srv.communicate(timeout=60)
-    finally:
-        srv.kill()
-    assert cli.returncode == 0 and srv.returncode == 0, cli.stdout + cli.stderr + out + err
-    return cli.stdout + out
-
-
 def test_three_host_cluster_every_pair_handshakes(cluster, java_classes: Path) -> None:
     nodes = cluster["nodes"]
-    listing = json.loads(_ok("pki", "list", "--staging", cluster["staging"], "--json"))
+    listing = json.loads(ok("pki", "list", "--staging", cluster["staging"], "--json"))
     assert sorted(r["host"] for r in listing) == HOSTS and all(r["key_matches"] for r in listing)
     for host, node in nodes.items():
         assert set(keytool_list(node / "ssl" / "authorities.jks")) == {"ca.master.example.com", host}
@@ -78,7 +32,7 @@ def test_three_host_cluster_every_pair_handshakes(cluster, java_classes: Path) -
         assert f"DNS:{host}" in san and "URI:sip:example.com" in san
     for i, a in enumerate(HOSTS):
         for b in HOSTS[i + 1:]:
-            out = _handshake(java_classes, nodes[a] / "ssl", nodes[b] / "ssl", cluster["tmp"] / f"port-{a}-{b}")
+            out = handshake(java_classes, nodes[a] / "ssl", nodes[b] / "ssl", cluster["tmp"] / f"port-{a}-{b}")
             assert f"client: peer CN={a}" in out and f"server: peer CN={b}" in out
 
 
@@ -103,7 +57,7 @@ def test_bundle_holds_no_foreign_key_nor_the_ca_key(cluster) -> None:
 def test_installing_the_same_bundle_twice_rewrites_nothing(cluster) -> None:
     node = cluster["nodes"]["sec1.example.com"]
     before = snapshot(node / "ssl")
-    out = _ok("pki", "install-bundle", cluster["tmp"] / "sec1.example.com.tgz", "--ssl-dir", node / "ssl",
+    out = ok("pki", "install-bundle", cluster["tmp"] / "sec1.example.com.tgz", "--ssl-dir", node / "ssl",
               "--desired-state", node / "desired.json")
     assert "nothing new" in out
     assert snapshot(node / "ssl") == before
@@ -112,16 +66,16 @@ def test_installing_the_same_bundle_twice_rewrites_nothing(cluster) -> None:
 def test_init_ca_twice_is_a_noop_and_force_says_what_breaks(cluster) -> None:
     staging = cluster["staging"]
     before = snapshot(staging)
-    assert "nothing done" in _ok("pki", "init-ca", "--staging", staging)
+    assert "nothing done" in ok("pki", "init-ca", "--staging", staging)
     assert snapshot(staging) == before
     other = run_cli("pki", "init-ca", "--staging", staging, "--name", "ca.other")
     assert other.rc == 1 and "--force" in other.err
-    forced = _ok("pki", "init-ca", "--staging", staging, "--force", "--name", "ca.replacement")
+    forced = ok("pki", "init-ca", "--staging", staging, "--force", "--name", "ca.replacement")
     assert "breaks every certificate" in forced and "sec1.example.com" in forced
     assert list(staging.glob("ca.master.example.com.key.replaced-*"))
     again = run_cli("pki", "issue", "--staging", staging, "sec1.example.com")
     assert again.rc == 1 and "--renew" in again.err and "not the current CA ca.replacement" in again.err
-    assert "issued" in _ok("pki", "issue", "--staging", staging, "sec1.example.com", "--renew")
+    assert "issued" in ok("pki", "issue", "--staging", staging, "sec1.example.com", "--renew")
 
 
 def _tar(members: list[tuple[tarfile.TarInfo, bytes | None]]) -> bytes:
@@ -212,7 +166,7 @@ def test_web_certificate_from_an_outside_ca(cluster, tmp_path: Path) -> None:
     ssl_dir = node / "ssl"
     common = ["--ssl-dir", ssl_dir, "--desired-state", node / "desired.json"]
     csr = tmp_path / "web.csr"
-    _ok("web", "csr", *common, "--subject", "/CN=master.example.com/O=Example PBX", "--san", "DNS:pbx.example.com",
+    ok("web", "csr", *common, "--subject", "/CN=master.example.com/O=Example PBX", "--san", "DNS:pbx.example.com",
         "-o", csr)
     pending = ssl_dir / "ssl-web.key.pending"
     assert oct(pending.stat().st_mode & 0o777) == "0o600"
@@ -240,7 +194,7 @@ def test_web_certificate_from_an_outside_ca(cluster, tmp_path: Path) -> None:
     again = run_cli("reconcile", *common, "--json")
     assert again.rc == 0 and again.json()["status"] == "ok" and again.json()["findings"] == []
     # a second web cert, then rollback
-    _ok("web", "csr", *common, "--subject", "CN=master.example.com", "-o", csr)
+    ok("web", "csr", *common, "--subject", "CN=master.example.com", "-o", csr)
     openssl("x509", "-req", "-in", csr, "-CA", ca_crt, "-CAkey", ca_key, "-CAcreateserial", "-days", "30",
             "-copy_extensions", "copy", "-out", signed)
     second = run_cli("web", "install", *common, "--cert", signed, "--json")
@@ -252,7 +206,7 @@ def test_web_certificate_from_an_outside_ca(cluster, tmp_path: Path) -> None:
     final = run_cli("reconcile", *common, "--json").json()
     assert final["artifacts"]["ssl-web.keystore"]["certificate"]["fingerprint_sha256"] == fp.replace(":", "").lower()
     # rolling back the first install returns to the ssl pair
-    _ok("web", "rollback", *common)  # undo the rollback: the second cert again
+    ok("web", "rollback", *common)  # undo the rollback: the second cert again
     assert run_cli("reconcile", *common, "--json").json()["artifacts"]["ssl-web.keystore"]["certificate"][
         "fingerprint_sha256"] == second_fp
 
@@ -260,7 +214,7 @@ def test_web_certificate_from_an_outside_ca(cluster, tmp_path: Path) -> None:
 def test_web_install_refuses_a_cert_for_another_key(cluster, tmp_path: Path) -> None:
     node = cluster["nodes"]["master.example.com"]
     common = ["--ssl-dir", node / "ssl", "--desired-state", node / "desired.json"]
-    _ok("web", "csr", *common, "--subject", "/CN=master.example.com", "-o", tmp_path / "a.csr")
+    ok("web", "csr", *common, "--subject", "/CN=master.example.com", "-o", tmp_path / "a.csr")
     stray = make_host(make_ca("Some CA"), "master.example.com")
     cert = write(tmp_path / "stray.crt", stray.cert_pem())
     before = snapshot(node / "ssl")

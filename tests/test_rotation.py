@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from test_pki import HOSTS, _handshake, _ok, make_cluster
+from bundlekit import HOSTS, handshake, make_cluster, ok
 
 from conftest import keytool_list, openssl, run_cli
 
@@ -21,8 +21,8 @@ def cluster(tmp_path: Path) -> dict:
 def _install(cluster: dict, host: str) -> str:
     staging, node = cluster["staging"], cluster["nodes"][host]
     bundle = cluster["tmp"] / f"{host}.tgz"
-    _ok("pki", "bundle", "--staging", staging, host, "-o", bundle)
-    return _ok("pki", "install-bundle", bundle, "--ssl-dir", node / "ssl", "--desired-state", node / "desired.json")
+    ok("pki", "bundle", "--staging", staging, host, "-o", bundle)
+    return ok("pki", "install-bundle", bundle, "--ssl-dir", node / "ssl", "--desired-state", node / "desired.json")
 
 
 def _all_pairs_talk(cluster: dict, java_classes: Path, step: str) -> None:
@@ -34,7 +34,7 @@ def _all_pairs_talk(cluster: dict, java_classes: Path, step: str) -> None:
             assert result.returncode == 0 and result.stdout.strip().endswith(": OK"), (step, a, b, result.stderr)
     for i, a in enumerate(HOSTS):
         for b in HOSTS[i + 1:]:
-            out = _handshake(java_classes, nodes[a] / "ssl", nodes[b] / "ssl", cluster["tmp"] / f"port-{step}-{a}-{b}")
+            out = handshake(java_classes, nodes[a] / "ssl", nodes[b] / "ssl", cluster["tmp"] / f"port-{step}-{a}-{b}")
             assert f"client: peer CN={a}" in out and f"server: peer CN={b}" in out, step
 
 
@@ -43,7 +43,7 @@ def _authorities(cluster: dict, host: str) -> set[str]:
 
 
 def _listing(cluster: dict) -> dict[str, dict]:
-    return {r["host"]: r for r in json.loads(_ok("pki", "list", "--staging", cluster["staging"], "--json"))}
+    return {r["host"]: r for r in json.loads(ok("pki", "list", "--staging", cluster["staging"], "--json"))}
 
 
 def test_rotation_keeps_every_handshake_working(cluster, java_classes: Path) -> None:
@@ -52,11 +52,11 @@ def test_rotation_keeps_every_handshake_working(cluster, java_classes: Path) -> 
     admin_ca.write_bytes((staging / f"{OLD}.crt").read_bytes())  # an admin's own file: never touched
     _all_pairs_talk(cluster, java_classes, "start")
 
-    started = _ok("pki", "rotate-ca", "--staging", staging, "--name", NEW)
+    started = ok("pki", "rotate-ca", "--staging", staging, "--name", NEW)
     assert "stays trusted" in started and "retire-ca" in started
     assert {r["ca"] for r in _listing(cluster).values()} == {OLD}
     assert all(r["reissue"] for r in _listing(cluster).values())
-    assert "left to re-issue under the current CA (3)" in _ok("pki", "list", "--staging", staging)
+    assert "left to re-issue under the current CA (3)" in ok("pki", "list", "--staging", staging)
     early = run_cli("pki", "retire-ca", "--staging", staging, OLD)
     assert early.rc == 1 and "still signed by" in early.err and "sec1.example.com" in early.err
     busy = run_cli("pki", "rotate-ca", "--staging", staging)
@@ -74,14 +74,14 @@ def test_rotation_keeps_every_handshake_working(cluster, java_classes: Path) -> 
     refused = run_cli("pki", "issue", "--staging", staging, "sec1.example.com")
     assert refused.rc == 1 and f"not the current CA {NEW}" in refused.err and "--renew" in refused.err
     for host in HOSTS:
-        _ok("pki", "issue", "--staging", staging, host, "--renew", "--sip-domain", "example.com")
+        ok("pki", "issue", "--staging", staging, host, "--renew", "--sip-domain", "example.com")
         _install(cluster, host)
         assert _listing(cluster)[host]["ca"] == NEW and not _listing(cluster)[host]["reissue"]
         _all_pairs_talk(cluster, java_classes, f"reissue-{host}")
-    assert "left to re-issue" not in _ok("pki", "list", "--staging", staging)
+    assert "left to re-issue" not in ok("pki", "list", "--staging", staging)
 
     # step 3: retire the old CA; each install removes it from that node, never the admin's file
-    assert "retired" in _ok("pki", "retire-ca", "--staging", staging, OLD)
+    assert "retired" in ok("pki", "retire-ca", "--staging", staging, OLD)
     for host in HOSTS:
         out = _install(cluster, host)
         assert f"removed authorities/{OLD}.crt" in out
@@ -102,16 +102,16 @@ def test_init_ca_force_refuses_the_old_name(cluster) -> None:
     assert same.rc == 1 and "reuse the old CA's name" in same.err and "rotate-ca" in same.err
     same = run_cli("pki", "init-ca", "--staging", staging, "--force", "--name", OLD)
     assert same.rc == 1 and "reuse" in same.err
-    forced = _ok("pki", "init-ca", "--staging", staging, "--force", "--name", "ca.other")
+    forced = ok("pki", "init-ca", "--staging", staging, "--force", "--name", "ca.other")
     assert "--web" in forced and "rotate-ca" in forced
 
 
 def test_a_bundle_carries_a_web_pair_from_either_ca_during_rotation(cluster) -> None:
     staging, host = cluster["staging"], "sec1.example.com"
-    _ok("pki", "issue", "--staging", staging, host, "--web")  # signed by the old CA
-    _ok("pki", "rotate-ca", "--staging", staging, "--name", NEW)
-    _ok("pki", "issue", "--staging", staging, host, "--renew")  # ssl pair under the new CA, web still old
-    listing = json.loads(_ok("pki", "list", "--staging", staging, "--json"))
+    ok("pki", "issue", "--staging", staging, host, "--web")  # signed by the old CA
+    ok("pki", "rotate-ca", "--staging", staging, "--name", NEW)
+    ok("pki", "issue", "--staging", staging, host, "--renew")  # ssl pair under the new CA, web still old
+    listing = json.loads(ok("pki", "list", "--staging", staging, "--json"))
     web = next(r for r in listing if r["host"] == host and r["web"])
     assert web["ca"] == OLD and web["reissue"]
     out = _install(cluster, host)

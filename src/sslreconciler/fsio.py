@@ -405,6 +405,19 @@ def owner_for_new_files(dir_fd: int) -> tuple[int | None, int | None]:
     return st.st_uid, st.st_gid
 
 
+def written_by_others(st: os.stat_result, what: str) -> str:
+    """Why a record could have been written by someone other than this user; empty when it could not.
+
+    A record the running user acts on (root above all) is believed only when that user owns it and
+    neither group nor others may write it."""
+    me = os.geteuid()
+    if st.st_uid != me:
+        return f"{what} is owned by uid {st.st_uid}, not by this user (uid {me})"
+    if st.st_mode & 0o022:
+        return f"{what} is writable by group or others (mode {stat.S_IMODE(st.st_mode):04o})"
+    return ""
+
+
 def printable_name(name: str) -> str:
     """A directory entry's name for messages; names that are not UTF-8 shown with \\x escapes."""
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

@@ -245,8 +245,9 @@ def _add_pki(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
         "install-bundle",
         parents=[node_options],
         help="check and install a bundle, then reconcile",
-        description="Refuse a bundle with anything wrong in it before writing a thing; put its sources in place "
-        "(removing a retired CA an earlier bundle installed), then reconcile. Exit codes as for reconcile.",
+        description="Refuse a bundle with anything wrong in it, or older than the last one this node installed, "
+        "before writing a thing; put its sources in place (removing a retired CA an earlier bundle installed), then "
+        "reconcile. Exit codes as for reconcile.",
     )
     inst.add_argument("bundle", type=Path, metavar="FILE", help="the bundle made by `pki bundle`")
     inst.add_argument("--json", action="store_true", help="print the reconcile report as JSON")
@@ -445,9 +446,15 @@ def _pki(args: argparse.Namespace) -> int:
         from sslreconciler.reconcile.reconciler import host_name
 
         def install(ssl_dir: Path, desired: Any) -> str:
+            from sslreconciler.cluster.bundle_install import install_bundle
+            from sslreconciler.config.settings import load_settings
+
             host = host_name(desired)  # a bundle for another host is refused
-            written = bundle.install_bundle(args.bundle, ssl_dir, host, desired.policy.lowered)
-            return f"{args.bundle}: installed into {ssl_dir}: " + (", ".join(written) or "nothing new")
+            state_dir = load_settings(args.config, _flag_overrides(args)).resolved_state_dir()  # the bundle record
+            done = install_bundle(args.bundle, ssl_dir, host, desired.policy.lowered, state_dir=state_dir)
+            for note in done.notes:  # stderr: --json keeps stdout for the report
+                _say(f"sslreconciler: note: {note}")
+            return f"{args.bundle}: installed into {ssl_dir}: " + (", ".join(done.done) or "nothing new")
 
         return _one_shot(args, change=install)
     return EXIT_OK

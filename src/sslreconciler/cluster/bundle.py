@@ -5,19 +5,18 @@ A bundle is a gzip tar of: ``manifest.json`` (file -> SHA-256), the host's ``ssl
 host's key, never the CA key. Installing refuses, before anything is written, any member that is not
 one of those names as a plain file (absolute paths, ``..``, links, devices, duplicates, oversize), a
 manifest mismatch, a key that does not match its certificate, or a certificate not signed by the
-bundled CA.
+bundled CA. The manifest's ``sequence`` (higher for every bundle the staging area makes) lets a node
+refuse a bundle older than the one it installed (cluster/bundle_record.py). Putting the files in place is
+cluster/bundle_install.py.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 import io
 import json
-import os
 import re
-import secrets
 import tarfile
 import zlib
 from dataclasses import dataclass
@@ -26,21 +25,8 @@ from typing import Any
 
 from cryptography import x509
 
-from sslreconciler.cluster import bundle_authorities
-from sslreconciler.cluster.staging import read_cert, read_key, signer_name, trusted_cas
-from sslreconciler.fsio import (
-    TEMP_PREFIX,
-    DirLocked,
-    atomic_write,
-    lock_for_writing,
-    lstat_at,
-    open_subdir,
-    opened_dir,
-    owner_for_new_files,
-    read_at,
-    read_regular,
-    write_temp_at,
-)
+from sslreconciler.cluster.staging import next_sequence, read_cert, read_key, signer_name, trusted_cas
+from sslreconciler.fsio import atomic_write, read_regular
 from sslreconciler.model.errors import CommandError
 from sslreconciler.model.findings import Level, SourceError
 from sslreconciler.pki import trust, verify
@@ -55,7 +41,6 @@ MAX_UNPACKED_BYTES = 32 * 1024 * 1024  # everything it decompresses to, headers 
 MAX_MEMBER_BYTES = 8 * 1024 * 1024
 MAX_HEADER_BYTES = 64 * 1024  # a pax or GNU long-name header
 MAX_MEMBERS = 32
-BACKUP_SUFFIX = ".bundle-previous"  # what an install replaced, kept beside it
 _EXTENDED_HEADERS = {
     tarfile.XHDTYPE,
     tarfile.XGLTYPE,
@@ -63,10 +48,10 @@ _EXTENDED_HEADERS = {
     tarfile.GNUTYPE_LONGNAME,
     tarfile.GNUTYPE_LONGLINK,
 }
-_CA_MEMBER = re.compile(r"^authorities/([A-Za-z0-9][A-Za-z0-9._-]{0,200})\.crt$")
+CA_MEMBER = re.compile(r"^authorities/([A-Za-z0-9][A-Za-z0-9._-]{0,200})\.crt$")
 _CA_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
 _FIXED = {"manifest.json", "ssl.key", "ssl.crt", "ssl-web.key", "ssl-web.crt", "authorities.jks"}
-_PRIVATE = {"ssl.key", "ssl-web.key"}
+PRIVATE = {"ssl.key", "ssl-web.key"}
 
 
 def _sha256(data: bytes) -> str:
@@ -76,7 +61,7 @@ def _sha256(data: bytes) -> str:
 def _add(tar: tarfile.TarFile, name: str, data: bytes, mtime: float) -> None:
     info = tarfile.TarInfo(name)
     info.size = len(data)
-    info.mode = 0o600 if name in _PRIVATE else 0o644
+    info.mode = 0o600 if name in PRIVATE else 0o644
     info.mtime = int(mtime)
     info.uname = info.gname = "root"
     tar.addfile(info, io.BytesIO(data))
@@ -118,6 +103,7 @@ def create_bundle(staging: Path, host: str, output: Path, password: str = "chang
         "ca": ca.name,
         "cas": [each.name for each in cas],
         "created": dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z"),
+        "sequence": next_sequence(staging),  # a node refuses any bundle below the last it installed
         "files": {name: _sha256(data) for name, data in sorted(files.items())},
     }
     buffer = io.BytesIO()
@@ -135,6 +121,8 @@ class Bundle:
     host: str
     ca_name: str
     files: dict[str, bytes]
+    sequence: int | None = None  # None: made by a version before sequences
+    created: str = ""
 
 
 def _member_problem(member: tarfile.TarInfo) -> str | None:
@@ -149,7 +137,7 @@ def _member_problem(member: tarfile.TarInfo) -> str | None:
         return "is a device or FIFO"
     if not member.isfile() or member.issparse():
         return "is not a plain file"
-    if name not in _FIXED and not _CA_MEMBER.match(name):
+    if name not in _FIXED and not CA_MEMBER.match(name):
         return "is not a file a bundle holds"
     if member.size > MAX_MEMBER_BYTES:
         return f"is {member.size} bytes, over the {MAX_MEMBER_BYTES}-byte limit"
@@ -242,6 +230,9 @@ def _check_manifest(path: Path, files: dict[str, bytes]) -> Bundle:
         host, ca_name = str(manifest["host"]), str(manifest["ca"])
         if manifest.get("format") != FORMAT or not isinstance(listed, dict):
             raise ValueError("unknown format")
+        sequence = manifest.get("sequence")
+        if sequence is not None and (not isinstance(sequence, int) or isinstance(sequence, bool) or sequence < 0):
+            raise ValueError("sequence is not a count")
     except KeyError:
         raise CommandError(f"{path}: no manifest.json, or one without files/host/ca; nothing installed") from None
     except (ValueError, TypeError) as exc:
@@ -261,7 +252,7 @@ def _check_manifest(path: Path, files: dict[str, bytes]) -> Bundle:
         raise CommandError(f"{path}: holds {there} but no {absent}: a pair comes whole; nothing installed")
     if not _CA_NAME.match(ca_name) or not host or "\0" in host:
         raise CommandError(f"{path}: manifest.json names no usable host or CA; nothing installed")
-    return Bundle(host, ca_name, files)
+    return Bundle(host, ca_name, files, sequence, str(manifest.get("created", "")))
 
 
 def verify_bundle(path: Path, bundle: Bundle, lowered: frozenset[str] = frozenset()) -> list[str]:
@@ -272,12 +263,7 @@ def verify_bundle(path: Path, bundle: Bundle, lowered: frozenset[str] = frozense
     """
     now = dt.datetime.now(dt.UTC)
     try:
-        ca_certs = [  # every CA the bundle carries: during a rotation a pair may be signed by either
-            cert
-            for name in sorted(bundle.files)
-            if _CA_MEMBER.match(name)
-            for cert in parse_certificates(bundle.files[name], name)
-        ]
+        anchors = ca_certs(bundle)
         notes = []
         for target in ("ssl", "ssl-web"):
             if f"{target}.crt" not in bundle.files:
@@ -289,11 +275,11 @@ def verify_bundle(path: Path, bundle: Bundle, lowered: frozenset[str] = frozense
                 f"{target}.crt",
                 f"{target}.key",
             )
-            checked = verify.verify_chain(chain[0], chain[1:], ca_certs, now)
+            checked = verify.verify_chain(chain[0], chain[1:], anchors, now)
             if not checked.ok:
                 raise CommandError(
                     f"{path}: {target}.crt is not signed by the bundled CA {bundle.ca_name}"
-                    f"{' (or the other bundled CAs)' if len(ca_certs) > 1 else ''}: "
+                    f"{' (or the other bundled CAs)' if len(anchors) > 1 else ''}: "
                     f"{checked.detail}; nothing installed"
                 )
             purposes = {trust.SERVER, trust.CLIENT} if target == "ssl" else {trust.SERVER}
@@ -312,118 +298,11 @@ def verify_bundle(path: Path, bundle: Bundle, lowered: frozenset[str] = frozense
     return notes
 
 
-def install_bundle(
-    path: Path, ssl_dir: Path, host: str | None = None, lowered: frozenset[str] = frozenset()
-) -> list[str]:
-    """Check everything, then put the sources in place (only what differs), all or nothing.
-
-    ``host``: this node's name; a bundle made for another host is refused. ``lowered``: the policy rules
-    the desired state lowers to a warning. Every new file is staged
-    first (a temp file beside its target); then each is swapped in, the file it replaces kept as
-    ``<name>.bundle-previous``. A failure at any point puts back every file already swapped.
-    """
-    bundle = read_bundle(path)
-    verify_bundle(path, bundle, lowered)
-    if host is not None and bundle.host.lower() != host.lower():
-        raise CommandError(f"{path}: made for {bundle.host}, but this host is {host}; nothing installed")
-    ssl_dir.mkdir(parents=True, exist_ok=True)
-    with opened_dir(ssl_dir) as ssl_fd:
-        try:
-            lock_for_writing(ssl_fd, str(ssl_dir))  # the daemon must not sweep our staged temp files
-        except DirLocked as exc:
-            raise CommandError(f"{ssl_dir}: {exc.strerror}; nothing installed") from None
-        try:
-            os.mkdir("authorities", 0o755, dir_fd=ssl_fd)
-        except FileExistsError:
-            pass
-        except OSError as exc:
-            raise CommandError(f"{ssl_dir}/authorities: cannot be made: {exc.strerror}; nothing installed") from None
-        try:
-            auth_fd = open_subdir(ssl_fd, "authorities")
-        except OSError as exc:
-            raise CommandError(
-                f"{ssl_dir}/authorities: not a real directory ({exc.strerror}); nothing installed"
-            ) from None
-        try:
-            written = _swap_in(ssl_dir, ssl_fd, auth_fd, bundle)
-        finally:
-            os.close(auth_fd)
-    # CA files an earlier bundle installed and this one no longer carries (a retired CA) go; others stay.
-    authorities = {n.removeprefix("authorities/"): data for n, data in bundle.files.items() if _CA_MEMBER.match(n)}
-    removed = bundle_authorities.sync(ssl_dir, authorities)
-    return written + [f"removed authorities/{name}" for name in removed]
-
-
-@dataclass(slots=True)
-class _Staged:
-    dir_fd: int
-    name: str  # the target's name in that directory
-    display: str
-    temp: str
-    backup: str | None = None  # a link to the file it replaces, once swapped
-    swapped: bool = False
-
-
-def _same_content(dir_fd: int, name: str, data: bytes) -> bool:
-    try:
-        return read_at(dir_fd, name, name, None, MAX_MEMBER_BYTES, allow_empty=True)[0] == data
-    except SourceError:
-        return False
-
-
-def _swap_in(ssl_dir: Path, ssl_fd: int, auth_fd: int, bundle: Bundle) -> list[str]:
-    authorities = sorted(name for name in bundle.files if _CA_MEMBER.match(name))  # both CAs during a rotation
-    order = [*authorities, "ssl.key", "ssl.crt", "ssl-web.key", "ssl-web.crt"]
-    staged: list[_Staged] = []
-    try:
-        for display in order:
-            if display not in bundle.files:
-                continue
-            dir_fd, name = (
-                (auth_fd, display.split("/", 1)[1]) if display.startswith("authorities/") else (ssl_fd, display)
-            )
-            if _same_content(dir_fd, name, bundle.files[display]):
-                continue
-            mode = 0o600 if display in _PRIVATE else 0o644
-            temp = write_temp_at(dir_fd, name, bundle.files[display], mode, *owner_for_new_files(dir_fd))
-            staged.append(_Staged(dir_fd, name, display, temp))
-        for item in staged:
-            if lstat_at(item.dir_fd, item.name) is not None:
-                item.backup = write_link_aside(item.dir_fd, item.name)
-            os.rename(item.temp, item.name, src_dir_fd=item.dir_fd, dst_dir_fd=item.dir_fd)
-            item.swapped = True
-    except OSError as exc:
-        where = next((i.display for i in staged if not i.swapped), "a file")
-        _undo(staged)
-        raise CommandError(
-            f"{ssl_dir}/{where}: cannot be written ({exc.strerror}); nothing installed, every file as it was"
-        ) from None
-    for item in staged:  # committed: keep what was replaced under a fixed name
-        if item.backup is not None:
-            with contextlib.suppress(OSError):
-                os.rename(item.backup, item.name + BACKUP_SUFFIX, src_dir_fd=item.dir_fd, dst_dir_fd=item.dir_fd)
-    for fd in {ssl_fd, auth_fd}:
-        with contextlib.suppress(OSError):
-            os.fsync(fd)
-    return [item.display for item in staged]
-
-
-def write_link_aside(dir_fd: int, name: str) -> str:
-    """A second name (a hard link, never following a symlink) for what ``name`` is now."""
-    aside = f"{TEMP_PREFIX}{name}.{secrets.token_hex(4)}.tmp"
-    os.link(name, aside, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
-    return aside
-
-
-def _undo(staged: list[_Staged]) -> None:
-    """Put back every file already swapped and remove every temp: the node as it was."""
-    for item in reversed(staged):
-        with contextlib.suppress(OSError):
-            if item.swapped and item.backup is not None:
-                os.rename(item.backup, item.name, src_dir_fd=item.dir_fd, dst_dir_fd=item.dir_fd)
-            elif item.swapped:
-                os.unlink(item.name, dir_fd=item.dir_fd)
-        for leftover in (item.temp, item.backup):
-            if leftover is not None:
-                with contextlib.suppress(OSError):
-                    os.unlink(leftover, dir_fd=item.dir_fd)
+def ca_certs(bundle: Bundle) -> list[x509.Certificate]:
+    """Every CA the bundle carries: during a rotation a pair may be signed by either."""
+    return [
+        cert
+        for name in sorted(bundle.files)
+        if CA_MEMBER.match(name)
+        for cert in parse_certificates(bundle.files[name], name)
+    ]

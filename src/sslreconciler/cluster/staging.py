@@ -1,15 +1,17 @@
 """The master's staging area (what gen-ssl-keys.sh kept): the cluster CA and a key pair per host.
 
 Layout: ``<ca-name>.key`` / ``<ca-name>.crt`` (the CA), ``HOST.key`` / ``HOST.crt`` and, for a web
-pair, ``HOST-web.key`` / ``HOST-web.crt``. Keys are 0600 from their first byte. A node never reads
-this directory; it only receives a bundle made from it.
+pair, ``HOST-web.key`` / ``HOST-web.crt``; ``bundle-sequence.json``, the last bundle's sequence. Keys are
+0600 from their first byte. A node never reads this directory; it only receives a bundle made from it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ from cryptography.exceptions import InvalidSignature
 
 from sslreconciler.fsio import atomic_write, read_source
 from sslreconciler.model.errors import CommandError, UsageError
-from sslreconciler.model.findings import SourceError
+from sslreconciler.model.findings import FindingCode, SourceError
 from sslreconciler.pki import verify
 from sslreconciler.pki.carecord import read_record, valid_ca_name
 from sslreconciler.pki.issue import KeyType, cert_pem, generate_key, issue_host_cert, key_pem, make_ca, parse_san
@@ -95,6 +97,33 @@ def trusted_cas(staging: Path) -> list[StagedCA]:
     if record is None:
         return [find_ca(staging)]
     return [_load_ca(staging, name) for name in record.trusted]
+
+
+SEQUENCE_FILE = "bundle-sequence.json"
+
+
+def next_sequence(staging: Path) -> int:
+    """The sequence of the next bundle: above every earlier one, whatever the clock did.
+
+    max(last + 1, microseconds since the epoch): a clock set back cannot make a later bundle look older,
+    and a staging area restored from a backup (an older ``last``) still numbers above what nodes hold,
+    because its clock has moved on. Saved before the bundle is written, so no two bundles share one.
+    """
+    path = staging / SEQUENCE_FILE
+    last = 0
+    try:
+        data, _ = read_source(path, str(path), [staging], limit=4096)
+        last = json.loads(data)["last"]
+        if not isinstance(last, int) or isinstance(last, bool) or last < 0:
+            raise TypeError("last is not a count")
+    except SourceError as exc:
+        if exc.finding.code is not FindingCode.MISSING:
+            raise CommandError(f"{exc.finding}; fix or remove it") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CommandError(f"{path}: not the bundle sequence record ({exc}); fix or remove it") from None
+    sequence = max(last + 1, time.time_ns() // 1000)
+    atomic_write(path, (json.dumps({"last": sequence}) + "\n").encode(), 0o644)
+    return sequence
 
 
 def signer_name(cert: x509.Certificate, cas: list[StagedCA]) -> str | None:

@@ -11,10 +11,9 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import stat
 from pathlib import Path
 
-from sslreconciler.fsio import atomic_write_at, open_dir, opened_dir, owner_for_new_files, read_at
+from sslreconciler.fsio import atomic_write_at, open_dir, opened_dir, owner_for_new_files, read_at, written_by_others
 from sslreconciler.model.findings import FindingCode, SourceError
 from sslreconciler.reconcile.memo import ReconcileCache
 from sslreconciler.reconcile.report import Report
@@ -22,16 +21,6 @@ from sslreconciler.reconcile.report import Report
 STATE_FILE = "last-report.json"
 RECORD, RECORD_KEY = "fingerprints.json", "fingerprints.key"
 MAX_RECORD_BYTES = 4 * 1024 * 1024
-
-
-def _untrusted(st: os.stat_result, what: str) -> str:
-    """Why a state-dir entry could have been written by someone else than this user; empty if not."""
-    me = os.geteuid()
-    if st.st_uid != me:
-        return f"{what} is owned by uid {st.st_uid}, not by this user (uid {me})"
-    if st.st_mode & 0o022:
-        return f"{what} is writable by group or others (mode {stat.S_IMODE(st.st_mode):04o})"
-    return ""
 
 
 def load_record(state_dir: Path) -> ReconcileCache:
@@ -43,7 +32,7 @@ def load_record(state_dir: Path) -> ReconcileCache:
     except OSError:
         return memo
     try:
-        problem = _untrusted(os.fstat(fd), f"state dir {state_dir}")
+        problem = written_by_others(os.fstat(fd), f"state dir {state_dir}")
         if problem:
             memo.record_note = f"{problem}; its record is ignored"
             return memo
@@ -54,7 +43,9 @@ def load_record(state_dir: Path) -> ReconcileCache:
             if exc.finding.code not in (FindingCode.MISSING, FindingCode.EMPTY):
                 memo.record_note = f"{state_dir}/{exc.finding.file} {exc.finding.reason}; record ignored"
             return memo
-        problem = _untrusted(key_st, f"{state_dir}/{RECORD_KEY}") or _untrusted(raw_st, f"{state_dir}/{RECORD}")
+        problem = written_by_others(key_st, f"{state_dir}/{RECORD_KEY}") or written_by_others(
+            raw_st, f"{state_dir}/{RECORD}"
+        )
         if problem:
             memo.record_note = f"{problem}; the record is ignored"
             return memo

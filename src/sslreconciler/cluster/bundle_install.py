@@ -1,0 +1,203 @@
+"""Installing an HA bundle on a node: everything checked first, then all files in place or none.
+
+The bundle's format, and the checks on what it holds, are cluster/bundle.py; what the node remembers of the
+bundles it installed (and so refuses: an older one), cluster/bundle_record.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+
+from sslreconciler.cluster import bundle_record
+from sslreconciler.cluster.bundle import (
+    CA_MEMBER,
+    MAX_MEMBER_BYTES,
+    PRIVATE,
+    Bundle,
+    ca_certs,
+    read_bundle,
+    verify_bundle,
+)
+from sslreconciler.fsio import (
+    TEMP_PREFIX,
+    DirLocked,
+    lock_for_writing,
+    lstat_at,
+    open_subdir,
+    opened_dir,
+    owner_for_new_files,
+    read_at,
+    write_temp_at,
+)
+from sslreconciler.model.errors import CommandError
+from sslreconciler.model.findings import SourceError
+from sslreconciler.pki import verify
+from sslreconciler.pki.sources import parse_certificates, parse_private_key
+
+BACKUP_SUFFIX = ".bundle-previous"  # what an install replaced, kept beside it
+
+
+@dataclass(frozen=True, slots=True)
+class Installed:
+    done: list[str]  # the files written, then "removed authorities/NAME"
+    notes: list[str]  # what was left, or ignored, and why: for the operator to read
+
+
+def install_bundle(
+    path: Path,
+    ssl_dir: Path,
+    host: str | None = None,
+    lowered: frozenset[str] = frozenset(),
+    *,
+    state_dir: Path,
+) -> Installed:
+    """Check everything, then put the sources in place (only what differs), all or nothing.
+
+    ``host``: this node's name; a bundle made for another host is refused. ``lowered``: the policy rules
+    the desired state lowers to a warning. ``state_dir``: where this node's bundle record is kept
+    (cluster/bundle_record.py): a bundle older than the last one installed is refused. Every new file is
+    staged first (a temp file beside its target); then each is swapped in, the file it replaces kept as
+    ``<name>.bundle-previous``. A failure at any point puts back every file already swapped.
+    """
+    bundle = read_bundle(path)
+    verify_bundle(path, bundle, lowered)
+    if host is not None and bundle.host.lower() != host.lower():
+        raise CommandError(f"{path}: made for {bundle.host}, but this host is {host}; nothing installed")
+    ssl_dir.mkdir(parents=True, exist_ok=True)
+    with opened_dir(ssl_dir) as ssl_fd:
+        try:
+            lock_for_writing(ssl_fd, str(ssl_dir))  # the daemon must not sweep our staged temp files
+        except DirLocked as exc:
+            raise CommandError(f"{ssl_dir}: {exc.strerror}; nothing installed") from None
+        loaded = bundle_record.load(state_dir, ssl_fd, ssl_dir)
+        bundle_record.check_order(path, bundle.sequence, bundle.created, loaded.record)
+        bundle_record.check_identity(path, ssl_fd, _leaf(bundle), ca_certs(bundle))
+        carried = {
+            name.removeprefix("authorities/"): bundle_record.ders_of(data, name) or frozenset()
+            for name, data in bundle.files.items()
+            if CA_MEMBER.match(name)
+        }
+        auth_fd = _authorities_dir(ssl_dir, ssl_fd)
+        try:
+            written = _swap_in(ssl_dir, ssl_fd, auth_fd, bundle)
+            # CA files an earlier bundle installed and this one no longer carries (a retired CA) go.
+            removed, notes = bundle_record.retire(auth_fd, f"{ssl_dir}/authorities", loaded.record, carried)
+        finally:
+            os.close(auth_fd)
+        record = bundle_record.NodeRecord(bundle.sequence, carried)
+        problem = bundle_record.save(state_dir, ssl_fd, record, loaded.others)
+    return Installed(
+        written + [f"removed authorities/{name}" for name in removed],
+        loaded.notes + notes + ([problem] if problem else []),
+    )
+
+
+def _leaf(bundle: Bundle) -> x509.Certificate:
+    """The bundle's ssl.crt leaf (verify_bundle checked it matches ssl.key)."""
+    key = parse_private_key(bundle.files["ssl.key"], "ssl.key")
+    return verify.order_chain(key, parse_certificates(bundle.files["ssl.crt"], "ssl.crt"), "ssl.crt")[0][0]
+
+
+def _authorities_dir(ssl_dir: Path, ssl_fd: int) -> int:
+    """A descriptor of ``authorities/``, made when missing and then the ssl dir owner's, as every file root
+    makes there: the daemon, running as that user, adds hash links to it."""
+    try:
+        os.mkdir("authorities", 0o755, dir_fd=ssl_fd)
+        made = True
+    except FileExistsError:
+        made = False
+    except OSError as exc:
+        raise CommandError(f"{ssl_dir}/authorities: cannot be made: {exc.strerror}; nothing installed") from None
+    try:
+        auth_fd = open_subdir(ssl_fd, "authorities")
+    except OSError as exc:
+        raise CommandError(f"{ssl_dir}/authorities: not a real directory ({exc.strerror}); nothing installed") from None
+    uid, gid = owner_for_new_files(ssl_fd)
+    if made and uid is not None:
+        try:
+            os.fchown(auth_fd, uid, -1 if gid is None else gid)
+        except OSError as exc:
+            os.close(auth_fd)
+            raise CommandError(f"{ssl_dir}/authorities: cannot be given to uid {uid}: {exc.strerror}") from None
+    return auth_fd
+
+
+@dataclass(slots=True)
+class _Staged:
+    dir_fd: int
+    name: str  # the target's name in that directory
+    display: str
+    temp: str
+    backup: str | None = None  # a link to the file it replaces, once swapped
+    swapped: bool = False
+
+
+def _same_content(dir_fd: int, name: str, data: bytes) -> bool:
+    try:
+        return read_at(dir_fd, name, name, None, MAX_MEMBER_BYTES, allow_empty=True)[0] == data
+    except SourceError:
+        return False
+
+
+def _swap_in(ssl_dir: Path, ssl_fd: int, auth_fd: int, bundle: Bundle) -> list[str]:
+    authorities = sorted(name for name in bundle.files if CA_MEMBER.match(name))  # both CAs during a rotation
+    order = [*authorities, "ssl.key", "ssl.crt", "ssl-web.key", "ssl-web.crt"]
+    staged: list[_Staged] = []
+    try:
+        for display in order:
+            if display not in bundle.files:
+                continue
+            dir_fd, name = (
+                (auth_fd, display.split("/", 1)[1]) if display.startswith("authorities/") else (ssl_fd, display)
+            )
+            if _same_content(dir_fd, name, bundle.files[display]):
+                continue
+            mode = 0o600 if display in PRIVATE else 0o644
+            temp = write_temp_at(dir_fd, name, bundle.files[display], mode, *owner_for_new_files(dir_fd))
+            staged.append(_Staged(dir_fd, name, display, temp))
+        for item in staged:
+            if lstat_at(item.dir_fd, item.name) is not None:
+                item.backup = write_link_aside(item.dir_fd, item.name)
+            os.rename(item.temp, item.name, src_dir_fd=item.dir_fd, dst_dir_fd=item.dir_fd)
+            item.swapped = True
+    except OSError as exc:
+        where = next((i.display for i in staged if not i.swapped), "a file")
+        _undo(staged)
+        raise CommandError(
+            f"{ssl_dir}/{where}: cannot be written ({exc.strerror}); nothing installed, every file as it was"
+        ) from None
+    for item in staged:  # committed: keep what was replaced under a fixed name
+        if item.backup is not None:
+            with contextlib.suppress(OSError):
+                os.rename(item.backup, item.name + BACKUP_SUFFIX, src_dir_fd=item.dir_fd, dst_dir_fd=item.dir_fd)
+    for fd in {ssl_fd, auth_fd}:
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
+    return [item.display for item in staged]
+
+
+def write_link_aside(dir_fd: int, name: str) -> str:
+    """A second name (a hard link, never following a symlink) for what ``name`` is now."""
+    aside = f"{TEMP_PREFIX}{name}.{secrets.token_hex(4)}.tmp"
+    os.link(name, aside, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
+    return aside
+
+
+def _undo(staged: list[_Staged]) -> None:
+    """Put back every file already swapped and remove every temp: the node as it was."""
+    for item in reversed(staged):
+        with contextlib.suppress(OSError):
+            if item.swapped and item.backup is not None:
+                os.rename(item.backup, item.name, src_dir_fd=item.dir_fd, dst_dir_fd=item.dir_fd)
+            elif item.swapped:
+                os.unlink(item.name, dir_fd=item.dir_fd)
+        for leftover in (item.temp, item.backup):
+            if leftover is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(leftover, dir_fd=item.dir_fd)
