@@ -30,9 +30,7 @@ from sslreconciler.cluster import bundle_authorities
 from sslreconciler.cluster.staging import read_cert, read_key, signer_name, trusted_cas
 from sslreconciler.fsio import (
     TEMP_PREFIX,
-    DirLocked,
     atomic_write,
-    lock_for_writing,
     lstat_at,
     open_subdir,
     opened_dir,
@@ -48,6 +46,7 @@ from sslreconciler.pki.issue import cert_pem
 from sslreconciler.pki.sources import parse_certificates, parse_private_key
 from sslreconciler.stores.entries import StoreContent, cert_der
 from sslreconciler.stores.jks import encode_jks
+from sslreconciler.writer_lock import DirLocked, lock_for_writing
 
 FORMAT = 1
 MAX_BUNDLE_BYTES = 16 * 1024 * 1024  # the .tgz file
@@ -327,9 +326,9 @@ def install_bundle(
     if host is not None and bundle.host.lower() != host.lower():
         raise CommandError(f"{path}: made for {bundle.host}, but this host is {host}; nothing installed")
     ssl_dir.mkdir(parents=True, exist_ok=True)
-    with opened_dir(ssl_dir) as ssl_fd:
+    with opened_dir(ssl_dir) as ssl_fd, contextlib.ExitStack() as held:
         try:
-            lock_for_writing(ssl_fd, str(ssl_dir))  # the daemon must not sweep our staged temp files
+            held.enter_context(lock_for_writing(ssl_fd, str(ssl_dir)))  # the daemon must not sweep our temp files
         except DirLocked as exc:
             raise CommandError(f"{ssl_dir}: {exc.strerror}; nothing installed") from None
         try:
