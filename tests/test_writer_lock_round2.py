@@ -225,6 +225,24 @@ def test_the_lock_object_is_the_owners_alone(world: Path, ca: Issued, service_us
     assert sorted(os.listdir(node.ssl_dir)) == before
 
 
+def test_a_writer_neither_root_nor_the_owner_is_refused_by_name(world: Path, ca: Issued, service_user) -> None:
+    """Someone the ssl dir's group lets write could only make a lock file the owner's daemon cannot
+    open: refused, saying who may write there, and nothing is left behind."""
+    node, state = _node(world, ca, service_user)
+    nobody = _nobody()
+    os.chown(node.ssl_dir, service_user.pw_uid, nobody.pw_gid)
+    node.ssl_dir.chmod(0o775)
+    os.chown(state, nobody.pw_uid, nobody.pw_gid)
+    before = sorted(os.listdir(node.ssl_dir))
+    proc = subprocess.run(as_user(nobody, sys.executable, "-m", "sslreconciler", "reconcile", "--ssl-dir",
+                                  node.ssl_dir, "--desired-state", node.desired, "--state-dir", state, "--json"),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    found = [f for f in json.loads(proc.stdout)["findings"] if f["code"] == "locked"]
+    assert found and f"only root and the directory's owner (uid {service_user.pw_uid})" in found[0]["reason"], found
+    assert sorted(os.listdir(node.ssl_dir)) == before
+
+
 @pytest.mark.parametrize("plant", ["symlink", "fifo", "hardlink", "loose-and-held", "directory", "root-owned"])
 def test_what_the_owner_plants_at_the_lock_name_never_turns_root(world: Path, ca: Issued, service_user,
                                                                    plant: str) -> None:
