@@ -404,3 +404,26 @@ def test_a_wait_past_the_one_shots_patience_is_an_error_in_the_health_document()
     assert long["writer_lock"] == {"waiting": True, "since": "2026-01-01T00:00:00Z", "waited_s": 121.0,
                                    "holder": "pid 7, python3", "trigger": "resync"}
     assert doc == {"status": "ok", "findings": [], "ssl_dir": "/etc/sipxpbx/ssl"}  # a copy, not changed
+
+
+def test_the_lock_file_coming_and_going_still_admits_one_writer_at_a_time(tmp_path: Path) -> None:
+    """Four writers, 500 turns each, the lock file made and removed every turn: never two inside."""
+    script = r"""
+import os, sys
+from sslreconciler.fsio import open_dir
+from sslreconciler.writer_lock import lock_for_writing
+d = sys.argv[1]
+fd = open_dir(d)
+for _ in range(500):
+    with lock_for_writing(fd, d, 60):
+        inside = os.open("inside", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600, dir_fd=fd)  # fails if two are in
+        os.close(inside)
+        os.unlink("inside", dir_fd=fd)
+print("done")
+"""
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0 and out.strip() == "done", err
+    assert os.listdir(tmp_path) == []
