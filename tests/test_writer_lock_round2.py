@@ -31,38 +31,48 @@ LOCK_NAME = ".sslreconciler.lock"
 PROMPT_S = 60.0  # a reconcile that waited for the lock would take 120 s and end `locked`
 
 # Everything the outsider can open below the ssl dir (the dir itself included) it locks in every way
-# the kernel offers: flock shared and exclusive, fcntl and OFD read locks, write locks where it may
-# write; an O_PATH descriptor too (of everything, the lock file included). Then it says so and waits.
+# the kernel offers, each on a descriptor of its own: flock shared and exclusive, fcntl and OFD read
+# and write locks, through every way it may open the file (O_PATH too); the lock file's name as well.
+# Then it says so, and keeps trying the lock file whenever a writer makes one.
 _OUTSIDER = r"""
 import fcntl, os, struct, sys, time
 root = sys.argv[1]
 held, tried = [], 0
-def lock_all(fd, writable):
+def flock(how):
+    return lambda fd: fcntl.flock(fd, how | fcntl.LOCK_NB)
+def record(cmd, kind):
+    return lambda fd: fcntl.fcntl(fd, cmd, struct.pack("hhqqi", kind, 0, 0, 0, 0))
+F_OFD_SETLK = 37
+KINDS = [(flock(fcntl.LOCK_SH), ()), (flock(fcntl.LOCK_EX), ()),
+         (record(fcntl.F_SETLK, fcntl.F_RDLCK), ()), (record(F_OFD_SETLK, fcntl.F_RDLCK), ()),
+         (record(fcntl.F_SETLK, fcntl.F_WRLCK), (os.O_RDWR, os.O_WRONLY)),
+         (record(F_OFD_SETLK, fcntl.F_WRLCK), (os.O_RDWR, os.O_WRONLY))]
+def lock_every_way(path):
+    # each kind of lock on a descriptor of its own, opened every way the outsider may open it
     global tried
-    for op in (fcntl.LOCK_SH | fcntl.LOCK_NB, fcntl.LOCK_EX | fcntl.LOCK_NB):
-        tried += 1
-        try:
-            fcntl.flock(fd, op); held.append(fd); return
-        except OSError:
-            pass
-    for cmd in (fcntl.F_SETLK, 37):  # 37: F_OFD_SETLK
-        for kind in ((fcntl.F_RDLCK, fcntl.F_WRLCK) if writable else (fcntl.F_RDLCK,)):
+    got = 0
+    for take, needs in KINDS:
+        for flags in needs or (os.O_RDONLY, os.O_RDWR, os.O_WRONLY, os.O_PATH):
+            try:
+                fd = os.open(path, flags | os.O_NONBLOCK | os.O_NOFOLLOW)
+            except OSError:
+                continue
             tried += 1
             try:
-                fcntl.fcntl(fd, cmd, struct.pack("hhqqi", kind, 0, 0, 0, 0)); held.append(fd); return
+                take(fd)
             except OSError:
-                pass
+                os.close(fd)
+                continue
+            held.append(fd)
+            got += 1
+            break
+    return got
 paths = [root]
 for dirpath, dirs, files in os.walk(root):
     paths += [os.path.join(dirpath, n) for n in dirs + files]
 paths.append(os.path.join(root, %(lock)r))
 for path in paths:
-    for flags, writable in ((os.O_RDWR, True), (os.O_RDONLY, False), (os.O_PATH, False)):
-        try:
-            fd = os.open(path, flags | os.O_NONBLOCK | os.O_NOFOLLOW)
-        except OSError:
-            continue
-        lock_all(fd, writable)
+    lock_every_way(path)
 print(f"held {len(held)} tried {tried}", flush=True)
 # then, until told to stop, grab the lock file whenever a writer makes it (a race for it, not one look)
 import threading
@@ -70,13 +80,10 @@ done, grabbed = threading.Event(), []
 threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
 lock = os.path.join(root, %(lock)r)
 while not done.is_set():
-    try:
-        fd = os.open(lock, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
-    except OSError:
+    if not lock_every_way(lock):
         time.sleep(0.0005)
         continue
-    grabbed.append(fd)
-    lock_all(fd, False)
+    grabbed.append(lock)
 print(f"grabbed {len(grabbed)}", flush=True)
 """.replace("%(lock)r", repr(LOCK_NAME))
 
@@ -162,6 +169,7 @@ def test_an_outsider_holding_every_lock_it_can_never_stalls_roots_reconcile(worl
     _reconcile_promptly(node, state)  # the stores (and anything a writer leaves) exist for the outsider to try
     outsider = _start(as_user(_nobody(), sys.executable, "-c", _OUTSIDER, node.ssl_dir))
     try:
+        print(outsider.line.strip())
         assert "held 0 " not in outsider.line, outsider.line  # it held something: the test can fail
         node.desired.write_text(json.dumps({"hostname": HOST, "password": {"value": "new-pass"}}))
         t0 = time.monotonic()
