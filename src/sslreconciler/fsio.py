@@ -22,7 +22,6 @@ import secrets
 import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 from sslreconciler.model.findings import Finding, FindingCode, SourceError, error
 
@@ -81,16 +80,6 @@ def opened_dir(path: Path | str) -> Iterator[int]:
         yield fd
     finally:
         os.close(fd)
-
-
-def __getattr__(name: str) -> Any:
-    """The writer lock lived here until it became a lock file (sslreconciler.writer_lock): old imports
-    still find it (imported late: writer_lock builds on this module)."""
-    if name in ("WRITER_LOCK_WAIT_S", "DirLocked", "lock_for_writing", "lock_holder", "locked_dir"):
-        from sslreconciler import writer_lock
-
-        return getattr(writer_lock, name)
-    raise AttributeError(name)
 
 
 def resolve_source(path: Path, display: str, allowed_roots: Iterable[Path]) -> Path:
