@@ -1,9 +1,8 @@
 """One writer per ssl dir: one-shots beside each other or beside the daemon never fail on each other's
-temp files (each takes a flock on the ssl dir's own descriptor and waits its turn)."""
+temp files (each takes the writer lock, a flock on the ssl dir's 0600 lock file, and waits its turn)."""
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import subprocess
@@ -55,10 +54,12 @@ def test_one_shot_beside_the_daemon_succeeds(tmp_path: Path, ca: Issued) -> None
 
 
 def test_a_held_lock_makes_a_writer_wait_then_go(tmp_path: Path, ca: Issued) -> None:
+    from sslreconciler.writer_lock import lock_for_writing
+
     node = seed_node(tmp_path / "n", HOST, ca, web=True)
     fd = os.open(node.ssl_dir, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        held = lock_for_writing(fd, str(node.ssl_dir), wait_s=5)
         proc = _reconcile_proc(node)
         # while the lock is held nothing is written
         try:
@@ -67,7 +68,7 @@ def test_a_held_lock_makes_a_writer_wait_then_go(tmp_path: Path, ca: Issued) -> 
         except subprocess.TimeoutExpired:
             pass
         assert not (node.ssl_dir / "ssl.keystore").exists()
-        fcntl.flock(fd, fcntl.LOCK_UN)
+        held.release()
         _no_write_failure(proc)
         assert (node.ssl_dir / "ssl.keystore").exists()
     finally:
@@ -75,20 +76,20 @@ def test_a_held_lock_makes_a_writer_wait_then_go(tmp_path: Path, ca: Issued) -> 
     # a dry run (check) never waits for the lock
     fd = os.open(node.ssl_dir, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        assert run_cli("check", "--ssl-dir", node.ssl_dir, "--desired-state", node.desired, timeout=60).rc in (0, 1)
+        with lock_for_writing(fd, str(node.ssl_dir), wait_s=5):
+            assert run_cli("check", "--ssl-dir", node.ssl_dir, "--desired-state", node.desired, timeout=60).rc in (0, 1)
     finally:
         os.close(fd)
 
 
 def test_a_writer_that_gives_up_names_who_holds_the_lock(tmp_path) -> None:
     """The bounded wait ends with the holder's pid and name (from /proc/locks), not just "locked"."""
-    from sslreconciler.fsio import DirLocked, lock_for_writing
+    from sslreconciler.writer_lock import DirLocked, lock_for_writing
 
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import fcntl, os, sys, time\n"
+        [sys.executable, "-c", "import os, sys, time\nfrom sslreconciler.writer_lock import lock_for_writing\n"
          f"fd = os.open({str(tmp_path)!r}, os.O_RDONLY | os.O_DIRECTORY)\n"
-         "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('held', flush=True)\ntime.sleep(120)"],
+         f"held = lock_for_writing(fd, {str(tmp_path)!r})\nprint('held', flush=True)\ntime.sleep(120)"],
         stdout=subprocess.PIPE,
     )
     try:
@@ -100,8 +101,7 @@ def test_a_writer_that_gives_up_names_who_holds_the_lock(tmp_path) -> None:
             assert f"pid {holder.pid}, python" in refused.value.strerror, refused.value.strerror
             holder.kill()
             holder.wait(timeout=60)
-            lock_for_writing(fd, str(tmp_path), wait_s=60)  # the holder gone: taken at once
-            fcntl.flock(fd, fcntl.LOCK_UN)
+            lock_for_writing(fd, str(tmp_path), wait_s=60).release()  # the holder gone: taken at once
         finally:
             os.close(fd)
     finally:

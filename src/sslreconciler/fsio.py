@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import os
 import secrets
 import stat
-import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
 
@@ -30,6 +28,10 @@ from sslreconciler.model.findings import Finding, FindingCode, SourceError, erro
 MAX_SOURCE_BYTES = 1024 * 1024
 # Every temp file this program creates starts with this, so watchers and clean-up can recognise them.
 TEMP_PREFIX = ".sslreconciler-"
+# The writer lock's file in the ssl dir (sslreconciler.writer_lock), and its candidates' temp names: a
+# candidate is left alone by the temp-file sweep, a waiting writer may be about to swap it in.
+LOCK_NAME = ".sslreconciler.lock"
+LOCK_TEMP_PREFIX = f"{TEMP_PREFIX}{LOCK_NAME}."
 _READ = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NONBLOCK | os.O_CLOEXEC
 
@@ -78,65 +80,6 @@ def opened_dir(path: Path | str) -> Iterator[int]:
         yield fd
     finally:
         os.close(fd)
-
-
-WRITER_LOCK_WAIT_S = 120.0
-
-
-class DirLocked(OSError):
-    """Another writer held the directory's lock for longer than we wait."""
-
-
-def lock_for_writing(dir_fd: int, display: str, wait_s: float = WRITER_LOCK_WAIT_S) -> None:
-    """Take the one-writer lock of a directory (flock on its own descriptor: no lock file to plant or
-    follow), waiting at most ``wait_s``. Released when the descriptor is closed. Every writer of an ssl
-    dir takes it, so a one-shot beside the daemon never removes the other's live temp files."""
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            fcntl.flock(dir_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                holder = lock_holder(dir_fd)
-                raise DirLocked(
-                    errno.EWOULDBLOCK,
-                    "another sslreconciler (the daemon, or a one-shot command) is writing here"
-                    + (f" ({holder})" if holder else "")
-                    + f"; waited {wait_s:.0f} s",
-                    display,
-                ) from None
-            time.sleep(0.05)
-
-
-def lock_holder(dir_fd: int) -> str:
-    """Who holds the flock on this directory, from /proc/locks: "pid N, NAME"; empty when unknown."""
-    st = os.fstat(dir_fd)
-    where = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
-    try:
-        with open("/proc/locks", "rb") as f:  # a kernel file: bounded all the same
-            table = f.read(1024 * 1024).decode(errors="replace")
-    except OSError:
-        return ""
-    for line in table.splitlines():
-        fields = line.split()
-        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == where and fields[4].isdigit():
-            pid = fields[4]
-            try:
-                with open(f"/proc/{pid}/comm", "rb") as f:
-                    name = f.read(64).decode(errors="replace").strip()
-            except OSError:
-                name = ""
-            return f"pid {pid}" + (f", {printable_name(name)}" if name else "")
-    return ""
-
-
-@contextlib.contextmanager
-def locked_dir(path: Path | str, wait_s: float = WRITER_LOCK_WAIT_S) -> Iterator[int]:
-    """``opened_dir`` holding the directory's writer lock."""
-    with opened_dir(path) as fd:
-        lock_for_writing(fd, str(path), wait_s)
-        yield fd
 
 
 def resolve_source(path: Path, display: str, allowed_roots: Iterable[Path]) -> Path:
@@ -457,7 +400,7 @@ def remove_stale_temp_files(directory: Path | int) -> list[str]:
         return removed
     try:
         for name in os.listdir(fd):
-            if name.startswith(TEMP_PREFIX) and name.endswith(".tmp"):
+            if name.startswith(TEMP_PREFIX) and name.endswith(".tmp") and not name.startswith(LOCK_TEMP_PREFIX):
                 with contextlib.suppress(OSError):
                     os.unlink(name, dir_fd=fd)
                     removed.append(name)

@@ -26,8 +26,6 @@ from sslreconciler.cluster.bundle import (
 )
 from sslreconciler.fsio import (
     TEMP_PREFIX,
-    DirLocked,
-    lock_for_writing,
     lstat_at,
     open_subdir,
     opened_dir,
@@ -38,6 +36,7 @@ from sslreconciler.fsio import (
 from sslreconciler.model.errors import CommandError
 from sslreconciler.model.findings import SourceError
 from sslreconciler.pki import verify
+from sslreconciler.writer_lock import DirLocked, lock_for_writing
 from sslreconciler.pki.sources import parse_certificates, parse_private_key
 
 BACKUP_SUFFIX = ".bundle-previous"  # what an install replaced, kept beside it
@@ -70,9 +69,9 @@ def install_bundle(
     if host is not None and bundle.host.lower() != host.lower():
         raise CommandError(f"{path}: made for {bundle.host}, but this host is {host}; nothing installed")
     ssl_dir.mkdir(parents=True, exist_ok=True)
-    with opened_dir(ssl_dir) as ssl_fd:
+    with opened_dir(ssl_dir) as ssl_fd, contextlib.ExitStack() as held:
         try:
-            lock_for_writing(ssl_fd, str(ssl_dir))  # the daemon must not sweep our staged temp files
+            held.enter_context(lock_for_writing(ssl_fd, str(ssl_dir)))  # the daemon must not sweep our temp files
         except DirLocked as exc:
             raise CommandError(f"{ssl_dir}: {exc.strerror}; nothing installed") from None
         loaded = bundle_record.load(state_dir, ssl_fd, ssl_dir)

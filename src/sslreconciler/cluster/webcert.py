@@ -25,7 +25,6 @@ from sslreconciler.fsio import (
     atomic_write,
     atomic_write_at,
     list_names,
-    locked_dir,
     lstat_at,
     open_subdir,
     opened_dir,
@@ -40,6 +39,7 @@ from sslreconciler.pki import trust, verify
 from sslreconciler.pki.issue import KeyType, cert_pem, generate_key, key_pem, parse_san
 from sslreconciler.pki.sources import PrivateKey, parse_certificates, parse_private_key
 from sslreconciler.reconcile.observe import is_trust_file_name
+from sslreconciler.writer_lock import locked_dir
 
 PENDING_KEY = "ssl-web.key.pending"
 PREVIOUS_KEY, PREVIOUS_CRT = "ssl-web.key.previous", "ssl-web.crt.previous"

@@ -5,13 +5,17 @@ sd_notify STATUS line all read this one value (model.health_document says its sh
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+from dataclasses import dataclass
 from typing import Any, cast
 
 from sslreconciler import __version__
+from sslreconciler.model.findings import FindingCode, error, warning
 from sslreconciler.model.health_document import HealthDocument
-from sslreconciler.model.status import Status, worst
+from sslreconciler.model.status import Status, parse_status, worst
 from sslreconciler.reconcile.report import HookResult, Report
+from sslreconciler.writer_lock import WRITER_LOCK_WAIT_S
 
 
 def starting_document() -> HealthDocument:
@@ -64,6 +68,44 @@ def health_document(
             "counts": {**doc["counts"], **counters, "hook_failures": len(failed_hooks)},
             "hooks": {label: r.to_dict() for label, r in sorted(hooks.items())},
             "desired_state": {"file": desired_file, "problem": desired_problem},
+            "writer_lock": {"waiting": False},
         }
     )
     return cast(HealthDocument, doc)
+
+
+@dataclass(frozen=True, slots=True)
+class LockWait:
+    """The daemon is waiting for another writer (a one-shot, or a stuck one) to let go of the ssl dir."""
+
+    ssl_dir: str
+    since: dt.datetime
+    waited_s: float
+    holder: str  # "pid N, NAME" from /proc/locks; "" when unknown
+    trigger: str  # what the waiting reconcile is for
+
+
+def with_lock_wait(doc: HealthDocument, wait: LockWait) -> HealthDocument:
+    """``doc`` (a copy) saying the daemon waits for the writer lock: ``pending`` while a one-shot might
+    still be at work, ``degraded`` once the wait is longer than a one-shot itself would wait."""
+    too_long = wait.waited_s >= WRITER_LOCK_WAIT_S
+    since = wait.since.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    held_by = f" (held by {wait.holder})" if wait.holder else ""
+    reason = f"not reconciled since {since}: waiting for the writer lock{held_by}" + (
+        f"; for {wait.waited_s:.0f} s, longer than any writer should hold it" if too_long else ""
+    )
+    finding = (error if too_long else warning)(wait.ssl_dir, reason, FindingCode.LOCKED)
+    out = cast(HealthDocument, dict(doc))
+    out["findings"] = [*doc.get("findings", []), finding.to_dict()]
+    now = parse_status(doc.get("status")) or Status.FAILED
+    out["status"] = worst([now, Status.DEGRADED if too_long else Status.PENDING])
+    out["writer_lock"] = {
+        "waiting": True,
+        "since": since,
+        "waited_s": round(wait.waited_s, 1),
+        "holder": wait.holder,
+        "trigger": wait.trigger,
+    }
+    if "message" in doc:  # still starting: no reconcile done yet
+        out["message"] = f"starting: waiting for the writer lock{held_by}"
+    return out

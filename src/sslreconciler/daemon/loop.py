@@ -3,7 +3,9 @@
 One thread (the main one) reconciles; watchdog's thread and the signal handlers only poke it through
 a self-pipe, so a signal can never interrupt a write half-way: SIGTERM lets the reconcile in flight
 finish, then the socket is removed and the process exits 0. Hooks run on a worker thread so a slow
-or hanging one never delays the next reconcile.
+or hanging one never delays the next reconcile. The writer lock is only ever tried, never waited
+for: while another writer holds it the loop retries every LOCK_RETRY_S, pinging the watchdog,
+answering SIGTERM and saying in /health that it waits.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from sslreconciler import __version__
 from sslreconciler.cluster.acme.record import health_view as acme_health_view
 from sslreconciler.config.desired import DesiredState, load_desired_state
 from sslreconciler.config.settings import Settings, load_settings
-from sslreconciler.daemon.document import health_document, starting_document
+from sslreconciler.daemon.document import LockWait, health_document, starting_document, with_lock_wait
 from sslreconciler.daemon.health import HealthServer, HealthState
 from sslreconciler.daemon.hook_worker import HookRunner
 from sslreconciler.daemon.logs import configure as configure_logs
@@ -38,6 +40,9 @@ from sslreconciler.model.status import Status
 from sslreconciler.reconcile.memo import ReconcileCache
 from sslreconciler.reconcile.reconciler import Reconciler
 from sslreconciler.reconcile.report import HookResult, Report
+from sslreconciler.writer_lock import WRITER_LOCK_WAIT_S
+
+LOCK_RETRY_S = 0.25  # how often a daemon waiting for the writer lock tries it again
 
 
 @dataclass
@@ -57,6 +62,19 @@ class Counters:
             "writes_by_artifact": dict(self.writes_by_artifact),
             "hook_runs": {k: dict(v) for k, v in self.hook_runs.items()},
         }
+
+
+@dataclass
+class _Waiting:
+    """A reconcile put off because another writer holds the lock."""
+
+    trigger: str
+    since: dt.datetime
+    since_mono: float
+    holder: str
+    retry_at: float = 0.0
+    published_at: float = 0.0
+    too_long: bool = False
 
 
 class Daemon:
@@ -87,6 +105,7 @@ class Daemon:
         self._last_findings: set[tuple[str, str, str, bool]] = set()
         self._started = time.monotonic()
         self._grace_deadline: float | None = None  # when young bad sources are looked at again
+        self._waiting: _Waiting | None = None  # another writer holds the lock: when to try again
         self.watcher = Watcher(self.poke)
         self.hooks = HookRunner(self._hook_done)
 
@@ -158,6 +177,8 @@ class Daemon:
                 deadlines.append(next_ping)
             if self._grace_deadline is not None:
                 deadlines.append(self._grace_deadline)
+            if self._waiting is not None:
+                deadlines.append(self._waiting.retry_at)
             timeout = max(0.0, min(deadlines) - now)
             with contextlib.suppress(InterruptedError):
                 select.select([self._wake_r], [], [], timeout)
@@ -190,6 +211,8 @@ class Daemon:
                 self._reconcile("resync")
             elif self._grace_deadline is not None and now >= self._grace_deadline:
                 self._reconcile("grace window ended")
+            elif self._waiting is not None and now >= self._waiting.retry_at:
+                self._reconcile(self._waiting.trigger)
             else:
                 continue
             next_resync = time.monotonic() + settings.resync_interval
@@ -287,7 +310,14 @@ class Daemon:
         if self.watcher.needs_rewatch():
             self.watcher.rewatch()
         extra = [self._desired_problem] if self._desired_problem else []
-        outcome = self.reconciler.run(self.desired, extra=extra)
+        outcome = self.reconciler.run(self.desired, extra=extra, lock_wait_s=0)  # never waits: see _wait_for_writer
+        if outcome.busy is not None:
+            self._wait_for_writer(trigger, outcome.busy)
+            return
+        if self._waiting is not None:
+            waited = time.monotonic() - self._waiting.since_mono
+            self.log.info("writer lock taken, reconciling", waited_s=round(waited, 1))
+            self._waiting = None
         report, recheck = outcome.report, outcome.recheck_at
         self._grace_deadline = None if recheck is None else time.monotonic() + max(0.0, recheck - time.time()) + 0.05
         self.counters.reconciles += 1
@@ -305,6 +335,29 @@ class Daemon:
         self.notifier.send(self._status_line())
         if outcome.state_problem:
             self.log.warning("cannot save state", reason=outcome.state_problem)
+
+    def _wait_for_writer(self, trigger: str, holder: str) -> None:
+        """Another writer holds the lock: try again soon from the loop (which keeps pinging the watchdog
+        and answering signals meanwhile), and say so in /health."""
+        now = time.monotonic()
+        waiting = self._waiting
+        if waiting is None:
+            waiting = self._waiting = _Waiting(trigger, dt.datetime.now(dt.UTC), now, holder)
+            self.log.warning("waiting for the writer lock", holder=holder or "unknown", trigger=trigger)
+        changed = holder != waiting.holder or waiting.published_at == 0.0
+        waiting.holder = holder
+        if not waiting.too_long and now - waiting.since_mono >= WRITER_LOCK_WAIT_S:
+            waiting.too_long = changed = True
+            self.log.error(
+                "still waiting for the writer lock",
+                holder=holder or "unknown",
+                waited_s=round(now - waiting.since_mono),
+            )
+        waiting.retry_at = now + LOCK_RETRY_S
+        if changed or now - waiting.published_at >= 1.0:
+            waiting.published_at = now
+            self._publish()
+            self.notifier.send(self._status_line())
 
     def _log_report(self, report: Report, trigger: str) -> None:
         changes = []
@@ -373,7 +426,10 @@ class Daemon:
             for gone in set(self._hook_results) - current:
                 del self._hook_results[gone]
             report, trigger, hooks = self._report, self._trigger, dict(self._hook_results)
+            waiting = self._waiting
         if report is None:
+            if waiting is not None:  # still starting, and the first reconcile waits for another writer
+                self.health.publish(with_lock_wait(starting_document(), self._lock_wait(waiting)))
             return
         doc = health_document(
             report,
@@ -385,7 +441,11 @@ class Daemon:
             acme_health_view(self.settings.resolved_state_dir()),  # the record `acme renew` left
             time.monotonic() - self._started,
         )
-        self.health.publish(doc)
+        self.health.publish(doc if waiting is None else with_lock_wait(doc, self._lock_wait(waiting)))
+
+    def _lock_wait(self, waiting: _Waiting) -> LockWait:
+        waited = time.monotonic() - waiting.since_mono
+        return LockWait(str(self.settings.ssl_dir), waiting.since, waited, waiting.holder, waiting.trigger)
 
     def _status_line(self) -> str:
         return status_line(self.health.document())

@@ -1,9 +1,10 @@
 """watchdog events -> one "look again" signal. Which events matter is decided here, by path.
 
-Only changes to sources count: the daemon's own writes (temp files, stores, hash links), editor
-droppings and open/close-without-write events are dropped, so an idle node stays idle. The watches
-are re-made when the ssl dir is removed and recreated; an inotify queue overflow is treated as "look
-again" (the reconcile is level-triggered, so lost events cost nothing once it runs).
+Only changes to sources count: the daemon's own writes (temp files, stores, hash links, the writer
+lock's file), editor droppings and open/close-without-write events are dropped, so an idle node
+stays idle. The watches are re-made when the ssl dir is removed and recreated; an inotify queue
+overflow is treated as "look again" (the reconcile is level-triggered, so lost events cost nothing
+once it runs).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from watchdog.events import (
 from watchdog.observers import Observer
 
 from sslreconciler.config.desired import DesiredState
-from sslreconciler.fsio import TEMP_PREFIX
+from sslreconciler.fsio import LOCK_NAME, TEMP_PREFIX
 from sslreconciler.reconcile.observe import is_trust_file_name
 from sslreconciler.reconcile.state import HASH_LINK
 
@@ -78,8 +79,8 @@ class Relevance:
         if path == self.desired_path or path == self.ssl_dir:
             return True
         name = path.name
-        if name.startswith(TEMP_PREFIX) or _is_editor_junk(name):
-            return False
+        if name.startswith(TEMP_PREFIX) or name == LOCK_NAME or _is_editor_junk(name):
+            return False  # writers' temp files and the writer lock (made and removed by every writer) are no change
         try:
             rel = path.relative_to(self.ssl_dir)
         except ValueError:

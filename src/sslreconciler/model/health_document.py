@@ -39,6 +39,7 @@ class HealthDocument(TypedDict, total=False):
     uptime_s: float
     last_reconcile: LastReconcile
     desired_state: DesiredStateInfo
+    writer_lock: dict[str, Any]  # {"waiting": false}, or while waiting: since, waited_s, holder, trigger
 
 
 def status_line(doc: HealthDocument, now: dt.datetime | None = None) -> str:

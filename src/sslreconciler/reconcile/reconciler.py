@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sslreconciler.config.desired import DesiredState, Hook
-from sslreconciler.fsio import DirLocked, lock_for_writing, open_dir
+from sslreconciler.fsio import open_dir
 from sslreconciler.model.errors import ConfigError
 from sslreconciler.model.findings import Finding, FindingCode, error
 from sslreconciler.reconcile.decide import Context, WriteStore, decide, hooks_due, settle
@@ -30,6 +30,14 @@ from sslreconciler.reconcile.memo import ReconcileCache
 from sslreconciler.reconcile.observe import observe
 from sslreconciler.reconcile.record import load_record, save_record, save_report
 from sslreconciler.reconcile.report import HookResult, Report
+from sslreconciler.writer_lock import (
+    WRITER_LOCK_WAIT_S,
+    DirLocked,
+    WriterLock,
+    lock_for_writing,
+    lock_holder,
+    try_lock_for_writing,
+)
 
 
 def host_name(desired: DesiredState) -> str:
@@ -42,6 +50,7 @@ class Outcome:
     hooks_due: list[tuple[Hook, tuple[str, ...]]] = field(default_factory=list)
     recheck_at: float | None = None  # wall clock: when the grace window of a pending error ends
     state_problem: str = ""  # the state dir could not be written: for the caller to say
+    busy: str | None = None  # run(lock_wait_s=0) found another writer: who ("" unknown); nothing was done
 
 
 class Reconciler:
@@ -70,7 +79,15 @@ class Reconciler:
         """Why the state dir's record was not believed (e.g. root on a dir the service user owns)."""
         return self.memo.record_note
 
-    def run(self, desired: DesiredState, dry_run: bool = False, extra: Sequence[Finding] = ()) -> Outcome:
+    def run(
+        self,
+        desired: DesiredState,
+        dry_run: bool = False,
+        extra: Sequence[Finding] = (),
+        lock_wait_s: float = WRITER_LOCK_WAIT_S,
+    ) -> Outcome:
+        """One reconcile. ``lock_wait_s`` 0 (the daemon, which must keep answering while it waits): when
+        another writer holds the lock, an Outcome with ``busy`` set at once, nothing read, saved or kept."""
         started, t0 = dt.datetime.now(dt.UTC), time.monotonic()
 
         def failed(finding: Finding, internal: bool = False) -> Outcome:
@@ -85,9 +102,17 @@ class Reconciler:
                 exc.errno or 0, f"cannot be opened: {exc.strerror}"
             )
             return self._finish(failed(error(str(self.ssl_dir), reason, FindingCode.MISSING)), dry_run)
+        lock: WriterLock | None = None
         try:
-            if not dry_run:
-                lock_for_writing(ssl_fd, str(self.ssl_dir))  # one writer per ssl dir: the daemon or a one-shot
+            if not dry_run:  # one writer per ssl dir: the daemon or a one-shot
+                if lock_wait_s > 0:
+                    lock = lock_for_writing(ssl_fd, str(self.ssl_dir), lock_wait_s)
+                elif (lock := try_lock_for_writing(ssl_fd, str(self.ssl_dir))) is None:
+                    holder = lock_holder(ssl_fd)
+                    text = "not reconciled yet: another writer holds the lock" + (f" ({holder})" if holder else "")
+                    busy = failed(error(str(self.ssl_dir), text, FindingCode.LOCKED))
+                    busy.busy = holder
+                    return busy
             outcome = self._run_at(ssl_fd, desired, dry_run, list(extra), started, t0)
         except DirLocked as exc:
             outcome = failed(error(str(self.ssl_dir), f"not reconciled: {exc.strerror}", FindingCode.LOCKED))
@@ -98,7 +123,9 @@ class Reconciler:
             text = f"reconcile broke off unexpectedly ({detail}); the rest of this run was skipped"
             outcome = failed(error(str(self.ssl_dir), text, FindingCode.INTERNAL), internal=True)
         finally:
-            os.close(ssl_fd)  # closing it also releases the writer lock
+            if lock is not None:
+                lock.release()
+            os.close(ssl_fd)
         return self._finish(outcome, dry_run)
 
     def _run_at(
