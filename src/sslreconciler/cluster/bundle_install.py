@@ -36,8 +36,8 @@ from sslreconciler.fsio import (
 from sslreconciler.model.errors import CommandError
 from sslreconciler.model.findings import SourceError
 from sslreconciler.pki import verify
-from sslreconciler.writer_lock import DirLocked, lock_for_writing
 from sslreconciler.pki.sources import parse_certificates, parse_private_key
+from sslreconciler.writer_lock import DirLocked, lock_for_writing
 
 BACKUP_SUFFIX = ".bundle-previous"  # what an install replaced, kept beside it
 
