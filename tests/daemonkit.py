@@ -53,6 +53,10 @@ class RunningDaemon:
         self.messages: list[str] = []
         self.log_path = work / "daemon.log"
         self.env = {**os.environ, "NOTIFY_SOCKET": str(self.notify_path), **(env or {})}
+        if self.wrapper and not (env and "SSLRECONCILER_STATE_DIR" in env):
+            # A daemon run as another user cannot reach the state dir conftest gives root's commands (in
+            # root's 0700 tmp_path): it keeps its state where its settings say, in its own work dir.
+            self.env["SSLRECONCILER_STATE_DIR"] = str(work / "state")
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, wait: bool = True) -> RunningDaemon:
