@@ -151,7 +151,9 @@ def _add_pki(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
         "pki",
         help="the cluster PKI on the master: CA, host certificates, HA bundles",
         description="The master's staging area: the cluster CA and a key pair per host "
-        "(HOST.key/HOST.crt, HOST-web.*), and the bundles secondary servers install.",
+        "(HOST.key/HOST.crt, HOST-web.*), and the bundles secondary servers install. It holds the CA key: keep it "
+        "where only root can write, such as /var/lib/sslreconciler-pki (root:root 0700); run as root, these "
+        "commands refuse a staging area another user could change.",
     )
     psub = pki.add_subparsers(dest="pki_command", metavar="PKI_COMMAND", required=True)
     init = psub.add_parser(
@@ -409,6 +411,8 @@ def _one_shot(args: argparse.Namespace, dry_run: bool = False, change: Callable[
 def _pki(args: argparse.Namespace) -> int:
     from sslreconciler.cluster import bundle, staging
 
+    if args.pki_command != "install-bundle":  # as root: a staging area only root can change, or nothing
+        staging.guard_for_root(args.staging, create=args.pki_command == "init-ca")
     if args.pki_command == "init-ca":
         print(staging.init_ca(args.staging, args.name, args.days, args.key_type, args.force))
     elif args.pki_command in ("rotate-ca", "retire-ca"):

@@ -3,6 +3,12 @@
 Layout: ``<ca-name>.key`` / ``<ca-name>.crt`` (the CA), ``HOST.key`` / ``HOST.crt`` and, for a web
 pair, ``HOST-web.key`` / ``HOST-web.crt``. Keys are 0600 from their first byte. A node never reads
 this directory; it only receives a bundle made from it.
+
+Root's ``pki`` commands first judge the staging area (``guard_for_root``): it and every directory on the
+way must be root's and writable by root alone, or the command stops with a config error before it
+reads or writes a thing. A user who could rename the staging area away and put its own in its place
+would have root issue and bundle with that user's CA key, or write root's new CA key where it reads
+it. Once judged, no other user can change any name on the path, so the files are then used by path.
 """
 
 from __future__ import annotations
@@ -18,12 +24,15 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
 from sslreconciler.fsio import atomic_write, read_source
-from sslreconciler.model.errors import CommandError, UsageError
-from sslreconciler.model.findings import SourceError
+from sslreconciler.model.errors import CommandError, ConfigError, UsageError
+from sslreconciler.model.findings import FindingCode, SourceError
 from sslreconciler.pki import verify
 from sslreconciler.pki.carecord import read_record, valid_ca_name
 from sslreconciler.pki.issue import KeyType, cert_pem, generate_key, issue_host_cert, key_pem, make_ca, parse_san
 from sslreconciler.pki.sources import PrivateKey, parse_certificates, parse_private_key
+from sslreconciler.rootread import Untrusted, dir_for_root
+
+ROOT_STAGING = "/var/lib/sslreconciler-pki"  # the documented place: root's, beside (not in) the service's
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +44,41 @@ class StagedCA:
 
 def default_ca_name() -> str:
     return f"ca.{socket.getfqdn()}"
+
+
+def guard_for_root(staging: Path, create: bool) -> None:
+    """As root: a ConfigError (exit 2) naming the directory, the problem and the fix unless the staging
+    area and every directory on its way are root's and writable by root alone; ``create`` (init-ca)
+    makes what is missing 0700 on the way, each judged in turn. Others' runs are not judged: a user's
+    own staging area is that user's to keep."""
+    if os.geteuid() != 0:
+        return
+    try:
+        os.close(dir_for_root(staging, create))
+    except Untrusted as exc:
+        raise ConfigError(staging, _advice(staging, exc)) from None
+    except SourceError as exc:
+        if exc.finding.code == FindingCode.MISSING:
+            made_by = f"`pki init-ca --staging {staging}` makes it"
+            raise CommandError(f"{staging}: no such staging area ({made_by})") from None
+        raise ConfigError(staging, f"the staging area {exc.finding.reason}") from None
+
+
+def _advice(staging: Path, exc: Untrusted) -> str:
+    why = (
+        "root's pki commands use no staging area another user could change (it holds the CA key: that user "
+        f"could swap in its own CA, or read root's new key): {exc.problem}; fix: "
+    )
+    if exc.entry == str(staging):
+        return why + (
+            f"check its files (another user could write them), then chown -R root:root {staging} && chmod 0700 "
+            f"{staging}; or run the command as the user who owns it"
+        )
+    return why + (
+        f"keep the staging area where only root can write every directory on the way, not below {exc.entry}: "
+        f"install -d -o root -g root -m 0700 {ROOT_STAGING}, check the files, move them there and pass "
+        f"--staging {ROOT_STAGING}; or run the command as the user who owns it"
+    )
 
 
 def read_cert(path: Path) -> x509.Certificate:
