@@ -124,6 +124,21 @@ def test_root_refuses_root_owned_staging_below_the_users_directory(world: Path, 
         assert snapshot(staging) == before and not (world / "b.tgz").exists()
 
 
+@pytest.mark.parametrize("left", [f"{ROOT_CA}.key", f"{HOST}.crt", "ca-rotation.json"])
+def test_root_uses_no_staged_file_the_user_still_owns(world: Path, tmp_path: Path, service_user, left: str) -> None:
+    """The staging area was the user's and was made root's without its files (`chown` without -R): a
+    key, certificate or rotation record the user can still write is refused by name, nothing written."""
+    staging = tmp_path / "pki"
+    _ok("pki", "init-ca", "--staging", staging, "--name", ROOT_CA)
+    _ok("pki", "issue", "--staging", staging, HOST)
+    (staging / "ca-rotation.json").write_text(json.dumps({"current": ROOT_CA, "previous": None, "retired": []}))
+    os.chown(staging / left, service_user.pw_uid, service_user.pw_gid)
+    before = snapshot(staging)
+    result = run_cli("pki", "bundle", "--staging", staging, HOST, "-o", world / "b.tgz")
+    _refused(result, staging / left, f"chown root:root {staging / left}")
+    assert snapshot(staging) == before and not (world / "b.tgz").exists()
+
+
 def test_root_only_staging_works_and_init_ca_makes_it_root_only(world: Path, tmp_path: Path) -> None:
     """The documented layout: root's directories all the way, the staging area made 0700 by init-ca,
     reached through root's own link too; every pki command works as before."""

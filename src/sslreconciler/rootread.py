@@ -16,8 +16,8 @@ user could redirect between the check and the use.
 
 The same walk judges a directory root writes into (``dir_for_root``: the ``pki`` staging area, which
 holds the CA key; there the directory itself must be writable by root alone, sticky or not, since
-another user adding a name there would add a CA) and a program root executes (``program_for_root``:
-a hook's ``argv[0]``, judged like a file read, without reading it).
+another user adding a name there would add a CA) and a file root executes or reads by its own means
+(``judge_for_root``: a hook's ``argv[0]``, a staged key or certificate), judged as a file read is.
 
 Only root's reads are judged: a user reading files only it (or root) can write gains nothing, and
 umask 002 systems make a user's files group-writable by that user's own group.
@@ -88,11 +88,11 @@ def read_for_root(path: Path, display: str, limit: int, allow_empty: bool = True
     return data
 
 
-def program_for_root(path: Path, display: str) -> None:
-    """Judge the program file ``path`` (absolute; links followed) that root is about to execute, as
-    ``read_for_root`` judges a file it reads, without opening it for reading: Untrusted when any user
-    but root could have written it or anything on the way to it; SourceError when it is missing or
-    not a regular file. The caller checks the euid: a user running its own programs is not judged."""
+def judge_for_root(path: Path, display: str) -> None:
+    """Judge the file ``path`` (links followed) that root is about to execute (a hook's program) or read
+    by its own means (a staged key), as ``read_for_root`` judges a file it reads, without reading it:
+    Untrusted when any user but root could have written it or anything on the way to it; SourceError
+    when it is missing or not a regular file. The caller checks the euid: others are not judged."""
     dir_fd, name, shared = _walk_to_file(path, display)
     try:
         inner = os.open(name, _PATH, dir_fd=dir_fd)  # the walk followed every link: a link here is new
@@ -156,6 +156,7 @@ class _Walk:
         self.todo = _parts(absolute)
         self.fd, self.where, self.shared = -1, "/", False
         self.links = 0
+        self.after_link = -1  # how many parts followed the last link followed: the rest is its target
 
     def to_file(self) -> tuple[int, str, bool]:
         """The descriptor of the judged directory holding the file, the file's name in it, and whether
@@ -202,7 +203,8 @@ class _Walk:
             return os.open(part, _PATH, dir_fd=self.fd)
         except FileNotFoundError:
             if not create:
-                gone = ("is a dangling symlink", FindingCode.DANGLING_SYMLINK) if self.links else None
+                dangling = self.links and len(self.todo) >= self.after_link  # missing in a link's target
+                gone = ("is a dangling symlink", FindingCode.DANGLING_SYMLINK) if dangling else None
                 raise SourceError(error(self.display, *(gone or ("is missing", FindingCode.MISSING)))) from None
         with contextlib.suppress(FileExistsError):  # made meanwhile: whoever made it, it is judged next
             os.mkdir(part, 0o700, dir_fd=self.fd)
@@ -229,6 +231,7 @@ class _Walk:
         if self.links > MAX_LINKS:
             raise OSError(errno.ELOOP, "too many symlinks")
         target = os.readlink(part, dir_fd=self.fd)  # a root-owned link in a judged directory: not swapped
+        self.after_link = len(self.todo)
         self.todo = _parts(target) + self.todo
         if target.startswith("/"):
             self._enter(os.open("/", _PATH | os.O_DIRECTORY), "/")

@@ -409,10 +409,18 @@ def _one_shot(args: argparse.Namespace, dry_run: bool = False, change: Callable[
 
 
 def _pki(args: argparse.Namespace) -> int:
+    from sslreconciler.cluster import staging
+
+    if args.pki_command == "install-bundle":
+        return _install_bundle(args)
+    with staging.root_only(args.staging, create=args.pki_command == "init-ca"):  # as root: only root's, or nothing
+        _staging_command(args)
+    return EXIT_OK
+
+
+def _staging_command(args: argparse.Namespace) -> None:
     from sslreconciler.cluster import bundle, staging
 
-    if args.pki_command != "install-bundle":  # as root: a staging area only root can change, or nothing
-        staging.guard_for_root(args.staging, create=args.pki_command == "init-ca")
     if args.pki_command == "init-ca":
         print(staging.init_ca(args.staging, args.name, args.days, args.key_type, args.force))
     elif args.pki_command in ("rotate-ca", "retire-ca"):
@@ -445,16 +453,18 @@ def _pki(args: argparse.Namespace) -> int:
             raise UsageError(f"-o {args.output}: the directory {args.output.parent} does not exist")
         members = bundle.create_bundle(args.staging, args.host, args.output)
         print(f"{args.output}: bundle for {args.host}: {', '.join(members)}")
-    elif args.pki_command == "install-bundle":
-        from sslreconciler.reconcile.reconciler import host_name
 
-        def install(ssl_dir: Path, desired: Any) -> str:
-            host = host_name(desired)  # a bundle for another host is refused
-            written = bundle.install_bundle(args.bundle, ssl_dir, host, desired.policy.lowered)
-            return f"{args.bundle}: installed into {ssl_dir}: " + (", ".join(written) or "nothing new")
 
-        return _one_shot(args, change=install)
-    return EXIT_OK
+def _install_bundle(args: argparse.Namespace) -> int:
+    from sslreconciler.cluster import bundle
+    from sslreconciler.reconcile.reconciler import host_name
+
+    def install(ssl_dir: Path, desired: Any) -> str:
+        host = host_name(desired)  # a bundle for another host is refused
+        written = bundle.install_bundle(args.bundle, ssl_dir, host, desired.policy.lowered)
+        return f"{args.bundle}: installed into {ssl_dir}: " + (", ".join(written) or "nothing new")
+
+    return _one_shot(args, change=install)
 
 
 def _web(args: argparse.Namespace) -> int:

@@ -4,18 +4,22 @@ Layout: ``<ca-name>.key`` / ``<ca-name>.crt`` (the CA), ``HOST.key`` / ``HOST.cr
 pair, ``HOST-web.key`` / ``HOST-web.crt``. Keys are 0600 from their first byte. A node never reads
 this directory; it only receives a bundle made from it.
 
-Root's ``pki`` commands first judge the staging area (``guard_for_root``): it and every directory on the
-way must be root's and writable by root alone, or the command stops with a config error before it
-reads or writes a thing. A user who could rename the staging area away and put its own in its place
-would have root issue and bundle with that user's CA key, or write root's new CA key where it reads
-it. Once judged, no other user can change any name on the path, so the files are then used by path.
+Root's ``pki`` commands run inside ``root_only``: first the staging area is judged (it and every
+directory on the way root's and writable by root alone), or the command stops with a config error
+before it reads or writes a thing. A user who could rename the staging area away and put its own in its
+place would have root issue and bundle with that user's CA key, or write root's new CA key where that
+user reads it. Every key and certificate root reads from it must be root's and not writable by others
+(a file left from before a `chown`); every file root writes is written through a descriptor of the
+directory judged once more (``staged_dir``), so the write lands in the very directory judged.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,14 +27,14 @@ from typing import Any
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
-from sslreconciler.fsio import atomic_write, read_source
+from sslreconciler.fsio import atomic_write_at, open_dir, read_source
 from sslreconciler.model.errors import CommandError, ConfigError, UsageError
 from sslreconciler.model.findings import FindingCode, SourceError
 from sslreconciler.pki import verify
 from sslreconciler.pki.carecord import read_record, valid_ca_name
 from sslreconciler.pki.issue import KeyType, cert_pem, generate_key, issue_host_cert, key_pem, make_ca, parse_san
 from sslreconciler.pki.sources import PrivateKey, parse_certificates, parse_private_key
-from sslreconciler.rootread import Untrusted, dir_for_root
+from sslreconciler.rootread import Untrusted, dir_for_root, judge_for_root
 
 ROOT_STAGING = "/var/lib/sslreconciler-pki"  # the documented place: root's, beside (not in) the service's
 
@@ -46,17 +50,34 @@ def default_ca_name() -> str:
     return f"ca.{socket.getfqdn()}"
 
 
-def guard_for_root(staging: Path, create: bool) -> None:
-    """As root: a ConfigError (exit 2) naming the directory, the problem and the fix unless the staging
-    area and every directory on its way are root's and writable by root alone; ``create`` (init-ca)
-    makes what is missing 0700 on the way, each judged in turn. Others' runs are not judged: a user's
-    own staging area is that user's to keep."""
-    if os.geteuid() != 0:
-        return
+@contextlib.contextmanager
+def root_only(staging: Path, create: bool) -> Iterator[None]:
+    """Run a pki command on ``staging``. As root: first a ConfigError (exit 2) naming the directory, the
+    problem and the fix unless the staging area and every directory on its way are root's and writable
+    by root alone (``create``, for init-ca: what is missing is made 0700, each judged in turn); and the
+    same for a staged file found not root's alone while the command runs. Others' runs are not judged:
+    a user's own staging area is that user's to keep."""
     try:
-        os.close(dir_for_root(staging, create))
+        if os.geteuid() == 0:
+            os.close(_judged_dir(staging, create))
+        yield
     except Untrusted as exc:
         raise ConfigError(staging, _advice(staging, exc)) from None
+
+
+@contextlib.contextmanager
+def staged_dir(staging: Path) -> Iterator[int]:
+    """A descriptor of the staging area to write in; as root, of the directory judged once more."""
+    fd = _judged_dir(staging, False) if os.geteuid() == 0 else open_dir(staging)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _judged_dir(staging: Path, create: bool) -> int:
+    try:
+        return dir_for_root(staging, create)
     except SourceError as exc:
         if exc.finding.code == FindingCode.MISSING:
             made_by = f"`pki init-ca --staging {staging}` makes it"
@@ -74,6 +95,11 @@ def _advice(staging: Path, exc: Untrusted) -> str:
             f"check its files (another user could write them), then chown -R root:root {staging} && chmod 0700 "
             f"{staging}; or run the command as the user who owns it"
         )
+    if exc.entry.startswith(f"{staging}/"):
+        return why + (
+            f"check it (another user could write it), then chown root:root {exc.entry} && chmod go-w {exc.entry}; "
+            "or run the command as the user who owns it"
+        )
     return why + (
         f"keep the staging area where only root can write every directory on the way, not below {exc.entry}: "
         f"install -d -o root -g root -m 0700 {ROOT_STAGING}, check the files, move them there and pass "
@@ -81,9 +107,17 @@ def _advice(staging: Path, exc: Untrusted) -> str:
     )
 
 
+def _read_staged(path: Path) -> bytes:
+    """A staged file's bytes, confined to its directory; as root, one only root could have written
+    (Untrusted otherwise, which ``root_only`` turns into a config error)."""
+    if os.geteuid() == 0:
+        judge_for_root(path, str(path))
+    return read_source(path, str(path), [path.parent])[0]
+
+
 def read_cert(path: Path) -> x509.Certificate:
     try:
-        data, _ = read_source(path, str(path), [path.parent])
+        data = _read_staged(path)
         return parse_certificates(data, str(path))[0]
     except SourceError as exc:
         raise CommandError(str(exc.finding)) from None
@@ -91,7 +125,7 @@ def read_cert(path: Path) -> x509.Certificate:
 
 def read_key(path: Path) -> PrivateKey:
     try:
-        data, _ = read_source(path, str(path), [path.parent])
+        data = _read_staged(path)
         return parse_private_key(data, str(path))
     except SourceError as exc:
         raise CommandError(str(exc.finding)) from None
@@ -174,12 +208,14 @@ def init_ca(staging: Path, name: str | None, days: int, key_type: KeyType, force
             )
         broken = [h for h in list_hosts(staging) if h["issuer"] == old.cert.subject.rfc4514_string()]
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-        for suffix in (".key", ".crt"):
-            os.rename(staging / f"{old.name}{suffix}", staging / f"{old.name}{suffix}.replaced-{stamp}")
+        with staged_dir(staging) as fd:
+            for suffix in (".key", ".crt"):
+                os.rename(f"{old.name}{suffix}", f"{old.name}{suffix}.replaced-{stamp}", src_dir_fd=fd, dst_dir_fd=fd)
     key = generate_key(key_type)
     cert = make_ca(name, key, days)
-    atomic_write(staging / f"{name}.key", key_pem(key), 0o600)
-    atomic_write(staging / f"{name}.crt", cert_pem(cert), 0o644)
+    with staged_dir(staging) as fd:
+        atomic_write_at(fd, f"{name}.key", key_pem(key), 0o600)
+        atomic_write_at(fd, f"{name}.crt", cert_pem(cert), 0o644)
     done = f"{staging / (name + '.crt')}: cluster CA made ({key_type}, {days} days)"
     if existing:
         hosts = ", ".join(sorted({h["host"] for h in broken})) or "none staged"
@@ -224,8 +260,9 @@ def issue(
         raise UsageError(f"--san: {exc}") from None
     key = generate_key(key_type)
     cert = issue_host_cert(ca.key, ca.cert, host, key, days, names)
-    atomic_write(key_path, key_pem(key), 0o600)
-    atomic_write(crt_path, cert_pem(cert), 0o644)
+    with staged_dir(staging) as fd:
+        atomic_write_at(fd, key_path.name, key_pem(key), 0o600)
+        atomic_write_at(fd, crt_path.name, cert_pem(cert), 0o644)
     return f"{crt_path}: issued for {host}, serial {cert.serial_number:x}, until {cert.not_valid_after_utc:%Y-%m-%d}"
 
 

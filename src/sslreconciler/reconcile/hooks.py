@@ -4,7 +4,7 @@ A hook runs in its own process group so a timeout kills everything it started; i
 plain value for the log and the status. Nothing a hook does can undo the artifact it follows.
 
 Run by root, a hook's program (``argv[0]``: an absolute path, else found in PATH as exec would) is first
-judged as root judges a file it reads (``rootread.program_for_root``): the file, every directory on the
+judged as root judges a file it reads (``rootread.judge_for_root``): the file, every directory on the
 way and every link followed root's, none writable by others. Otherwise it is not run (outcome ``error``,
 naming the program and the fix): a program in a directory the service user writes would be that user's
 code run as uid 0. The very path judged is the one executed. The hook's arguments are not judged (a
@@ -28,7 +28,7 @@ from typing import Literal
 from sslreconciler.config.desired import Hook
 from sslreconciler.model.findings import SourceError
 from sslreconciler.reconcile.report import HookResult
-from sslreconciler.rootread import Untrusted, program_for_root
+from sslreconciler.rootread import Untrusted, judge_for_root
 
 OUTPUT_TAIL = 400  # characters of a hook's output kept for the status
 
@@ -79,7 +79,7 @@ def _program_for_root(argv0: str, env: dict[str, str]) -> tuple[str | None, str]
             return None, f"cannot start: {argv0}: not found in PATH"
         program = os.path.abspath(found)
     try:
-        program_for_root(Path(program), program)
+        judge_for_root(Path(program), program)
     except Untrusted as exc:
         return None, (
             f"hook program {program} not run: {exc.problem}; root runs no program another user could change. "
