@@ -409,11 +409,11 @@ def _one_shot(args: argparse.Namespace, dry_run: bool = False, change: Callable[
 
 
 def _pki(args: argparse.Namespace) -> int:
-    from sslreconciler.cluster import staging
+    from sslreconciler.cluster.stagingroot import root_only
 
     if args.pki_command == "install-bundle":
         return _install_bundle(args)
-    with staging.root_only(args.staging, create=args.pki_command == "init-ca"):  # as root: only root's, or nothing
+    with root_only(args.staging, create=args.pki_command == "init-ca"):  # as root: only root's, or nothing
         _staging_command(args)
     return EXIT_OK
 

@@ -15,7 +15,8 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from sslreconciler.cluster.staging import StagedCA, find_ca, read_cert, read_key, staged_dir
+from sslreconciler.cluster.staging import StagedCA, find_ca, read_cert, read_key
+from sslreconciler.cluster.stagingroot import staged_dir
 from sslreconciler.fsio import replace_together_at
 from sslreconciler.model.errors import CommandError
 from sslreconciler.pki.issue import KeyType, cert_pem, generate_key, issue_host_cert, key_pem

@@ -15,7 +15,8 @@ import datetime as dt
 import os
 from pathlib import Path
 
-from sslreconciler.cluster.staging import default_ca_name, find_ca, list_hosts, staged_dir
+from sslreconciler.cluster.staging import default_ca_name, find_ca, list_hosts
+from sslreconciler.cluster.stagingroot import staged_dir
 from sslreconciler.fsio import atomic_write_at
 from sslreconciler.model.errors import CommandError
 from sslreconciler.pki.carecord import CARecord, read_record, valid_ca_name, write_record

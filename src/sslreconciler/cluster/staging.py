@@ -4,22 +4,14 @@ Layout: ``<ca-name>.key`` / ``<ca-name>.crt`` (the CA), ``HOST.key`` / ``HOST.cr
 pair, ``HOST-web.key`` / ``HOST-web.crt``. Keys are 0600 from their first byte. A node never reads
 this directory; it only receives a bundle made from it.
 
-Root's ``pki`` commands run inside ``root_only``: first the staging area is judged (it and every
-directory on the way root's and writable by root alone), or the command stops with a config error
-before it reads or writes a thing. A user who could rename the staging area away and put its own in its
-place would have root issue and bundle with that user's CA key, or write root's new CA key where that
-user reads it. Every key and certificate root reads from it must be root's and not writable by others
-(a file left from before a `chown`); every file root writes is written through a descriptor of the
-directory judged once more (``staged_dir``), so the write lands in the very directory judged.
+As root, the staging area and its files are judged first (``stagingroot``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import os
 import socket
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,16 +19,14 @@ from typing import Any
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
-from sslreconciler.fsio import atomic_write_at, open_dir, read_source
-from sslreconciler.model.errors import CommandError, ConfigError, UsageError
-from sslreconciler.model.findings import FindingCode, SourceError
+from sslreconciler.cluster.stagingroot import read_staged, staged_dir
+from sslreconciler.fsio import atomic_write_at
+from sslreconciler.model.errors import CommandError, UsageError
+from sslreconciler.model.findings import SourceError
 from sslreconciler.pki import verify
 from sslreconciler.pki.carecord import read_record, valid_ca_name
 from sslreconciler.pki.issue import KeyType, cert_pem, generate_key, issue_host_cert, key_pem, make_ca, parse_san
 from sslreconciler.pki.sources import PrivateKey, parse_certificates, parse_private_key
-from sslreconciler.rootread import Untrusted, dir_for_root, judge_for_root
-
-ROOT_STAGING = "/var/lib/sslreconciler-pki"  # the documented place: root's, beside (not in) the service's
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,74 +40,9 @@ def default_ca_name() -> str:
     return f"ca.{socket.getfqdn()}"
 
 
-@contextlib.contextmanager
-def root_only(staging: Path, create: bool) -> Iterator[None]:
-    """Run a pki command on ``staging``. As root: first a ConfigError (exit 2) naming the directory, the
-    problem and the fix unless the staging area and every directory on its way are root's and writable
-    by root alone (``create``, for init-ca: what is missing is made 0700, each judged in turn); and the
-    same for a staged file found not root's alone while the command runs. Others' runs are not judged:
-    a user's own staging area is that user's to keep."""
-    try:
-        if os.geteuid() == 0:
-            os.close(_judged_dir(staging, create))
-        yield
-    except Untrusted as exc:
-        raise ConfigError(staging, _advice(staging, exc)) from None
-
-
-@contextlib.contextmanager
-def staged_dir(staging: Path) -> Iterator[int]:
-    """A descriptor of the staging area to write in; as root, of the directory judged once more."""
-    fd = _judged_dir(staging, False) if os.geteuid() == 0 else open_dir(staging)
-    try:
-        yield fd
-    finally:
-        os.close(fd)
-
-
-def _judged_dir(staging: Path, create: bool) -> int:
-    try:
-        return dir_for_root(staging, create)
-    except SourceError as exc:
-        if exc.finding.code == FindingCode.MISSING:
-            made_by = f"`pki init-ca --staging {staging}` makes it"
-            raise CommandError(f"{staging}: no such staging area ({made_by})") from None
-        raise ConfigError(staging, f"the staging area {exc.finding.reason}") from None
-
-
-def _advice(staging: Path, exc: Untrusted) -> str:
-    why = (
-        "root's pki commands use no staging area another user could change (it holds the CA key: that user "
-        f"could swap in its own CA, or read root's new key): {exc.problem}; fix: "
-    )
-    if exc.entry == str(staging):
-        return why + (
-            f"check its files (another user could write them), then chown -R root:root {staging} && chmod 0700 "
-            f"{staging}; or run the command as the user who owns it"
-        )
-    if exc.entry.startswith(f"{staging}/"):
-        return why + (
-            f"check it (another user could write it), then chown root:root {exc.entry} && chmod go-w {exc.entry}; "
-            "or run the command as the user who owns it"
-        )
-    return why + (
-        f"keep the staging area where only root can write every directory on the way, not below {exc.entry}: "
-        f"install -d -o root -g root -m 0700 {ROOT_STAGING}, check the files, move them there and pass "
-        f"--staging {ROOT_STAGING}; or run the command as the user who owns it"
-    )
-
-
-def _read_staged(path: Path) -> bytes:
-    """A staged file's bytes, confined to its directory; as root, one only root could have written
-    (Untrusted otherwise, which ``root_only`` turns into a config error)."""
-    if os.geteuid() == 0:
-        judge_for_root(path, str(path))
-    return read_source(path, str(path), [path.parent])[0]
-
-
 def read_cert(path: Path) -> x509.Certificate:
     try:
-        data = _read_staged(path)
+        data = read_staged(path)
         return parse_certificates(data, str(path))[0]
     except SourceError as exc:
         raise CommandError(str(exc.finding)) from None
@@ -125,7 +50,7 @@ def read_cert(path: Path) -> x509.Certificate:
 
 def read_key(path: Path) -> PrivateKey:
     try:
-        data = _read_staged(path)
+        data = read_staged(path)
         return parse_private_key(data, str(path))
     except SourceError as exc:
         raise CommandError(str(exc.finding)) from None
