@@ -25,7 +25,7 @@ from conftest import REPO, keytool_list, openssl, run_cli
 from pkitools import Node, make_ca, write
 
 SKIPPED = ("dnf ", "chown ", "systemctl ")
-STAGING = "/var/lib/sslreconciler/staging"
+STAGING = "/var/lib/sslreconciler-pki"
 
 
 def doc_steps(doc: Path) -> list[tuple[str, str]]:

@@ -14,12 +14,18 @@ target re-walked the same way); the file is read through ``fsio.read_at`` inside
 descriptor and judged by the ``fstat`` of the very descriptor read. Nothing is looked up by a path a
 user could redirect between the check and the use.
 
+The same walk judges a directory root writes into (``dir_for_root``: the ``pki`` staging area, which
+holds the CA key; there the directory itself must be writable by root alone, sticky or not, since
+another user adding a name there would add a CA) and a file root executes or reads by its own means
+(``judge_for_root``: a hook's ``argv[0]``, a staged key or certificate), judged as a file read is.
+
 Only root's reads are judged: a user reading files only it (or root) can write gains nothing, and
 umask 002 systems make a user's files group-writable by that user's own group.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -33,11 +39,13 @@ _PATH = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class Untrusted(Exception):
-    """A file root would act on could have been written by another user; ``problem`` says how."""
+    """A file root would act on could have been written by another user; ``problem`` says how, and
+    ``entry`` is the file, directory or link on the way that is at fault."""
 
-    def __init__(self, path: Path | str, problem: str) -> None:
+    def __init__(self, path: Path | str, problem: str, entry: str | None = None) -> None:
         self.path = str(path)
         self.problem = problem
+        self.entry = entry or self.path
         super().__init__(f"{path}: {problem}")
 
     def advice(self) -> str:
@@ -71,20 +79,72 @@ def read_for_root(path: Path, display: str, limit: int, allow_empty: bool = True
     problems (missing, not a regular file, too large). Anyone else: as ``fsio.read_regular``."""
     if os.geteuid() != 0:
         return read_regular(path, display, limit, allow_empty)
-    try:
-        dir_fd, name, shared = _Walk(str(path), display).to_file()
-    except OSError as exc:
-        raise SourceError(error(display, f"cannot be resolved: {exc.strerror}", FindingCode.UNREADABLE)) from None
+    dir_fd, name, shared = _walk_to_file(path, display)
     try:
         data, st = read_at(dir_fd, name, display, None, limit, allow_empty)
     finally:
         os.close(dir_fd)
+    _judge_file(st, path, display, shared)
+    return data
+
+
+def judge_for_root(path: Path, display: str) -> None:
+    """Judge the file ``path`` (links followed) that root is about to execute (a hook's program) or read
+    by its own means (a staged key), as ``read_for_root`` judges a file it reads, without reading it:
+    Untrusted when any user but root could have written it or anything on the way to it; SourceError
+    when it is missing or not a regular file. The caller checks the euid: others are not judged."""
+    dir_fd, name, shared = _walk_to_file(path, display)
+    try:
+        inner = os.open(name, _PATH, dir_fd=dir_fd)  # the walk followed every link: a link here is new
+    except FileNotFoundError:
+        raise SourceError(error(display, "is missing", FindingCode.MISSING)) from None
+    finally:
+        os.close(dir_fd)
+    try:
+        st = os.fstat(inner)
+    finally:
+        os.close(inner)
+    if not stat.S_ISREG(st.st_mode):
+        raise SourceError(error(display, "is not a regular file", FindingCode.NOT_A_FILE))
+    _judge_file(st, path, display, shared)
+
+
+def dir_for_root(path: Path, create: bool = False) -> int:
+    """A descriptor (``O_RDONLY``) of the directory ``path`` once it and every directory and link on
+    the way from ``/`` are root's and only root may change them, the directory itself writable by root
+    alone (no sticky exception: a name another user adds there is a file root would use). ``create``
+    makes missing directories 0700 on the way, each inside its judged parent and judged in turn.
+
+    Untrusted, SourceError (missing, not a directory) or OSError. Root's runs only: the caller checks."""
+    walk = _Walk(str(path), str(path))
+    try:
+        fd = walk.to_dir(create)
+    except OSError as exc:
+        raise SourceError(error(str(path), f"cannot be resolved: {exc.strerror}", FindingCode.UNREADABLE)) from None
+    try:
+        st = os.fstat(fd)
+        if st.st_mode & 0o022:
+            who = "group and others" if st.st_mode & 0o022 == 0o022 else "group" if st.st_mode & 0o020 else "others"
+            shown = f"directory {walk.where} is writable by {who} (mode {stat.S_IMODE(st.st_mode):04o})"
+            raise Untrusted(path, shown, walk.where)
+        return os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)  # the very directory judged
+    finally:
+        os.close(fd)
+
+
+def _walk_to_file(path: Path, display: str) -> tuple[int, str, bool]:
+    try:
+        return _Walk(str(path), display).to_file()
+    except OSError as exc:
+        raise SourceError(error(display, f"cannot be resolved: {exc.strerror}", FindingCode.UNREADABLE)) from None
+
+
+def _judge_file(st: os.stat_result, path: Path, display: str, shared: bool) -> None:
     problem = _judge(st, display)
     if not problem and shared and st.st_nlink > 1:  # a hard link another user made in a sticky directory
         problem = f"file {display} has {st.st_nlink} hard links, in a directory others may write"
     if problem:
         raise Untrusted(path, problem)
-    return data
 
 
 class _Walk:
@@ -96,10 +156,23 @@ class _Walk:
         self.todo = _parts(absolute)
         self.fd, self.where, self.shared = -1, "/", False
         self.links = 0
+        self.after_link = -1  # how many parts followed the last link followed: the rest is its target
 
     def to_file(self) -> tuple[int, str, bool]:
         """The descriptor of the judged directory holding the file, the file's name in it, and whether
         that directory is one others may add names to (sticky). Untrusted, SourceError or OSError."""
+        name = self._walk(to_file=True, create=False)
+        if name is None:
+            raise SourceError(error(self.display, "is a directory, not a file", FindingCode.NOT_A_FILE))
+        return self.fd, name, self.shared
+
+    def to_dir(self, create: bool) -> int:
+        """The (``O_PATH``) descriptor of the judged directory itself; ``create``: see dir_for_root."""
+        self._walk(to_file=False, create=create)
+        return self.fd
+
+    def _walk(self, to_file: bool, create: bool) -> str | None:
+        """Judge each component; with ``to_file``, stop before the last one and return its name."""
         try:
             self._enter(os.open("/", _PATH | os.O_DIRECTORY), "/")
             while self.todo:
@@ -108,25 +181,34 @@ class _Walk:
                     self._enter(os.open("..", _PATH | os.O_DIRECTORY, dir_fd=self.fd), _up(self.where))
                     continue
                 shown = os.path.join(self.where, part)
-                try:
-                    inner = os.open(part, _PATH, dir_fd=self.fd)
-                except FileNotFoundError:
-                    gone = ("is a dangling symlink", FindingCode.DANGLING_SYMLINK) if self.links else None
-                    raise SourceError(error(self.display, *(gone or ("is missing", FindingCode.MISSING)))) from None
+                inner = self._open(part, create)
                 st = os.fstat(inner)
                 if stat.S_ISLNK(st.st_mode):
                     os.close(inner)
                     self._follow(part, st, shown)
-                elif not self.todo:  # the file itself: read_at opens it again inside fd, refusing a link
+                elif to_file and not self.todo:  # the file itself: read_at opens it again inside fd, refusing a link
                     os.close(inner)
-                    return self.fd, part, self.shared
+                    return part
                 else:
                     self._enter(inner, shown)
-            raise SourceError(error(self.display, "is a directory, not a file", FindingCode.NOT_A_FILE))
+            return None
         except BaseException:
             if self.fd >= 0:
                 os.close(self.fd)
             raise
+
+    def _open(self, part: str, create: bool) -> int:
+        """``part`` in the current (judged) directory, made 0700 first when missing and ``create``."""
+        try:
+            return os.open(part, _PATH, dir_fd=self.fd)
+        except FileNotFoundError:
+            if not create:
+                dangling = self.links and len(self.todo) >= self.after_link  # missing in a link's target
+                gone = ("is a dangling symlink", FindingCode.DANGLING_SYMLINK) if dangling else None
+                raise SourceError(error(self.display, *(gone or ("is missing", FindingCode.MISSING)))) from None
+        with contextlib.suppress(FileExistsError):  # made meanwhile: whoever made it, it is judged next
+            os.mkdir(part, 0o700, dir_fd=self.fd)
+        return os.open(part, _PATH, dir_fd=self.fd)
 
     def _enter(self, fd: int, where: str) -> None:
         """Make ``fd`` the current directory once judged: only root may change its entries."""
@@ -138,17 +220,18 @@ class _Walk:
             raise OSError(errno.ENOTDIR, f"{where} is not a directory")
         problem = _judge(st, where)
         if problem:
-            raise Untrusted(self.path, problem)
+            raise Untrusted(self.path, problem, where)
         self.shared = bool(st.st_mode & 0o022)  # sticky (else judged above): names of others may appear
 
     def _follow(self, part: str, st: os.stat_result, shown: str) -> None:
         problem = _judge(st, shown)
         if problem:
-            raise Untrusted(self.path, problem)
+            raise Untrusted(self.path, problem, shown)
         self.links += 1
         if self.links > MAX_LINKS:
             raise OSError(errno.ELOOP, "too many symlinks")
         target = os.readlink(part, dir_fd=self.fd)  # a root-owned link in a judged directory: not swapped
+        self.after_link = len(self.todo)
         self.todo = _parts(target) + self.todo
         if target.startswith("/"):
             self._enter(os.open("/", _PATH | os.O_DIRECTORY), "/")

@@ -151,7 +151,9 @@ def _add_pki(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
         "pki",
         help="the cluster PKI on the master: CA, host certificates, HA bundles",
         description="The master's staging area: the cluster CA and a key pair per host "
-        "(HOST.key/HOST.crt, HOST-web.*), and the bundles secondary servers install.",
+        "(HOST.key/HOST.crt, HOST-web.*), and the bundles secondary servers install. It holds the CA key: keep it "
+        "where only root can write, such as /var/lib/sslreconciler-pki (root:root 0700); run as root, these "
+        "commands refuse a staging area another user could change.",
     )
     psub = pki.add_subparsers(dest="pki_command", metavar="PKI_COMMAND", required=True)
     init = psub.add_parser(
@@ -408,6 +410,16 @@ def _one_shot(args: argparse.Namespace, dry_run: bool = False, change: Callable[
 
 
 def _pki(args: argparse.Namespace) -> int:
+    from sslreconciler.cluster.stagingroot import root_only
+
+    if args.pki_command == "install-bundle":
+        return _install_bundle(args)
+    with root_only(args.staging, create=args.pki_command == "init-ca"):  # as root: only root's, or nothing
+        _staging_command(args)
+    return EXIT_OK
+
+
+def _staging_command(args: argparse.Namespace) -> None:
     from sslreconciler.cluster import bundle, staging
 
     if args.pki_command == "init-ca":
@@ -442,22 +454,23 @@ def _pki(args: argparse.Namespace) -> int:
             raise UsageError(f"-o {args.output}: the directory {args.output.parent} does not exist")
         members = bundle.create_bundle(args.staging, args.host, args.output)
         print(f"{args.output}: bundle for {args.host}: {', '.join(members)}")
-    elif args.pki_command == "install-bundle":
-        from sslreconciler.reconcile.reconciler import host_name
 
-        def install(ssl_dir: Path, desired: Any) -> str:
-            from sslreconciler.cluster.bundle_install import install_bundle
-            from sslreconciler.config.settings import load_settings
 
-            host = host_name(desired)  # a bundle for another host is refused
-            state_dir = load_settings(args.config, _flag_overrides(args)).resolved_state_dir()  # the bundle record
-            done = install_bundle(args.bundle, ssl_dir, host, desired.policy.lowered, state_dir=state_dir)
-            for note in done.notes:  # stderr: --json keeps stdout for the report
-                _say(f"sslreconciler: note: {note}")
-            return f"{args.bundle}: installed into {ssl_dir}: " + (", ".join(done.done) or "nothing new")
+def _install_bundle(args: argparse.Namespace) -> int:
+    from sslreconciler.reconcile.reconciler import host_name
 
-        return _one_shot(args, change=install)
-    return EXIT_OK
+    def install(ssl_dir: Path, desired: Any) -> str:
+        from sslreconciler.cluster.bundle_install import install_bundle
+        from sslreconciler.config.settings import load_settings
+
+        host = host_name(desired)  # a bundle for another host is refused
+        state_dir = load_settings(args.config, _flag_overrides(args)).resolved_state_dir()  # the bundle record
+        done = install_bundle(args.bundle, ssl_dir, host, desired.policy.lowered, state_dir=state_dir)
+        for note in done.notes:  # stderr: --json keeps stdout for the report
+            _say(f"sslreconciler: note: {note}")
+        return f"{args.bundle}: installed into {ssl_dir}: " + (", ".join(done.done) or "nothing new")
+
+    return _one_shot(args, change=install)
 
 
 def _web(args: argparse.Namespace) -> int:

@@ -16,7 +16,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from sslreconciler.cluster.staging import StagedCA, find_ca, read_cert, read_key
-from sslreconciler.fsio import opened_dir, replace_together_at
+from sslreconciler.cluster.stagingroot import staged_dir
+from sslreconciler.fsio import replace_together_at
 from sslreconciler.model.errors import CommandError
 from sslreconciler.pki.issue import KeyType, cert_pem, generate_key, issue_host_cert, key_pem
 
@@ -85,7 +86,7 @@ def _reissue(staging: Path, ca: StagedCA, item: Staged, days: int | None, now: d
     key = generate_key(_key_type(read_key(key_path)))
     cert = issue_host_cert(ca.key, ca.cert, item.host, key, lifetime, sans, now)
     # Both temp files are written before either is renamed in: a write error leaves the old pair whole.
-    with opened_dir(key_path.parent) as dir_fd:
+    with staged_dir(staging) as dir_fd:
         replace_together_at(dir_fd, [(key_path.name, key_pem(key), 0o600), (crt_path.name, cert_pem(cert), 0o644)])
     return Renewed(item.host, item.web, crt_path.name, f"{cert.serial_number:x}", cert.not_valid_after_utc)
 

@@ -10,12 +10,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 from pathlib import Path
 
 from sslreconciler.cluster.staging import default_ca_name, find_ca, list_hosts
-from sslreconciler.fsio import atomic_write
+from sslreconciler.cluster.stagingroot import staged_dir
+from sslreconciler.fsio import atomic_write_at
 from sslreconciler.model.errors import CommandError
 from sslreconciler.pki.carecord import CARecord, read_record, valid_ca_name, write_record
 from sslreconciler.pki.issue import KeyType, cert_pem, generate_key, key_pem, make_ca
@@ -40,9 +42,10 @@ def rotate_ca(staging: Path, name: str | None, days: int, key_type: KeyType) -> 
         raise CommandError(f"{staging}: the CA name {new} is taken; give another --name")
     key = generate_key(key_type)
     cert = make_ca(new, key, days)
-    atomic_write(staging / f"{new}.key", key_pem(key), 0o600)
-    atomic_write(staging / f"{new}.crt", cert_pem(cert), 0o644)
-    write_record(staging, CARecord(new, old.name, record.retired if record else ()))
+    with staged_dir(staging) as fd:
+        atomic_write_at(fd, f"{new}.key", key_pem(key), 0o600)
+        atomic_write_at(fd, f"{new}.crt", cert_pem(cert), 0o644)
+        write_record(fd, CARecord(new, old.name, record.retired if record else ()))
     return (
         f"{staging / (new + '.crt')}: new cluster CA made ({key_type}, {days} days); it signs from now on and "
         f"{old.name} stays trusted.\n"
@@ -69,11 +72,11 @@ def retire_ca(staging: Path, name: str) -> str:
             "(`pki issue --renew HOST`, `--web` for a web pair), install their bundles, then retire"
         )
     stamp = _stamp()
-    for suffix in (".key", ".crt"):
-        path = staging / f"{name}{suffix}"
-        if path.exists():
-            os.rename(path, staging / f"{name}{suffix}.retired-{stamp}")
-    write_record(staging, CARecord(record.current, None, (*record.retired, name)))
+    with staged_dir(staging) as fd:
+        for suffix in (".key", ".crt"):
+            with contextlib.suppress(FileNotFoundError):
+                os.rename(f"{name}{suffix}", f"{name}{suffix}.retired-{stamp}", src_dir_fd=fd, dst_dir_fd=fd)
+        write_record(fd, CARecord(record.current, None, (*record.retired, name)))
     return (
         f"{staging}: {name} retired (its files kept as *.retired-{stamp}); bundles now carry {record.current} only. "
         f"Install a new bundle on every node: that removes {name} from its authorities/."

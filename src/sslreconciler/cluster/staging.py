@@ -3,6 +3,8 @@
 Layout: ``<ca-name>.key`` / ``<ca-name>.crt`` (the CA), ``HOST.key`` / ``HOST.crt`` and, for a web
 pair, ``HOST-web.key`` / ``HOST-web.crt``; ``bundle-sequence.json``, the last bundle's sequence. Keys are
 0600 from their first byte. A node never reads this directory; it only receives a bundle made from it.
+
+As root, the staging area and its files are judged first (``stagingroot``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from typing import Any
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
-from sslreconciler.fsio import atomic_write, read_source
+from sslreconciler.cluster.stagingroot import read_staged, staged_dir
+from sslreconciler.fsio import atomic_write_at
 from sslreconciler.model.errors import CommandError, UsageError
 from sslreconciler.model.findings import FindingCode, SourceError
 from sslreconciler.pki import verify
@@ -41,7 +44,7 @@ def default_ca_name() -> str:
 
 def read_cert(path: Path) -> x509.Certificate:
     try:
-        data, _ = read_source(path, str(path), [path.parent])
+        data = read_staged(path)
         return parse_certificates(data, str(path))[0]
     except SourceError as exc:
         raise CommandError(str(exc.finding)) from None
@@ -49,7 +52,7 @@ def read_cert(path: Path) -> x509.Certificate:
 
 def read_key(path: Path) -> PrivateKey:
     try:
-        data, _ = read_source(path, str(path), [path.parent])
+        data = read_staged(path)
         return parse_private_key(data, str(path))
     except SourceError as exc:
         raise CommandError(str(exc.finding)) from None
@@ -112,7 +115,7 @@ def next_sequence(staging: Path) -> int:
     path = staging / SEQUENCE_FILE
     last = 0
     try:
-        data, _ = read_source(path, str(path), [staging], limit=4096)
+        data = read_staged(path)  # as root: only a record root alone could have written
         last = json.loads(data)["last"]
         if not isinstance(last, int) or isinstance(last, bool) or last < 0:
             raise TypeError("last is not a count")
@@ -122,7 +125,8 @@ def next_sequence(staging: Path) -> int:
     except (ValueError, KeyError, TypeError) as exc:
         raise CommandError(f"{path}: not the bundle sequence record ({exc}); fix or remove it") from None
     sequence = max(last + 1, time.time_ns() // 1000)
-    atomic_write(path, (json.dumps({"last": sequence}) + "\n").encode(), 0o644)
+    with staged_dir(staging) as fd:
+        atomic_write_at(fd, SEQUENCE_FILE, (json.dumps({"last": sequence}) + "\n").encode(), 0o644)
     return sequence
 
 
@@ -159,12 +163,14 @@ def init_ca(staging: Path, name: str | None, days: int, key_type: KeyType, force
             )
         broken = [h for h in list_hosts(staging) if h["issuer"] == old.cert.subject.rfc4514_string()]
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-        for suffix in (".key", ".crt"):
-            os.rename(staging / f"{old.name}{suffix}", staging / f"{old.name}{suffix}.replaced-{stamp}")
+        with staged_dir(staging) as fd:
+            for suffix in (".key", ".crt"):
+                os.rename(f"{old.name}{suffix}", f"{old.name}{suffix}.replaced-{stamp}", src_dir_fd=fd, dst_dir_fd=fd)
     key = generate_key(key_type)
     cert = make_ca(name, key, days)
-    atomic_write(staging / f"{name}.key", key_pem(key), 0o600)
-    atomic_write(staging / f"{name}.crt", cert_pem(cert), 0o644)
+    with staged_dir(staging) as fd:
+        atomic_write_at(fd, f"{name}.key", key_pem(key), 0o600)
+        atomic_write_at(fd, f"{name}.crt", cert_pem(cert), 0o644)
     done = f"{staging / (name + '.crt')}: cluster CA made ({key_type}, {days} days)"
     if existing:
         hosts = ", ".join(sorted({h["host"] for h in broken})) or "none staged"
@@ -209,8 +215,9 @@ def issue(
         raise UsageError(f"--san: {exc}") from None
     key = generate_key(key_type)
     cert = issue_host_cert(ca.key, ca.cert, host, key, days, names)
-    atomic_write(key_path, key_pem(key), 0o600)
-    atomic_write(crt_path, cert_pem(cert), 0o644)
+    with staged_dir(staging) as fd:
+        atomic_write_at(fd, key_path.name, key_pem(key), 0o600)
+        atomic_write_at(fd, crt_path.name, cert_pem(cert), 0o644)
     return f"{crt_path}: issued for {host}, serial {cert.serial_number:x}, until {cert.not_valid_after_utc:%Y-%m-%d}"
 
 

@@ -2,6 +2,14 @@
 
 A hook runs in its own process group so a timeout kills everything it started; its outcome is a
 plain value for the log and the status. Nothing a hook does can undo the artifact it follows.
+
+Run by root, a hook's program (``argv[0]``: an absolute path, else found in PATH as exec would) is first
+judged as root judges a file it reads (``rootread.judge_for_root``): the file, every directory on the
+way and every link followed root's, none writable by others. Otherwise it is not run (outcome ``error``,
+naming the program and the fix): a program in a directory the service user writes would be that user's
+code run as uid 0. The very path judged is the one executed. The hook's arguments are not judged (a
+script handed to ``/bin/sh`` is the desired state author's to keep root's): an argument is often a file
+in the service user's ssl dir that the hook only reads.
 """
 
 from __future__ import annotations
@@ -10,6 +18,7 @@ import contextlib
 import datetime as dt
 import os
 import selectors
+import shutil
 import signal
 import subprocess
 import time
@@ -17,7 +26,9 @@ from pathlib import Path
 from typing import Literal
 
 from sslreconciler.config.desired import Hook
+from sslreconciler.model.findings import SourceError
 from sslreconciler.reconcile.report import HookResult
+from sslreconciler.rootread import Untrusted, judge_for_root
 
 OUTPUT_TAIL = 400  # characters of a hook's output kept for the status
 
@@ -27,9 +38,15 @@ def run_hook(hook: Hook, changed: tuple[str, ...], ssl_dir: Path, default_timeou
     started = dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
     t0 = time.monotonic()
     env = {**os.environ, "SSLRECONCILER_CHANGED": " ".join(changed), "SSLRECONCILER_SSL_DIR": str(ssl_dir)}
+    program = None
+    if os.geteuid() == 0:  # the service user's daemon runs its own programs: nothing to judge
+        program, refusal = _program_for_root(hook.command[0], env)
+        if refusal:
+            return HookResult(hook.label, "error", started, 0.0, None, refusal, changed)
     try:
         proc = subprocess.Popen(
             hook.command,
+            executable=program,  # the path judged, not a second PATH search
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -50,6 +67,28 @@ def run_hook(hook: Hook, changed: tuple[str, ...], ssl_dir: Path, default_timeou
         return HookResult(hook.label, "timeout", started, time.monotonic() - t0, None, text, changed)
     outcome: Literal["ok", "failed"] = "ok" if proc.returncode == 0 else "failed"
     return HookResult(hook.label, outcome, started, time.monotonic() - t0, proc.returncode, tail, changed)
+
+
+def _program_for_root(argv0: str, env: dict[str, str]) -> tuple[str | None, str]:
+    """The absolute path of the hook's program once judged root's alone, or None and why it is not run."""
+    if "/" in argv0:
+        program = os.path.abspath(argv0)
+    else:
+        found = shutil.which(argv0, path=env.get("PATH", os.defpath))
+        if found is None:
+            return None, f"cannot start: {argv0}: not found in PATH"
+        program = os.path.abspath(found)
+    try:
+        judge_for_root(Path(program), program)
+    except Untrusted as exc:
+        return None, (
+            f"hook program {program} not run: {exc.problem}; root runs no program another user could change. "
+            f"Fix: install it root:root 0755 in a directory only root can write (e.g. install -o root -g root "
+            f"-m 0755 {program} /usr/local/libexec/) and name that path in the hook"
+        )
+    except SourceError as exc:
+        return None, f"cannot start: {program} {exc.finding.reason}"
+    return program, ""
 
 
 def _read_tail(proc: subprocess.Popen[bytes], fd: int, deadline: float) -> tuple[str, bool]:
