@@ -120,7 +120,11 @@ def test_a_bundle_sequence_beyond_what_a_master_can_make_is_refused(staged, tmp_
     node = _node(tmp_path / "node")
     result = _install(node, bad)
     assert result.rc == 1 and str(bad) in result.err and "nothing installed" in result.err, result.out + result.err
-    assert "sequence" in result.err and "clock" in result.err and len(result.err) < 2000, result.err[:3000]
+    assert len(result.err) < 2000, result.err[:3000]
+    if ahead == "huge":  # refused while parsing, before the digits become a number
+        assert "manifest.json is not valid (holds a number of more than 20 digits)" in result.err, result.err
+    else:
+        assert "sequence" in result.err and "clock" in result.err and "bundle-sequence.json" in result.err
     assert snapshot(node.ssl_dir) == {} and not (node.root / "state" / "bundle-record.json").exists()
     fine = _with_sequence(staged, tmp_path, "hour.tgz", now_us + 3600 * 10**6)  # a clock an hour fast: fine
     assert _install(node, fine).rc == 0

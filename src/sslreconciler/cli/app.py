@@ -440,7 +440,9 @@ def _pki(args: argparse.Namespace) -> int:
     elif args.pki_command == "bundle":
         if not args.output.parent.is_dir():
             raise UsageError(f"-o {args.output}: the directory {args.output.parent} does not exist")
-        members = bundle.create_bundle(args.staging, args.host, args.output)
+        members, notes = bundle.create_bundle(args.staging, args.host, args.output)
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
         print(f"{args.output}: bundle for {args.host}: {', '.join(members)}")
     elif args.pki_command == "install-bundle":
         from sslreconciler.reconcile.reconciler import host_name
