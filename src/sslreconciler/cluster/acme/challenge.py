@@ -84,8 +84,8 @@ def _open_webroot(webroot: Path) -> int:
             f"{webroot}: reached through a symlink another user owns ({exc.problem}): root does not write "
             "through it; name the real directory as acme.challenge.webroot, or make the link root's",
         ) from None
-    except SourceError as exc:
-        raise AcmeFailure("webroot", f"{webroot}: {exc.finding.reason}") from None
+    except SourceError:  # missing (or a root link to nothing): said as for anyone else
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT)) from None
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise AcmeFailure("webroot", f"{webroot}: is a symlink; name the real directory") from None
