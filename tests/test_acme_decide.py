@@ -25,6 +25,11 @@ def wanted(names: frozenset[str] = NAMES, renew_before: dt.timedelta | None = No
 
 OURS = Memory(issued_fingerprint="ours", issued_directory=DIR)
 FAILED_TWICE = Memory("ours", DIR, failures=2, last_failure=T0 + 61 * DAY, failed_config_key="k1")
+# a failure "in the future" (a forged record, a clock set back) holds nothing back, and never overflows
+FAILED_AT_MAX = Memory("ours", DIR, failures=3, last_failure=dt.datetime.max.replace(tzinfo=dt.UTC),
+                       failed_config_key="k1")
+FAILED_IN_2999 = Memory(None, None, failures=3, last_failure=dt.datetime(2999, 1, 1, tzinfo=dt.UTC),
+                        failed_config_key="k1")
 
 CASES = [
     # (id, now, wanted, cert, memory, ari, force, renew?, reason contains)
@@ -53,6 +58,8 @@ CASES = [
      "passed"),
     ("config changed lifts back-off", T0 + 61 * DAY + dt.timedelta(hours=1), wanted(key="k2"), cert(),
      FAILED_TWICE, None, False, True, "passed"),
+    ("failure at the largest date", T0 + 61 * DAY, wanted(), cert(), FAILED_AT_MAX, None, False, True, "passed"),
+    ("failure far ahead", T0, wanted(), None, FAILED_IN_2999, None, False, True, "missing"),
     ("force beats back-off", T0 + 61 * DAY + dt.timedelta(hours=1), wanted(), cert(), FAILED_TWICE, None, True,
      True, "forced"),
 ]
@@ -78,3 +85,4 @@ def test_renewal_point_and_backoff_and_overdue() -> None:
     assert not is_overdue(None, T0)
     assert not is_overdue(T0, T0 + DAY)
     assert is_overdue(T0, T0 + DAY + dt.timedelta(seconds=1))
+    assert not is_overdue(dt.datetime.max.replace(tzinfo=dt.UTC), T0)  # no overflow on the largest date

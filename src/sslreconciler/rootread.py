@@ -21,6 +21,11 @@ another user adding a name there would add a CA) and a file root executes or rea
 
 Only root's reads are judged: a user reading files only it (or root) can write gains nothing, and
 umask 002 systems make a user's files group-writable by that user's own group.
+
+``open_dir_for_root`` walks the same way to a directory root writes in that is not its own (the ACME
+webroot, www-data's): there only the symlinks are judged. The directories may be anyone's (what root
+writes there belongs to their owner anyway), but a link another user owns could send root to write in
+any directory of the system.
 """
 
 from __future__ import annotations
@@ -147,11 +152,26 @@ def _judge_file(st: os.stat_result, path: Path, display: str, shared: bool) -> N
         raise Untrusted(path, problem)
 
 
-class _Walk:
-    """From ``/`` to the directory holding the file, one judged component at a time."""
+def open_dir_for_root(path: Path, flags: int) -> int:
+    """The directory ``path`` opened with ``flags`` (plus O_DIRECTORY|O_NOFOLLOW: never a link in its last
+    component as opened). As root, reached only through symlinks root owns: Untrusted naming the link
+    another user owns; SourceError when missing; OSError otherwise. Anyone else: opened as it is."""
+    flags |= os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    if os.geteuid() != 0:
+        return os.open(path, flags)
+    dir_fd, name, _ = _Walk(str(path), str(path), links_only=True).to_file()
+    try:
+        return os.open(name, flags, dir_fd=dir_fd)
+    finally:
+        os.close(dir_fd)
 
-    def __init__(self, path: str, display: str) -> None:
-        self.path, self.display = path, display
+
+class _Walk:
+    """From ``/`` to the directory holding the file, one judged component at a time (``links_only``: the
+    symlinks followed are judged, the directories not)."""
+
+    def __init__(self, path: str, display: str, links_only: bool = False) -> None:
+        self.path, self.display, self.links_only = path, display, links_only
         absolute = path if os.path.isabs(path) else os.path.join(os.getcwd(), path)
         self.todo = _parts(absolute)
         self.fd, self.where, self.shared = -1, "/", False
@@ -184,8 +204,10 @@ class _Walk:
                 inner = self._open(part, create)
                 st = os.fstat(inner)
                 if stat.S_ISLNK(st.st_mode):
-                    os.close(inner)
-                    self._follow(part, st, shown)
+                    try:
+                        self._follow(inner, st, shown)
+                    finally:
+                        os.close(inner)
                 elif to_file and not self.todo:  # the file itself: read_at opens it again inside fd, refusing a link
                     os.close(inner)
                     return part
@@ -218,19 +240,21 @@ class _Walk:
         st = os.fstat(fd)
         if not stat.S_ISDIR(st.st_mode):
             raise OSError(errno.ENOTDIR, f"{where} is not a directory")
+        if self.links_only:
+            return
         problem = _judge(st, where)
         if problem:
             raise Untrusted(self.path, problem, where)
         self.shared = bool(st.st_mode & 0o022)  # sticky (else judged above): names of others may appear
 
-    def _follow(self, part: str, st: os.stat_result, shown: str) -> None:
+    def _follow(self, link_fd: int, st: os.stat_result, shown: str) -> None:
         problem = _judge(st, shown)
         if problem:
             raise Untrusted(self.path, problem, shown)
         self.links += 1
         if self.links > MAX_LINKS:
             raise OSError(errno.ELOOP, "too many symlinks")
-        target = os.readlink(part, dir_fd=self.fd)  # a root-owned link in a judged directory: not swapped
+        target = os.readlink("", dir_fd=link_fd)  # the very link judged, even where its directory is a user's
         self.after_link = len(self.todo)
         self.todo = _parts(target) + self.todo
         if target.startswith("/"):

@@ -452,7 +452,9 @@ def _staging_command(args: argparse.Namespace) -> None:
     elif args.pki_command == "bundle":
         if not args.output.parent.is_dir():
             raise UsageError(f"-o {args.output}: the directory {args.output.parent} does not exist")
-        members = bundle.create_bundle(args.staging, args.host, args.output)
+        members, notes = bundle.create_bundle(args.staging, args.host, args.output)
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
         print(f"{args.output}: bundle for {args.host}: {', '.join(members)}")
 
 

@@ -25,8 +25,10 @@ from typing import Any
 
 from cryptography import x509
 
+from sslreconciler.cluster.sequence import MAX_AHEAD, plausible, when
 from sslreconciler.cluster.staging import next_sequence, read_cert, read_key, signer_name, trusted_cas
 from sslreconciler.fsio import atomic_write, read_regular
+from sslreconciler.model import boundedjson
 from sslreconciler.model.errors import CommandError
 from sslreconciler.model.findings import Level, SourceError
 from sslreconciler.pki import trust, verify
@@ -41,6 +43,7 @@ MAX_UNPACKED_BYTES = 32 * 1024 * 1024  # everything it decompresses to, headers 
 MAX_MEMBER_BYTES = 8 * 1024 * 1024
 MAX_HEADER_BYTES = 64 * 1024  # a pax or GNU long-name header
 MAX_MEMBERS = 32
+MANIFEST_DEPTH = 8  # the manifest's own shape is 2 deep
 _EXTENDED_HEADERS = {
     tarfile.XHDTYPE,
     tarfile.XGLTYPE,
@@ -67,8 +70,8 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes, mtime: float) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def create_bundle(staging: Path, host: str, output: Path, password: str = "changeit") -> list[str]:
-    """Write the bundle for ``host``; the member names. During a CA rotation it carries both CAs."""
+def create_bundle(staging: Path, host: str, output: Path, password: str = "changeit") -> tuple[list[str], list[str]]:
+    """Write the bundle for ``host``; the member names and notes. During a CA rotation it carries both CAs."""
     cas = trusted_cas(staging)
     ca = cas[0]
     files: dict[str, bytes] = {}
@@ -97,13 +100,14 @@ def create_bundle(staging: Path, host: str, output: Path, password: str = "chang
         trusted[each.name.lower()] = cert_der(each.cert)
     trusted[host.lower()] = cert_der(host_cert)
     files["authorities.jks"] = encode_jks(StoreContent.of(trusted=trusted), password)
+    sequence, notes = next_sequence(staging)  # a node refuses any bundle below the last it installed
     manifest = {
         "format": FORMAT,
         "host": host,
         "ca": ca.name,
         "cas": [each.name for each in cas],
         "created": dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z"),
-        "sequence": next_sequence(staging),  # a node refuses any bundle below the last it installed
+        "sequence": sequence,
         "files": {name: _sha256(data) for name, data in sorted(files.items())},
     }
     buffer = io.BytesIO()
@@ -113,7 +117,7 @@ def create_bundle(staging: Path, host: str, output: Path, password: str = "chang
         for name, data in sorted(files.items()):
             _add(tar, name, data, now)
     atomic_write(output, buffer.getvalue(), 0o600)  # it holds a private key
-    return ["manifest.json", *sorted(files)]
+    return ["manifest.json", *sorted(files)], notes
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,7 +229,7 @@ def read_bundle(path: Path) -> Bundle:
 
 def _check_manifest(path: Path, files: dict[str, bytes]) -> Bundle:
     try:
-        manifest = json.loads(files.pop("manifest.json"))
+        manifest = boundedjson.loads(files.pop("manifest.json"), MANIFEST_DEPTH)
         listed: dict[str, str] = manifest["files"]
         host, ca_name = str(manifest["host"]), str(manifest["ca"])
         if manifest.get("format") != FORMAT or not isinstance(listed, dict):
@@ -252,6 +256,13 @@ def _check_manifest(path: Path, files: dict[str, bytes]) -> Bundle:
         raise CommandError(f"{path}: holds {there} but no {absent}: a pair comes whole; nothing installed")
     if not _CA_NAME.match(ca_name) or not host or "\0" in host:
         raise CommandError(f"{path}: manifest.json names no usable host or CA; nothing installed")
+    if sequence is not None and not plausible(sequence):
+        raise CommandError(
+            f"{path}: its sequence stands for {when(sequence)}, more than {MAX_AHEAD.days} day ahead of this "
+            "machine's clock: no master with a right clock made it (a forged manifest, or the master's clock ran "
+            "ahead). If the master's clock was wrong: set it right, remove bundle-sequence.json from its staging "
+            "area and make the bundle again; if this machine's clock is behind, set it right; nothing installed"
+        )
     return Bundle(host, ca_name, files, sequence, str(manifest.get("created", "")))
 
 

@@ -30,6 +30,7 @@ from typing import Any
 
 from cryptography import x509
 
+from sslreconciler.cluster.sequence import plausible, when
 from sslreconciler.fsio import (
     TEMP_PREFIX,
     atomic_write_at,
@@ -41,6 +42,7 @@ from sslreconciler.fsio import (
     read_at,
     written_by_others,
 )
+from sslreconciler.model import boundedjson
 from sslreconciler.model.errors import CommandError
 from sslreconciler.model.findings import FindingCode, SourceError
 from sslreconciler.pki import trust, verify
@@ -51,6 +53,7 @@ LEGACY_RECORD = "bundle-authorities.json"  # in the ssl dir, where versions befo
 RECORD_FORMAT = 1
 MAX_RECORD_BYTES = 256 * 1024
 MAX_CA_BYTES = 1024 * 1024
+RECORD_DEPTH = 6  # the record's own shape is 4 deep
 _FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}\.crt$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -85,7 +88,7 @@ def ders_of(data: bytes, display: str) -> Ders | None:
 
 
 def _parse(data: bytes) -> dict[str, NodeRecord]:
-    doc = json.loads(data)
+    doc = boundedjson.loads(data, RECORD_DEPTH)
     if not isinstance(doc, dict) or doc.get("format") != RECORD_FORMAT or not isinstance(doc.get("ssl_dirs"), dict):
         raise ValueError("not format 1")
     return {str(key): _parse_entry(entry) for key, entry in doc["ssl_dirs"].items()}
@@ -136,13 +139,19 @@ def load(state_dir: Path, ssl_fd: int, ssl_dir: Path) -> Loaded:
         return Loaded(None, [f"{problem}: ignored (no file is removed on its word) and replaced by this user's"])
     try:
         entries = _parse(data)
-    except (ValueError, TypeError, RecursionError) as exc:
+    except (ValueError, TypeError) as exc:
         return Loaded(None, [f"{display}: not a bundle record ({exc}); ignored, and replaced by this install's"])
     key = ssl_dir_key(ssl_fd)
     mine = entries.pop(key, None)
     if mine is None:
         legacy = _legacy(ssl_fd, ssl_dir)
         return Loaded(legacy.record, legacy.notes, entries)
+    if mine.sequence is not None and not plausible(mine.sequence):  # it would refuse every real bundle
+        note = (
+            f"{display}: the recorded sequence stands for {when(mine.sequence)}, beyond what a master can have "
+            "made; ignored (this bundle's sequence is recorded instead)"
+        )
+        return Loaded(NodeRecord(None, mine.authorities), [note], entries)
     return Loaded(mine, [], entries)
 
 
@@ -159,7 +168,7 @@ def _legacy(ssl_fd: int, ssl_dir: Path) -> Loaded:
     if problem:
         return Loaded(None, [f"{problem}: ignored (no file is removed on its word)"])
     try:
-        files = json.loads(data)["files"]
+        files = boundedjson.loads(data, RECORD_DEPTH)["files"]
         if not isinstance(files, dict):
             raise TypeError("files is not an object")
         auth_fd = open_subdir(ssl_fd, "authorities")

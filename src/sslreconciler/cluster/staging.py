@@ -13,7 +13,6 @@ import datetime as dt
 import json
 import os
 import socket
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,8 +20,10 @@ from typing import Any
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
+from sslreconciler.cluster import sequence as sequence_bounds
 from sslreconciler.cluster.stagingroot import read_staged, staged_dir
 from sslreconciler.fsio import atomic_write_at
+from sslreconciler.model import boundedjson
 from sslreconciler.model.errors import CommandError, UsageError
 from sslreconciler.model.findings import FindingCode, SourceError
 from sslreconciler.pki import verify
@@ -105,18 +106,20 @@ def trusted_cas(staging: Path) -> list[StagedCA]:
 SEQUENCE_FILE = "bundle-sequence.json"
 
 
-def next_sequence(staging: Path) -> int:
-    """The sequence of the next bundle: above every earlier one, whatever the clock did.
+def next_sequence(staging: Path) -> tuple[int, list[str]]:
+    """The sequence of the next bundle: above every earlier one, whatever the clock did; and notes.
 
     max(last + 1, microseconds since the epoch): a clock set back cannot make a later bundle look older,
     and a staging area restored from a backup (an older ``last``) still numbers above what nodes hold,
     because its clock has moved on. Saved before the bundle is written, so no two bundles share one.
+    A ``last`` beyond what this clock can have made (cluster/sequence.py: the clock once ran far ahead,
+    or the file was edited) is not followed: nodes refuse such sequences, so it would stop every bundle.
     """
     path = staging / SEQUENCE_FILE
-    last = 0
+    last, notes = 0, []
     try:
         data = read_staged(path)  # as root: only a record root alone could have written
-        last = json.loads(data)["last"]
+        last = boundedjson.loads(data, 2)["last"]
         if not isinstance(last, int) or isinstance(last, bool) or last < 0:
             raise TypeError("last is not a count")
     except SourceError as exc:
@@ -124,10 +127,17 @@ def next_sequence(staging: Path) -> int:
             raise CommandError(f"{exc.finding}; fix or remove it") from None
     except (ValueError, KeyError, TypeError) as exc:
         raise CommandError(f"{path}: not the bundle sequence record ({exc}); fix or remove it") from None
-    sequence = max(last + 1, time.time_ns() // 1000)
+    now = sequence_bounds.now_us()
+    if not sequence_bounds.plausible(last, now):
+        notes.append(
+            f"{path}: the last bundle's sequence stands for {sequence_bounds.when(last)}, beyond this clock; "
+            "numbering from now again (nodes refuse a sequence that far ahead)"
+        )
+        last = 0
+    sequence = max(last + 1, now)
     with staged_dir(staging) as fd:
         atomic_write_at(fd, SEQUENCE_FILE, (json.dumps({"last": sequence}) + "\n").encode(), 0o644)
-    return sequence
+    return sequence, notes
 
 
 def signer_name(cert: x509.Certificate, cas: list[StagedCA]) -> str | None:

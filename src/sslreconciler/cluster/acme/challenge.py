@@ -1,8 +1,10 @@
 """Publishing the HTTP-01 answers of one order: token files in a webroot, or a listener of our own.
 
 The webroot is written through directory descriptors, a symlink below it refused (whoever owns the
-webroot must not steer where we write); what root makes there belongs to the webroot's owner, so the
-service user's own run can still write its tokens after root's. The listener is listener.py's.
+webroot must not steer where we write), the webroot itself opened without following a link in its last
+component and, by root, reached only through root's own links; what root makes there belongs to the
+webroot's owner, so the service user's own run can still write its tokens after root's. The listener is
+listener.py's.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from sslreconciler.cluster.acme.listener import Http01Listener
 from sslreconciler.cluster.acme.transport import AcmeFailure
 from sslreconciler.config.desired import Acme
 from sslreconciler.fsio import TEMP_PREFIX, owner_for_new_files
+from sslreconciler.model.findings import SourceError
+from sslreconciler.rootread import Untrusted, open_dir_for_root
 
 CHALLENGE_DIR = Path(".well-known") / "acme-challenge"
 
@@ -69,11 +73,30 @@ class Responder:
             self.dir_fd = None
 
 
+def _open_webroot(webroot: Path) -> int:
+    """The webroot, never through a link in its last component; as root, only through root's own links
+    (rootread.open_dir_for_root): a link the service user owns could send root's writes anywhere."""
+    try:
+        return open_dir_for_root(webroot, os.O_RDONLY)
+    except Untrusted as exc:
+        raise AcmeFailure(
+            "webroot",
+            f"{webroot}: reached through a symlink another user owns ({exc.problem}): root does not write "
+            "through it; name the real directory as acme.challenge.webroot, or make the link root's",
+        ) from None
+    except SourceError:  # missing (or a root link to nothing): said as for anyone else
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT)) from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise AcmeFailure("webroot", f"{webroot}: is a symlink; name the real directory") from None
+        raise
+
+
 def _challenge_dir(webroot: Path) -> int:
     """WEBROOT/.well-known/acme-challenge opened component by component, made when missing (then
-    given to the owner of the directory it is made in); a symlink anywhere below the webroot is refused."""
+    given to the owner of the directory it is made in); a symlink at or below the webroot is refused."""
     flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
-    fd = os.open(webroot, flags)
+    fd = _open_webroot(webroot)
     try:
         for part in CHALLENGE_DIR.parts:
             made = False

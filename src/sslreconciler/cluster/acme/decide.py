@@ -76,7 +76,7 @@ def backoff(failures: int) -> dt.timedelta:
 
 
 def is_overdue(renewal_due: dt.datetime | None, now: dt.datetime) -> bool:
-    return renewal_due is not None and now > renewal_due + OVERDUE_AFTER
+    return renewal_due is not None and now - OVERDUE_AFTER > renewal_due  # no sum with a hostile far date
 
 
 def decide(
@@ -95,8 +95,13 @@ def decide(
         assert due is not None and cert is not None
         kept = "" if memory.issued_fingerprint == cert.fingerprint else " (a dropped-in certificate: kept until then)"
         return Decision(False, f"nothing to do: renewal point {_iso(due)}{kept}", due, due)
-    if memory.failures > 0 and memory.last_failure is not None and memory.failed_config_key == wanted.config_key:
-        retry_at = memory.last_failure + backoff(memory.failures)
+    if (
+        memory.failures > 0
+        and memory.last_failure is not None
+        and memory.last_failure <= now  # one "after now" (a forged record, a clock set back) holds nothing back
+        and memory.failed_config_key == wanted.config_key
+    ):
+        retry_at = memory.last_failure + backoff(memory.failures)  # at most now + BACKOFF_MAX
         if now < retry_at:
             return Decision(
                 False,

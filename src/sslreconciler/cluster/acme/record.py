@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from sslreconciler.fsio import atomic_write, opened_dir, owner_for_new_files, read_source
+from sslreconciler.model import boundedjson
 from sslreconciler.model.findings import FindingCode, SourceError, error, warning
 
 RECORD = "acme.json"
@@ -62,6 +63,8 @@ def parse_time(text: str | None) -> dt.datetime | None:
 
 
 _TIMES = ("issued_at", "not_after", "renewal_due", "last_attempt", "last_success", "last_failure")
+_PAST = ("issued_at", "last_attempt", "last_success", "last_failure")  # moments of runs: never ahead of now
+CLOCK_SKEW = dt.timedelta(hours=1)  # a clock set back this much still finds its record usable
 _TEXTS = ("directory", "issued_fingerprint", "last_result", "last_message", "failed_config_key")
 MAX_DEPTH = 4  # the record's own shape is 2 deep
 MAX_TEXT = 4096
@@ -71,54 +74,31 @@ class BadRecord(ValueError):
     """The record is not what this program writes: the reason, without its content."""
 
 
-def _depth_ok(data: bytes) -> bool:
-    """Nesting at most MAX_DEPTH, found in one pass before parsing (a deep document would make the
-    parser recurse until it raises, on every health publication)."""
-    if data.count(b"[") + data.count(b"{") <= MAX_DEPTH:  # the usual record: no scan needed
-        return True
-    depth, in_string, escaped = 0, False, False
-    for byte in data:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif byte == 0x5C:  # backslash
-                escaped = True
-            elif byte == 0x22:  # quote
-                in_string = False
-        elif byte == 0x22:
-            in_string = True
-        elif byte in (0x5B, 0x7B):  # [ {
-            depth += 1
-            if depth > MAX_DEPTH:
-                return False
-        elif byte in (0x5D, 0x7D):
-            depth -= 1
-    return True
-
-
-def _text(raw: dict[str, Any], key: str) -> str | None:
+def _text(raw: dict[str, Any], key: str, now: dt.datetime) -> str | None:
     value = raw.get(key)
     if value is None:
         return None
     if not isinstance(value, str) or len(value) > MAX_TEXT:
         raise BadRecord(f"field {key} is not a string (of at most {MAX_TEXT} characters)")
-    if key in _TIMES and parse_time(value) is None:
+    when = parse_time(value) if key in _TIMES else None
+    if key in _TIMES and when is None:
         raise BadRecord(f"field {key} is not a time (ISO 8601)")
+    if key in _PAST and when is not None and when > now + CLOCK_SKEW:
+        # a run that has not happened yet: it would hold back renewals until then (or overflow a date)
+        raise BadRecord(f"field {key} is a time in the future ({iso(when)}, now {iso(now)})")
     return value
 
 
-def _parse(data: bytes) -> AcmeRecord:
-    if not _depth_ok(data):
-        raise BadRecord(f"nests deeper than {MAX_DEPTH} levels")
+def _parse(data: bytes, now: dt.datetime) -> AcmeRecord:
     try:
-        raw = json.loads(data)
-    except (ValueError, RecursionError):
-        raise BadRecord("is not JSON") from None
+        raw = boundedjson.loads(data, MAX_DEPTH)
+    except ValueError as exc:
+        raise BadRecord(f"is not JSON ({exc})" if isinstance(exc, json.JSONDecodeError) else str(exc)) from None
     if not isinstance(raw, dict):
         raise BadRecord("is not a JSON object")
     record = AcmeRecord()
     for key in (*_TIMES, *_TEXTS):
-        setattr(record, key, _text(raw, key))
+        setattr(record, key, _text(raw, key, now))
     names = raw.get("names", [])
     if not isinstance(names, list) or not all(isinstance(n, str) and len(n) <= 255 for n in names):
         raise BadRecord("field names is not a list of names")
@@ -136,12 +116,12 @@ def _parse(data: bytes) -> AcmeRecord:
     return record
 
 
-def load_record(state_dir: Path) -> tuple[AcmeRecord, str | None]:
+def load_record(state_dir: Path, now: dt.datetime | None = None) -> tuple[AcmeRecord, str | None]:
     """The record, and why it was not usable (then an empty record); a missing record is no problem."""
     path = state_dir / RECORD
     try:
         data, _ = read_source(path, str(path), [state_dir], limit=RECORD_LIMIT)
-        return _parse(data), None
+        return _parse(data, now or dt.datetime.now(dt.UTC)), None
     except SourceError as exc:
         if exc.finding.code == FindingCode.MISSING:
             return AcmeRecord(), None
@@ -214,7 +194,7 @@ def _problem(state_dir: Path, reason: str) -> dict[str, Any]:
 def _view(state_dir: Path, now: dt.datetime) -> dict[str, Any] | None:
     from sslreconciler.cluster.acme.decide import is_overdue
 
-    record, problem = load_record(state_dir)
+    record, problem = load_record(state_dir, now)
     if problem is not None:
         return _problem(state_dir, problem)
     if record.last_attempt is None:
