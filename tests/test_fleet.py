@@ -22,9 +22,10 @@ from typing import Any
 
 import pytest
 from ansiblekit import BIN, PLAYBOOKS, ansible_env, link_collection
+from bundlekit import handshake
 from daemonkit import http_get, wait_until
 
-from conftest import PASSWORD, REPO, java_bin, openssl, run_cli
+from conftest import REPO, openssl, run_cli
 from pkitools import make_ca
 
 MASTER = "node1.example.com"
@@ -116,26 +117,6 @@ class Fleet:
         shutil.rmtree(self.sockets, ignore_errors=True)
 
 
-def _handshake(java_classes: Path, server: Path, client: Path, port_file: Path) -> str:
-    srv = subprocess.Popen([java_bin("system"), "-cp", str(java_classes), "TlsPeer", "server",
-                            str(server / "ssl.keystore"), str(server / "authorities.jks"), PASSWORD, str(port_file)],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 120
-        while not port_file.exists():
-            assert srv.poll() is None and time.monotonic() < deadline, srv.communicate()
-            time.sleep(0.05)
-        cli = subprocess.run([java_bin("system"), "-cp", str(java_classes), "TlsPeer", "client",
-                              str(client / "ssl.keystore"), str(client / "authorities.jks"), PASSWORD,
-                              port_file.read_text()], capture_output=True, text=True, timeout=180)
-        out, err = srv.communicate(timeout=120)
-    finally:
-        srv.kill()
-        port_file.unlink(missing_ok=True)
-    assert cli.returncode == 0 and srv.returncode == 0, cli.stdout + cli.stderr + out + err
-    return cli.stdout + out
-
-
 def assert_cluster_agrees(fleet: Fleet, java_classes: Path) -> None:
     """Every pair: Java mutual TLS with its stores; openssl verify of each node's cert with each other's CAs."""
     nodes = fleet.nodes
@@ -145,7 +126,7 @@ def assert_cluster_agrees(fleet: Fleet, java_classes: Path) -> None:
                 openssl("verify", "-CApath", fleet.ssl(b) / "authorities", fleet.ssl(a) / "ssl.crt")
     for i, a in enumerate(nodes):
         for b in nodes[i + 1:]:
-            out = _handshake(java_classes, fleet.ssl(a), fleet.ssl(b), fleet.root / f"port-{a}-{b}")
+            out = handshake(java_classes, fleet.ssl(a), fleet.ssl(b), fleet.root / f"port-{a}-{b}")
             assert f"client: peer CN={a}" in out and f"server: peer CN={b}" in out
 
 
