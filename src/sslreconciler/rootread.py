@@ -34,9 +34,10 @@ import contextlib
 import errno
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
-from sslreconciler.fsio import read_at, read_regular
+from sslreconciler.fsio import open_dir, read_at, read_regular
 from sslreconciler.model.findings import FindingCode, SourceError, error
 
 MAX_LINKS = 40  # as the kernel's ELOOP limit
@@ -164,6 +165,32 @@ def open_dir_for_root(path: Path, flags: int) -> int:
         return os.open(name, flags, dir_fd=dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def open_ssl_dir(path: Path | str) -> int:
+    """A descriptor (``O_RDONLY``) of the ssl dir every writer works inside. As root, reached only through
+    symlinks root owns (its own last component never a link another user made): a user owning a
+    directory on the way, such as sipx's home ``/etc/sipxpbx``, must not send root's writes into a
+    directory of its choosing. The directories may be anyone's: what root writes there belongs to
+    their owner. OSError in every case (EPERM naming the link), as ``fsio.open_dir`` raises."""
+    if os.geteuid() != 0:
+        return open_dir(path)
+    try:
+        return open_dir_for_root(Path(path), os.O_RDONLY | os.O_NONBLOCK)
+    except Untrusted as exc:
+        raise OSError(errno.EPERM, f"reached through {exc.problem}; root follows no link another user owns") from None
+    except SourceError as exc:
+        raise OSError(errno.ENOENT, exc.finding.reason) from None
+
+
+@contextlib.contextmanager
+def opened_ssl_dir(path: Path | str) -> Iterator[int]:
+    """``open_ssl_dir``, closed after."""
+    fd = open_ssl_dir(path)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
 
 
 class _Walk:

@@ -28,7 +28,6 @@ from sslreconciler.fsio import (
     TEMP_PREFIX,
     lstat_at,
     open_subdir,
-    opened_dir,
     owner_for_new_files,
     read_at,
     write_temp_at,
@@ -37,6 +36,7 @@ from sslreconciler.model.errors import CommandError
 from sslreconciler.model.findings import SourceError
 from sslreconciler.pki import verify
 from sslreconciler.pki.sources import parse_certificates, parse_private_key
+from sslreconciler.rootread import opened_ssl_dir
 from sslreconciler.writer_lock import DirLocked, lock_for_writing
 
 BACKUP_SUFFIX = ".bundle-previous"  # what an install replaced, kept beside it
@@ -69,7 +69,7 @@ def install_bundle(
     if host is not None and bundle.host.lower() != host.lower():
         raise CommandError(f"{path}: made for {bundle.host}, but this host is {host}; nothing installed")
     ssl_dir.mkdir(parents=True, exist_ok=True)
-    with opened_dir(ssl_dir) as ssl_fd, contextlib.ExitStack() as held:
+    with opened_ssl_dir(ssl_dir) as ssl_fd, contextlib.ExitStack() as held:
         try:
             held.enter_context(lock_for_writing(ssl_fd, str(ssl_dir)))  # the daemon must not sweep our temp files
         except DirLocked as exc:

@@ -27,7 +27,6 @@ from sslreconciler.fsio import (
     list_names,
     lstat_at,
     open_subdir,
-    opened_dir,
     owner_for_new_files,
     read_at,
     read_source,
@@ -39,6 +38,7 @@ from sslreconciler.pki import trust, verify
 from sslreconciler.pki.issue import KeyType, cert_pem, generate_key, key_pem, parse_san
 from sslreconciler.pki.sources import PrivateKey, parse_certificates, parse_private_key
 from sslreconciler.reconcile.observe import is_trust_file_name
+from sslreconciler.rootread import opened_ssl_dir
 from sslreconciler.writer_lock import locked_dir
 
 PENDING_KEY = "ssl-web.key.pending"
@@ -112,7 +112,7 @@ def make_csr(
     if not output.parent.is_dir():
         raise UsageError(f"-o {output}: the directory {output.parent} does not exist")
     pending = ssl_dir / PENDING_KEY
-    with opened_dir(ssl_dir) as ssl_fd:  # read inside the ssl dir: a planted link is refused, not followed
+    with opened_ssl_dir(ssl_dir) as ssl_fd:  # read inside the ssl dir: a planted link is refused, not followed
         pending_data = None if new_key else _read_here(ssl_fd, PENDING_KEY, ssl_dir)
     reuse = pending_data is not None
     if pending_data is not None:
@@ -132,7 +132,7 @@ def make_csr(
         raise CommandError(f"-o {output}: cannot be written: {exc.strerror}; nothing changed") from None
     if not reuse:
         try:
-            with opened_dir(ssl_dir) as ssl_fd:  # inside the ssl dir, never through a planted link
+            with opened_ssl_dir(ssl_dir) as ssl_fd:  # inside the ssl dir, never through a planted link
                 atomic_write_at(ssl_fd, PENDING_KEY, key_pem(key), 0o600, *owner_for_new_files(ssl_fd))
         except OSError as exc:
             output.unlink(missing_ok=True)

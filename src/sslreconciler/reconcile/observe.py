@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from sslreconciler.config.desired import DesiredState, PasswordSource, Permissions, resolve_password
-from sslreconciler.fsio import TEMP_PREFIX, fd_path, list_names, lstat_at, open_dir, open_subdir, read_at
+from sslreconciler.fsio import TEMP_PREFIX, fd_path, list_names, lstat_at, open_subdir, read_at
 from sslreconciler.model.findings import Finding, FindingCode, SourceError, error
 from sslreconciler.reconcile.state import (
     HASH_LINK,
@@ -31,6 +31,7 @@ from sslreconciler.reconcile.state import (
     SourceFile,
     TrustDir,
 )
+from sslreconciler.rootread import open_ssl_dir
 
 TRUST_SUFFIXES = (".crt", ".pem", ".cer", ".der")
 
@@ -99,7 +100,7 @@ def _password(source: PasswordSource, name: str, inputs: Inputs) -> None:
 def gather_inputs(ssl_dir: Path, desired: DesiredState, ssl_fd: int | None = None) -> tuple[Inputs, list[Finding]]:
     """Every source file's bytes (or why not), the trust files, and each store's password."""
     if ssl_fd is None:
-        ssl_fd = open_dir(ssl_dir)
+        ssl_fd = open_ssl_dir(ssl_dir)
         try:
             return gather_inputs(ssl_dir, desired, ssl_fd)
         finally:

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sslreconciler.config.desired import DesiredState, Hook
-from sslreconciler.fsio import open_dir
 from sslreconciler.model.errors import ConfigError
 from sslreconciler.model.findings import Finding, FindingCode, error
 from sslreconciler.reconcile.decide import Context, WriteStore, decide, hooks_due, settle
@@ -30,6 +29,7 @@ from sslreconciler.reconcile.memo import ReconcileCache
 from sslreconciler.reconcile.observe import observe
 from sslreconciler.reconcile.record import load_record, save_record, save_report
 from sslreconciler.reconcile.report import HookResult, Report
+from sslreconciler.rootread import open_ssl_dir
 from sslreconciler.writer_lock import (
     WRITER_LOCK_WAIT_S,
     DirLocked,
@@ -96,7 +96,7 @@ class Reconciler:
             return Outcome(report)
 
         try:
-            ssl_fd = open_dir(self.ssl_dir)  # resolved once: everything below works relative to it
+            ssl_fd = open_ssl_dir(self.ssl_dir)  # resolved once: everything below works relative to it
         except OSError as exc:
             reason = {errno.ENOENT: "does not exist", errno.ENOTDIR: "is not a directory"}.get(
                 exc.errno or 0, f"cannot be opened: {exc.strerror}"
