@@ -55,6 +55,7 @@ class Site:
             "sslreconciler_service_manager": "background",
             "sslreconciler_ssl_dir": str(self.ssl),
             "sslreconciler_state_dir": str(self.state),
+            "sslreconciler_root_state_dir": str(self.root / "root-state"),
             "sslreconciler_config": str(self.root / "etc" / "sslreconciler.toml"),
             "sslreconciler_desired_state_file": str(self.root / "etc" / "desired-state.json"),
             "sslreconciler_socket": str(self.root / "run" / "health.sock"),

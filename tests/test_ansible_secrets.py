@@ -52,6 +52,7 @@ class Node:
             "sslreconciler_service_group": self.group,
             "sslreconciler_ssl_dir": str(self.root / "ssl"),
             "sslreconciler_state_dir": str(self.state),
+            "sslreconciler_root_state_dir": str(self.root / "root-state"),
             "sslreconciler_config": str(self.root / "etc" / "sslreconciler.toml"),
             "sslreconciler_desired_state_file": str(self.desired),
             "sslreconciler_socket": str(self.sockets / "health.sock"),

@@ -57,6 +57,7 @@ class Fleet:
         return {
             "sslreconciler_ssl_dir": str(d / "ssl"),
             "sslreconciler_state_dir": str(d / "state"),
+            "sslreconciler_root_state_dir": str(d / "root-state"),  # never the machine's /var/lib/...
             "sslreconciler_config": str(d / "etc" / "sslreconciler.toml"),
             "sslreconciler_desired_state_file": str(d / "etc" / "desired-state.json"),
             "sslreconciler_socket": str(self.socket(host)),

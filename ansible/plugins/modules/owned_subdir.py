@@ -1,6 +1,7 @@
 """A directory inside a directory another user owns, made when missing and handed to that directory's owner,
 never through a link: everything happens on descriptors (no check-then-act on names), so that owner cannot
-turn root's chown and chmod against a directory elsewhere by putting a symlink where the directory goes."""
+turn root's chown and chmod against a directory elsewhere by putting a symlink where the directory goes.
+With ``owner: root`` the directory is root's instead (root's own state dir, next to the service's)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ description:
     relative to the parent's descriptor), then gives it the parent's owner and group and O(mode) on that
     descriptor.
   - Fails, naming the path, when O(name) is a symbolic link or not a directory; changes nothing then.
+  - With O(owner=root) the directory is made and kept root:root instead (a directory of root's own); the
+    play fails when O(parent) is not root's or is group/other-writable.
 options:
   parent:
     description: The directory (its path is root's configuration, e.g. the ssl dir).
@@ -31,6 +34,11 @@ options:
     description: The directory's mode, octal.
     type: str
     default: "0755"
+  owner:
+    description: Whose the directory is, C(parent) (the parent's owner and group) or C(root) (root:root).
+    type: str
+    choices: [parent, root]
+    default: parent
 """
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
@@ -59,6 +67,7 @@ def main() -> None:
             "parent": {"type": "path", "required": True},
             "name": {"type": "str", "required": True},
             "mode": {"type": "str", "default": "0755"},
+            "owner": {"type": "str", "choices": ["parent", "root"], "default": "parent"},
         },
         supports_check_mode=True,
     )
@@ -75,7 +84,14 @@ def main() -> None:
     except OSError as exc:
         module.fail_json(msg=f"{parent}: cannot be opened as a directory: {exc.strerror}")
     try:
-        owner = os.fstat(parent_fd)
+        parent_st = os.fstat(parent_fd)
+        roots = module.params["owner"] == "root"
+        uid, gid = (0, 0) if roots else (parent_st.st_uid, parent_st.st_gid)
+        if roots and (parent_st.st_uid != 0 or parent_st.st_mode & 0o022):  # another user could swap it
+            module.fail_json(
+                msg=f"{parent}: not root's alone (owner uid {parent_st.st_uid}, mode "
+                f"{parent_st.st_mode & 0o7777:04o}); root's directory is not made in it"
+            )
         made = False
         if module.check_mode:
             try:
@@ -91,15 +107,15 @@ def main() -> None:
             fd = _open_child(module, parent_fd, name, path)
         try:
             st = os.fstat(fd)
-            changed = made or (st.st_uid, st.st_gid, st.st_mode & 0o7777) != (owner.st_uid, owner.st_gid, mode)
+            changed = made or (st.st_uid, st.st_gid, st.st_mode & 0o7777) != (uid, gid, mode)
             if changed and not module.check_mode:
-                os.fchown(fd, owner.st_uid, owner.st_gid)
+                os.fchown(fd, uid, gid)
                 os.fchmod(fd, mode)
         finally:
             os.close(fd)
     finally:
         os.close(parent_fd)
-    module.exit_json(changed=changed, path=path, uid=owner.st_uid, gid=owner.st_gid, mode=f"{mode:04o}")
+    module.exit_json(changed=changed, path=path, uid=uid, gid=gid, mode=f"{mode:04o}")
 
 
 if __name__ == "__main__":

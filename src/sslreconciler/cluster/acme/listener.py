@@ -4,13 +4,17 @@ One thread, one ``selectors`` loop, every socket non-blocking, so no client can 
 each connection has CONNECTION_DEADLINE_S from accept to close however slowly its bytes trickle, a
 request head is at most REQUEST_LIMIT bytes, and at most MAX_CONNECTIONS are open — when a new one
 comes in over that, the oldest is closed (a CA sends its request at once, so it is never the oldest
-for long). ``stop`` closes everything and waits for the thread at most STOP_WAIT_S: it never waits
-for a client. Only ``GET /.well-known/acme-challenge/<token>`` of a token of this order is answered.
+for long). Out of descriptors (EMFILE/ENFILE, e.g. a flood under a low ``ulimit -n``), the oldest is closed
+to make room and the accept tried again; with nothing to close, the listening socket is left unwatched until
+a connection closes or PAUSE_S passes, so the loop never spins on a socket it cannot accept from. ``stop``
+closes everything and waits for the thread at most STOP_WAIT_S: it never waits for a client. Only
+``GET /.well-known/acme-challenge/<token>`` of a token of this order is answered.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import selectors
 import socket
 import threading
@@ -21,6 +25,8 @@ CONNECTION_DEADLINE_S = 10.0
 REQUEST_LIMIT = 8 * 1024
 MAX_CONNECTIONS = 256
 STOP_WAIT_S = 5.0
+PAUSE_S = 0.2  # out of descriptors with none of ours to close: how long the listening socket is not watched
+OUT_OF_FDS = (errno.EMFILE, errno.ENFILE)
 PREFIX = b"/.well-known/acme-challenge/"
 
 
@@ -57,6 +63,7 @@ class Http01Listener:
         self.conns: dict[int, _Conn] = {}
         self.selector = selectors.DefaultSelector()
         self.selector.register(self.sock, selectors.EVENT_READ)
+        self.paused_until: float | None = None  # the listening socket is unwatched until then (or a close)
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._serve, name="http-01", daemon=True)
 
@@ -86,18 +93,41 @@ class Http01Listener:
             now = time.monotonic()
             for fd in [fd for fd, c in self.conns.items() if c.deadline <= now]:
                 self._close(fd)
+            if self.paused_until is not None and now >= self.paused_until:
+                self._resume()
 
     def _accept(self) -> None:
         for _ in range(64):  # a burst of connections must not starve the ones already open
             try:
                 sock, _addr = self.sock.accept()
-            except OSError:  # BlockingIOError: none left; EMFILE and the like: try again later
+            except BlockingIOError:  # none left
+                return
+            except OSError as exc:
+                if exc.errno in OUT_OF_FDS and self.conns:  # make room: the oldest goes, as over the cap
+                    self._close_oldest()
+                    continue
+                if exc.errno == errno.ECONNABORTED:  # that client gave up meanwhile
+                    continue
+                self._pause()  # nothing of ours to free (or another error): never spin on a readable socket
                 return
             sock.setblocking(False)
             if len(self.conns) >= MAX_CONNECTIONS:
-                self._close(min(self.conns, key=lambda fd: self.conns[fd].deadline))
+                self._close_oldest()
             self.conns[sock.fileno()] = _Conn(sock, time.monotonic() + CONNECTION_DEADLINE_S)
             self.selector.register(sock, selectors.EVENT_READ)
+
+    def _close_oldest(self) -> None:
+        self._close(min(self.conns, key=lambda fd: self.conns[fd].deadline))
+
+    def _pause(self) -> None:
+        if self.paused_until is None:
+            self.selector.unregister(self.sock)
+        self.paused_until = time.monotonic() + PAUSE_S
+
+    def _resume(self) -> None:
+        if self.paused_until is not None:
+            self.paused_until = None
+            self.selector.register(self.sock, selectors.EVENT_READ)
 
     def _read(self, fd: int) -> None:
         conn = self.conns[fd]
@@ -152,3 +182,4 @@ class Http01Listener:
         with contextlib.suppress(KeyError, ValueError, OSError):
             self.selector.unregister(conn.sock)
         conn.sock.close()
+        self._resume()  # a descriptor is free again: accept what waits
