@@ -6,11 +6,13 @@ One place for what the bundle tests share (test_pki, test_rotation, test_bundle_
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
 
 from conftest import PASSWORD, java_bin, run_cli
+from pkitools import Node
 
 HOSTS = ["master.example.com", "sec1.example.com", "sec2.example.com"]
 
@@ -19,6 +21,47 @@ def ok(*args) -> str:
     result = run_cli(*args)
     assert result.rc == 0, result.out + result.err
     return result.out
+
+
+ROTATION_HOST = "sec1.example.com"
+OLD_CA, NEW_CA = "ca.old.example.com", "ca.new.example.com"
+
+
+def make_rotation(base: Path, host: str = ROTATION_HOST) -> dict[str, Path]:
+    """The four bundles a node gets through a complete CA rotation (docs/pki.md), made in that order:
+    pre (old CA), both (old and new CA, ssl.crt still the old CA's), reissued (ssl.crt the new CA's),
+    retired (the new CA alone). The staging area is ``bundles["staging"]``."""
+    staging = base / "staging"
+    bundles = {step: base / f"{step}.tgz" for step in ("pre", "both", "reissued", "retired")}
+    ok("pki", "init-ca", "--staging", staging, "--name", OLD_CA)
+    ok("pki", "issue", "--staging", staging, host, "--sip-domain", "example.com")
+    issued = time.time()
+    ok("pki", "bundle", "--staging", staging, host, "-o", bundles["pre"])
+    ok("pki", "rotate-ca", "--staging", staging, "--name", NEW_CA)
+    ok("pki", "bundle", "--staging", staging, host, "-o", bundles["both"])
+    time.sleep(max(0.0, issued + 1.1 - time.time()))  # certificates count in seconds: the renewal is later
+    ok("pki", "issue", "--staging", staging, host, "--renew", "--sip-domain", "example.com")
+    ok("pki", "bundle", "--staging", staging, host, "-o", bundles["reissued"])
+    ok("pki", "retire-ca", "--staging", staging, OLD_CA)
+    ok("pki", "bundle", "--staging", staging, host, "-o", bundles["retired"])
+    return {**bundles, "staging": staging}
+
+
+def service_node(world: Path, user, name: str = "node", host: str = ROTATION_HOST) -> Node:
+    """An empty ssl dir the user owns (as /etc/sipxpbx/ssl), root's desired state and root's state dir."""
+    base = world / name
+    ssl = base / "ssl"
+    ssl.mkdir(parents=True)
+    os.chown(ssl, user.pw_uid, user.pw_gid)
+    (base / "desired-state.json").write_text(json.dumps({"hostname": host}))
+    (base / "state").mkdir(mode=0o700)
+    return Node(base, host, None, None)  # type: ignore[arg-type]  # no seeded pair: bundles bring it
+
+
+def install(node: Node, bundle: Path, *extra: str):
+    """Root's ``pki install-bundle`` on the node, with its own state dir (where the bundle record is)."""
+    return run_cli("pki", "install-bundle", bundle, "--ssl-dir", node.ssl_dir, "--desired-state", node.desired,
+                   "--state-dir", node.root / "state", *extra)
 
 
 def make_cluster(tmp_path: Path) -> dict:

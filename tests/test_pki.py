@@ -51,7 +51,7 @@ def test_bundle_holds_no_foreign_key_nor_the_ca_key(cluster) -> None:
             else:
                 assert body not in everything.replace(b"\n", b""), f"{host} bundle holds {name}"
         assert sorted(blobs) == ["authorities.jks", "authorities/ca.master.example.com.crt", "manifest.json",
-                                 "ssl.crt", "ssl.key"]
+                                 "manifest.sig", "ssl.crt", "ssl.key"]
 
 
 def test_installing_the_same_bundle_twice_rewrites_nothing(cluster) -> None:
@@ -105,7 +105,7 @@ def _rebuilt(members, replace: dict[str, bytes]) -> list[tuple[tarfile.TarInfo, 
     files = {m.name: d for m, d in members}
     files.update(replace)
     manifest = json.loads(files["manifest.json"])
-    manifest["files"] = {n: hashlib.sha256(d).hexdigest() for n, d in files.items() if n != "manifest.json"}
+    manifest["files"] = {n: hashlib.sha256(d).hexdigest() for n, d in files.items() if n not in ("manifest.json", "manifest.sig")}
     files["manifest.json"] = json.dumps(manifest).encode()
     for name, data in files.items():
         out.append(_file(name, data))

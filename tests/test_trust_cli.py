@@ -138,7 +138,7 @@ def test_bundle_with_a_ca_false_issuer_is_refused(tmp_path: Path) -> None:
         files = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
     files["ssl.key"], files["ssl.crt"] = forged.key_pem(), forged.cert_pem() + sec1.cert_pem()
     manifest = json.loads(files["manifest.json"])
-    manifest["files"] = {n: hashlib.sha256(d).hexdigest() for n, d in files.items() if n != "manifest.json"}
+    manifest["files"] = {n: hashlib.sha256(d).hexdigest() for n, d in files.items() if n not in ("manifest.json", "manifest.sig")}
     files["manifest.json"] = json.dumps(manifest).encode()
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:

@@ -247,12 +247,18 @@ def _add_pki(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
         "install-bundle",
         parents=[node_options],
         help="check and install a bundle, then reconcile",
-        description="Refuse a bundle with anything wrong in it, or older than the last one this node installed, "
+        description="Refuse a bundle with anything wrong in it, whose manifest the master did not sign, signed by a "
+        "CA this node does not follow (unless --takeover), or older than the last one this node installed, "
         "before writing a thing; put its sources in place (removing a retired CA an earlier bundle installed), then "
         "reconcile. Exit codes as for reconcile.",
     )
     inst.add_argument("bundle", type=Path, metavar="FILE", help="the bundle made by `pki bundle`")
     inst.add_argument("--json", action="store_true", help="print the reconcile report as JSON")
+    inst.add_argument(
+        "--takeover",
+        action="store_true",
+        help="accept a bundle signed by a CA this node does not follow yet (a deliberate switch of cluster CA)",
+    )
 
 
 def _add_web(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
@@ -467,7 +473,9 @@ def _install_bundle(args: argparse.Namespace) -> int:
 
         host = host_name(desired)  # a bundle for another host is refused
         state_dir = load_settings(args.config, _flag_overrides(args)).resolved_state_dir()  # the bundle record
-        done = install_bundle(args.bundle, ssl_dir, host, desired.policy.lowered, state_dir=state_dir)
+        done = install_bundle(
+            args.bundle, ssl_dir, host, desired.policy.lowered, state_dir=state_dir, takeover=args.takeover
+        )
         for note in done.notes:  # stderr: --json keeps stdout for the report
             _say(f"sslreconciler: note: {note}")
         return f"{args.bundle}: installed into {ssl_dir}: " + (", ".join(done.done) or "nothing new")

@@ -6,8 +6,9 @@ host's key, never the CA key. Installing refuses, before anything is written, an
 one of those names as a plain file (absolute paths, ``..``, links, devices, duplicates, oversize), a
 manifest mismatch, a key that does not match its certificate, or a certificate not signed by the
 bundled CA. The manifest's ``sequence`` (higher for every bundle the staging area makes) lets a node
-refuse a bundle older than the one it installed (cluster/bundle_record.py). Putting the files in place is
-cluster/bundle_install.py.
+refuse a bundle older than the one it installed (cluster/bundle_record.py); ``manifest.sig``, the signature
+of the CA that issued ``ssl.crt`` over the manifest's bytes, lets it believe the manifest
+(cluster/bundle_sign.py). Putting the files in place is cluster/bundle_install.py.
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ import json
 import re
 import tarfile
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
 
+from sslreconciler.cluster import bundle_sign
 from sslreconciler.cluster.sequence import MAX_AHEAD, plausible, when
 from sslreconciler.cluster.staging import next_sequence, read_cert, read_key, signer_name, trusted_cas
 from sslreconciler.fsio import atomic_write, read_regular
@@ -52,8 +54,9 @@ _EXTENDED_HEADERS = {
     tarfile.GNUTYPE_LONGLINK,
 }
 CA_MEMBER = re.compile(r"^authorities/([A-Za-z0-9][A-Za-z0-9._-]{0,200})\.crt$")
+COSIGNED_MEMBER = re.compile(r"^cosigned/([A-Za-z0-9][A-Za-z0-9._-]{0,200})\.sig$")  # bundle_sign.COSIGNED
 _CA_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
-_FIXED = {"manifest.json", "ssl.key", "ssl.crt", "ssl-web.key", "ssl-web.crt", "authorities.jks"}
+_FIXED = {"manifest.json", bundle_sign.SIGNATURE, "ssl.key", "ssl.crt", "ssl-web.key", "ssl-web.crt", "authorities.jks"}
 PRIVATE = {"ssl.key", "ssl-web.key"}
 
 
@@ -94,6 +97,8 @@ def create_bundle(staging: Path, host: str, output: Path, password: str = "chang
         files[f"{target}.key"] = key.read_bytes()
         files[f"{target}.crt"] = crt.read_bytes()
     host_cert = x509.load_pem_x509_certificate(files["ssl.crt"])
+    signer = next(each for each in cas if each.name == signer_name(host_cert, cas))  # checked above
+    cosigners = [each for each in cas if each is not signer]
     trusted = {}
     for each in cas:
         files[f"authorities/{each.name}.crt"] = cert_pem(each.cert)
@@ -110,14 +115,19 @@ def create_bundle(staging: Path, host: str, output: Path, password: str = "chang
         "sequence": sequence,
         "files": {name: _sha256(data) for name, data in sorted(files.items())},
     }
+    body = json.dumps(manifest, indent=2).encode()
     buffer = io.BytesIO()
     now = dt.datetime.now(dt.UTC).timestamp()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        _add(tar, "manifest.json", json.dumps(manifest, indent=2).encode(), now)
+        _add(tar, "manifest.json", body, now)
+        _add(tar, bundle_sign.SIGNATURE, bundle_sign.sign(signer.key, body), now)  # what a node believes
+        for other in cosigners:  # during a rotation: a node that knows only the other CA follows too
+            _add(tar, f"{bundle_sign.COSIGNED}{other.name}.sig", bundle_sign.sign(other.key, body), now)
         for name, data in sorted(files.items()):
             _add(tar, name, data, now)
     atomic_write(output, buffer.getvalue(), 0o600)  # it holds a private key
-    return ["manifest.json", *sorted(files)], notes
+    cosigned = [f"{bundle_sign.COSIGNED}{each.name}.sig" for each in cosigners]
+    return ["manifest.json", bundle_sign.SIGNATURE, *cosigned, *sorted(files)], notes
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +137,9 @@ class Bundle:
     files: dict[str, bytes]
     sequence: int | None = None  # None: made by a version before sequences
     created: str = ""
+    manifest: bytes = b""  # its exact bytes, as signed
+    signature: bytes | None = None  # manifest.sig; None: made by a version before signatures
+    cosignatures: dict[str, bytes] = field(default_factory=dict)  # CA name -> cosigned/<name>.sig
 
 
 def _member_problem(member: tarfile.TarInfo) -> str | None:
@@ -141,7 +154,7 @@ def _member_problem(member: tarfile.TarInfo) -> str | None:
         return "is a device or FIFO"
     if not member.isfile() or member.issparse():
         return "is not a plain file"
-    if name not in _FIXED and not CA_MEMBER.match(name):
+    if name not in _FIXED and not CA_MEMBER.match(name) and not COSIGNED_MEMBER.match(name):
         return "is not a file a bundle holds"
     if member.size > MAX_MEMBER_BYTES:
         return f"is {member.size} bytes, over the {MAX_MEMBER_BYTES}-byte limit"
@@ -228,8 +241,11 @@ def read_bundle(path: Path) -> Bundle:
 
 
 def _check_manifest(path: Path, files: dict[str, bytes]) -> Bundle:
+    signature = files.pop(bundle_sign.SIGNATURE, None)  # not in the manifest: it is the manifest's
+    cosignatures = {match.group(1): files.pop(name) for name in list(files) if (match := COSIGNED_MEMBER.match(name))}
     try:
-        manifest = boundedjson.loads(files.pop("manifest.json"), MANIFEST_DEPTH)
+        body = files.pop("manifest.json")
+        manifest = boundedjson.loads(body, MANIFEST_DEPTH)
         listed: dict[str, str] = manifest["files"]
         host, ca_name = str(manifest["host"]), str(manifest["ca"])
         if manifest.get("format") != FORMAT or not isinstance(listed, dict):
@@ -263,16 +279,34 @@ def _check_manifest(path: Path, files: dict[str, bytes]) -> Bundle:
             "ahead). If the master's clock was wrong: set it right, remove bundle-sequence.json from its staging "
             "area and make the bundle again; if this machine's clock is behind, set it right; nothing installed"
         )
-    return Bundle(host, ca_name, files, sequence, str(manifest.get("created", "")))
+    if cosignatures and signature is None:
+        raise CommandError(
+            f"{path}: manifest.json has co-signatures but no signature (no manifest.sig): it was changed after the "
+            "master made it; nothing installed"
+        )
+    missing = sorted(name for name in cosignatures if f"authorities/{name}.crt" not in files)
+    if missing:
+        raise CommandError(f"{path}: co-signed by {missing[0]}, a CA the bundle does not carry; nothing installed")
+    created = str(manifest.get("created", ""))
+    return Bundle(host, ca_name, files, sequence, created, body, signature, cosignatures)
 
 
-def verify_bundle(path: Path, bundle: Bundle, lowered: frozenset[str] = frozenset()) -> list[str]:
-    """Each key matches its certificate and each certificate chains to the bundled CA. Notes, or refusal.
+@dataclass(frozen=True, slots=True)
+class Verified:
+    notes: list[str]
+    endorsers: list[x509.Certificate]  # the CA of ssl.crt that signed the manifest, then its co-signers; none:
+    # an unsigned bundle from before signatures
+
+
+def verify_bundle(path: Path, bundle: Bundle, lowered: frozenset[str] = frozenset()) -> Verified:
+    """Each key matches its certificate, each certificate chains to the bundled CA, and the manifest is
+    signed by the CA ``ssl.crt`` chains to. Notes and that CA, or refusal.
 
     The same trust function as the reconcile (pki/trust.py) with the bundled CA as the only anchor,
     then the policy rules (``lowered``: those the desired state lowers to a warning).
     """
     now = dt.datetime.now(dt.UTC)
+    issuer: x509.Certificate | None = None
     try:
         anchors = ca_certs(bundle)
         notes = []
@@ -302,11 +336,21 @@ def verify_bundle(path: Path, bundle: Bundle, lowered: frozenset[str] = frozense
             if refused:
                 raise CommandError(f"{path}: {refused[0]}; nothing installed")
             notes.append(f"{target}.crt: {chain[0].subject.rfc4514_string()}, {checked.detail}")
+            if target == "ssl":
+                issuer = checked.chain[-1]  # the anchor: the bundled CA ssl.crt chains to
     except SourceError as exc:
         raise CommandError(f"{path}: {exc.finding}; nothing installed") from None
     except KeyError as exc:
         raise CommandError(f"{path}: {exc.args[0]} missing from its pair; nothing installed") from None
-    return notes
+    assert issuer is not None  # ssl.crt is required and verified above
+    signer = bundle_sign.signer(path, bundle.manifest, bundle.signature, bundle.sequence, issuer)
+    if signer is None:
+        return Verified(notes, [])
+    cosigned = {
+        name: (parse_certificates(bundle.files[f"authorities/{name}.crt"], name), signature)
+        for name, signature in bundle.cosignatures.items()
+    }
+    return Verified(notes, [signer, *bundle_sign.cosigners(path, bundle.manifest, cosigned)])
 
 
 def ca_certs(bundle: Bundle) -> list[x509.Certificate]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from sslreconciler.cluster import bundle_record
+from sslreconciler.cluster import bundle_record, bundle_sign
 from sslreconciler.cluster.bundle import (
     CA_MEMBER,
     MAX_MEMBER_BYTES,
@@ -55,17 +55,20 @@ def install_bundle(
     lowered: frozenset[str] = frozenset(),
     *,
     state_dir: Path,
+    takeover: bool = False,
 ) -> Installed:
     """Check everything, then put the sources in place (only what differs), all or nothing.
 
     ``host``: this node's name; a bundle made for another host is refused. ``lowered``: the policy rules
     the desired state lowers to a warning. ``state_dir``: where this node's bundle record is kept
-    (cluster/bundle_record.py): a bundle older than the last one installed is refused. Every new file is
+    (cluster/bundle_record.py): a bundle older than the last one installed is refused. The manifest must bear
+    the signature of the CA ``ssl.crt`` chains to, and that CA must be one this node already follows, unless
+    ``takeover`` (cluster/bundle_sign.py). Every new file is
     staged first (a temp file beside its target); then each is swapped in, the file it replaces kept as
     ``<name>.bundle-previous``. A failure at any point puts back every file already swapped.
     """
     bundle = read_bundle(path)
-    verify_bundle(path, bundle, lowered)
+    verified = verify_bundle(path, bundle, lowered)
     if host is not None and bundle.host.lower() != host.lower():
         raise CommandError(f"{path}: made for {bundle.host}, but this host is {host}; nothing installed")
     ssl_dir.mkdir(parents=True, exist_ok=True)
@@ -77,6 +80,7 @@ def install_bundle(
         loaded = bundle_record.load(state_dir, ssl_fd, ssl_dir)
         bundle_record.check_order(path, bundle.sequence, bundle.created, loaded.record)
         bundle_record.check_identity(path, ssl_fd, _leaf(bundle), ca_certs(bundle))
+        switched = bundle_sign.check_continuity(path, ssl_fd, verified.endorsers, loaded.record, takeover)
         carried = {
             name.removeprefix("authorities/"): bundle_record.ders_of(data, name) or frozenset()
             for name, data in bundle.files.items()
@@ -93,7 +97,7 @@ def install_bundle(
         problem = bundle_record.save(state_dir, ssl_fd, record, loaded.others)
     return Installed(
         written + [f"removed authorities/{name}" for name in removed],
-        loaded.notes + notes + ([problem] if problem else []),
+        loaded.notes + ([switched] if switched else []) + notes + ([problem] if problem else []),
     )
 
 
