@@ -3,8 +3,15 @@ machine's own Ansible settings."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import pwd
+import shutil
+import signal
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from conftest import REPO
@@ -33,3 +40,62 @@ def link_collection(root: Path) -> None:
     collection = root / "collections" / "ansible_collections" / "sipxpbx"
     collection.mkdir(parents=True)
     (collection / "sslreconciler").symlink_to(REPO / "ansible")
+
+
+NODE = "node1.example.com"
+
+
+class OneNode:
+    """One node, also the master, driven locally by the real playbooks as root (`background` daemon, no
+    systemd). With ``user`` (the service user, as sipx under the unit), its ssl dir (0755) and state dir
+    (0700) are that user's; ``group`` is ``sslreconciler_service_group``."""
+
+    def __init__(self, root: Path, user: pwd.struct_passwd | None = None, group: str | None = None) -> None:
+        self.root, self.group = root, group
+        self.ssl, self.state, self.root_state = root / "ssl", root / "state", root / "root-state"
+        self.desired = root / "etc" / "desired-state.json"
+        self.staging, self.bundles = root / "staging", root / "controller-bundles"
+        self.inventory = root / "inventory.json"
+        self.sockets = Path(tempfile.mkdtemp(prefix="sra-", dir="/tmp"))  # AF_UNIX paths stay short
+        if user is not None:
+            for path, mode in ((self.ssl, 0o755), (self.state, 0o700)):
+                path.mkdir(mode=mode)
+                path.chmod(mode)
+                os.chown(path, user.pw_uid, user.pw_gid)
+        self.env = ansible_env(root / "ansible")
+        self.env.update(PIP_NO_INDEX="1", PIP_DISABLE_PIP_VERSION_CHECK="1")  # local wheels only
+        link_collection(root / "ansible")
+
+    def play(self, playbook: str, *options: str, **more: object) -> subprocess.CompletedProcess[str]:
+        """``ansible-playbook`` with ``options`` on this node; ``more``: host variables over the defaults."""
+        host_vars: dict[str, object] = {
+            "ansible_connection": "local",
+            "ansible_python_interpreter": sys.executable,
+            "sslreconciler_install_method": "none",
+            "sslreconciler_bin": str(BIN / "sslreconciler"),
+            "sslreconciler_service_manager": "background",
+            "sslreconciler_ssl_dir": str(self.ssl),
+            "sslreconciler_state_dir": str(self.state),
+            "sslreconciler_root_state_dir": str(self.root_state),
+            "sslreconciler_config": str(self.root / "etc" / "sslreconciler.toml"),
+            "sslreconciler_desired_state_file": str(self.desired),
+            "sslreconciler_socket": str(self.sockets / "health.sock"),
+            "sslreconciler_settings": {"log_format": "json"},
+            "sslreconciler_staging": str(self.staging),
+            "sslreconciler_ca_name": "ca.node1.example.com",
+            "sslreconciler_bundle_dir": str(self.bundles),
+            "sslreconciler_health_timeout": 240,
+            **({"sslreconciler_service_group": self.group} if self.group else {}),
+            **more,
+        }
+        self.inventory.write_text(json.dumps({"all": {"children": {
+            "sslreconciler_master": {"hosts": {NODE: {}}},
+            "sslreconciler_nodes": {"hosts": {NODE: host_vars}}}}}))
+        return subprocess.run([str(BIN / "ansible-playbook"), "-i", str(self.inventory), str(PLAYBOOKS / playbook),
+                               *options], capture_output=True, text=True, env=self.env, timeout=900)
+
+    def stop(self) -> None:
+        """The daemon the install role started in the background, if it did."""
+        with contextlib.suppress(OSError, ValueError):
+            os.kill(int((self.state / "daemon.pid").read_text()), signal.SIGTERM)
+        shutil.rmtree(self.sockets, ignore_errors=True)

@@ -9,10 +9,8 @@ a directory, a wheel swapped between its copy and its install, a link where the 
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import io
-import json
 import os
 import pwd
 import signal
@@ -23,65 +21,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ansiblekit import BIN, PLAYBOOKS, ansible_env, link_collection
+from ansiblekit import OneNode
 from userkit import as_user, run_as
 
-HOST = "node1.example.com"
 TMP = Path("/tmp")
 
 
-class Site:
-    """One node (also the master) whose ssl dir and state dir the service user owns."""
-
-    def __init__(self, world: Path, user: pwd.struct_passwd) -> None:
-        self.root = world
-        self.user = user
-        self.ssl = world / "ssl"
-        self.state = world / "state"
-        for path, mode in ((self.ssl, 0o755), (self.state, 0o700)):
-            path.mkdir(mode=mode)
-            path.chmod(mode)
-            os.chown(path, user.pw_uid, user.pw_gid)
-        self.env = ansible_env(world / "ansible")
-        self.env.update(PIP_NO_INDEX="1", PIP_DISABLE_PIP_VERSION_CHECK="1")  # local wheels only
-        link_collection(world / "ansible")
-
-    def play(self, playbook: str, **more: object) -> subprocess.CompletedProcess[str]:
-        host_vars = {
-            "ansible_connection": "local",
-            "ansible_python_interpreter": sys.executable,
-            "sslreconciler_install_method": "none",
-            "sslreconciler_bin": str(BIN / "sslreconciler"),
-            "sslreconciler_service_manager": "background",
-            "sslreconciler_ssl_dir": str(self.ssl),
-            "sslreconciler_state_dir": str(self.state),
-            "sslreconciler_root_state_dir": str(self.root / "root-state"),
-            "sslreconciler_config": str(self.root / "etc" / "sslreconciler.toml"),
-            "sslreconciler_desired_state_file": str(self.root / "etc" / "desired-state.json"),
-            "sslreconciler_socket": str(self.root / "run" / "health.sock"),
-            "sslreconciler_settings": {"log_format": "json"},
-            "sslreconciler_staging": str(self.root / "staging"),
-            "sslreconciler_ca_name": "ca.node1.example.com",
-            "sslreconciler_bundle_dir": str(self.root / "controller-bundles"),
-            "sslreconciler_health_timeout": 240,
-            **more,
-        }
-        inventory = self.root / "inventory.json"
-        inventory.write_text(json.dumps({"all": {"children": {
-            "sslreconciler_master": {"hosts": {HOST: {}}},
-            "sslreconciler_nodes": {"hosts": {HOST: host_vars}}}}}))
-        return subprocess.run([str(BIN / "ansible-playbook"), "-i", str(inventory), str(PLAYBOOKS / playbook)],
-                              capture_output=True, text=True, env=self.env, timeout=900)
-
-    def stop(self) -> None:
-        """The daemon the install role started in the background, if it did."""
-        with contextlib.suppress(OSError, ValueError):
-            os.kill(int((self.state / "daemon.pid").read_text()), signal.SIGTERM)
-
-
 @pytest.fixture
-def site(world: Path, service_user: pwd.struct_passwd) -> Iterator[Site]:
-    s = Site(world, service_user)
+def site(world: Path, service_user: pwd.struct_passwd) -> Iterator[OneNode]:
+    s = OneNode(world, service_user)
     yield s
     s.stop()
 
@@ -97,7 +45,7 @@ def _ours(prefix: str) -> set[str]:
 
 # -- A: authorities/ is made and handed over, never through a link ---------------------------------------
 
-def test_install_role_never_follows_a_link_at_authorities(site: Site, service_user: pwd.struct_passwd) -> None:
+def test_install_role_never_follows_a_link_at_authorities(site: OneNode, service_user: pwd.struct_passwd) -> None:
     victim = site.root / "victimdir"  # a root directory the service user wants
     victim.mkdir(mode=0o755)
     (victim / "kept").write_text("root's\n")
@@ -113,7 +61,7 @@ def test_install_role_never_follows_a_link_at_authorities(site: Site, service_us
 
 
 def test_install_role_refuses_a_file_at_authorities_and_hands_over_a_real_directory(
-        site: Site, service_user: pwd.struct_passwd) -> None:
+        site: OneNode, service_user: pwd.struct_passwd) -> None:
     (site.ssl / "authorities").write_text("not a directory\n")
     proc = site.play("install.yml")
     assert proc.returncode != 0 and "not a directory" in proc.stdout, proc.stdout[-4000:]
@@ -167,7 +115,7 @@ while True:  # every wheel root leaves in the state dir becomes the attacker's, 
 """
 
 
-def test_the_wheel_root_installs_is_the_one_it_copied(site: Site, service_user: pwd.struct_passwd) -> None:
+def test_the_wheel_root_installs_is_the_one_it_copied(site: OneNode, service_user: pwd.struct_passwd) -> None:
     controller = site.root / "controller"
     controller.mkdir(mode=0o700)
     good = _wheel(controller / "sslreconciler-0.0.1-py3-none-any.whl", "srt_good_marker")
@@ -192,7 +140,7 @@ def test_the_wheel_root_installs_is_the_one_it_copied(site: Site, service_user: 
 # -- C: the node's copy of the bundle is in root's own directory -----------------------------------------
 
 def test_rollout_never_touches_what_the_service_user_put_where_the_bundle_went(
-        site: Site, service_user: pwd.struct_passwd) -> None:
+        site: OneNode, service_user: pwd.struct_passwd) -> None:
     target = site.root / "root-file"  # a root file the service user would like to change
     target.write_text("root's, 0644\n")
     target.chmod(0o644)

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import pwd
-import signal
 import subprocess
 import sys
 import threading
@@ -22,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from acmekit import StrayClient, free_port
-from ansiblekit import BIN, PLAYBOOKS, ansible_env, link_collection
+from ansiblekit import OneNode
 
 # -- item 2: the standalone listener out of descriptors neither spins nor stops answering the CA ------------
 
@@ -125,71 +123,31 @@ def test_the_listener_out_of_descriptors_answers_the_ca_and_does_not_spin() -> N
 
 # -- item 1: the node role keeps root's bundle record in a directory of root's own ---------------------------
 
-HOST = "node1.example.com"
 
 
-class _Site:
-    """One node (also the master) whose ssl dir and state dir the service user owns (sipx's, under systemd)."""
+def _root_owned_in_state(site: OneNode) -> set[str]:
+    """What in the service user's state dir is root's, but the background daemon's pid and log (the test
+    runs the daemon as root, detached; under systemd it is the service user and writes them itself)."""
+    daemon = {site.state / "daemon.pid", site.state / "daemon.log"}
+    return {str(p) for p in site.state.rglob("*") if p.lstat().st_uid == 0 and p not in daemon}
 
-    def __init__(self, world: Path, user: pwd.struct_passwd) -> None:
-        self.root, self.user = world, user
-        self.ssl, self.state, self.root_state = world / "ssl", world / "state", world / "root-state"
-        for path, mode in ((self.ssl, 0o755), (self.state, 0o700)):
-            path.mkdir(mode=mode)
-            path.chmod(mode)
-            os.chown(path, user.pw_uid, user.pw_gid)
-        self.env = ansible_env(world / "ansible")
-        link_collection(world / "ansible")
 
-    def play(self, playbook: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-        host_vars = {
-            "ansible_connection": "local",
-            "ansible_python_interpreter": sys.executable,
-            "sslreconciler_install_method": "none",
-            "sslreconciler_bin": str(BIN / "sslreconciler"),
-            "sslreconciler_service_manager": "background",
-            "sslreconciler_ssl_dir": str(self.ssl),
-            "sslreconciler_state_dir": str(self.state),
-            "sslreconciler_root_state_dir": str(self.root_state),
-            "sslreconciler_config": str(self.root / "etc" / "sslreconciler.toml"),
-            "sslreconciler_desired_state_file": str(self.root / "etc" / "desired-state.json"),
-            "sslreconciler_socket": str(self.root / "run" / "health.sock"),
-            "sslreconciler_settings": {"log_format": "json"},
-            "sslreconciler_staging": str(self.root / "staging"),
-            "sslreconciler_ca_name": "ca.node1.example.com",
-            "sslreconciler_bundle_dir": str(self.root / "controller-bundles"),
-            "sslreconciler_health_timeout": 240,
-        }
-        inventory = self.root / "inventory.json"
-        inventory.write_text(json.dumps({"all": {"children": {
-            "sslreconciler_master": {"hosts": {HOST: {}}},
-            "sslreconciler_nodes": {"hosts": {HOST: host_vars}}}}}))
-        proc = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(inventory), str(PLAYBOOKS / playbook)],
-                              capture_output=True, text=True, env=self.env, timeout=900)
-        assert (proc.returncode == 0) == ok, proc.stdout[-6000:] + proc.stderr[-3000:]
-        return proc
-
-    def root_owned_in_state(self) -> set[str]:
-        """What in the service user's state dir is root's, but the background daemon's pid and log (the test
-        runs the daemon as root, detached; under systemd it is the service user and writes them itself)."""
-        daemon = {self.state / "daemon.pid", self.state / "daemon.log"}
-        return {str(p) for p in self.state.rglob("*") if p.lstat().st_uid == 0 and p not in daemon}
-
-    def stop(self) -> None:
-        with contextlib.suppress(OSError, ValueError):
-            os.kill(int((self.state / "daemon.pid").read_text()), signal.SIGTERM)
+def _played(site: OneNode, playbook: str, ok: bool = True, **more: object) -> subprocess.CompletedProcess[str]:
+    proc = site.play(playbook, **more)
+    assert (proc.returncode == 0) == ok, proc.stdout[-6000:] + proc.stderr[-3000:]
+    return proc
 
 
 @pytest.fixture
-def site(world: Path, service_user: pwd.struct_passwd) -> Iterator[_Site]:
-    s = _Site(world, service_user)
+def site(world: Path, service_user: pwd.struct_passwd) -> Iterator[OneNode]:
+    s = OneNode(world, service_user)
     yield s
     s.stop()
 
 
-def test_the_node_role_keeps_roots_bundle_record_out_of_the_service_users_state_dir(site: _Site) -> None:
-    site.play("install.yml")
-    site.play("rollout.yml")
+def test_the_node_role_keeps_roots_bundle_record_out_of_the_service_users_state_dir(site: OneNode) -> None:
+    _played(site, "install.yml")
+    _played(site, "rollout.yml")
     assert (site.ssl / "ssl.keystore").exists()  # the bundle was installed
     assert not (site.state / "bundle-record.json").exists(), (
         f"root's bundle record is in {site.state}, which the service user owns (and can delete or replace)")
@@ -199,12 +157,12 @@ def test_the_node_role_keeps_roots_bundle_record_out_of_the_service_users_state_
     assert (dst.st_uid, dst.st_gid, oct(dst.st_mode & 0o7777)) == (0, 0, "0o700"), (
         f"{site.root_state}: {dst.st_uid}:{dst.st_gid} {oct(dst.st_mode & 0o7777)}")
     assert json.loads(record.read_text())["ssl_dirs"][str(site.ssl)]["sequence"] > 0  # this install's record
-    assert site.root_owned_in_state() == set(), "root left files of its own in the service user's state dir"
+    assert _root_owned_in_state(site) == set(), "root left files of its own in the service user's state dir"
 
 
-def test_the_node_role_makes_roots_state_dir_only_where_no_other_user_can_swap_it(site: _Site) -> None:
-    site.play("install.yml")
+def test_the_node_role_makes_roots_state_dir_only_where_no_other_user_can_swap_it(site: OneNode) -> None:
+    _played(site, "install.yml")
     site.root_state = site.state / "root"  # inside the service user's state dir: that user could rename it away
-    proc = site.play("rollout.yml", ok=False)
+    proc = _played(site, "rollout.yml", ok=False, sslreconciler_root_state_dir=str(site.root_state))
     assert f"{site.state}: not root's alone" in proc.stdout, proc.stdout[-4000:]
     assert not site.root_state.exists() and not (site.ssl / "ssl.keystore").exists()  # nothing made, installed
