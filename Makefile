@@ -9,11 +9,12 @@ JDK_OLD := 11.0.5.1
 JDK_NEW := 25.0.2.1
 DEMO := var
 
-.PHONY: help tools tools-run venv jdks run demo test test-loaded lint unit bench soak man rpm clean
+.PHONY: help tools tools-run venv jdks run demo test test-loaded check test-random lint unit bench soak man rpm clean
 
 help:
 	@echo "make run    set up .venv, make a demo PKI under $(DEMO)/ and run the daemon on it (Ctrl-C stops)"
 	@echo "make test   set up and run every test, ruff and mypy --strict"
+	@echo "make check  the fast inner loop: lint and every test but the slow system tests"
 	@echo "make bench  measure, into docs/benchmarks.md"
 	@echo "make soak   run the daemon 10 minutes under swaps, into docs/reliability.md"
 	@echo "make rpm    build the noarch RPM into dist/ (needs rpmbuild: Debian's rpm package)"
@@ -59,8 +60,21 @@ lint: venv
 	$(BIN)/mypy --strict src
 	$(BIN)/lint-imports --no-cache
 
+# Tests run in JOBS processes (pytest-xdist); tests that share a costly or single resource (one Ansible
+# fleet, one RPM build) carry an xdist_group and run in one process (docs/testing.md).
+JOBS ?= 2
+PYTEST := $(BIN)/pytest -n $(JOBS) --dist loadgroup
+
 unit: tools venv jdks
-	$(BIN)/pytest
+	$(PYTEST)
+
+# Everything but the tests marked slow (real servers, Ansible, pebble, the RPM, soaks).
+check: tools venv jdks lint
+	$(PYTEST) -m "not slow"
+
+# The whole suite in a random order (pytest-randomly); the seed is printed: PYTEST_ADDOPTS=--randomly-seed=N repeats it.
+test-random: tools venv jdks
+	$(PYTEST) -p randomly
 
 test: tools lint unit
 

@@ -169,3 +169,9 @@ def fill_filesystem(fs: Path, leave_pages: int = 0) -> Path:
         os.close(fd)
     os.truncate(filler, max(0, filler.stat().st_size - leave_pages * 4096))
     return filler
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Slow tests first (a stable sort keeps the rest in file order): with several workers the longest
+    ones start at once instead of ending the run alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
