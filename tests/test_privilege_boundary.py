@@ -75,7 +75,8 @@ while time.monotonic() < end:
         swapper.kill()
         swapper.wait()
     assert state_of(shadow) == before and shadow.read_bytes() == secret
-    assert outcomes, "no reconcile reported on the store"
+    # the race was run: root found the user's swapped-in copy or link in place of its store, and rewrote it
+    assert "rewritten:" in outcomes, outcomes
 
 
 def test_output_replaced_by_a_symlink_is_replaced_not_followed(world: Path, ca: Issued, service_user) -> None:
