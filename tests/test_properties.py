@@ -3,14 +3,13 @@ finding or a refusal, never an exception of another kind, never a hang."""
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tarkit import tgz_files
 
 from sslreconciler.cluster.bundle import read_bundle
 from sslreconciler.model.errors import CommandError
@@ -62,18 +61,8 @@ def test_key_loader_never_raises_anything_else(data: bytes) -> None:
         assert exc.finding.file == "x.key" and exc.finding.reason
 
 
-def _bundle_bytes(members: list[tuple[str, bytes]]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
-
-GOOD = _bundle_bytes([("manifest.json", json.dumps({"format": 1, "host": "h", "ca": "c", "files": {}}).encode()),
-                      ("ssl.key", HOST.key_pem()), ("ssl.crt", HOST.cert_pem())])
+GOOD = tgz_files([("manifest.json", json.dumps({"format": 1, "host": "h", "ca": "c", "files": {}}).encode()),
+                  ("ssl.key", HOST.key_pem()), ("ssl.crt", HOST.cert_pem())])
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +75,7 @@ def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
     st.binary(max_size=4096),
     st.builds(lambda cut, flips: bytes(b ^ (0xFF if i in flips else 0) for i, b in enumerate(GOOD[: len(GOOD) - cut])),
               st.integers(0, len(GOOD)), st.sets(st.integers(0, len(GOOD)), max_size=6)),
-    st.builds(_bundle_bytes, st.lists(st.tuples(
+    st.builds(tgz_files, st.lists(st.tuples(
         st.sampled_from(["manifest.json", "ssl.key", "ssl.crt", "authorities/c.crt", "../x", "/abs", "a/b/c", "ssl.key"]),
         st.binary(max_size=200)), max_size=6)),
 ))
