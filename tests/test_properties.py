@@ -16,6 +16,7 @@ from sslreconciler.model.errors import CommandError
 from sslreconciler.model.findings import SourceError
 from sslreconciler.pki.sources import parse_certificates, parse_private_key
 
+from conftest import soak_size
 from pkitools import make_ca, make_host
 
 CA = make_ca("prop.example.com")
@@ -41,7 +42,7 @@ def _mutations() -> st.SearchStrategy[bytes]:
     return st.one_of(st.binary(max_size=2048), real, framed)
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=soak_size(400), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_mutations())
 def test_certificate_loader_never_raises_anything_else(data: bytes) -> None:
     try:
@@ -52,7 +53,7 @@ def test_certificate_loader_never_raises_anything_else(data: bytes) -> None:
         assert certs
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=soak_size(400), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_mutations())
 def test_key_loader_never_raises_anything_else(data: bytes) -> None:
     try:
@@ -70,7 +71,7 @@ def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("bundles")
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=soak_size(300), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.one_of(
     st.binary(max_size=4096),
     st.builds(lambda cut, flips: bytes(b ^ (0xFF if i in flips else 0) for i, b in enumerate(GOOD[: len(GOOD) - cut])),
