@@ -93,7 +93,14 @@ class RunningDaemon:
         deadline = time.monotonic() + timeout
         doc: dict[str, Any] = {}
         while time.monotonic() < deadline:
-            _, doc = self.health()
+            try:
+                _, doc = self.health()
+            except ConnectionResetError:
+                # at its connection cap the daemon answers 503 and closes without reading the request (a
+                # reset): slots held by clients just gone free up in a moment; a dead daemon fails at once
+                assert self.proc is None or self.proc.poll() is None, f"daemon exited: {self.logs_text()}"
+                time.sleep(0.05)
+                continue
             if predicate(doc):
                 return doc
             time.sleep(0.05)
