@@ -71,6 +71,11 @@ def _temp_files(ssl_dir: Path) -> set[str]:
     return {n for n in os.listdir(ssl_dir) if n.startswith(TEMP_PREFIX)}
 
 
+def _store_temps(ssl_dir: Path) -> set[str]:
+    """The temp files of the stores' writes (not the writer lock's own, made when its file is absent)."""
+    return {n for n in _temp_files(ssl_dir) if any(n.startswith(f"{TEMP_PREFIX}{s}.") for s in STORES)}
+
+
 def _inodes(ssl_dir: Path) -> dict[str, int]:
     """Each store's inode: a write replaces the file (a temp file renamed over it), so it changes."""
     out = {}
@@ -109,12 +114,12 @@ def test_sigkill_at_random_moments_never_leaves_a_partial_store(tmp_path: Path, 
                 write(extra_file, extra.cert_pem())
             else:
                 extra_file.unlink(missing_ok=True)
-            before, temps_before, inodes_before = _store_bytes(node.ssl_dir), _temp_files(node.ssl_dir), _inodes(node.ssl_dir)
+            before, temps_before, inodes_before = _store_bytes(node.ssl_dir), _store_temps(node.ssl_dir), _inodes(node.ssl_dir)
             d.start(wait=False)
             if i % 2:
                 time.sleep(rng.uniform(0.05, 1.2 * ready_s))
-            elif i % 4 == 0:  # inside a write: as soon as a temp file of this start appears
-                wait_until(lambda t=temps_before: _temp_files(node.ssl_dir) - t, timeout=120, poll=0.001,
+            elif i % 4 == 0:  # inside a write: as soon as a store's temp file of this start appears
+                wait_until(lambda t=temps_before: _store_temps(node.ssl_dir) - t, timeout=120, poll=0.001,
                            what=f"kill {i}: a temp file", proc=d.proc, log=d.log_path)
             else:  # between two stores' writes: as soon as the first store is replaced
                 wait_until(lambda n=inodes_before: _inodes(node.ssl_dir) != n, timeout=120,
@@ -135,8 +140,8 @@ def test_sigkill_at_random_moments_never_leaves_a_partial_store(tmp_path: Path, 
                 elif name.startswith("ssl."):
                     assert _leaf_fp(store) == node.ssl.fingerprint()
             rewritten = sum(before[name] != after[name] for name in STORES)
-            if _temp_files(node.ssl_dir) - temps_before:
-                landed.append("T")  # inside a write: its temp file is left
+            if _store_temps(node.ssl_dir) - temps_before:
+                landed.append("T")  # inside a store's write: its temp file is left
             elif 0 < rewritten < len(STORES):
                 landed.append("M")  # between two stores' writes
             else:
