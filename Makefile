@@ -9,7 +9,7 @@ JDK_OLD := 11.0.5.1
 JDK_NEW := 25.0.2.1
 DEMO := var
 
-.PHONY: help tools tools-run venv jdks run demo test test-loaded check test-random lint unit bench soak man rpm clean
+.PHONY: help tools tools-run venv jdks run demo test test-loaded test-soak check test-random lint unit bench soak man rpm clean
 
 help:
 	@echo "make run    set up .venv, make a demo PKI under $(DEMO)/ and run the daemon on it (Ctrl-C stops)"
@@ -17,6 +17,7 @@ help:
 	@echo "make check  the fast inner loop: lint and every test but the slow system tests"
 	@echo "make bench  measure, into docs/benchmarks.md"
 	@echo "make soak   run the daemon 10 minutes under swaps, into docs/reliability.md"
+	@echo "make test-soak  the suite's long loops at SOAK_SCALE (default 10) times their size (docs/testing.md)"
 	@echo "make rpm    build the noarch RPM into dist/ (needs rpmbuild: Debian's rpm package)"
 	@echo "make tools  install the system tools the tests need (apt-get), or name what is missing"
 
@@ -87,6 +88,16 @@ bench: venv
 
 soak: venv
 	$(BIN)/python benchmarks/soak.py
+
+# The tests whose size follows SSLRECONCILER_SOAK_SCALE (conftest.soak_size), at SOAK_SCALE times it.
+SOAK_SCALE ?= 10
+SOAK_TESTS := tests/test_reliability.py::test_sigkill_at_random_moments_never_leaves_a_partial_store \
+	tests/test_privilege_boundary.py::test_swapped_store_never_turns_roots_mode_fix_on_another_file \
+	tests/test_writer_lock_round2.py::test_the_lock_file_coming_and_going_still_admits_one_writer_at_a_time \
+	tests/test_properties.py tests/test_jks_writer.py
+
+test-soak: tools venv jdks
+	SSLRECONCILER_SOAK_SCALE=$(SOAK_SCALE) $(BIN)/pytest -p no:cacheprovider $(SOAK_TESTS)
 
 man: venv
 	$(BIN)/python tools/manpage.py docs/sslreconciler.1

@@ -14,6 +14,15 @@ import pytest
 from pkitools import Issued, Node, make_ca, seed_node
 
 REPO = Path(__file__).resolve().parent.parent
+# The size of the suite's long loops (SIGKILLs, races, property examples), as a factor of their default
+# sizes: `SSLRECONCILER_SOAK_SCALE=5 pytest ...` (or `make test-soak`) runs them five times as long. Read
+# once at import: the autouse _isolated_env removes every SSLRECONCILER_ variable from each test's environment.
+SOAK_SCALE = float(os.environ.get("SSLRECONCILER_SOAK_SCALE", "1"))
+
+
+def soak_size(default: int) -> int:
+    """A long loop's count: ``default`` times SSLRECONCILER_SOAK_SCALE, at least 1."""
+    return max(1, round(default * SOAK_SCALE))
 JDK_CACHE = REPO / ".cache" / "jdk"
 PASSWORD = "changeit"
 

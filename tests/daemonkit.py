@@ -93,7 +93,14 @@ class RunningDaemon:
         deadline = time.monotonic() + timeout
         doc: dict[str, Any] = {}
         while time.monotonic() < deadline:
-            _, doc = self.health()
+            try:
+                _, doc = self.health()
+            except ConnectionResetError:
+                # at its connection cap the daemon answers 503 and closes without reading the request (a
+                # reset): slots held by clients just gone free up in a moment; a dead daemon fails at once
+                assert self.proc is None or self.proc.poll() is None, f"daemon exited: {self.logs_text()}"
+                time.sleep(0.05)
+                continue
             if predicate(doc):
                 return doc
             time.sleep(0.05)
@@ -137,14 +144,18 @@ class RunningDaemon:
         return self.log_path.read_text() if self.log_path.exists() else ""
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 60, what: str = "") -> Any:
-    """Poll ``predicate`` until it returns something truthy; deadlines are generous for a loaded machine."""
+def wait_until(predicate: Callable[[], Any], timeout: float = 60, what: str = "",
+               proc: subprocess.Popen[bytes] | None = None, log: Path | None = None, poll: float = 0.05) -> Any:
+    """Poll ``predicate`` every ``poll`` s until it returns something truthy; deadlines are generous for a
+    loaded machine. Given ``proc``, a process that exits first fails the wait at once (with ``log``'s text)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if value := predicate():
             return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"{what}: process exited {proc.returncode}: {log.read_text() if log else ''}")
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}: {log.read_text() if log else ''}")
 
 
 def fingerprint(doc: dict[str, Any], artifact: str = "ssl-web.keystore") -> str | None:

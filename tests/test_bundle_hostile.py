@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import json
 import os
 import signal
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import pytest
@@ -28,6 +26,7 @@ from bundlekit import service_node as _node
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from daemonkit import RunningDaemon
+from tarkit import members_of, tgz
 from userkit import as_user, chown_tree, run_as
 
 from conftest import snapshot
@@ -115,17 +114,17 @@ def test_a_bundle_from_before_the_sequence_is_refused_once_a_node_has_one(rotati
     """A bundle an earlier version made (no sequence in its manifest) cannot be ordered: refused by a node
     that installed a sequenced one, accepted by one that never did (the upgrade path)."""
     legacy = tmp_path / "legacy.tgz"
-    with tarfile.open(rotation["retired"]) as src, tarfile.open(legacy, "w:gz") as out:
-        for member in src.getmembers():
-            if member.name == "manifest.sig":
-                continue  # an earlier version signed nothing
-            data = src.extractfile(member).read()
-            if member.name == "manifest.json":
-                manifest = json.loads(data)
-                assert isinstance(manifest.pop("sequence"), int)
-                data = json.dumps(manifest).encode()
-                member.size = len(data)
-            out.addfile(member, io.BytesIO(data))
+    members = []
+    for member, data in members_of(rotation["retired"]):
+        if member.name == "manifest.sig":
+            continue  # an earlier version signed nothing
+        if member.name == "manifest.json":
+            manifest = json.loads(data)
+            assert isinstance(manifest.pop("sequence"), int)
+            data = json.dumps(manifest).encode()
+            member.size = len(data)
+        members.append((member, data))
+    legacy.write_bytes(tgz(members))
     node = _node(world, service_user)
     _installed(node, rotation["pre"])
     result = _install(node, legacy)

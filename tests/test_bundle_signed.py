@@ -9,9 +9,7 @@ raised and repacked, and a genuine bundle from another staging area (another CA)
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import tarfile
 from pathlib import Path
 
 import pytest
@@ -20,6 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
+from tarkit import files_of, tgz_files
 
 from conftest import snapshot
 
@@ -33,26 +32,15 @@ def rotation(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return make_rotation(tmp_path_factory.mktemp("signed-rotation"))
 
 
-def _members(bundle: Path) -> dict[str, bytes]:
-    with tarfile.open(bundle) as tar:
-        return {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
-
-
 def _repack(files: dict[str, bytes], out: Path) -> Path:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size, info.mode = len(data), 0o600
-            tar.addfile(info, io.BytesIO(data))
-    out.write_bytes(buffer.getvalue())
+    out.write_bytes(tgz_files(files, mode=0o600))
     out.chmod(0o600)
     return out
 
 
 def _raised(bundle: Path, out: Path, by: int = HOUR_US) -> Path:
     """The reviewer's edit: the same bundle, its sequence raised, everything else (manifest.sig too) kept."""
-    files = _members(bundle)
+    files = files_of(bundle)
     manifest = json.loads(files["manifest.json"])
     manifest["sequence"] += by
     files["manifest.json"] = json.dumps(manifest, indent=2).encode()
@@ -84,10 +72,10 @@ def _state(node) -> tuple[dict, bytes]:
 def test_each_bundle_of_a_rotation_is_signed_by_the_ca_that_issued_its_ssl_crt(rotation) -> None:
     """manifest.sig: RSA PKCS#1 v1.5 / SHA-256 over manifest.json's exact bytes, by the CA of ssl.crt: the old
     CA until the reissue (the mid-rotation bundle too), the new one after."""
-    keys = {name: x509.load_pem_x509_certificate(_members(rotation["both"])[f"authorities/{name}.crt"]).public_key()
+    keys = {name: x509.load_pem_x509_certificate(files_of(rotation["both"])[f"authorities/{name}.crt"]).public_key()
             for name in (OLD_CA, NEW_CA)}
     for step, signer in (("pre", OLD_CA), ("both", OLD_CA), ("reissued", NEW_CA), ("retired", NEW_CA)):
-        files = _members(rotation[step])
+        files = files_of(rotation[step])
         assert "manifest.sig" not in json.loads(files["manifest.json"])["files"]
         keys[signer].verify(files["manifest.sig"], files["manifest.json"], padding.PKCS1v15(), hashes.SHA256())
 
@@ -127,7 +115,7 @@ def test_a_damaged_or_missing_signature_is_refused(rotation, world: Path, servic
     node = service_node(world, service_user)
     _installed(node, rotation["pre"], rotation["both"])
     before = _state(node)
-    files = _members(rotation["reissued"])
+    files = files_of(rotation["reissued"])
     if damage == "flipped":
         sig = bytearray(files["manifest.sig"])
         sig[len(sig) // 2] ^= 0x01
@@ -173,7 +161,7 @@ def test_a_bundle_from_another_ca_needs_takeover(rotation, world: Path, service_
     other = _other_cluster(world, "ec-p256")
     result = install(node, other)
     assert result.rc == 1, (result.out[-2000:], result.err[-2000:])
-    new_fp = _fingerprint(_members(rotation["retired"])[f"authorities/{NEW_CA}.crt"])
+    new_fp = _fingerprint(files_of(rotation["retired"])[f"authorities/{NEW_CA}.crt"])
     other_fp = _fingerprint((world / "other-staging" / "ca.other.example.net.crt").read_bytes())
     for words in ("CN=ca.other.example.net", other_fp, f"CN={NEW_CA}", new_fp, "--takeover", "nothing installed"):
         assert words in result.err, (words, result.err)
@@ -207,7 +195,7 @@ def test_a_record_lost_the_issuer_of_ssl_crt_still_decides(rotation, world: Path
 
 def test_an_ec_ca_signs_with_ecdsa(world: Path, service_user) -> None:
     bundle = _other_cluster(world, "ec-p256")
-    files = _members(bundle)
+    files = files_of(bundle)
     ca = x509.load_pem_x509_certificate((world / "other-staging" / "ca.other.example.net.crt").read_bytes())
     key = ca.public_key()
     assert isinstance(key, ec.EllipticCurvePublicKey) and not isinstance(key, rsa.RSAPublicKey)
@@ -219,9 +207,9 @@ def test_a_node_that_missed_the_mid_rotation_bundle_follows_the_old_cas_co_signa
                                                                                      service_user) -> None:
     """During the rotation every bundle is co-signed by the other CA the staging area trusts: a node that
     knows only the old CA takes the reissued bundle (signed by the new CA) on the old CA's word."""
-    files = _members(rotation["reissued"])
+    files = files_of(rotation["reissued"])
     assert sorted(n for n in files if n.startswith("cosigned/")) == [f"cosigned/{OLD_CA}.sig"]
-    assert not any(n.startswith("cosigned/") for n in _members(rotation["retired"]))  # retired: nothing co-signs
+    assert not any(n.startswith("cosigned/") for n in files_of(rotation["retired"]))  # retired: nothing co-signs
     node = service_node(world, service_user)
     _installed(node, rotation["pre"], rotation["reissued"], rotation["retired"])
     assert _ca_files(node) == {f"{NEW_CA}.crt"} and _issuer(node) == f"CN={NEW_CA}"
@@ -235,7 +223,7 @@ def test_a_damaged_co_signature_is_refused(rotation, world: Path, service_user) 
     node = service_node(world, service_user)
     _installed(node, rotation["pre"])
     before = _state(node)
-    files = _members(rotation["reissued"])
+    files = files_of(rotation["reissued"])
     sig = bytearray(files[f"cosigned/{OLD_CA}.sig"])
     sig[-1] ^= 0x01
     files[f"cosigned/{OLD_CA}.sig"] = bytes(sig)

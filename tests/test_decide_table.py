@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import os
 import tempfile
@@ -49,14 +50,21 @@ from trustkit import cert, openssl_signed
 HOST = "host.example.com"
 PASSWORD = "changeit"
 CA = cert("Table CA")
-# cryptography no longer signs with SHA-1: openssl does, with notBefore = the wall clock, so the
-# table's "now" is taken after it.
-SHA1_LEAF = openssl_signed(Path(tempfile.mkdtemp(prefix="sha1-")), HOST, CA)
-NOW_TS = time.time() + 1
+# The table's "now": a day ahead of the import, so that a certificate openssl signs later in the run (its
+# notBefore is the wall clock: see _sha1_leaf) is already valid at it, and every other certificate (made
+# relative to the wall clock or to NOW) is dated as its row says.
+NOW_TS = time.time() + 86_400
 OLD = NOW_TS - 3600  # a source's mtime: well outside any grace window
 SSL = cert(HOST, CA, ca=False)
 OTHER_CA = cert("Other CA")
 PRIVATE, PUBLIC = 0o600, 0o644
+
+
+@functools.cache
+def _sha1_leaf() -> Issued:
+    """cryptography no longer signs with SHA-1: openssl does, once, when the row that needs it runs."""
+    with tempfile.TemporaryDirectory(prefix="sha1-") as work:
+        return openssl_signed(Path(work), HOST, CA)
 
 
 def pem(issued: Issued) -> bytes:
@@ -164,10 +172,6 @@ def steps(decision: Decision, kind: type) -> list:
 
 # --- the actions ------------------------------------------------------------------------------------------
 
-COVERED_ACTIONS: set[str] = set()
-COVERED_CODES: set[str] = set()
-
-
 @dataclass
 class Row:
     name: str
@@ -265,10 +269,6 @@ def test_action_table(row: Row) -> None:
         assert mine == [], mine
     else:
         assert [type(s) for s in mine] == [row.step], mine
-    COVERED_ACTIONS.add(row.action)
-    if row.step is not None:
-        COVERED_ACTIONS.add(row.step.__name__)
-    COVERED_CODES.update(row.finding_codes)
 
 
 def test_fix_step_names_the_inode_it_checked() -> None:
@@ -294,8 +294,6 @@ def test_links_made_for_new_ca_removed_when_stale_and_a_file_in_the_way_left_alo
     assert [(s.directory, s.name) for s in steps(decision, RemoveLink)] == [("authorities", "deadbeef.0")]
     occupied = run(_occupy(seed()))
     assert FindingCode.NOT_A_LINK in codes(occupied) and not steps(occupied, MakeLink)
-    COVERED_ACTIONS.update({"MakeLink", "RemoveLink"})
-    COVERED_CODES.add(FindingCode.NOT_A_LINK)
 
 
 def _occupy(node: Node) -> Node:
@@ -310,7 +308,6 @@ def test_a_trust_dir_where_links_cannot_be_kept_is_a_finding_and_no_link_step() 
     decision = run(node)
     assert FindingCode.LINKS in codes(decision) and not steps(decision, MakeLink)
     assert artifact(decision, "authorities.jks").action == "written"  # the truststore itself is still right
-    COVERED_CODES.add(FindingCode.LINKS)
 
 
 # --- the grace window -------------------------------------------------------------------------------------
@@ -359,7 +356,6 @@ def test_unknown_owner_is_reported_and_the_stores_are_still_kept_right() -> None
     decision = run(node)
     assert FindingCode.UNKNOWN_OWNER in codes(decision)
     assert {s.uid for s in steps(decision, WriteStore)} == {None}  # new files take the ssl dir's owner
-    COVERED_CODES.add(FindingCode.UNKNOWN_OWNER)
 
 
 def test_a_desired_state_problem_passed_in_is_kept_among_the_findings() -> None:
@@ -367,7 +363,6 @@ def test_a_desired_state_problem_passed_in_is_kept_among_the_findings() -> None:
     problem = error("/etc/desired.json", "is invalid, keeping the last valid one", FindingCode.DESIRED_STATE)
     decision = decide(observed, seed().state(), Context(HOST, dt.datetime.fromtimestamp(NOW_TS, dt.UTC)), [problem])
     assert problem in decision.findings
-    COVERED_CODES.add(FindingCode.DESIRED_STATE)
 
 
 # --- after execution: settle ------------------------------------------------------------------------------
@@ -402,7 +397,6 @@ def test_settle_turns_each_failed_step_into_what_it_leaves_behind() -> None:
     unlink = steps(removing, RemoveLink)[0]
     report = settle(removing, [StepFailed(unlink, "Permission denied")], "/ssl", dt.datetime.now(dt.UTC), 0.01, False)
     assert "deadbeef.0" not in report.links[0].removed
-    COVERED_CODES.update({FindingCode.WRITE_FAILED, FindingCode.LINK_FAILED, FindingCode.ATTRIBUTES})
 
 
 def test_hooks_due_follow_only_what_was_written() -> None:
@@ -459,7 +453,7 @@ SOURCE_ROWS: list[tuple[str, Callable[[], Node], FindingCode, Level]] = [
      Level.ERROR),
     ("weak-dsa-key: a DSA CA", lambda: _trust("dsa.crt", pem(cert("DSA CA", kind="dsa1024"))),
      FindingCode.WEAK_DSA_KEY, Level.ERROR),
-    ("weak-signature", lambda: _pair(*_v(SHA1_LEAF)),
+    ("weak-signature", lambda: _pair(*_v(_sha1_leaf())),
      FindingCode.WEAK_SIGNATURE, Level.ERROR),
     ("key-usage", lambda: _pair(*_v(cert(HOST, CA, ca=False, eku=[ExtendedKeyUsageOID.CODE_SIGNING]))),
      FindingCode.KEY_USAGE, Level.ERROR),
@@ -554,7 +548,6 @@ def test_finding_code_table(label: str, make: Callable[[], Node], code: FindingC
     if level is Level.ERROR and not found[0].file.startswith("authorities/"):  # a bad trust file is left out
         built_from = [a for a in decision.artifacts if found[0].file in (*a.sources, a.name)]
         assert any(a.action in ("kept-last-good", "failed") for a in built_from), built_from
-    COVERED_CODES.add(code)
 
 
 @pytest.mark.parametrize("code", OBSERVED_CODES, ids=[c.value for c in OBSERVED_CODES])
@@ -563,7 +556,6 @@ def test_a_problem_observe_found_blocks_the_artifacts_built_from_that_source(cod
     assert code in codes(decision)
     assert artifact(decision, "ssl.keystore").action == "kept-last-good"
     assert artifact(decision, "ssl-web.keystore").action == "kept-last-good"  # it falls back to the ssl pair
-    COVERED_CODES.add(code)
 
 
 # Codes that arise outside decide, with the tests that cover them where they arise.
@@ -576,9 +568,29 @@ ELSEWHERE = {
 }
 
 
+# What the tests of this file outside the three tables prove, each named by the test that asserts it.
+COVERED_BY_TEST: dict[str, set[str]] = {
+    "test_links_made_for_new_ca_removed_when_stale_and_a_file_in_the_way_left_alone": {
+        "MakeLink", "RemoveLink", FindingCode.NOT_A_LINK},
+    "test_a_trust_dir_where_links_cannot_be_kept_is_a_finding_and_no_link_step": {FindingCode.LINKS},
+    "test_unknown_owner_is_reported_and_the_stores_are_still_kept_right": {FindingCode.UNKNOWN_OWNER},
+    "test_a_desired_state_problem_passed_in_is_kept_among_the_findings": {FindingCode.DESIRED_STATE},
+    "test_settle_turns_each_failed_step_into_what_it_leaves_behind": {
+        "failed", FindingCode.WRITE_FAILED, FindingCode.LINK_FAILED, FindingCode.ATTRIBUTES},
+}
+
+
 def test_every_action_and_every_finding_code_is_in_a_table() -> None:
-    """Runs last in this file: what the rows above covered, against the vocabulary."""
-    assert {"written", "would-write", "unchanged", "kept-last-good", "failed"} <= COVERED_ACTIONS
-    assert {"WriteStore", "FixAttributes", "MakeLink", "RemoveLink"} <= COVERED_ACTIONS
-    missing = set(FindingCode) - COVERED_CODES - set(ELSEWHERE)
+    """The table's promise, from the rows themselves (each row is a test that fails if it does not hold) and
+    the tests named above: it needs no other test to have run first, in this process or at all."""
+    actions = {r.action for r in ROWS} | {r.step.__name__ for r in ROWS if r.step is not None}
+    covered = {str(c) for r in ROWS for c in r.finding_codes}
+    covered |= {str(r[2]) for r in SOURCE_ROWS} | {str(c) for c in OBSERVED_CODES}
+    for test_name, proved in COVERED_BY_TEST.items():
+        assert callable(globals().get(test_name)), f"{test_name} is named as covering {proved} but is gone"
+        actions |= {p for p in proved if not isinstance(p, FindingCode)}
+        covered |= {str(p) for p in proved if isinstance(p, FindingCode)}
+    assert {"written", "would-write", "unchanged", "kept-last-good", "failed"} <= actions
+    assert {"WriteStore", "FixAttributes", "MakeLink", "RemoveLink"} <= actions
+    missing = {str(c) for c in FindingCode} - covered - {str(c) for c in ELSEWHERE}
     assert not missing, f"finding codes no table row covers: {sorted(missing)}"

@@ -8,7 +8,6 @@ names the file and the cause.
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import pwd
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import pytest
 from daemonkit import RunningDaemon, fingerprint
+from tarkit import members_of, tgz
 from userkit import as_user, chown_tree, outside_secret, run_as, state_of
 
 from conftest import run_cli, snapshot
@@ -381,20 +381,7 @@ def staged(tmp_path_factory: pytest.TempPathFactory) -> dict:
                  ["pki", "bundle", "--staging", staging, "sec1.example.com", "-o", base / "sec1.tgz"]):
         result = run_cli(*args)
         assert result.rc == 0, result.err
-    members = []
-    with tarfile.open(base / "sec1.tgz") as tar:
-        for m in tar.getmembers():
-            members.append((m, tar.extractfile(m).read()))
-    return {"base": base, "staging": staging, "bundle": base / "sec1.tgz", "members": members}
-
-
-def _tgz(members: list[tuple[tarfile.TarInfo, bytes]], fmt: int = tarfile.PAX_FORMAT,
-         pax: dict[str, str] | None = None) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz", format=fmt, pax_headers=pax) as tar:
-        for info, data in members:
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
+    return {"base": base, "staging": staging, "bundle": base / "sec1.tgz", "members": members_of(base / "sec1.tgz")}
 
 
 def _install(bundle: Path, ssl_dir: Path, desired: Path):
@@ -409,7 +396,7 @@ def _target(tmp_path: Path, host: str = "sec1.example.com") -> tuple[Path, Path]
 
 def test_bundle_with_a_huge_extended_header_is_refused_while_streaming(staged: dict, tmp_path: Path) -> None:
     bundle = tmp_path / "pax.tgz"
-    bundle.write_bytes(_tgz(staged["members"], pax={"comment": "x" * (64 * 1024 * 1024)}))
+    bundle.write_bytes(tgz(staged["members"], pax={"comment": "x" * (64 * 1024 * 1024)}))
     assert bundle.stat().st_size < 1024 * 1024
     ssl_dir, desired = _target(tmp_path)
     result = _install(bundle, ssl_dir, desired)
@@ -427,7 +414,7 @@ def test_bundle_that_unpacks_too_large_or_too_many_is_refused(staged: dict, tmp_
         ("bomb.tgz", [(bomb, b"\0" * bomb.size)], "bytes"),
     ):
         bundle = tmp_path / name
-        bundle.write_bytes(_tgz(members))
+        bundle.write_bytes(tgz(members))
         result = _install(bundle, ssl_dir, desired)
         assert result.rc == 1 and words in result.err and "Traceback" not in result.err, result.err
         assert not ssl_dir.exists()
@@ -443,7 +430,7 @@ def test_bundle_with_half_a_pair_or_for_another_host_is_refused(staged: dict, tm
     info = tarfile.TarInfo("manifest.json")
     info.size = len(body)
     half = [(info, body) if m.name == "manifest.json" else (m, d) for m, d in half]
-    (tmp_path / "half.tgz").write_bytes(_tgz(half))
+    (tmp_path / "half.tgz").write_bytes(tgz(half))
     result = _install(tmp_path / "half.tgz", node.ssl_dir, node.desired)
     assert result.rc == 1 and "holds ssl-web.key but no ssl-web.crt" in result.err, result.err
     other = tmp_path / "other.json"

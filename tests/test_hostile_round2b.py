@@ -6,7 +6,6 @@ Root runs the real CLI; where the item is about a user, on directories a throwaw
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import tarfile
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 from acmekit import Pebble, WebrootServer, acme_block
 from bundlekit import ok
+from tarkit import members_of, tgz
 from userkit import chown_tree
 
 from conftest import run_cli, snapshot
@@ -70,13 +70,13 @@ def staged(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def _repack(src: Path, out: Path, change) -> Path:
     """``src`` with its manifest as ``change`` leaves it (given the manifest's text, gives the new text)."""
-    with tarfile.open(src) as tar_in, tarfile.open(out, "w:gz") as tar_out:
-        for member in tar_in.getmembers():
-            data = tar_in.extractfile(member).read()
-            if member.name == "manifest.json":
-                data = change(data.decode()).encode()
-                member.size = len(data)
-            tar_out.addfile(member, io.BytesIO(data))
+    members = members_of(src)
+    for i, (member, data) in enumerate(members):
+        if member.name == "manifest.json":
+            data = change(data.decode()).encode()
+            member.size = len(data)
+            members[i] = (member, data)
+    out.write_bytes(tgz(members))
     return out
 
 

@@ -26,7 +26,7 @@ from sslreconciler.stores.entries import KeyEntry, StoreContent
 from sslreconciler.stores.jks import encode_jks, read_jks
 from sslreconciler.stores.jks_writer import JKSEncodeError, encode_jks_with
 
-from conftest import keytool_list, store_probe
+from conftest import keytool_list, soak_size, store_probe
 from pkitools import Issued, make_ca, make_host
 
 # A small pool of real keys and certificates, made once; the property test picks from it.
@@ -84,7 +84,7 @@ def stores(draw: st.DrawFn) -> StoreContent:
     return StoreContent.of(keys, trusted)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=soak_size(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(content=stores(), password=st.text(_text, max_size=20), timestamp_ms=st.integers(0, 2**63 - 1))
 def test_byte_identical_to_pyjks(content: StoreContent, password: str, timestamp_ms: int) -> None:
     oracle = pyjks_saves(content, password, timestamp_ms)
@@ -118,7 +118,7 @@ def test_the_real_clock_and_salt() -> None:
     assert read_jks(first, "changeit") == read_jks(second, "changeit") == content
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=soak_size(100), deadline=None)
 @given(content=stores(), password=st.text(_text, max_size=20))
 def test_pyjks_reads_back_the_same_entries(content: StoreContent, password: str) -> None:
     data = encode_jks(content, password)

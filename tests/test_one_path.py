@@ -333,7 +333,8 @@ def test_web_install_and_rollback_beside_the_daemon(tmp_path: Path, ca: Issued) 
     d = RunningDaemon(node, tmp_path / "d")
     state = ["--state-dir", str(d.work / "state")]  # one state dir, as on a real node
     try:
-        assert run_cli("reconcile", *common(node), *state).rc in (0, 1)  # stores built before the daemon
+        built = run_cli("reconcile", *common(node), *state)  # stores built before the daemon
+        assert built.rc == 0 and f"{node.ssl_dir}: ok" in built.out, built.out + built.err
         d.start()
         d.wait_for(lambda x: x["status"] == "ok" and fingerprint(x) == node.web.fingerprint(), what="daemon ok")
         pid = d.proc.pid if d.proc else None

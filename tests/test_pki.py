@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import io
 import json
 import os
 import tarfile
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 from bundlekit import HOSTS, handshake, make_cluster, ok
 from cryptography.hazmat.primitives import serialization
+from tarkit import file_member, members_of, rehashed, tgz
 
 from conftest import keytool_list, openssl, run_cli, snapshot
 from pkitools import make_ca, make_host, write
@@ -78,43 +78,14 @@ def test_init_ca_twice_is_a_noop_and_force_says_what_breaks(cluster) -> None:
     assert "issued" in ok("pki", "issue", "--staging", staging, "sec1.example.com", "--renew")
 
 
-def _tar(members: list[tuple[tarfile.TarInfo, bytes | None]]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for info, data in members:
-            tar.addfile(info, io.BytesIO(data) if data is not None else None)
-    return buffer.getvalue()
-
-
-def _members_of(bundle: Path) -> list[tuple[tarfile.TarInfo, bytes]]:
-    with tarfile.open(bundle) as tar:
-        return [(m, tar.extractfile(m).read()) for m in tar.getmembers()]
-
-
-def _file(name: str, data: bytes) -> tuple[tarfile.TarInfo, bytes]:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    return info, data
-
-
 def _rebuilt(members, replace: dict[str, bytes]) -> list[tuple[tarfile.TarInfo, bytes]]:
     """Members with some contents replaced, the manifest updated to match (so only the real check refuses)."""
-    import hashlib
-
-    out = []
-    files = {m.name: d for m, d in members}
-    files.update(replace)
-    manifest = json.loads(files["manifest.json"])
-    manifest["files"] = {n: hashlib.sha256(d).hexdigest() for n, d in files.items() if n not in ("manifest.json", "manifest.sig")}
-    files["manifest.json"] = json.dumps(manifest).encode()
-    for name, data in files.items():
-        out.append(_file(name, data))
-    return out
+    return [file_member(name, data) for name, data in rehashed({**{m.name: d for m, d in members}, **replace}).items()]
 
 
 def hostile_bundles(cluster) -> dict[str, tuple[bytes, str]]:
     good = cluster["tmp"] / "sec2.example.com.tgz"
-    members = _members_of(good)
+    members = members_of(good)
     link = tarfile.TarInfo("ssl.key")
     link.type = tarfile.SYMTYPE
     link.linkname = "/etc/shadow"
@@ -123,20 +94,20 @@ def hostile_bundles(cluster) -> dict[str, tuple[bytes, str]]:
     other_key = make_host(rogue, "x").key_pem()
     data = good.read_bytes()
     return {
-        "path-traversal": (_tar([*members, _file("../../evil.crt", b"x")]), "climbs out"),
-        "absolute-path": (_tar([_file("/tmp/evil-abs.crt", b"x"), *members]), "absolute path"),
-        "symlink-member": (_tar([(link, None)]), "is a link"),
-        "duplicate": (_tar([*members, members[-1]]), "appears twice"),
-        "wrong-ca": (_tar(_rebuilt(members, {"authorities/ca.master.example.com.crt": rogue.cert_pem()})),
+        "path-traversal": (tgz([*members, file_member("../../evil.crt", b"x")]), "climbs out"),
+        "absolute-path": (tgz([file_member("/tmp/evil-abs.crt", b"x"), *members]), "absolute path"),
+        "symlink-member": (tgz([(link, None)]), "is a link"),
+        "duplicate": (tgz([*members, members[-1]]), "appears twice"),
+        "wrong-ca": (tgz(_rebuilt(members, {"authorities/ca.master.example.com.crt": rogue.cert_pem()})),
                      "not signed by the bundled CA"),
-        "other-ca-host": (_tar(_rebuilt(members, {"ssl.key": rogue_host.key_pem(), "ssl.crt": rogue_host.cert_pem()})),
+        "other-ca-host": (tgz(_rebuilt(members, {"ssl.key": rogue_host.key_pem(), "ssl.crt": rogue_host.cert_pem()})),
                           "not signed by the bundled CA"),
-        "mismatched-key": (_tar(_rebuilt(members, {"ssl.key": other_key})), "does not match"),
-        "manifest-mismatch": (_tar([_file(m.name, d + b"\n" if m.name == "ssl.crt" else d) for m, d in members]),
+        "mismatched-key": (tgz(_rebuilt(members, {"ssl.key": other_key})), "does not match"),
+        "manifest-mismatch": (tgz([file_member(m.name, d + b"\n" if m.name == "ssl.crt" else d) for m, d in members]),
                               "does not match its SHA-256"),
         "truncated-gzip": (data[: len(data) // 2], "not a readable gzip tar"),
         "not-gzip": (b"hello", "not a readable gzip tar"),
-        "unknown-member": (_tar([*members, _file("etc/cron.d/evil", b"x")]), "not a file a bundle holds"),
+        "unknown-member": (tgz([*members, file_member("etc/cron.d/evil", b"x")]), "not a file a bundle holds"),
     }
 
 
@@ -227,7 +198,7 @@ def test_web_install_refuses_a_cert_for_another_key(cluster, tmp_path: Path) -> 
 def test_gzip_bomb_like_member_is_bounded(cluster) -> None:
     big = tarfile.TarInfo("ssl.crt")
     big.size = 9 * 1024 * 1024
-    data = _tar([(big, b"\0" * big.size)])
+    data = tgz([(big, b"\0" * big.size)])
     bundle = cluster["tmp"] / "big.tgz"
     bundle.write_bytes(data)
     assert len(gzip.decompress(data)) > big.size

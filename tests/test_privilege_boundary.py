@@ -18,7 +18,7 @@ from pathlib import Path
 
 from userkit import as_user, chown_tree, outside_secret, run_as, state_of
 
-from conftest import keytool_list, run_cli, snapshot
+from conftest import keytool_list, run_cli, snapshot, soak_size
 from pkitools import Issued, make_host, seed_node, write
 
 HOST = "master.example.com"
@@ -66,7 +66,7 @@ while time.monotonic() < end:
 """))
     try:
         outcomes = set()
-        for _ in range(25):
+        for _ in range(soak_size(25)):
             result = _reconcile(node, state)
             assert "Traceback" not in result.err, result.err
             outcomes.add(result.json()["artifacts"]["ssl.keystore"]["message"].split(" ")[0])
@@ -75,7 +75,8 @@ while time.monotonic() < end:
         swapper.kill()
         swapper.wait()
     assert state_of(shadow) == before and shadow.read_bytes() == secret
-    assert outcomes, "no reconcile reported on the store"
+    # the race was run: root found the user's swapped-in copy or link in place of its store, and rewrote it
+    assert "rewritten:" in outcomes, outcomes
 
 
 def test_output_replaced_by_a_symlink_is_replaced_not_followed(world: Path, ca: Issued, service_user) -> None:

@@ -3,20 +3,20 @@ finding or a refusal, never an exception of another kind, never a hang."""
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tarkit import tgz_files
 
 from sslreconciler.cluster.bundle import read_bundle
 from sslreconciler.model.errors import CommandError
 from sslreconciler.model.findings import SourceError
 from sslreconciler.pki.sources import parse_certificates, parse_private_key
 
+from conftest import soak_size
 from pkitools import make_ca, make_host
 
 CA = make_ca("prop.example.com")
@@ -42,7 +42,7 @@ def _mutations() -> st.SearchStrategy[bytes]:
     return st.one_of(st.binary(max_size=2048), real, framed)
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=soak_size(400), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_mutations())
 def test_certificate_loader_never_raises_anything_else(data: bytes) -> None:
     try:
@@ -53,7 +53,7 @@ def test_certificate_loader_never_raises_anything_else(data: bytes) -> None:
         assert certs
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=soak_size(400), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_mutations())
 def test_key_loader_never_raises_anything_else(data: bytes) -> None:
     try:
@@ -62,18 +62,8 @@ def test_key_loader_never_raises_anything_else(data: bytes) -> None:
         assert exc.finding.file == "x.key" and exc.finding.reason
 
 
-def _bundle_bytes(members: list[tuple[str, bytes]]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
-
-GOOD = _bundle_bytes([("manifest.json", json.dumps({"format": 1, "host": "h", "ca": "c", "files": {}}).encode()),
-                      ("ssl.key", HOST.key_pem()), ("ssl.crt", HOST.cert_pem())])
+GOOD = tgz_files([("manifest.json", json.dumps({"format": 1, "host": "h", "ca": "c", "files": {}}).encode()),
+                  ("ssl.key", HOST.key_pem()), ("ssl.crt", HOST.cert_pem())])
 
 
 @pytest.fixture(scope="module")
@@ -81,12 +71,12 @@ def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("bundles")
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=soak_size(300), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.one_of(
     st.binary(max_size=4096),
     st.builds(lambda cut, flips: bytes(b ^ (0xFF if i in flips else 0) for i, b in enumerate(GOOD[: len(GOOD) - cut])),
               st.integers(0, len(GOOD)), st.sets(st.integers(0, len(GOOD)), max_size=6)),
-    st.builds(_bundle_bytes, st.lists(st.tuples(
+    st.builds(tgz_files, st.lists(st.tuples(
         st.sampled_from(["manifest.json", "ssl.key", "ssl.crt", "authorities/c.crt", "../x", "/abs", "a/b/c", "ssl.key"]),
         st.binary(max_size=200)), max_size=6)),
 ))

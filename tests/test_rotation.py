@@ -120,16 +120,33 @@ def test_a_bundle_carries_a_web_pair_from_either_ca_during_rotation(cluster) -> 
     assert refused.rc == 1 and f"{host} --web" in refused.err
 
 
+@pytest.fixture(scope="module")
+def staging(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A staging area with a CA and an issued host: each usage error below comes before any of it is used,
+    so no cluster is needed (only read, never changed: shared by the tests of this module)."""
+    staging = tmp_path_factory.mktemp("usage") / "staging"
+    ok("pki", "init-ca", "--staging", staging, "--name", OLD)
+    ok("pki", "issue", "--staging", staging, "sec1.example.com")
+    return staging
+
+
+def _contents(staging: Path) -> dict[str, bytes | None]:
+    return {str(p.relative_to(staging)): p.read_bytes() if p.is_file() else None for p in staging.rglob("*")}
+
+
 @pytest.mark.parametrize("name", ["../evil", "a/b", ".hidden", "x.crt"])
-def test_ca_names_that_are_not_file_stems_are_usage_errors(cluster, name: str) -> None:
-    before = {p for p in cluster["tmp"].rglob("*")}
+def test_ca_names_that_are_not_file_stems_are_usage_errors(staging: Path, name: str) -> None:
+    before = _contents(staging)
     for command in (["rotate-ca"], ["init-ca", "--force"]):
-        result = run_cli("pki", *command, "--staging", cluster["staging"], "--name", name)
+        result = run_cli("pki", *command, "--staging", staging, "--name", name)
         assert result.rc == 2 and "a CA name is letters" in result.err and "Traceback" not in result.err, result.err
-    assert {p for p in cluster["tmp"].rglob("*")} == before
+    assert _contents(staging) == before
+    assert not (staging.parent / "evil").exists()
 
 
-def test_days_must_be_positive(cluster) -> None:
+def test_days_must_be_positive(staging: Path) -> None:
+    before = _contents(staging)
     for command in (["init-ca", "--force", "--name", "ca.x"], ["rotate-ca"], ["issue", "h.example.com"]):
-        result = run_cli("pki", *command, "--staging", cluster["staging"], "--days", "-1")
-        assert result.rc == 2 and "--days" in result.err and "Traceback" not in result.err
+        result = run_cli("pki", *command, "--staging", staging, "--days", "-1")
+        assert result.rc == 2 and "--days" in result.err and "Traceback" not in result.err, result.err
+    assert _contents(staging) == before

@@ -3,17 +3,15 @@ where a source is refused."""
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import subprocess
-import tarfile
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
+from tarkit import files_of, rehashed, tgz_files
 
 from conftest import keytool_list, reconcile, run_cli, snapshot
 from pkitools import Issued, Node, make_ca, make_host, seed_node, write
@@ -134,19 +132,9 @@ def test_bundle_with_a_ca_false_issuer_is_refused(tmp_path: Path) -> None:
     sec1_key = serialization.load_pem_private_key((staging / "sec1.example.com.key").read_bytes(), None)
     sec1 = Issued(sec1_key, x509.load_pem_x509_certificate((staging / "sec1.example.com.crt").read_bytes()))
     forged = cert("sec2.example.com", sec1, ca=False)  # sec1 (CA:FALSE) mints a certificate for sec2
-    with tarfile.open(tmp_path / "good.tgz") as tar:
-        files = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
+    files = files_of(tmp_path / "good.tgz")
     files["ssl.key"], files["ssl.crt"] = forged.key_pem(), forged.cert_pem() + sec1.cert_pem()
-    manifest = json.loads(files["manifest.json"])
-    manifest["files"] = {n: hashlib.sha256(d).hexdigest() for n, d in files.items() if n not in ("manifest.json", "manifest.sig")}
-    files["manifest.json"] = json.dumps(manifest).encode()
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    hostile = write(tmp_path / "hostile.tgz", buffer.getvalue())
+    hostile = write(tmp_path / "hostile.tgz", tgz_files(rehashed(files)))
     result = run_cli("pki", "install-bundle", hostile, "--ssl-dir", tmp_path / "node" / "ssl")
     assert result.rc == 1
     assert "CN=sec1.example.com is not a CA (basicConstraints CA:FALSE)" in result.err, result.err

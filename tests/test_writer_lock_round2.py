@@ -23,7 +23,7 @@ import pytest
 from daemonkit import RunningDaemon
 from userkit import as_user, chown_tree, outside_secret, run_as, state_of
 
-from conftest import run_cli
+from conftest import SOAK_SCALE, run_cli, soak_size
 from pkitools import Issued, seed_node
 
 HOST = "master.example.com"
@@ -415,23 +415,24 @@ def test_a_wait_past_the_one_shots_patience_is_an_error_in_the_health_document()
 
 
 def test_the_lock_file_coming_and_going_still_admits_one_writer_at_a_time(tmp_path: Path) -> None:
-    """Four writers, 500 turns each, the lock file made and removed every turn: never two inside."""
+    """Four writers, 500 turns each (SSLRECONCILER_SOAK_SCALE times), the lock file made and removed every
+    turn: never two inside."""
     script = r"""
 import os, sys
 from sslreconciler.fsio import open_dir
 from sslreconciler.writer_lock import lock_for_writing
 d = sys.argv[1]
 fd = open_dir(d)
-for _ in range(500):
+for _ in range(int(sys.argv[2])):
     with lock_for_writing(fd, d, 60):
         inside = os.open("inside", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600, dir_fd=fd)  # fails if two are in
         os.close(inside)
         os.unlink("inside", dir_fd=fd)
 print("done")
 """
-    procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE,
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path), str(soak_size(500))], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(4)]
     for proc in procs:
-        out, err = proc.communicate(timeout=300)
+        out, err = proc.communicate(timeout=300 * max(1.0, SOAK_SCALE))
         assert proc.returncode == 0 and out.strip() == "done", err
     assert os.listdir(tmp_path) == []
