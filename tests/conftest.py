@@ -124,12 +124,6 @@ def java_bin(version: str) -> str:
     return str(path)
 
 
-def store_probe(java_classes: Path, version: str, storetype: str, store: Path, password: str = PASSWORD) -> Result:
-    proc = subprocess.run([java_bin(version), "-cp", str(java_classes), "StoreProbe", storetype, str(store), password],
-                          capture_output=True, text=True, timeout=120)
-    return Result(proc.returncode, proc.stdout, proc.stderr)
-
-
 @pytest.fixture
 def tmpfs(tmp_path: Path):
     """A 400 KiB tmpfs: a file system that can be filled (disk-full tests)."""
