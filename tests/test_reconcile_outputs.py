@@ -19,7 +19,8 @@ STORES = ["ssl.keystore", "ssl.p12", "ssl-web.keystore", "ssl-web.p12", "authori
 
 @pytest.mark.parametrize("kind", ["rsa", "ec"])
 @pytest.mark.parametrize("with_intermediate", [False, True], ids=["direct", "intermediate"])
-def test_seed_layout_builds_every_store(tmp_path: Path, kind: str, with_intermediate: bool) -> None:
+def test_seed_layout_builds_every_store(tmp_path: Path, kind: str, with_intermediate: bool,
+                                        java_classes: Path) -> None:
     root = make_ca("ca.master.example.com", kind=kind)
     inter = make_ca("intermediate.example.com", kind=kind, issuer=root) if with_intermediate else None
     node = seed_node(tmp_path / "n", "master.example.com", root, kind=kind, intermediate=inter)
@@ -31,16 +32,16 @@ def test_seed_layout_builds_every_store(tmp_path: Path, kind: str, with_intermed
     assert {name: a["action"] for name, a in report["artifacts"].items()} == dict.fromkeys(STORES, "written")
 
     chain_len = 2 if with_intermediate else 1
-    for store, storetype in [("ssl.keystore", "JKS"), ("ssl-web.keystore", "JKS"),
-                             ("ssl.p12", "PKCS12"), ("ssl-web.p12", "PKCS12")]:
+    stores = [("ssl.keystore", "JKS"), ("ssl-web.keystore", "JKS"), ("ssl.p12", "PKCS12"), ("ssl-web.p12", "PKCS12"),
+              ("authorities.jks", "JKS")]
+    probes = store_probes(java_classes, "system", [(t, node.ssl_dir / store, PASSWORD) for store, t in stores])
+    for (store, _), probe in zip(stores[:4], probes[:4], strict=True):  # Java opens each, with the key (one JVM)
         alias = "ssl" if store.startswith("ssl.") else "ssl-web"
-        assert keytool_list(node.ssl_dir / store, storetype=storetype) == {alias: ("PrivateKeyEntry", chain_len)}
+        assert probe.rc == 0 and probe.out.splitlines() == [f"{alias}\tkey\t{chain_len}"], (store, probe)
         mode = stat.S_IMODE((node.ssl_dir / store).stat().st_mode)
         assert mode == 0o600, f"{store} mode {mode:o}"
-    assert keytool_list(node.ssl_dir / "authorities.jks") == {
-        "ca.master.example.com": ("trustedCertEntry", 1),
-        "master.example.com": ("trustedCertEntry", 1),
-    }
+    assert probes[4].rc == 0 and sorted(probes[4].out.splitlines()) == [
+        "ca.master.example.com\ttrusted\t1", "master.example.com\ttrusted\t1"], probes[4]
     assert stat.S_IMODE((node.ssl_dir / "authorities.jks").stat().st_mode) == 0o644
 
     # openssl opens the PKCS#12 with the password and finds the key matching the certificate
