@@ -97,6 +97,16 @@ def keytool_list(store: Path, password: str = PASSWORD, storetype: str = "JKS") 
     return entries
 
 
+def keytool_sha256(store: Path, alias: str, password: str = PASSWORD) -> str:
+    """SHA-256 fingerprint (hex, lower case) of the first certificate of ``alias``, as keytool reads it."""
+    proc = subprocess.run(["keytool", "-list", "-v", "-keystore", str(store), "-storepass", password, "-alias", alias],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    line = next((x for x in proc.stdout.splitlines() if x.strip().startswith("SHA256:")), None)
+    assert line, proc.stdout
+    return line.split(":", 1)[1].strip().replace(":", "").lower()
+
+
 def openssl(*args: str | Path, check: bool = True, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(["openssl", *map(str, args)], capture_output=True, text=True, timeout=60,
                           input=stdin.decode() if stdin else None)
