@@ -38,7 +38,15 @@ def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SSLRECONCILER_STATE_DIR", str(tmp_path / "state"))
 
 
-def run_cli(*args: str | Path, env: dict[str, str] | None = None, timeout: float = 120) -> Result:
+def run_cli(*args: str | Path, env: dict[str, str] | None = None, timeout: float = 120, process: bool = False) -> Result:
+    """``sslreconciler ARGS``: in this process (clikit: output captured, ``env`` for the call only,
+    process state put back), or with ``process=True`` as a real ``python -m sslreconciler`` (for what is
+    about the process: its exit, signals, limits, environment read at start, pipes; ``timeout`` bounds
+    only a real process)."""
+    if not process:
+        from clikit import call_main
+
+        return Result(*call_main([str(a) for a in args], env))
     proc = subprocess.run(
         [sys.executable, "-m", "sslreconciler", *map(str, args)],
         capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})},
