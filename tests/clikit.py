@@ -7,7 +7,7 @@ free is done here by hand, and undone afterwards so the next test sees the test 
 - stdout and stderr are captured at the file descriptors (1 and 2), so a write by anything (print,
   sys.stderr, a child that inherits them) lands in the Result, as with a pipe; sys.stdout/sys.stderr
   are new text streams on them (not a tty, as with a pipe), sys.stdin reads /dev/null;
-- ``env`` is applied to os.environ for the call only;
+- ``env`` is applied to os.environ for the call only; ``timeout`` is kept with SIGALRM;
 - SystemExit (argparse's --help and usage errors) becomes the exit code, an uncaught exception a
   traceback on stderr and exit 1, as the interpreter does;
 - process-wide state ``main`` or a command changes is put back: every signal handler (main sets SIGPIPE
@@ -34,6 +34,7 @@ import io
 import os
 import resource
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -117,8 +118,18 @@ def _exit_code(exc: SystemExit) -> int:
     return 1
 
 
-def call_main(argv: Sequence[str], env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    """(exit code, stdout, stderr) of ``main(argv)`` run here."""
+class _TimedOut(BaseException):  # not an Exception: no ``except Exception`` in the product swallows it
+    pass
+
+
+def _alarm(signum: int, frame: object) -> None:
+    raise _TimedOut
+
+
+def call_main(argv: Sequence[str], env: dict[str, str] | None = None, timeout: float = 120) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of ``main(argv)`` run here. Past ``timeout`` seconds a SIGALRM raises
+    in the command (a blocking system call returns EINTR) and subprocess.TimeoutExpired is raised, as
+    subprocess.run does for a process: a hang is a failure, not a stuck suite."""
     if threading.current_thread() is not threading.main_thread():
         raise RuntimeError("the in-process CLI runs on the main thread only: use run_cli(..., process=True)")
     if argv[:1] == ["run"]:
@@ -126,12 +137,12 @@ def call_main(argv: Sequence[str], env: dict[str, str] | None = None) -> tuple[i
     if not _BUSY.acquire(blocking=False):
         raise RuntimeError("the in-process CLI is already running a command: use run_cli(..., process=True)")
     try:
-        return _call(list(argv), env or {})
+        return _call(list(argv), env or {}, timeout)
     finally:
         _BUSY.release()
 
 
-def _call(argv: list[str], env: dict[str, str]) -> tuple[int, str, str]:
+def _call(argv: list[str], env: dict[str, str], timeout: float) -> tuple[int, str, str]:
     from sslreconciler import process
     from sslreconciler.cli.app import main
 
@@ -153,13 +164,22 @@ def _call(argv: list[str], env: dict[str, str]) -> tuple[int, str, str]:
         sys.stderr = io.TextIOWrapper(
             io.FileIO(2, "w", closefd=False), encoding="utf-8", errors="backslashreplace", write_through=True
         )
+        timed_out = False
         hardening = process.no_core_dumps
         process.no_core_dumps = _skipped_hardening  # main imports it from the module on each call
         try:
             os.environ.update(env)
             _fresh_modules()
+            signal.signal(signal.SIGALRM, _alarm)  # _process_state puts the old handler back
+            signal.setitimer(signal.ITIMER_REAL, timeout)
             try:
-                rc = main(argv)
+                try:
+                    rc = main(argv)
+                finally:
+                    signal.setitimer(signal.ITIMER_REAL, 0)
+            except _TimedOut:
+                timed_out = True
+                rc = -signal.SIGALRM
             except SystemExit as exc:
                 rc = _exit_code(exc)
             except BaseException:  # what the interpreter does with an uncaught exception
@@ -174,6 +194,11 @@ def _call(argv: list[str], env: dict[str, str]) -> tuple[int, str, str]:
             for fd in saved_fds:
                 os.close(fd)
             sys.stdin, sys.stdout, sys.stderr = saved_streams
+        out_file.seek(0)
+        err_file.seek(0)
+        out, err = out_file.read().decode(), err_file.read().decode()
+        if timed_out:
+            raise subprocess.TimeoutExpired(argv, timeout, out, err)
         left = sorted(_open_fds() - before - set(saved_fds))
         if left:  # an object in a reference cycle may still hold one: what is garbage is not a leak
             import gc
@@ -182,6 +207,4 @@ def _call(argv: list[str], env: dict[str, str]) -> tuple[int, str, str]:
             left = sorted(_open_fds() - before - set(saved_fds))
         if left:
             raise RuntimeError(f"`{' '.join(argv)}` left descriptors open: {[(fd, _fd_target(fd)) for fd in left]}")
-        out_file.seek(0)
-        err_file.seek(0)
-        return rc, out_file.read().decode(), err_file.read().decode()
+        return rc, out, err
