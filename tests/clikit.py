@@ -18,8 +18,8 @@ free is done here by hand, and undone afterwards so the next test sees the test 
   with CAP_SYS_RESOURCE may raise again (containers often lack it), and every child the test process
   starts afterwards would inherit it, so a core-limit test would pass for the wrong reason. The real
   thing is proven on real processes (test_cli_processes, test_hostile_input::test_core_dumps_are_off);
-- a file descriptor the command leaves open fails the call: a fresh process would have closed it at
-  exit (and a leaked writer-lock descriptor would make the next call wait), so it is a product bug.
+- a file descriptor (not a socket) the command leaves open fails the call: a fresh process would have
+  closed it at exit, and a leaked writer-lock descriptor would make the next call wait.
 
 It is not thread-safe (os.environ, fds 1/2, signal handlers are the process's): it refuses to run off
 the main thread or while another call runs, and refuses ``run`` (the daemon: signals, a loop, threads).
@@ -47,7 +47,10 @@ _BUSY = threading.Lock()
 
 
 def _open_fds() -> set[int]:
-    return {int(n) for n in os.listdir("/proc/self/fd")}
+    """This process's descriptors, but sockets: an HTTP client's pooled connection (requests, in ``acme``)
+    may outlive a command without harm, as it would until the end of a one-shot process."""
+    fds = {int(n): _fd_target(int(n)) for n in os.listdir("/proc/self/fd")}
+    return {fd for fd, target in fds.items() if target != "?" and not target.startswith("socket:")}  # "?": listdir's
 
 
 def _fd_target(fd: int) -> str:
