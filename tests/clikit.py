@@ -39,9 +39,15 @@ import sys
 import tempfile
 import threading
 import traceback
+import warnings
 from collections.abc import Iterator, Sequence
 
 PR_GET_DUMPABLE, PR_SET_DUMPABLE = 3, 4
+# The filters of a release interpreter started without -W or PYTHONWARNINGS (the docs' "default warning
+# filters"), most specific first; and the function that prints a warning to sys.stderr.
+_DEFAULT_WARNINGS = [("ignore", DeprecationWarning), ("ignore", PendingDeprecationWarning),
+                     ("ignore", ImportWarning), ("ignore", ResourceWarning)]
+_SHOW_WARNING = warnings._showwarning_orig  # type: ignore[attr-defined]
 _LIBC = ctypes.CDLL(None, use_errno=True)
 _BUSY = threading.Lock()
 
@@ -154,7 +160,14 @@ def _call(argv: list[str], env: dict[str, str], timeout: float) -> tuple[int, st
         tempfile.TemporaryFile() as err_file,
         open(os.devnull) as devnull,
         _process_state(),
+        warnings.catch_warnings(),
     ):
+        # Warnings as a fresh interpreter shows them (on its stderr), not pytest's recording of them.
+        warnings.resetwarnings()
+        for action, category in reversed(_DEFAULT_WARNINGS):
+            warnings.filterwarnings(action, category=category)
+        warnings.filterwarnings("default", category=DeprecationWarning, module="__main__")
+        warnings.showwarning = _SHOW_WARNING
         sys.stdout.flush()
         sys.stderr.flush()
         saved_streams = sys.stdin, sys.stdout, sys.stderr
