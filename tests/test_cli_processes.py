@@ -17,6 +17,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 from acmekit import Pebble, WebrootServer, acme_block
+from clikit import call_main
 from daemonkit import RunningDaemon, http_get
 
 from conftest import Result, keytool_list, openssl, run_cli, snapshot
@@ -180,7 +181,7 @@ def test_usage_errors_exit_2_from_a_real_process() -> None:
     assert proc.returncode == 2 and "usage: sslreconciler" in proc.stderr, proc.stderr
 
 
-# -- the in-process form (conftest.run_cli without process=True) gives back the process as it was ----
+# -- the in-process form (clikit.call_main, run_cli's default) gives back the process as it was -----
 
 
 def test_the_in_process_form_puts_the_process_back(node: Node, tmp_path: Path) -> None:
@@ -192,20 +193,20 @@ def test_the_in_process_form_puts_the_process_back(node: Node, tmp_path: Path) -
     os.umask(umask)
     env = dict(os.environ)
     core = resource.getrlimit(resource.RLIMIT_CORE)
-    result = run_cli("check", *on(node), env={"SSLRECONCILER_QUIET_PERIOD": "1"})
-    assert result.rc == 0, result.out + result.err
+    rc, out, err = call_main(["check", *map(str, on(node))], env={"SSLRECONCILER_QUIET_PERIOD": "1"})
+    assert rc == 0, out + err
     assert signal.getsignal(signal.SIGPIPE) == sigpipe != signal.SIG_DFL  # main sets SIG_DFL for itself
     assert (os.umask(umask), os.getcwd(), dict(os.environ)) == (umask, cwd, env)
     assert resource.getrlimit(resource.RLIMIT_CORE) == core
-    usage = run_cli("reconcile", "--no-such-option")
-    assert usage.rc == 2 and "usage: sslreconciler" in usage.err and usage.out == ""
+    rc, out, err = call_main(["reconcile", "--no-such-option"])
+    assert rc == 2 and "usage: sslreconciler" in err and out == ""
     with pytest.raises(RuntimeError, match="process=True"):
-        run_cli("run", "--config", tmp_path / "none.toml")
+        call_main(["run", "--config", str(tmp_path / "none.toml")])
     errors: list[BaseException] = []
 
     def off_main() -> None:
         try:
-            run_cli("schema")
+            call_main(["schema"])
         except BaseException as exc:
             errors.append(exc)
 
@@ -226,5 +227,5 @@ def test_the_in_process_form_keeps_its_timeout(tmp_path: Path) -> None:
         mute.listen(4)
         t0 = time.monotonic()
         with pytest.raises(subprocess.TimeoutExpired):
-            run_cli("status", "--socket", path, timeout=1)
+            call_main(["status", "--socket", str(path)], timeout=1)
         assert time.monotonic() - t0 < 4.5
