@@ -22,7 +22,8 @@ free is done here by hand, and undone afterwards so the next test sees the test 
   closed it at exit, and a leaked writer-lock descriptor would make the next call wait.
 
 It is not thread-safe (os.environ, fds 1/2, signal handlers are the process's): it refuses to run off
-the main thread or while another call runs, and refuses ``run`` (the daemon: signals, a loop, threads).
+the main thread or while another call runs, and refuses to start the daemon (``run`` past its argument
+parsing: signals, a loop, threads).
 Tests about the process itself use ``run_cli(..., process=True)``.
 """
 
@@ -135,14 +136,21 @@ def _alarm(signum: int, frame: object) -> None:
     raise _TimedOut
 
 
+class _DaemonRefused(BaseException):
+    pass
+
+
+def _no_daemon(*args: object, **kwargs: object) -> int:
+    """In place of daemon.loop.run_daemon: `run` past its argument parsing (--help is fine here)."""
+    raise _DaemonRefused
+
+
 def call_main(argv: Sequence[str], env: dict[str, str] | None = None, timeout: float = 120) -> tuple[int, str, str]:
     """(exit code, stdout, stderr) of ``main(argv)`` run here. Past ``timeout`` seconds a SIGALRM raises
     in the command (a blocking system call returns EINTR) and subprocess.TimeoutExpired is raised, as
     subprocess.run does for a process: a hang is a failure, not a stuck suite."""
     if threading.current_thread() is not threading.main_thread():
         raise RuntimeError("the in-process CLI runs on the main thread only: use run_cli(..., process=True)")
-    if argv[:1] == ["run"]:
-        raise RuntimeError("`run` is the daemon: start it as a process (daemonkit, or run_cli(..., process=True))")
     if not _BUSY.acquire(blocking=False):
         raise RuntimeError("the in-process CLI is already running a command: use run_cli(..., process=True)")
     try:
@@ -154,7 +162,9 @@ def call_main(argv: Sequence[str], env: dict[str, str] | None = None, timeout: f
 def _call(argv: list[str], env: dict[str, str], timeout: float) -> tuple[int, str, str]:
     from sslreconciler import process
     from sslreconciler.cli.app import main
+    from sslreconciler.daemon import loop as daemon_loop
 
+    run_daemon = daemon_loop.run_daemon
     with (
         tempfile.TemporaryFile() as out_file,
         tempfile.TemporaryFile() as err_file,
@@ -180,9 +190,10 @@ def _call(argv: list[str], env: dict[str, str], timeout: float) -> tuple[int, st
         sys.stderr = io.TextIOWrapper(
             io.FileIO(2, "w", closefd=False), encoding="utf-8", errors="backslashreplace", write_through=True
         )
-        timed_out = False
+        timed_out = refused = False
         hardening = process.no_core_dumps
         process.no_core_dumps = _skipped_hardening  # main imports it from the module on each call
+        daemon_loop.run_daemon = _no_daemon
         try:
             os.environ.update(env)
             _fresh_modules()
@@ -196,6 +207,9 @@ def _call(argv: list[str], env: dict[str, str], timeout: float) -> tuple[int, st
             except _TimedOut:
                 timed_out = True
                 rc = -signal.SIGALRM
+            except _DaemonRefused:
+                refused = True
+                rc = -1
             except SystemExit as exc:
                 rc = _exit_code(exc)
             except BaseException:  # what the interpreter does with an uncaught exception
@@ -205,6 +219,7 @@ def _call(argv: list[str], env: dict[str, str], timeout: float) -> tuple[int, st
             sys.stderr.flush()
         finally:
             process.no_core_dumps = hardening
+            daemon_loop.run_daemon = run_daemon
             os.dup2(saved_fds[0], 1)
             os.dup2(saved_fds[1], 2)
             for fd in saved_fds:
@@ -215,6 +230,8 @@ def _call(argv: list[str], env: dict[str, str], timeout: float) -> tuple[int, st
         out, err = out_file.read().decode(), err_file.read().decode()
         if timed_out:
             raise subprocess.TimeoutExpired(argv, timeout, out, err)
+        if refused:
+            raise RuntimeError("`run` is the daemon: start it as a process (daemonkit, or run_cli(..., process=True))")
         left = sorted(_open_fds() - before - set(saved_fds))
         if left:  # an object in a reference cycle may still hold one: what is garbage is not a leak
             import gc
