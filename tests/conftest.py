@@ -25,6 +25,9 @@ def soak_size(default: int) -> int:
     return max(1, round(default * SOAK_SCALE))
 JDK_CACHE = REPO / ".cache" / "jdk"
 PASSWORD = "changeit"
+# TEST_CLI_PROCESS=1: every run_cli call as a real process, as before the in-process harness (to compare
+# times, or to tell a harness problem from a product one).
+CLI_ALWAYS_PROCESS = os.environ.get("TEST_CLI_PROCESS") == "1"
 
 
 @dataclass
@@ -47,7 +50,15 @@ def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SSLRECONCILER_STATE_DIR", str(tmp_path / "state"))
 
 
-def run_cli(*args: str | Path, env: dict[str, str] | None = None, timeout: float = 120) -> Result:
+def run_cli(*args: str | Path, env: dict[str, str] | None = None, timeout: float = 120, process: bool = False) -> Result:
+    """``sslreconciler ARGS``: in this process (clikit: output captured, ``env`` for the call only,
+    process state put back), or with ``process=True`` as a real ``python -m sslreconciler`` (for what is
+    about the process: its exit, signals, limits, environment read at start, pipes; ``timeout`` bounds
+    only a real process)."""
+    if not process and not CLI_ALWAYS_PROCESS:
+        from clikit import call_main
+
+        return Result(*call_main([str(a) for a in args], env, timeout))
     proc = subprocess.run(
         [sys.executable, "-m", "sslreconciler", *map(str, args)],
         capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})},
@@ -182,3 +193,10 @@ def fill_filesystem(fs: Path, leave_pages: int = 0) -> Path:
         os.close(fd)
     os.truncate(filler, max(0, filler.stat().st_size - leave_pages * 4096))
     return filler
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Remove this process's world-readable install for other users, when a test made one (userkit)."""
+    userkit = sys.modules.get("userkit")
+    if userkit is not None:
+        userkit.remove_user_install()
