@@ -20,9 +20,11 @@ import http.server
 import json
 import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -431,25 +433,47 @@ class StrayClient:
         self.thread.join(30)
 
 
+# The measured command is started by a small Python of its own: a child's peak RSS (ru_maxrss) counts
+# the memory of the process it was forked from (exec records the old address space's high-water mark), so
+# a child forked from pytest, which may have grown large, would report pytest's peak, not its own.
+_MEASURE = """
+import os, signal, sys
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execvp(sys.argv[2], sys.argv[2:])
+    finally:
+        os._exit(127)
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as out:
+    out.write(str(usage.ru_maxrss))
+code = os.waitstatus_to_exitcode(status)
+if code < 0:  # killed by a signal: end the same way
+    if -code != signal.SIGKILL:
+        signal.signal(-code, signal.SIG_DFL)
+    os.kill(os.getpid(), -code)
+sys.exit(code)
+"""
+
+
 def run_measured(argv: list[str], timeout: float, env: dict[str, str] | None = None
                  ) -> tuple[int, str, str, float, int]:
     """Run ``argv``: (exit code, stdout, stderr, seconds, peak RSS in KiB of that process alone)."""
     started = time.monotonic()
-    with tempfile.TemporaryFile() as out_file, tempfile.TemporaryFile() as err_file:
-        proc = subprocess.Popen(argv, stdout=out_file, stderr=err_file, env={**os.environ, **(env or {})})
-        deadline = started + timeout
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.monotonic() > deadline:
-                proc.kill()
-                os.wait4(proc.pid, 0)
-                raise AssertionError(f"{argv} still running after {timeout} s")
-            time.sleep(0.1)
-        proc.returncode = os.waitstatus_to_exitcode(status)
+    with tempfile.TemporaryFile() as out_file, tempfile.TemporaryFile() as err_file, \
+            tempfile.NamedTemporaryFile("r") as rss_file:
+        proc = subprocess.Popen([sys.executable, "-c", _MEASURE, rss_file.name, *map(str, argv)], stdout=out_file,
+                                stderr=err_file, env={**os.environ, **(env or {})}, start_new_session=True)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise AssertionError(f"{argv} still running after {timeout} s") from None
         elapsed = time.monotonic() - started
         out_file.seek(0)
         err_file.seek(0)
         out, err = out_file.read().decode(errors="replace"), err_file.read().decode(errors="replace")
-    return proc.returncode, out, err, elapsed, usage.ru_maxrss
+        maxrss = int(rss_file.read() or 0)
+    assert maxrss, f"{argv}: no peak RSS measured (rc {proc.returncode}): {err[-2000:]}"
+    return proc.returncode, out, err, elapsed, maxrss

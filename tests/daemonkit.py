@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from userkit import user_python
+
 from pkitools import Node
 
 
@@ -62,7 +64,9 @@ class RunningDaemon:
     def start(self, wait: bool = True) -> RunningDaemon:
         self._log = self.log_path.open("ab")
         seen = len(self.drain())  # a READY=1 of an earlier run must not count
-        self.proc = subprocess.Popen([*self.wrapper, sys.executable, "-m", "sslreconciler", "run", "--config", str(self.config)],
+        # Under a wrapper (another user, fewer capabilities) the interpreter is one any user can run.
+        python = user_python() if self.wrapper else sys.executable
+        self.proc = subprocess.Popen([*self.wrapper, python, "-m", "sslreconciler", "run", "--config", str(self.config)],
                                      stdout=self._log, stderr=subprocess.STDOUT, env=self.env)
         if wait:
             self.wait_message("READY=1", timeout=60, after=seen)

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 from acmekit import BLOCKED, Pebble, WebrootServer, acme_block, free_port, port_answers, wait_until
 from daemonkit import RunningDaemon, fingerprint, http_get
+from javakit import Pair, assert_handshakes
 
-from conftest import PASSWORD, Result, java_bin, openssl, run_cli, snapshot
+from conftest import PASSWORD, Result, openssl, run_cli, snapshot
 from pkitools import Issued, Node, make_ca, make_host, seed_node, write
 
 HOST = "pbx.example.com"
@@ -146,23 +147,6 @@ def test_standalone_issuance_changed_names_and_drop_in(tmp_path: Path, acme_node
     assert (acme_node.ssl_dir / "ssl-web.crt.previous").read_bytes() == admin.cert_pem()
 
 
-def _handshake(java_classes: Path, server_store: Path, server_trust: Path, client_store: Path,
-               client_trust: Path, port_file: Path) -> str:
-    srv = subprocess.Popen([java_bin("system"), "-cp", str(java_classes), "TlsPeer", "server", str(server_store),
-                            str(server_trust), PASSWORD, str(port_file)],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        wait_until(port_file.exists, 120, "the Java TLS server's port")
-        cli = subprocess.run([java_bin("system"), "-cp", str(java_classes), "TlsPeer", "client", str(client_store),
-                              str(client_trust), PASSWORD, port_file.read_text()],
-                             capture_output=True, text=True, timeout=180)
-        out, err = srv.communicate(timeout=120)
-    finally:
-        srv.kill()
-    assert cli.returncode == 0 and srv.returncode == 0, cli.stdout + cli.stderr + out + err
-    return cli.stdout + out
-
-
 def test_daemon_rebuilds_web_stores_runs_hook_and_java_trusts_pebble_root(
         tmp_path: Path, acme_node: Node, pebble_factory, java_classes: Path) -> None:
     pebble = pebble_factory()
@@ -200,9 +184,9 @@ def test_daemon_rebuilds_web_stores_runs_hook_and_java_trusts_pebble_root(
     subprocess.run(["keytool", "-importcert", "-noprompt", "-alias", "pebble-root", "-file", str(root),
                     "-keystore", str(trust), "-storepass", PASSWORD, "-storetype", "JKS"],
                    check=True, capture_output=True, timeout=120)
-    out = _handshake(java_classes, acme_node.ssl_dir / "ssl-web.keystore", acme_node.ssl_dir / "authorities.jks",
-                     acme_node.ssl_dir / "ssl.keystore", trust, tmp_path / "port")
-    assert f"client: peer CN={HOST} said pong ping" in out
+    pair = Pair("web server, client trusting pebble's root", acme_node.ssl_dir / "ssl-web.keystore",
+                acme_node.ssl_dir / "authorities.jks", acme_node.ssl_dir / "ssl.keystore", trust)
+    assert_handshakes(java_classes, [pair], {pair.name: (f"CN={HOST}", f"CN={HOST}")})
 
 
 def test_pebble_down_changes_nothing_backs_off_and_status_warns_when_overdue(tmp_path: Path, ca) -> None:

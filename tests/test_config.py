@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+from javakit import store_probe
 
-from conftest import REPO, keytool_list, reconcile, run_cli, store_probe
+from conftest import REPO, keytool_list, reconcile, run_cli
 from pkitools import Issued, seed_node
 
 
@@ -137,32 +138,16 @@ def test_missing_config_file_named(tmp_path: Path) -> None:
     assert result.rc == 2 and "nope.toml: file not found" in result.err
 
 
-AS_NOBODY = """
-import os, sys
-import codecs, io, contextlib
-import sslreconciler.cli
-# Load, as root, everything the run imports lazily: the interpreter lives under /root (mode 0700).
-for name in ("utf-16-be", "utf-16be", "utf-32-be", "latin-1", "ascii", "idna"):
-    codecs.lookup(name)
-with contextlib.redirect_stdout(io.StringIO()):
-    sslreconciler.cli.main(["check", *sys.argv[2:]][:1] + sys.argv[3:])
-os.setgroups([])
-os.setresgid(65534, 65534, 65534)
-os.setresuid(65534, 65534, 65534)
-os.environ["HOME"] = sys.argv[1]
-os.environ.pop("XDG_STATE_HOME", None)
-os.environ.pop("SSLRECONCILER_STATE_DIR", None)
-raise SystemExit(sslreconciler.cli.main(sys.argv[2:]))
-"""
-
-
 def test_unprivileged_user_needs_only_ssl_dir_and_home(tmp_path: Path, ca: Issued) -> None:
     """reconcile --ssl-dir DIR as a plain user: stores in DIR, state under ~/.local/state, nothing else."""
     import os
+    import pwd
     import shutil
     import subprocess
     import sys
     import tempfile
+
+    from userkit import as_user
 
     from conftest import snapshot
 
@@ -177,9 +162,11 @@ def test_unprivileged_user_needs_only_ssl_dir_and_home(tmp_path: Path, ca: Issue
         for path in [root / "node", *(root / "node").rglob("*"), home]:
             os.lchown(path, 65534, 65534)
         before = {p for p in root.rglob("*")}
-        proc = subprocess.run([sys.executable, "-c", AS_NOBODY, str(home), "reconcile", "--ssl-dir",
-                               str(node.ssl_dir), "--desired-state", str(node.desired), "--json"],
-                              capture_output=True, text=True, timeout=120)
+        env = {k: v for k, v in os.environ.items() if k not in ("XDG_STATE_HOME", "SSLRECONCILER_STATE_DIR")}
+        nobody = pwd.getpwuid(65534)
+        proc = subprocess.run(as_user(nobody, sys.executable, "-m", "sslreconciler", "reconcile", "--ssl-dir",
+                                      node.ssl_dir, "--desired-state", node.desired, "--json"),
+                              capture_output=True, text=True, timeout=120, env={**env, "HOME": str(home)}, cwd=root)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert json.loads(proc.stdout)["status"] == "ok"
         created = {p.relative_to(root).as_posix() for p in set(root.rglob("*")) - before}

@@ -22,11 +22,14 @@ from typing import Any
 
 import pytest
 from ansiblekit import BIN, PLAYBOOKS, ansible_env, link_collection
-from bundlekit import handshake
 from daemonkit import http_get, wait_until
+from javakit import assert_every_pair_talks
 
 from conftest import REPO, openssl, run_cli
 from pkitools import make_ca
+
+# One fleet per module, built by its first test: its tests run in one worker, and first (docs/testing.md).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("fleet")]
 
 MASTER = "node1.example.com"
 FIRST_THREE = [MASTER, "node2.example.com", "node3.example.com"]
@@ -125,10 +128,7 @@ def assert_cluster_agrees(fleet: Fleet, java_classes: Path) -> None:
         for b in nodes:
             if a != b:
                 openssl("verify", "-CApath", fleet.ssl(b) / "authorities", fleet.ssl(a) / "ssl.crt")
-    for i, a in enumerate(nodes):
-        for b in nodes[i + 1:]:
-            out = handshake(java_classes, fleet.ssl(a), fleet.ssl(b), fleet.root / f"port-{a}-{b}")
-            assert f"client: peer CN={a}" in out and f"server: peer CN={b}" in out
+    assert_every_pair_talks(java_classes, {host: fleet.ssl(host) for host in nodes})
 
 
 def assert_report_matches(fleet: Fleet) -> list[dict[str, Any]]:

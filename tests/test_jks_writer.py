@@ -19,6 +19,7 @@ import jks
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from javakit import store_probe
 from pyasn1.codec.der import decoder
 from pyasn1_modules import rfc5208
 
@@ -26,7 +27,7 @@ from sslreconciler.stores.entries import KeyEntry, StoreContent
 from sslreconciler.stores.jks import encode_jks, read_jks
 from sslreconciler.stores.jks_writer import JKSEncodeError, encode_jks_with
 
-from conftest import keytool_list, soak_size, store_probe
+from conftest import keytool_list, soak_size
 from pkitools import Issued, make_ca, make_host
 
 # A small pool of real keys and certificates, made once; the property test picks from it.

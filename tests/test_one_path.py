@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from daemonkit import RunningDaemon, fingerprint, wait_until
 
-from conftest import PASSWORD, Result, keytool_list, openssl, run_cli
+from conftest import Result, keytool_list, keytool_sha256, openssl, run_cli
 from pkitools import Issued, Node, make_host, seed_node, write
 
 HOST = "master.example.com"
@@ -77,16 +77,6 @@ def hooks_section(out: str) -> dict[str, str]:
             break
         section[m.group(1)] = m.group(2)
     return section
-
-
-def keytool_sha256(store: Path, alias: str, password: str = PASSWORD) -> str:
-    """SHA-256 fingerprint (hex, lower case) of the first certificate of ``alias``, as keytool reads it."""
-    proc = subprocess.run(["keytool", "-list", "-v", "-keystore", str(store), "-storepass", password, "-alias", alias],
-                          capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    m = re.search(r"SHA256: ([0-9A-F:]+)", proc.stdout)
-    assert m, proc.stdout
-    return m.group(1).replace(":", "").lower()
 
 
 def openssl_sha256(crt: Path) -> str:

@@ -22,6 +22,9 @@ sys.path.insert(0, str(REPO / "tools"))
 manpage = importlib.import_module("manpage")  # tools/manpage.py, which writes docs/sslreconciler.1
 
 
+# `make rpm` builds into the checkout (build/, dist/): one build at a time, in one worker.
+pytestmark = pytest.mark.xdist_group("rpm")
+
 @pytest.fixture(scope="session")
 def rpm_file() -> Path:
     assert shutil.which("rpmbuild"), "rpmbuild missing (.ci/run installs Debian's rpm package)"

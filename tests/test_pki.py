@@ -9,11 +9,12 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from bundlekit import HOSTS, handshake, make_cluster, ok
+from bundlekit import HOSTS, make_cluster, ok
 from cryptography.hazmat.primitives import serialization
+from javakit import assert_every_pair_talks, store_probes
 from tarkit import file_member, members_of, rehashed, tgz
 
-from conftest import keytool_list, openssl, run_cli, snapshot
+from conftest import PASSWORD, openssl, run_cli, snapshot
 from pkitools import make_ca, make_host, write
 
 
@@ -26,14 +27,14 @@ def test_three_host_cluster_every_pair_handshakes(cluster, java_classes: Path) -
     nodes = cluster["nodes"]
     listing = json.loads(ok("pki", "list", "--staging", cluster["staging"], "--json"))
     assert sorted(r["host"] for r in listing) == HOSTS and all(r["key_matches"] for r in listing)
+    trust = store_probes(java_classes, "system", [("JKS", nodes[h] / "ssl" / "authorities.jks", PASSWORD) for h in HOSTS])
+    for host, probe in zip(HOSTS, trust, strict=True):  # Java opens every node's truststore (one JVM)
+        assert probe.rc == 0 and sorted(probe.out.splitlines()) == [
+            "ca.master.example.com\ttrusted\t1", f"{host}\ttrusted\t1"], (host, probe)
     for host, node in nodes.items():
-        assert set(keytool_list(node / "ssl" / "authorities.jks")) == {"ca.master.example.com", host}
         san = openssl("x509", "-in", node / "ssl" / "ssl.crt", "-noout", "-ext", "subjectAltName").stdout
         assert f"DNS:{host}" in san and "URI:sip:example.com" in san
-    for i, a in enumerate(HOSTS):
-        for b in HOSTS[i + 1:]:
-            out = handshake(java_classes, nodes[a] / "ssl", nodes[b] / "ssl", cluster["tmp"] / f"port-{a}-{b}")
-            assert f"client: peer CN={a}" in out and f"server: peer CN={b}" in out
+    assert_every_pair_talks(java_classes, {host: nodes[host] / "ssl" for host in HOSTS})
 
 
 def test_bundle_holds_no_foreign_key_nor_the_ca_key(cluster) -> None:

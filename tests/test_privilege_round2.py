@@ -73,7 +73,7 @@ def test_root_runs_no_hook_from_a_desired_state_the_service_user_owns(world: Pat
     assert not (node.ssl_dir / "ssl.keystore").exists()  # refused before anything was done
     for command in ("check", "run"):  # the dry run and root's daemon refuse it alike
         other = run_cli(command, "--ssl-dir", node.ssl_dir, "--desired-state", node.desired, "--state-dir", state,
-                        "--socket", world / "health.sock", timeout=60)
+                        "--socket", world / "health.sock", timeout=60, process=command == "run")
         _refused(other, node.desired, marker)
 
 

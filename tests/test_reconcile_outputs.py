@@ -4,19 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 from pathlib import Path
 
 import pytest
+from javakit import Pair, assert_handshakes, store_probes
 
-from conftest import (
-    PASSWORD,
-    keytool_list,
-    openssl,
-    reconcile,
-    snapshot,
-    store_probe,
-)
+from conftest import PASSWORD, keytool_list, openssl, reconcile, snapshot
 from pkitools import Issued, make_ca, seed_node
 
 STORES = ["ssl.keystore", "ssl.p12", "ssl-web.keystore", "ssl-web.p12", "authorities.jks"]
@@ -24,7 +19,8 @@ STORES = ["ssl.keystore", "ssl.p12", "ssl-web.keystore", "ssl-web.p12", "authori
 
 @pytest.mark.parametrize("kind", ["rsa", "ec"])
 @pytest.mark.parametrize("with_intermediate", [False, True], ids=["direct", "intermediate"])
-def test_seed_layout_builds_every_store(tmp_path: Path, kind: str, with_intermediate: bool) -> None:
+def test_seed_layout_builds_every_store(tmp_path: Path, kind: str, with_intermediate: bool,
+                                        java_classes: Path) -> None:
     root = make_ca("ca.master.example.com", kind=kind)
     inter = make_ca("intermediate.example.com", kind=kind, issuer=root) if with_intermediate else None
     node = seed_node(tmp_path / "n", "master.example.com", root, kind=kind, intermediate=inter)
@@ -36,16 +32,16 @@ def test_seed_layout_builds_every_store(tmp_path: Path, kind: str, with_intermed
     assert {name: a["action"] for name, a in report["artifacts"].items()} == dict.fromkeys(STORES, "written")
 
     chain_len = 2 if with_intermediate else 1
-    for store, storetype in [("ssl.keystore", "JKS"), ("ssl-web.keystore", "JKS"),
-                             ("ssl.p12", "PKCS12"), ("ssl-web.p12", "PKCS12")]:
+    stores = [("ssl.keystore", "JKS"), ("ssl-web.keystore", "JKS"), ("ssl.p12", "PKCS12"), ("ssl-web.p12", "PKCS12"),
+              ("authorities.jks", "JKS")]
+    probes = store_probes(java_classes, "system", [(t, node.ssl_dir / store, PASSWORD) for store, t in stores])
+    for (store, _), probe in zip(stores[:4], probes[:4], strict=True):  # Java opens each, with the key (one JVM)
         alias = "ssl" if store.startswith("ssl.") else "ssl-web"
-        assert keytool_list(node.ssl_dir / store, storetype=storetype) == {alias: ("PrivateKeyEntry", chain_len)}
+        assert probe.rc == 0 and probe.out.splitlines() == [f"{alias}\tkey\t{chain_len}"], (store, probe)
         mode = stat.S_IMODE((node.ssl_dir / store).stat().st_mode)
         assert mode == 0o600, f"{store} mode {mode:o}"
-    assert keytool_list(node.ssl_dir / "authorities.jks") == {
-        "ca.master.example.com": ("trustedCertEntry", 1),
-        "master.example.com": ("trustedCertEntry", 1),
-    }
+    assert probes[4].rc == 0 and sorted(probes[4].out.splitlines()) == [
+        "ca.master.example.com\ttrusted\t1", "master.example.com\ttrusted\t1"], probes[4]
     assert stat.S_IMODE((node.ssl_dir / "authorities.jks").stat().st_mode) == 0o644
 
     # openssl opens the PKCS#12 with the password and finds the key matching the certificate
@@ -78,27 +74,29 @@ def test_pkcs12_profiles_as_openssl_sees_them(node, tmp_path: Path) -> None:
     assert "MAC: sha1" in text and "pbeWithSHA1And3-KeyTripleDES-CBC" in text
 
 
-def test_legacy_profile_opens_on_old_java_where_modern_cannot(node, java_classes: Path) -> None:
+def test_legacy_profile_opens_on_old_java_where_modern_cannot(node, java_classes: Path, tmp_path: Path) -> None:
     assert reconcile(node).rc == 0
-    modern = store_probe(java_classes, "11", "PKCS12", node.ssl_dir / "ssl.p12")
-    assert modern.rc == 3 and "LOAD-FAILED" in modern.out, modern
-    for version in ("system", "25"):
-        assert store_probe(java_classes, version, "PKCS12", node.ssl_dir / "ssl.p12").out.split() == ["ssl", "key", "1"]
-
+    modern = tmp_path / "modern.p12"  # the default profile's file, kept to be opened beside the legacy one
+    shutil.copyfile(node.ssl_dir / "ssl.p12", modern)
     node.desired.write_text(json.dumps({"hostname": node.host, "pkcs12_profile": "legacy"}))
     assert reconcile(node).rc == 0
-    for version in ("11", "system", "25"):
-        probe = store_probe(java_classes, version, "PKCS12", node.ssl_dir / "ssl.p12")
-        assert probe.rc == 0 and probe.out.split() == ["ssl", "key", "1"], (version, probe)
+    for version in ("11", "system", "25"):  # one JVM per version opens both files
+        modern_probe, legacy_probe = store_probes(java_classes, version, [
+            ("PKCS12", modern, PASSWORD), ("PKCS12", node.ssl_dir / "ssl.p12", PASSWORD)])
+        if version == "11":
+            assert modern_probe.rc == 3 and "LOAD-FAILED" in modern_probe.out, (version, modern_probe)
+        else:
+            assert modern_probe.rc == 0 and modern_probe.out.split() == ["ssl", "key", "1"], (version, modern_probe)
+        assert legacy_probe.rc == 0 and legacy_probe.out.split() == ["ssl", "key", "1"], (version, legacy_probe)
 
 
 def test_jks_stores_open_on_old_and_new_java(node, java_classes: Path) -> None:
     assert reconcile(node).rc == 0
-    for version in ("11", "system", "25"):
-        keystore = store_probe(java_classes, version, "JKS", node.ssl_dir / "ssl.keystore")
+    for version in ("11", "system", "25"):  # one JVM per version opens both stores
+        keystore, trust = store_probes(java_classes, version, [
+            ("JKS", node.ssl_dir / "ssl.keystore", PASSWORD), ("JKS", node.ssl_dir / "authorities.jks", PASSWORD)])
         assert keystore.rc == 0 and keystore.out.split() == ["ssl", "key", "1"], (version, keystore)
-        trust = store_probe(java_classes, version, "JKS", node.ssl_dir / "authorities.jks")
-        assert sorted(trust.out.splitlines()) == [
+        assert trust.rc == 0 and sorted(trust.out.splitlines()) == [
             "ca.master.example.com\ttrusted\t1", "master.example.com\ttrusted\t1"], (version, trust)
 
 
@@ -163,36 +161,13 @@ def test_check_prints_the_plan_and_writes_nothing(node) -> None:
 
 
 def test_mutual_tls_between_two_nodes(tmp_path: Path, ca: Issued, java_classes: Path) -> None:
-    import subprocess
-    import time
-
-    from conftest import java_bin
-
     a = seed_node(tmp_path / "a", "master.example.com", ca)
     b = seed_node(tmp_path / "b", "secondary.example.com", ca)
     assert reconcile(a).rc == 0 and reconcile(b).rc == 0
+    pair = Pair.nodes("secondary -> master", a.ssl_dir, b.ssl_dir)
     for version in ("system", "25"):
-        port_file = tmp_path / f"port-{version}"
-        server = subprocess.Popen(
-            [java_bin(version), "-cp", str(java_classes), "TlsPeer", "server", str(a.ssl_dir / "ssl.keystore"),
-             str(a.ssl_dir / "authorities.jks"), PASSWORD, str(port_file)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            deadline = time.monotonic() + 60
-            while not port_file.exists():
-                assert server.poll() is None, server.communicate()
-                assert time.monotonic() < deadline, "server did not start"
-                time.sleep(0.05)
-            client = subprocess.run(
-                [java_bin(version), "-cp", str(java_classes), "TlsPeer", "client", str(b.ssl_dir / "ssl.keystore"),
-                 str(b.ssl_dir / "authorities.jks"), PASSWORD, port_file.read_text()],
-                capture_output=True, text=True, timeout=120)
-            out, err = server.communicate(timeout=60)
-        finally:
-            server.kill()
-        assert client.returncode == 0, client.stdout + client.stderr
-        assert "client: peer CN=master.example.com said pong ping" in client.stdout
-        assert server.returncode == 0 and "server: peer CN=secondary.example.com" in out, out + err
+        assert_handshakes(java_classes, [pair], {pair.name: ("CN=master.example.com", "CN=secondary.example.com")},
+                          version)
 
 
 def test_owner_and_group_applied_as_root(node) -> None:

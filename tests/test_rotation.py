@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from bundlekit import HOSTS, handshake, make_cluster, ok
+from bundlekit import HOSTS, make_cluster, ok
+from javakit import assert_every_pair_talks
 
 from conftest import keytool_list, openssl, run_cli
 
@@ -32,10 +33,7 @@ def _all_pairs_talk(cluster: dict, java_classes: Path, step: str) -> None:
             result = openssl("verify", "-CApath", nodes[a] / "ssl" / "authorities", nodes[b] / "ssl" / "ssl.crt",
                              check=False)
             assert result.returncode == 0 and result.stdout.strip().endswith(": OK"), (step, a, b, result.stderr)
-    for i, a in enumerate(HOSTS):
-        for b in HOSTS[i + 1:]:
-            out = handshake(java_classes, nodes[a] / "ssl", nodes[b] / "ssl", cluster["tmp"] / f"port-{step}-{a}-{b}")
-            assert f"client: peer CN={a}" in out and f"server: peer CN={b}" in out, step
+    assert_every_pair_talks(java_classes, {host: nodes[host] / "ssl" for host in HOSTS}, step)
 
 
 def _authorities(cluster: dict, host: str) -> set[str]:

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from tarkit import files_of, rehashed, tgz_files
 
-from conftest import keytool_list, reconcile, run_cli, snapshot
+from conftest import keytool_list, keytool_sha256, reconcile, run_cli, snapshot
 from pkitools import Issued, Node, make_ca, make_host, seed_node, write
 from trustkit import NO_CERTSIGN_KU, cert, dns, openssl_signed
 
@@ -41,14 +41,6 @@ def _findings(result) -> list[tuple[str, str, str]]:
 
 def _reason(result, file: str, code: str) -> str:
     return next(f["reason"] for f in result.json()["findings"] if f["file"] == file and f["code"] == code)
-
-
-def _alias_fingerprint(store: Path, alias: str) -> str:
-    proc = subprocess.run(["keytool", "-list", "-v", "-keystore", str(store), "-storepass", "changeit", "-alias",
-                           alias], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    line = next(x for x in proc.stdout.splitlines() if x.strip().startswith("SHA256:"))
-    return line.split(":", 1)[1].strip().replace(":", "").lower()
 
 
 def _refused_and_kept(node: Node, before: dict, file: str, code: str, stores=(*SSL_STORES, "authorities.jks")):
@@ -235,7 +227,7 @@ def test_case_clash_keeps_the_cluster_ca(tmp_path: Path, ca: Issued) -> None:
     assert result.json()["artifacts"]["ssl.keystore"]["action"] == "written"
     store = node.ssl_dir / "authorities.jks"
     assert set(keytool_list(store)) == {"ca", "master.example.com"}
-    assert _alias_fingerprint(store, "ca") == ca.fingerprint()
+    assert keytool_sha256(store, "ca") == ca.fingerprint()
 
 
 def test_suffix_aliases_never_take_a_file_owned_alias(good: Node) -> None:
@@ -251,8 +243,8 @@ def test_suffix_aliases_never_take_a_file_owned_alias(good: Node) -> None:
                                                                                    "alias-suffix")
     store = auth.parent / "authorities.jks"
     assert {"pair", "pair-2", "pair-2-2"} <= set(keytool_list(store))
-    assert _alias_fingerprint(store, "pair-2") == peer.fingerprint()
-    assert _alias_fingerprint(store, "pair-2-2") == two.fingerprint()
+    assert keytool_sha256(store, "pair-2") == peer.fingerprint()
+    assert keytool_sha256(store, "pair-2-2") == two.fingerprint()
 
 
 def test_same_certificate_in_two_files_is_reported_as_rehash_does(good: Node) -> None:
@@ -298,4 +290,4 @@ def test_a_trust_file_named_like_this_host_is_named_in_the_clash(good: Node) -> 
     assert result.rc == 1
     reason = _reason(result, "ssl.crt", "duplicate-alias")
     assert "authorities/Master.Example.com.crt" in reason, reason
-    assert _alias_fingerprint(good.ssl_dir / "authorities.jks", "master.example.com") == good.ssl.fingerprint()
+    assert keytool_sha256(good.ssl_dir / "authorities.jks", "master.example.com") == good.ssl.fingerprint()

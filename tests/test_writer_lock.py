@@ -77,7 +77,9 @@ def test_a_held_lock_makes_a_writer_wait_then_go(tmp_path: Path, ca: Issued) -> 
     fd = os.open(node.ssl_dir, os.O_RDONLY | os.O_DIRECTORY)
     try:
         with lock_for_writing(fd, str(node.ssl_dir), wait_s=5):
-            checked = run_cli("check", "--ssl-dir", node.ssl_dir, "--desired-state", node.desired, timeout=60)
+            # another process than the lock holder: check reads only and never waits for the lock
+            checked = run_cli("check", "--ssl-dir", node.ssl_dir, "--desired-state", node.desired, timeout=60,
+                              process=True)
             assert checked.rc == 0 and "ok (check: nothing written)" in checked.out, checked.out + checked.err
     finally:
         os.close(fd)
