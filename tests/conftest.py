@@ -169,3 +169,15 @@ def fill_filesystem(fs: Path, leave_pages: int = 0) -> Path:
         os.close(fd)
     os.truncate(filler, max(0, filler.stat().st_size - leave_pages * 4096))
     return filler
+
+
+@pytest.fixture(scope="session")
+def pebble(tmp_path_factory: pytest.TempPathFactory):
+    """One pebble (+ challtestsrv) with the default config, for the tests that need just a working ACME CA.
+    Each test brings its own account (its own state dir) and stops what it bound to ``http_port`` before it
+    ends; a test that needs another config (a validity, EAB) starts a pebble of its own."""
+    from acmekit import Pebble
+
+    started = Pebble(tmp_path_factory.mktemp("pebble")).start()
+    yield started
+    started.stop()
