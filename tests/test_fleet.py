@@ -210,6 +210,9 @@ def step(name: str, timings: dict[str, float]):
         yield
     except AssertionError as e:
         raise AssertionError(f"[step: {name}] {e}") from e
+    except Exception as e:  # a timeout, an error: the same type, with the step in a note
+        e.add_note(f"[step: {name}]")
+        raise
     finally:
         timings[name] = time.monotonic() - started
 
