@@ -78,12 +78,13 @@ def acme_status_without_a_certificate(node: Node, webroot: Path) -> Result:
 def test_webroot_first_issuance_then_noop_then_renewal(tmp_path: Path, acme_node: Node, pebble_factory) -> None:
     # The renewal point is where a third of the certificate's life is left. The life is made just long enough
     # for the steps between the issuance and the check that nothing is due yet (a few commands like the
-    # `acme status` timed here, on this machine, now): 30 times that, so the point comes 20 of them after
-    # the issuance, instead of a fixed minute that an idle machine needs and a loaded one may not get.
+    # `acme status` timed here, on this machine, now): 45 times that, so the point comes 30 of them after
+    # the issuance (at least 8 s), instead of a fixed minute that an idle machine needs and a loaded one may
+    # not get.
     webroot = tmp_path / "www"
     started = time.monotonic()
     offline = acme_status_without_a_certificate(acme_node, webroot)
-    validity_s = max(6, math.ceil(30 * (time.monotonic() - started)))
+    validity_s = max(12, math.ceil(45 * (time.monotonic() - started)))
     assert offline.rc == 1 and "no web certificate of its own" in offline.out, offline.out + offline.err
     print(f"certificate life: {validity_s} s")
     pebble = pebble_factory(validity_s=validity_s)
