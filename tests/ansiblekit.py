@@ -3,7 +3,10 @@ machine's own Ansible settings."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
+import importlib.metadata as md
 import json
 import os
 import pwd
@@ -12,7 +15,10 @@ import signal
 import subprocess
 import sys
 import tempfile
+import zipfile
 from pathlib import Path
+
+from packaging.requirements import Requirement
 
 from conftest import REPO
 
@@ -99,3 +105,40 @@ class OneNode:
         with contextlib.suppress(OSError, ValueError):
             os.kill(int((self.state / "daemon.pid").read_text()), signal.SIGTERM)
         shutil.rmtree(self.sockets, ignore_errors=True)
+
+
+def wheelhouse(dest: Path, project: str = "sslreconciler") -> Path:
+    """``project``'s dependencies as wheels, repacked from what this venv has installed (each file its RECORD
+    lists, with a RECORD of their hashes): ``pip install --no-index --find-links dest`` installs them
+    without asking an index or the network."""
+    dest.mkdir(parents=True, exist_ok=True)
+    seen: set[str] = {project}
+    todo = [project]
+    while todo:
+        for text in md.requires(todo.pop()) or []:
+            req = Requirement(text)
+            if (req.marker is None or req.marker.evaluate({"extra": ""})) and req.name.lower() not in seen:
+                seen.add(req.name.lower())
+                todo.append(req.name)
+                _repack(md.distribution(req.name), dest)
+    return dest
+
+
+def _repack(dist: md.Distribution, dest: Path) -> None:
+    files = [f for f in dist.files or [] if not str(f).startswith("..") and "__pycache__" not in f.parts]
+    info = next(f.parts[0] for f in files if f.parts[0].endswith(".dist-info"))
+    tags = [line.split(":", 1)[1].strip() for line in (dist.read_text("WHEEL") or "").splitlines()
+            if line.startswith("Tag:")]
+    parts = [".".join(dict.fromkeys(t.split("-")[i] for t in tags)) for i in range(3)]
+    name = f"{info.removesuffix('.dist-info')}-{'-'.join(parts)}.whl"
+    skip = {f"{info}/{n}" for n in ("RECORD", "INSTALLER", "REQUESTED", "direct_url.json")}
+    record = []
+    with zipfile.ZipFile(dest / name, "w", zipfile.ZIP_DEFLATED) as whl:
+        for f in files:
+            if str(f) in skip:
+                continue
+            data = Path(dist.locate_file(f)).read_bytes()
+            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+            whl.writestr(str(f), data)
+            record.append(f"{f},sha256={digest},{len(data)}")
+        whl.writestr(f"{info}/RECORD", "\n".join([*record, f"{info}/RECORD,,"]) + "\n")

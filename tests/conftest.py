@@ -206,3 +206,15 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     userkit = sys.modules.get("userkit")
     if userkit is not None:
         userkit.remove_user_install()
+
+
+@pytest.fixture(scope="session")
+def pebble(tmp_path_factory: pytest.TempPathFactory):
+    """One pebble (+ challtestsrv) with the default config, for the tests that need just a working ACME CA.
+    Each test brings its own account (its own state dir) and stops what it bound to ``http_port`` before it
+    ends; a test that needs another config (a validity, EAB) starts a pebble of its own."""
+    from acmekit import Pebble
+
+    started = Pebble(tmp_path_factory.mktemp("pebble")).start()
+    yield started
+    started.stop()

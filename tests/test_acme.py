@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import stat
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -67,9 +69,26 @@ def check_pair(ssl_dir: Path, root: Path) -> None:
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
 
 
+def acme_status_without_a_certificate(node: Node, webroot: Path) -> Result:
+    """`acme status` before the ACME server is there (it asks no server): due, no certificate yet."""
+    set_acme(node, {"directory": f"https://localhost:{free_port()}/dir", "names": [HOST],
+                    "challenge": {"webroot": str(webroot)}})
+    return acme(node, "status")
+
+
 def test_webroot_first_issuance_then_noop_then_renewal(tmp_path: Path, acme_node: Node, pebble_factory) -> None:
-    pebble = pebble_factory(validity_s=60)  # renewal point: a third of the life left, 40 s after issuance
+    # The renewal point is where a third of the certificate's life is left. The life is made just long enough
+    # for the steps between the issuance and the check that nothing is due yet (a few commands like the
+    # `acme status` timed here, on this machine, now): 45 times that, so the point comes 30 of them after
+    # the issuance (at least 8 s), instead of a fixed minute that an idle machine needs and a loaded one may
+    # not get.
     webroot = tmp_path / "www"
+    started = time.monotonic()
+    offline = acme_status_without_a_certificate(acme_node, webroot)
+    validity_s = max(12, math.ceil(45 * (time.monotonic() - started)))
+    assert offline.rc == 1 and "no web certificate of its own" in offline.out, offline.out + offline.err
+    print(f"certificate life: {validity_s} s")
+    pebble = pebble_factory(validity_s=validity_s)
     server = WebrootServer(webroot, pebble.http_port)
     try:
         set_acme(acme_node, acme_block(pebble, [HOST], {"webroot": str(webroot)}))
@@ -97,7 +116,8 @@ def test_webroot_first_issuance_then_noop_then_renewal(tmp_path: Path, acme_node
         due = dt.datetime.fromisoformat(doc["renewal_due"].replace("Z", "+00:00"))
         first_fp = leaf_fingerprint(acme_node.ssl_dir / "ssl-web.crt")
         old_key, old_crt = ((acme_node.ssl_dir / n).read_bytes() for n in ("ssl-web.key", "ssl-web.crt"))
-        wait_until(lambda: dt.datetime.now(dt.UTC) > due + dt.timedelta(seconds=1), 120, "the renewal point")
+        wait_until(lambda: dt.datetime.now(dt.UTC) > due + dt.timedelta(seconds=1), validity_s + 120,
+                   f"the renewal point (life {validity_s} s)")
         assert acme(acme_node, "status").rc == 1  # due now
         renewed = acme(acme_node, "renew")
         assert renewed.rc == 0, renewed.out + renewed.err
@@ -111,8 +131,7 @@ def test_webroot_first_issuance_then_noop_then_renewal(tmp_path: Path, acme_node
         server.stop()
 
 
-def test_standalone_issuance_changed_names_and_drop_in(tmp_path: Path, acme_node: Node, pebble_factory, ca) -> None:
-    pebble = pebble_factory()
+def test_standalone_issuance_changed_names_and_drop_in(tmp_path: Path, acme_node: Node, pebble: Pebble, ca) -> None:
     listen = {"listen": f"127.0.0.1:{pebble.http_port}"}
     set_acme(acme_node, acme_block(pebble, [HOST], listen))
     first = acme(acme_node, "renew", "--json")
@@ -148,8 +167,7 @@ def test_standalone_issuance_changed_names_and_drop_in(tmp_path: Path, acme_node
 
 
 def test_daemon_rebuilds_web_stores_runs_hook_and_java_trusts_pebble_root(
-        tmp_path: Path, acme_node: Node, pebble_factory, java_classes: Path) -> None:
-    pebble = pebble_factory()
+        tmp_path: Path, acme_node: Node, pebble: Pebble, java_classes: Path) -> None:
     webroot = tmp_path / "www"
     server = WebrootServer(webroot, pebble.http_port)
     marker = tmp_path / "hook-ran"
@@ -221,8 +239,7 @@ def test_pebble_down_changes_nothing_backs_off_and_status_warns_when_overdue(tmp
     assert {n: after[n] for n in ("ssl-web.key", "ssl-web.crt")} == {n: before[n] for n in ("ssl-web.key", "ssl-web.crt")}
 
 
-def test_pebble_refusing_shows_its_problem_document(tmp_path: Path, acme_node: Node, pebble_factory) -> None:
-    pebble = pebble_factory()
+def test_pebble_refusing_shows_its_problem_document(tmp_path: Path, acme_node: Node, pebble: Pebble) -> None:
     set_acme(acme_node, acme_block(pebble, [BLOCKED], {"listen": f"127.0.0.1:{pebble.http_port}"}))
     before = snapshot(acme_node.ssl_dir)
     refused = acme(acme_node, "renew")
@@ -234,8 +251,7 @@ def test_pebble_refusing_shows_its_problem_document(tmp_path: Path, acme_node: N
     assert record["last_result"] == "failed" and record["last_error"]["type"].endswith("rejectedIdentifier")
 
 
-def test_unreachable_webroot_fails_cleanly(tmp_path: Path, acme_node: Node, pebble_factory) -> None:
-    pebble = pebble_factory()
+def test_unreachable_webroot_fails_cleanly(tmp_path: Path, acme_node: Node, pebble: Pebble) -> None:
     webroot = tmp_path / "www"
     set_acme(acme_node, acme_block(pebble, [HOST], {"webroot": str(webroot)}))
     before = snapshot(acme_node.ssl_dir)
@@ -296,8 +312,7 @@ def test_external_account_binding(tmp_path: Path, acme_node: Node, pebble_factor
     assert missing.rc == 2 and "acme.eab.hmac_key" in missing.err, missing.err
 
 
-def test_webroot_escaping_through_a_symlink_is_refused(tmp_path: Path, acme_node: Node, pebble_factory) -> None:
-    pebble = pebble_factory()
+def test_webroot_escaping_through_a_symlink_is_refused(tmp_path: Path, acme_node: Node, pebble: Pebble) -> None:
     webroot, elsewhere = tmp_path / "www", tmp_path / "elsewhere"
     webroot.mkdir()
     elsewhere.mkdir()

@@ -1,9 +1,11 @@
 """The Ansible collection (ansible/) run for real against a cluster of nodes on this machine.
 
 Each node is a directory tree with its own settings, desired state, running daemon and socket, reached with
-``ansible_connection=local``. One rollout is shared by the tests of this module (they run in file order:
-rollout, a fourth node, renewal, drift); after each playbook every pair of nodes completes Java mutual TLS with
-its stores and ``openssl verify`` accepts every node's certificate with every other node's authorities.
+``ansible_connection=local``. One test walks a fleet's life in order (rollout of three nodes, a fourth node,
+a renewal, drift, a CA rotation): each step starts from the state the step before left, so they are steps of
+one test (a failure names its step), not tests that would depend on their order. After each playbook every
+pair of nodes completes Java mutual TLS with its stores and ``openssl verify`` accepts every node's
+certificate with every other node's authorities.
 """
 
 from __future__ import annotations
@@ -20,8 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-from ansiblekit import BIN, PLAYBOOKS, ansible_env, link_collection
+from ansiblekit import BIN, PLAYBOOKS, ansible_env, link_collection, wheelhouse
 from daemonkit import http_get, wait_until
 from javakit import assert_every_pair_talks
 
@@ -45,6 +46,9 @@ class Fleet:
         self.report_json = root / "report.json"
         self.report_file = root / "report.txt"
         self.env = ansible_env(root)
+        self.env["ANSIBLE_PIPELINING"] = "1"  # a module's code through stdin: no temp file, chmod and rm per task
+        self.wheel = Path()
+        self.plays: list[tuple[str, float]] = []  # (playbook and options, seconds): where the time goes
 
     def node_dir(self, host: str) -> Path:
         return self.root / "nodes" / host
@@ -68,14 +72,14 @@ class Fleet:
             "sslreconciler_sip_domain": "example.com",
         }
 
-    def write_inventory(self, wheel: Path) -> None:
+    def write_inventory(self) -> None:
         inventory = {
             "all": {
                 "vars": {
                     "ansible_connection": "local",
                     "ansible_python_interpreter": sys.executable,
                     "sslreconciler_install_method": "wheel",
-                    "sslreconciler_wheel": str(wheel),
+                    "sslreconciler_wheel": str(self.wheel),
                     "sslreconciler_python": sys.executable,
                     "sslreconciler_venv": str(self.root / "venv"),
                     "sslreconciler_service_manager": "background",
@@ -83,6 +87,7 @@ class Fleet:
                     "sslreconciler_ca_name": "ca.node1.example.com",
                     "sslreconciler_bundle_dir": str(self.root / "controller-bundles"),
                     "sslreconciler_health_timeout": 240,
+                    "sslreconciler_health_delay": 1,  # the least the role takes: /health polled every second
                     "sslreconciler_settings": {"log_format": "json"},
                     "sslreconciler_report_file": str(self.report_file),
                     "sslreconciler_report_json": str(self.report_json),
@@ -96,10 +101,12 @@ class Fleet:
         self.inventory.write_text(json.dumps(inventory, indent=2))
 
     def play(self, name: str, *extra: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        started = time.monotonic()
         proc = subprocess.run(
             [str(BIN / "ansible-playbook"), "-i", str(self.inventory), str(PLAYBOOKS / name), *extra],
             capture_output=True, text=True, env=self.env, timeout=1200,
         )
+        self.plays.append((" ".join([name, *extra]), time.monotonic() - started))
         if check:
             assert proc.returncode == 0, f"{name}: rc {proc.returncode}\n{proc.stdout[-8000:]}\n{proc.stderr[-4000:]}"
         return proc
@@ -145,25 +152,6 @@ def assert_report_matches(fleet: Fleet) -> list[dict[str, Any]]:
         line = next(line for line in table.splitlines() if line.startswith(row["node"]))
         assert row["status"] in line and row["ssl_expiry"][:10] in line
     return rows
-
-
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory):
-    root = tmp_path_factory.mktemp("fleet")
-    link_collection(root)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                    "-w", str(root / "wheel"), str(REPO)], check=True, timeout=600, capture_output=True)
-    wheel = next((root / "wheel").glob("sslreconciler-*.whl"))
-    f = Fleet(root)
-    f.nodes = list(FIRST_THREE)
-    f.write_inventory(wheel)
-    f.wheel = wheel  # type: ignore[attr-defined]
-    try:
-        f.play("install.yml", "--forks", "1")  # one venv shared by the nodes of this machine: one pip at a time
-        f.play("rollout.yml")
-        yield f
-    finally:
-        f.stop()
 
 
 def test_every_playbook_passes_syntax_check(tmp_path: Path) -> None:
@@ -214,7 +202,58 @@ def test_ansible_lint_passes(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_fresh_rollout_of_three_nodes(fleet: Fleet, java_classes: Path) -> None:
+@contextlib.contextmanager
+def step(name: str, timings: dict[str, float]):
+    """One step of the fleet's life: a failure inside says which step; its time goes into ``timings``."""
+    started = time.monotonic()
+    try:
+        yield
+    except AssertionError as e:
+        raise AssertionError(f"[step: {name}] {e}") from e
+    except Exception as e:  # a timeout, an error: the same type, with the step in a note
+        e.add_note(f"[step: {name}]")
+        raise
+    finally:
+        timings[name] = time.monotonic() - started
+
+
+def test_a_fleet_through_rollout_a_fourth_node_renewal_drift_and_ca_rotation(
+        tmp_path: Path, java_classes: Path) -> None:
+    timings: dict[str, float] = {}
+    fleet = Fleet(tmp_path)
+    try:
+        with step("install and roll out three nodes", timings):
+            install_and_roll_out_three_nodes(fleet)
+        with step("fresh rollout of three nodes", timings):
+            fresh_rollout_of_three_nodes(fleet, java_classes)
+        with step("adding a fourth node", timings):
+            adding_a_fourth_node(fleet, java_classes)
+        with step("renewal of a host expiring within the window", timings):
+            renewal_of_a_host_expiring_within_the_window(fleet, java_classes)
+        with step("drift shows in collect and metrics", timings):
+            drift_shows_in_collect_and_metrics(fleet, java_classes)
+        with step("full CA rotation", timings):
+            full_ca_rotation(fleet, java_classes)
+    finally:
+        fleet.stop()
+        print("fleet steps:", ", ".join(f"{name} {seconds:.1f} s" for name, seconds in timings.items()))
+        print("playbooks:", ", ".join(f"{play} {seconds:.1f} s" for play, seconds in fleet.plays))
+
+
+def install_and_roll_out_three_nodes(fleet: Fleet) -> None:
+    link_collection(fleet.root)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                    "-w", str(fleet.root / "wheel"), str(REPO)], check=True, timeout=600, capture_output=True)
+    fleet.wheel = next((fleet.root / "wheel").glob("sslreconciler-*.whl"))
+    # The nodes' venv gets the dependencies from wheels of what .venv holds: no index, no network.
+    fleet.env.update(PIP_NO_INDEX="1", PIP_FIND_LINKS=str(wheelhouse(fleet.root / "wheelhouse")))
+    fleet.nodes = list(FIRST_THREE)
+    fleet.write_inventory()
+    fleet.play("install.yml", "--forks", "1")  # one venv shared by the nodes of this machine: one pip at a time
+    fleet.play("rollout.yml")
+
+
+def fresh_rollout_of_three_nodes(fleet: Fleet, java_classes: Path) -> None:
     fingerprints = set()
     for host in fleet.nodes:
         doc = fleet.health(host)
@@ -232,26 +271,26 @@ def test_fresh_rollout_of_three_nodes(fleet: Fleet, java_classes: Path) -> None:
     assert_cluster_agrees(fleet, java_classes)
     rows = assert_report_matches(fleet)
     assert not any(r["drift"] for r in rows)
-    # Run again: nothing is re-issued, no node's files change.
+
+
+def adding_a_fourth_node(fleet: Fleet, java_classes: Path) -> None:
+    # The rollout that adds the fourth node is also the first three's second run: nothing is re-issued for
+    # them, none of their certificates changes (on the master or on the node).
+    staged = {h: (fleet.root / "staging" / f"{h}.crt").read_bytes() for h in fleet.nodes}
     before = {h: (fleet.ssl(h) / "ssl.crt").read_bytes() for h in fleet.nodes}
+    fleet.nodes.append(FOURTH)
+    fleet.write_inventory()
+    fleet.play("install.yml", "--limit", FOURTH)
     out = fleet.play("rollout.yml").stdout
     assert "failed=0" in out
-    assert before == {h: (fleet.ssl(h) / "ssl.crt").read_bytes() for h in fleet.nodes}
-
-
-def test_adding_a_fourth_node(fleet: Fleet, java_classes: Path) -> None:
-    staged = {h: (fleet.root / "staging" / f"{h}.crt").read_bytes() for h in fleet.nodes}
-    fleet.nodes.append(FOURTH)
-    fleet.write_inventory(fleet.wheel)  # type: ignore[attr-defined]
-    fleet.play("install.yml", "--limit", FOURTH)
-    fleet.play("rollout.yml")
     assert fleet.health(FOURTH)["status"] == "ok"
     assert staged == {h: (fleet.root / "staging" / f"{h}.crt").read_bytes() for h in staged}  # others kept
+    assert before == {h: (fleet.ssl(h) / "ssl.crt").read_bytes() for h in before}
     assert_cluster_agrees(fleet, java_classes)
     assert_report_matches(fleet)
 
 
-def test_renewal_of_a_host_expiring_within_the_window(fleet: Fleet, java_classes: Path) -> None:
+def renewal_of_a_host_expiring_within_the_window(fleet: Fleet, java_classes: Path) -> None:
     short = "node3.example.com"
     staging = fleet.root / "staging"
     # The host's certificate now expires in 10 days, and that is what the node runs.
@@ -281,7 +320,7 @@ def test_renewal_of_a_host_expiring_within_the_window(fleet: Fleet, java_classes
     assert "renewed: nothing was due" in out
 
 
-def test_drift_shows_in_collect_and_metrics(fleet: Fleet, java_classes: Path) -> None:
+def drift_shows_in_collect_and_metrics(fleet: Fleet, java_classes: Path) -> None:
     drifted = "node2.example.com"
     common = fleet.health(MASTER)["trust"]["fingerprint"]
     foreign = make_ca("ca.foreign.example.org")
@@ -304,14 +343,7 @@ def test_drift_shows_in_collect_and_metrics(fleet: Fleet, java_classes: Path) ->
     assert not any(r["drift"] for r in rows)
 
 
-def _rotation_available() -> bool:
-    return run_cli("pki", "rotate-ca", "--help").rc == 0 and run_cli("pki", "retire-ca", "--help").rc == 0
-
-
-def test_full_ca_rotation(fleet: Fleet, java_classes: Path) -> None:
-    if not _rotation_available():
-        pytest.skip("`sslreconciler pki rotate-ca`/`retire-ca` (issue 14) are not in this build yet; "
-                    "the rotate playbook is written against their contract: enable once merged")
+def full_ca_rotation(fleet: Fleet, java_classes: Path) -> None:
     new_ca, old_ca = "ca2.node1.example.com", "ca.node1.example.com"
     new = ["-e", f"sslreconciler_new_ca_name={new_ca}"]
     # Step by step (the playbook's tags), with the whole cluster checked after each.
