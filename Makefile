@@ -62,7 +62,7 @@ lint: venv
 	$(BIN)/lint-imports --no-cache
 
 # Tests run in JOBS processes (pytest-xdist); tests that share a costly or single resource (one Ansible
-# fleet, one RPM build) carry an xdist_group and run in one process (docs/testing.md).
+# fleet) carry an xdist_group and run in one process (docs/testing.md).
 JOBS ?= 2
 PYTEST := $(BIN)/pytest -n $(JOBS) --dist loadgroup
 
@@ -103,20 +103,22 @@ man: venv
 	$(BIN)/python tools/manpage.py docs/sslreconciler.1
 
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
-RPMTOP := $(CURDIR)/build/rpm
+# Where rpmbuild works and where the RPM goes: the tests give each build its own (make rpm RPMTOP=… DIST=…).
+RPMTOP ?= $(CURDIR)/build/rpm
+DIST ?= dist
 # Debian's rpmbuild has no systemd-rpm-macros and no RPM database of build dependencies.
 RPM_FALLBACK := $(shell rpm --eval '%{?systemd_post:yes}' 2>/dev/null | grep -q yes || echo "--load packaging/rpm/macros.systemd-fallback")
 
 rpm: venv
 	@command -v rpmbuild >/dev/null || { echo 'make rpm: rpmbuild missing: run make tools (Debian package rpm)' >&2; exit 1; }
-	rm -rf $(RPMTOP) && mkdir -p $(RPMTOP)/SOURCES dist
+	rm -rf $(RPMTOP) && mkdir -p $(RPMTOP)/SOURCES $(DIST)
 	git ls-files -z | xargs -0 tar czf $(RPMTOP)/SOURCES/sslreconciler-$(VERSION).tar.gz \
 		--transform 's,^,sslreconciler-$(VERSION)/,'
 	rpmbuild -bb --nodeps $(RPM_FALLBACK) --define "_topdir $(RPMTOP)" \
 		--define "__python3 $(CURDIR)/$(BIN)/python" --define "python3_runtime /usr/bin/python3" \
 		packaging/rpm/sslreconciler.spec
-	cp $(RPMTOP)/RPMS/noarch/sslreconciler-$(VERSION)-*.noarch.rpm dist/
-	@ls -1 dist/*.rpm
+	cp $(RPMTOP)/RPMS/noarch/sslreconciler-$(VERSION)-*.noarch.rpm $(DIST)/
+	@ls -1 $(DIST)/*.rpm
 
 clean:
 	rm -rf $(VENV) .cache $(DEMO) dist build .pytest_cache .mypy_cache .ruff_cache

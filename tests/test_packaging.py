@@ -22,16 +22,18 @@ sys.path.insert(0, str(REPO / "tools"))
 manpage = importlib.import_module("manpage")  # tools/manpage.py, which writes docs/sslreconciler.1
 
 
-# `make rpm` builds into the checkout (build/, dist/): one build at a time, in one worker.
-pytestmark = pytest.mark.xdist_group("rpm")
 
 @pytest.fixture(scope="session")
-def rpm_file() -> Path:
+def rpm_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert shutil.which("rpmbuild"), "rpmbuild missing (.ci/run installs Debian's rpm package)"
-    proc = subprocess.run(["make", "rpm"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    # `make rpm` as a packager runs it, into a build dir and dist dir of this test process's own: the
+    # checkout's build/ and dist/ are the user's, and another test process may be packing the same tree.
+    out = tmp_path_factory.mktemp("rpmbuild")
+    proc = subprocess.run(["make", "rpm", f"RPMTOP={out / 'top'}", f"DIST={out / 'dist'}"], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
-    path = REPO / "dist" / f"sslreconciler-{version}-1.noarch.rpm"
+    path = out / "dist" / f"sslreconciler-{version}-1.noarch.rpm"
     assert path.exists()
     return path
 

@@ -279,7 +279,10 @@ def test_temp_files_are_private_from_their_first_moment(tmp_path: Path, ca: Issu
     try:
         for i in range(6):
             node.desired.write_text(json.dumps({"hostname": node.host, "password": {"value": f"p{i}"}}))
-            assert run_cli("reconcile", "--ssl-dir", node.ssl_dir, "--desired-state", node.desired).rc == 0
+            # a process of its own: in this one the observer's thread would wait for the GIL while the
+            # temp files come and go, and see them only once renamed
+            assert run_cli("reconcile", "--ssl-dir", node.ssl_dir, "--desired-state", node.desired,
+                           process=True).rc == 0
         # the observer thread may lag on a loaded machine: wait for what it must have seen
         wait_until(lambda: sum(("authorities.jks" not in n and ".keystore" in n) or ".p12" in n for n in modes) >= 8,
                    what="temp files of six runs seen")
