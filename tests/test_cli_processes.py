@@ -156,6 +156,7 @@ def test_every_web_command(tmp_path: Path, ca: Issued) -> None:
     assert fingerprint(node.ssl_dir / "ssl-web.crt") == fingerprint(previous)
 
 
+@pytest.mark.slow
 def test_every_acme_command(tmp_path: Path, node: Node) -> None:
     pebble = Pebble(tmp_path / "pebble").start()
     webroot = tmp_path / "www"

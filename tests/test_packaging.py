@@ -53,6 +53,7 @@ def _rpm_query(rpm_file: Path, *args: str) -> str:
     return proc.stdout
 
 
+@pytest.mark.slow
 def test_rpm_file_list(rpm_file: Path) -> None:
     files = set(_rpm_query(rpm_file, "-l").split())
     site = next(f for f in files if f.endswith("/site-packages/sslreconciler"))
@@ -69,6 +70,7 @@ def test_rpm_file_list(rpm_file: Path) -> None:
     assert not any("tests/" in f or f.endswith(".pyc") for f in files)
 
 
+@pytest.mark.slow
 def test_rpm_requires_every_runtime_dependency(rpm_file: Path) -> None:
     requires = _rpm_query(rpm_file, "--requires")
     deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
@@ -78,6 +80,7 @@ def test_rpm_requires_every_runtime_dependency(rpm_file: Path) -> None:
     assert "systemd" in requires
 
 
+@pytest.mark.slow
 def test_rpm_scripts_and_config_files(rpm_file: Path) -> None:
     scripts = _rpm_query(rpm_file, "--scripts")
     assert "systemctl --no-reload preset sslreconciler.service" in scripts or "install-system-units" in scripts
@@ -94,6 +97,7 @@ def test_rpm_scripts_and_config_files(rpm_file: Path) -> None:
     assert "/etc/sslreconciler/store-password cn -rw-------" in flags
 
 
+@pytest.mark.slow
 def test_unit_verifies_clean_as_installed(rpm_root: Path) -> None:
     """systemd-analyze verify on the unit as the RPM installs it, with its command and man page there."""
     root = rpm_root
@@ -124,6 +128,7 @@ def test_unit_verifies_clean_as_installed(rpm_root: Path) -> None:
     assert f"**{score.group(1)} " in (REPO / "docs" / "operations.md").read_text()
 
 
+@pytest.mark.slow
 def test_packaged_command_runs(rpm_root: Path) -> None:
     script = rpm_root / "usr" / "bin" / "sslreconciler"
     assert script.read_text().startswith("#!/usr/bin/python3\n")
@@ -204,6 +209,7 @@ def test_help_of_every_subcommand() -> None:
             assert result.rc == 0 and "usage: sslreconciler" in result.out, path
 
 
+@pytest.mark.slow
 def test_acme_unit_and_timer_verify_clean_as_installed(rpm_file: Path, rpm_root: Path) -> None:
     """The ACME oneshot unit and its timer: verified as installed, hardened, enabled by the RPM's preset."""
     root = rpm_root

@@ -85,6 +85,7 @@ def _inodes(ssl_dir: Path) -> dict[str, int]:
     return out
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_never_leaves_a_partial_store(tmp_path: Path, ca: Issued) -> None:
     node = _node(tmp_path / "n", ca)
     webs = [node.web, make_host(ca, "master.example.com")]
@@ -379,6 +380,7 @@ def test_event_storm_ends_in_a_handful_of_reconciles(tmp_path: Path, ca: Issued)
         d.close()
 
 
+@pytest.mark.slow
 def test_no_secret_anywhere_in_a_full_scenario(tmp_path: Path, ca: Issued) -> None:
     node = _node(tmp_path / "n", ca)
     password = "S3cret-Store-Passw0rd"
