@@ -12,7 +12,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from conftest import PASSWORD, java_bin, run_cli
+import pytest
+
+from conftest import PASSWORD, isolate_env, java_bin, run_cli
 from pkitools import Node
 
 HOSTS = ["master.example.com", "sec1.example.com", "sec2.example.com"]
@@ -83,11 +85,31 @@ def make_cluster(tmp_path: Path) -> dict:
     return {"staging": staging, "nodes": nodes, "tmp": tmp_path}
 
 
+def template_cluster(base: Path) -> dict:
+    """``make_cluster`` for a module-scoped fixture: its CLI runs keep their state (the bundle records,
+    the stores' record) in ``base``/state, never in the machine's /var/lib/sslreconciler (a module
+    fixture runs outside any test's isolated environment). Only ``copy_cluster`` of it is for tests."""
+    with pytest.MonkeyPatch.context() as mp:
+        isolate_env(mp, base / "env")
+        mp.setenv("SSLRECONCILER_STATE_DIR", str(base / "state"))
+        (base / "cluster").mkdir()
+        cluster = make_cluster(base / "cluster")
+    return {**cluster, "state": base / "state"}
+
+
 def copy_cluster(template: dict, tmp_path: Path) -> dict:
-    """A test's own copy of a cluster that ``make_cluster`` built once per module: modes, mtimes and the
-    relative hash links as they were (a copy costs milliseconds, a cluster ten CLI runs)."""
+    """A test's own copy of a ``template_cluster``, as if the test had built it: the files with their modes,
+    mtimes and relative hash links (shutil.copytree), and the state its CLI runs left, in this test's state
+    dir (SSLRECONCILER_STATE_DIR) with the template's paths turned into the copy's (records are kept by
+    real path). A copy costs milliseconds; a cluster, ten CLI runs."""
     dest = tmp_path / "cluster"
     shutil.copytree(template["tmp"], dest, symlinks=True)
+    state = Path(os.environ["SSLRECONCILER_STATE_DIR"])
+    state.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for path in template["state"].iterdir():
+        data = path.read_bytes().replace(os.fsencode(template["tmp"]) + b"/", os.fsencode(dest) + b"/")
+        (state / path.name).write_bytes(data)
+        shutil.copystat(path, state / path.name)
     return {"staging": dest / "staging", "nodes": {host: dest / host for host in template["nodes"]}, "tmp": dest}
 
 

@@ -37,14 +37,20 @@ class Result:
         return json.loads(self.out)
 
 
-@pytest.fixture(autouse=True)
-def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
+def isolate_env(monkeypatch: pytest.MonkeyPatch, base: Path) -> None:
+    """The environment every CLI run of a test sees: state under ``base``, none of the caller's settings.
+    Also for module-scoped fixtures (``pytest.MonkeyPatch.context()``), which run before a test's own."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(base / "xdg-state"))
     for name in list(os.environ):
         if name.startswith("SSLRECONCILER_") or name in ("NOTIFY_SOCKET", "CREDENTIALS_DIRECTORY", "STATE_DIRECTORY"):
             monkeypatch.delenv(name)
     # As root the default state dir is /var/lib/sslreconciler: never touch the machine's own.
-    monkeypatch.setenv("SSLRECONCILER_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("SSLRECONCILER_STATE_DIR", str(base / "state"))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    isolate_env(monkeypatch, tmp_path)
 
 
 def run_cli(*args: str | Path, env: dict[str, str] | None = None, timeout: float = 120) -> Result:

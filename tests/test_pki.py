@@ -9,7 +9,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from bundlekit import HOSTS, copy_cluster, handshake, make_cluster, ok
+from bundlekit import HOSTS, copy_cluster, handshake, ok, template_cluster
 from cryptography.hazmat.primitives import serialization
 from tarkit import file_member, members_of, rehashed, tgz
 
@@ -20,7 +20,7 @@ from pkitools import make_ca, make_host, write
 @pytest.fixture(scope="module")
 def built_cluster(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """One cluster per module, never used directly: each test gets its own copy of it."""
-    return make_cluster(tmp_path_factory.mktemp("cluster"))
+    return template_cluster(tmp_path_factory.mktemp("cluster"))
 
 
 @pytest.fixture

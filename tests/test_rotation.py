@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from bundlekit import HOSTS, copy_cluster, handshake, make_cluster, ok
+from bundlekit import HOSTS, copy_cluster, handshake, ok, template_cluster
 
 from conftest import keytool_list, openssl, run_cli
 
@@ -16,7 +16,7 @@ OLD, NEW = "ca.master.example.com", "ca.new.example.com"
 @pytest.fixture(scope="module")
 def built_cluster(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """One cluster per module, never used directly: each test gets its own copy of it."""
-    return make_cluster(tmp_path_factory.mktemp("cluster"))
+    return template_cluster(tmp_path_factory.mktemp("cluster"))
 
 
 @pytest.fixture
