@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import PASSWORD, isolate_env, java_bin, run_cli
+from conftest import PASSWORD, copy_built, isolate_env, java_bin, run_cli
 from pkitools import Node
 
 HOSTS = ["master.example.com", "sec1.example.com", "sec2.example.com"]
@@ -98,18 +97,9 @@ def template_cluster(base: Path) -> dict:
 
 
 def copy_cluster(template: dict, tmp_path: Path) -> dict:
-    """A test's own copy of a ``template_cluster``, as if the test had built it: the files with their modes,
-    mtimes and relative hash links (shutil.copytree), and the state its CLI runs left, in this test's state
-    dir (SSLRECONCILER_STATE_DIR) with the template's paths turned into the copy's (records are kept by
-    real path). A copy costs milliseconds; a cluster, ten CLI runs."""
-    dest = tmp_path / "cluster"
-    shutil.copytree(template["tmp"], dest, symlinks=True)
-    state = Path(os.environ["SSLRECONCILER_STATE_DIR"])
-    state.mkdir(mode=0o700, parents=True, exist_ok=True)
-    for path in template["state"].iterdir():
-        data = path.read_bytes().replace(os.fsencode(template["tmp"]) + b"/", os.fsencode(dest) + b"/")
-        (state / path.name).write_bytes(data)
-        shutil.copystat(path, state / path.name)
+    """A test's own copy of a ``template_cluster`` (``conftest.copy_built``: files and state), as if the test
+    had built it. A copy costs milliseconds; a cluster, ten CLI runs."""
+    dest = copy_built(template["tmp"], template["state"], tmp_path / "cluster")
     return {"staging": dest / "staging", "nodes": {host: dest / host for host in template["nodes"]}, "tmp": dest}
 
 

@@ -48,6 +48,20 @@ def isolate_env(monkeypatch: pytest.MonkeyPatch, base: Path) -> None:
     monkeypatch.setenv("SSLRECONCILER_STATE_DIR", str(base / "state"))
 
 
+def copy_built(src: Path, src_state: Path, dest: Path) -> Path:
+    """A test's own copy of a tree a module-scoped fixture built (under ``isolate_env``, state in
+    ``src_state``), as if the test had built it: the tree with modes, mtimes and relative links
+    (shutil.copytree), and the state the CLI left, in this test's state dir (SSLRECONCILER_STATE_DIR)
+    with ``src`` turned into ``dest`` (records are kept by real path). ``dest``."""
+    shutil.copytree(src, dest, symlinks=True)
+    state = Path(os.environ["SSLRECONCILER_STATE_DIR"])
+    state.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for path in src_state.iterdir():
+        (state / path.name).write_bytes(path.read_bytes().replace(os.fsencode(src) + b"/", os.fsencode(dest) + b"/"))
+        shutil.copystat(path, state / path.name)
+    return dest
+
+
 @pytest.fixture(autouse=True)
 def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     isolate_env(monkeypatch, tmp_path)
