@@ -6,8 +6,9 @@ import os
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -60,6 +61,25 @@ def copy_built(src: Path, src_state: Path, dest: Path) -> Path:
         (state / path.name).write_bytes(path.read_bytes().replace(os.fsencode(src) + b"/", os.fsencode(dest) + b"/"))
         shutil.copystat(path, state / path.name)
     return dest
+
+
+def reconciled_template(base: Path, ca: Issued, **seed: Any) -> tuple[Node, Path]:
+    """For a module-scoped fixture: ``seed_node`` under ``base`` and one ``reconcile`` of it (exit 0, no
+    finding), under ``isolate_env``; the node and the state dir its run left. Tests take ``copied_node``
+    of it, never the node itself."""
+    with pytest.MonkeyPatch.context() as mp:
+        isolate_env(mp, base)
+        node = seed_node(base / "n", "master.example.com", ca, **seed)
+        result = reconcile(node)
+    assert result.rc == 0 and result.json()["findings"] == [], result.out + result.err
+    return node, base / "state"
+
+
+def copied_node(template: tuple[Node, Path], tmp_path: Path) -> Node:
+    """A test's own copy of a ``reconciled_template`` node (``copy_built``): as if the test had seeded and
+    reconciled it."""
+    node, state = template
+    return replace(node, root=copy_built(node.root, state, tmp_path / "n"))
 
 
 @pytest.fixture(autouse=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from tarkit import files_of, rehashed, tgz_files
 
-from conftest import copy_built, isolate_env, keytool_list, reconcile, run_cli, snapshot
+from conftest import copied_node, keytool_list, reconcile, reconciled_template, run_cli, snapshot
 from pkitools import Issued, Node, make_ca, make_host, seed_node, write
 from trustkit import NO_CERTSIGN_KU, cert, dns, openssl_signed
 
@@ -25,22 +24,14 @@ STORES = (*SSL_STORES, *WEB_STORES, "authorities.jks")
 
 @pytest.fixture(scope="module")
 def built_good(tmp_path_factory: pytest.TempPathFactory, ca: Issued) -> tuple[Node, Path]:
-    """The node ``good`` copies, and the state dir its reconcile left: built once per module, never used
-    directly (tests write: each gets its own copy)."""
-    base = tmp_path_factory.mktemp("good")
-    with pytest.MonkeyPatch.context() as mp:
-        isolate_env(mp, base)
-        node = seed_node(base / "n", "master.example.com", ca, web=True)
-        result = reconcile(node)
-    assert result.rc == 0 and result.json()["findings"] == [], result.out
-    return node, base / "state"
+    """The node ``good`` copies, built once per module (tests write: each gets its own copy)."""
+    return reconciled_template(tmp_path_factory.mktemp("good"), ca, web=True)
 
 
 @pytest.fixture
 def good(built_good: tuple[Node, Path], tmp_path: Path) -> Node:
     """A node with every store built from good sources: the last good state a refusal must keep."""
-    built, state = built_good
-    return replace(built, root=copy_built(built.root, state, tmp_path / "n"))
+    return copied_node(built_good, tmp_path)
 
 
 def _stores(node: Node) -> dict[str, tuple[int, int, str]]:
