@@ -10,7 +10,9 @@ import os
 import time
 from pathlib import Path
 
-from conftest import run_cli
+import pytest
+
+from conftest import copy_built, isolate_env, run_cli
 from pkitools import Node
 
 HOSTS = ["master.example.com", "sec1.example.com", "sec2.example.com"]
@@ -79,4 +81,23 @@ def make_cluster(tmp_path: Path) -> dict:
         ok("pki", "install-bundle", bundle, "--ssl-dir", node / "ssl", "--desired-state", node / "desired.json")
         nodes[host] = node
     return {"staging": staging, "nodes": nodes, "tmp": tmp_path}
+
+
+def template_cluster(base: Path) -> dict:
+    """``make_cluster`` for a module-scoped fixture: its CLI runs keep their state (the bundle records,
+    the stores' record) in ``base``/state, never in the machine's /var/lib/sslreconciler (a module
+    fixture runs outside any test's isolated environment). Only ``copy_cluster`` of it is for tests."""
+    with pytest.MonkeyPatch.context() as mp:
+        isolate_env(mp, base / "env")
+        mp.setenv("SSLRECONCILER_STATE_DIR", str(base / "state"))
+        (base / "cluster").mkdir()
+        cluster = make_cluster(base / "cluster")
+    return {**cluster, "state": base / "state"}
+
+
+def copy_cluster(template: dict, tmp_path: Path) -> dict:
+    """A test's own copy of a ``template_cluster`` (``conftest.copy_built``: files and state), as if the test
+    had built it. A copy costs milliseconds; a cluster, ten CLI runs."""
+    dest = copy_built(template["tmp"], template["state"], tmp_path / "cluster")
+    return {"staging": dest / "staging", "nodes": {host: dest / host for host in template["nodes"]}, "tmp": dest}
 

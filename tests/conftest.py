@@ -6,8 +6,9 @@ import os
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -40,14 +41,53 @@ class Result:
         return json.loads(self.out)
 
 
-@pytest.fixture(autouse=True)
-def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
+def isolate_env(monkeypatch: pytest.MonkeyPatch, base: Path) -> None:
+    """The environment every CLI run of a test sees: state under ``base``, none of the caller's settings.
+    Also for module-scoped fixtures (``pytest.MonkeyPatch.context()``), which run before a test's own."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(base / "xdg-state"))
     for name in list(os.environ):
         if name.startswith("SSLRECONCILER_") or name in ("NOTIFY_SOCKET", "CREDENTIALS_DIRECTORY", "STATE_DIRECTORY"):
             monkeypatch.delenv(name)
     # As root the default state dir is /var/lib/sslreconciler: never touch the machine's own.
-    monkeypatch.setenv("SSLRECONCILER_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("SSLRECONCILER_STATE_DIR", str(base / "state"))
+
+
+def copy_built(src: Path, src_state: Path, dest: Path) -> Path:
+    """A test's own copy of a tree a module-scoped fixture built (under ``isolate_env``, state in
+    ``src_state``), as if the test had built it: the tree with modes, mtimes and relative links
+    (shutil.copytree), and the state the CLI left, in this test's state dir (SSLRECONCILER_STATE_DIR)
+    with ``src`` turned into ``dest`` (records are kept by real path). ``dest``."""
+    shutil.copytree(src, dest, symlinks=True)
+    state = Path(os.environ["SSLRECONCILER_STATE_DIR"])
+    state.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for path in src_state.iterdir():
+        (state / path.name).write_bytes(path.read_bytes().replace(os.fsencode(src) + b"/", os.fsencode(dest) + b"/"))
+        shutil.copystat(path, state / path.name)
+    return dest
+
+
+def reconciled_template(base: Path, ca: Issued, **seed: Any) -> tuple[Node, Path]:
+    """For a module-scoped fixture: ``seed_node`` under ``base`` and one ``reconcile`` of it (exit 0, no
+    finding), under ``isolate_env``; the node and the state dir its run left. Tests take ``copied_node``
+    of it, never the node itself."""
+    with pytest.MonkeyPatch.context() as mp:
+        isolate_env(mp, base)
+        node = seed_node(base / "n", "master.example.com", ca, **seed)
+        result = reconcile(node)
+    assert result.rc == 0 and result.json()["findings"] == [], result.out + result.err
+    return node, base / "state"
+
+
+def copied_node(template: tuple[Node, Path], tmp_path: Path) -> Node:
+    """A test's own copy of a ``reconciled_template`` node (``copy_built``): as if the test had seeded and
+    reconciled it."""
+    node, state = template
+    return replace(node, root=copy_built(node.root, state, tmp_path / "n"))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    isolate_env(monkeypatch, tmp_path)
 
 
 def run_cli(*args: str | Path, env: dict[str, str] | None = None, timeout: float = 120, process: bool = False) -> Result:

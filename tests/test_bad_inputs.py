@@ -11,20 +11,23 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from conftest import keytool_list, reconcile, snapshot
-from pkitools import NOW, Issued, make_ca, make_host, new_key, seed_node, write
+from conftest import copied_node, keytool_list, reconcile, reconciled_template, snapshot
+from pkitools import NOW, Issued, Node, make_ca, make_host, new_key, seed_node, write
 
 WEB_STORES = ("ssl-web.keystore", "ssl-web.p12")
 SSL_STORES = ("ssl.keystore", "ssl.p12", "authorities.jks")
 
 
+@pytest.fixture(scope="module")
+def built_web_node(tmp_path_factory: pytest.TempPathFactory, ca: Issued) -> tuple[Node, Path]:
+    """The node ``web_node`` copies, built once per module (tests write: each gets its own copy)."""
+    return reconciled_template(tmp_path_factory.mktemp("web-node"), ca, web=True)
+
+
 @pytest.fixture
-def web_node(tmp_path: Path, ca: Issued):
+def web_node(built_web_node: tuple[Node, Path], tmp_path: Path) -> Node:
     """A node with its own web pair, reconciled once: the last good state every case starts from."""
-    node = seed_node(tmp_path / "n", "master.example.com", ca, web=True)
-    result = reconcile(node)
-    assert result.rc == 0, result.out
-    return node
+    return copied_node(built_web_node, tmp_path)
 
 
 def _finding(report: dict, file: str) -> dict:

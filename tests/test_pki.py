@@ -9,7 +9,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from bundlekit import HOSTS, make_cluster, ok
+from bundlekit import HOSTS, copy_cluster, ok, template_cluster
 from cryptography.hazmat.primitives import serialization
 from javakit import assert_every_pair_talks, store_probes
 from tarkit import file_member, members_of, rehashed, tgz
@@ -18,9 +18,15 @@ from conftest import PASSWORD, openssl, run_cli, snapshot
 from pkitools import make_ca, make_host, write
 
 
+@pytest.fixture(scope="module")
+def built_cluster(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One cluster per module, never used directly: each test gets its own copy of it."""
+    return template_cluster(tmp_path_factory.mktemp("cluster"))
+
+
 @pytest.fixture
-def cluster(tmp_path: Path) -> dict:
-    return make_cluster(tmp_path)
+def cluster(built_cluster: dict, tmp_path: Path) -> dict:
+    return copy_cluster(built_cluster, tmp_path)
 
 
 def test_three_host_cluster_every_pair_handshakes(cluster, java_classes: Path) -> None:
@@ -84,8 +90,11 @@ def _rebuilt(members, replace: dict[str, bytes]) -> list[tuple[tarfile.TarInfo, 
     return [file_member(name, data) for name, data in rehashed({**{m.name: d for m, d in members}, **replace}).items()]
 
 
-def hostile_bundles(cluster) -> dict[str, tuple[bytes, str]]:
-    good = cluster["tmp"] / "sec2.example.com.tgz"
+@pytest.fixture(scope="module")
+def hostile_bundles(built_cluster: dict) -> dict[str, tuple[bytes, str]]:
+    """Each hostile bundle's bytes and the words its refusal must hold, made once from the module's cluster
+    (only read: each test writes its bundle into its own copy)."""
+    good = built_cluster["tmp"] / "sec2.example.com.tgz"
     members = members_of(good)
     link = tarfile.TarInfo("ssl.key")
     link.type = tarfile.SYMTYPE
@@ -115,8 +124,8 @@ def hostile_bundles(cluster) -> dict[str, tuple[bytes, str]]:
 @pytest.mark.parametrize("case", ["path-traversal", "absolute-path", "symlink-member", "duplicate", "wrong-ca",
                                   "other-ca-host", "mismatched-key", "manifest-mismatch", "truncated-gzip",
                                   "not-gzip", "unknown-member"])
-def test_hostile_bundles_are_refused_with_nothing_written(cluster, case: str) -> None:
-    data, words = hostile_bundles(cluster)[case]
+def test_hostile_bundles_are_refused_with_nothing_written(cluster, hostile_bundles, case: str) -> None:
+    data, words = hostile_bundles[case]
     bundle = cluster["tmp"] / f"hostile-{case}.tgz"
     bundle.write_bytes(data)
     node = cluster["nodes"]["sec2.example.com"]

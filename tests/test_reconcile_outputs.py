@@ -11,10 +11,30 @@ from pathlib import Path
 import pytest
 from javakit import Pair, assert_handshakes, store_probes
 
-from conftest import PASSWORD, keytool_list, openssl, reconcile, snapshot
-from pkitools import Issued, make_ca, seed_node
+from conftest import (
+    PASSWORD,
+    copied_node,
+    keytool_list,
+    openssl,
+    reconcile,
+    reconciled_template,
+    snapshot,
+)
+from pkitools import Issued, Node, make_ca, seed_node
 
 STORES = ["ssl.keystore", "ssl.p12", "ssl-web.keystore", "ssl-web.p12", "authorities.jks"]
+
+
+@pytest.fixture(scope="module")
+def built_reconciled(tmp_path_factory: pytest.TempPathFactory, ca: Issued) -> tuple[Node, Path]:
+    """The seeded node after its first reconcile, built once per module: tests take ``reconciled``."""
+    return reconciled_template(tmp_path_factory.mktemp("reconciled"), ca)
+
+
+@pytest.fixture
+def reconciled(built_reconciled: tuple[Node, Path], tmp_path: Path) -> Node:
+    """This test's own copy of the seeded node as its first reconcile (exit 0) left it, state dir included."""
+    return copied_node(built_reconciled, tmp_path)
 
 
 @pytest.mark.parametrize("kind", ["rsa", "ec"])
@@ -58,8 +78,8 @@ def test_seed_layout_builds_every_store(tmp_path: Path, kind: str, with_intermed
     assert "from the ssl pair" in report["artifacts"]["ssl-web.keystore"]["message"]
 
 
-def test_pkcs12_profiles_as_openssl_sees_them(node, tmp_path: Path) -> None:
-    assert reconcile(node).rc == 0
+def test_pkcs12_profiles_as_openssl_sees_them(reconciled, tmp_path: Path) -> None:
+    node = reconciled
     info = openssl("pkcs12", "-in", node.ssl_dir / "ssl.p12", "-passin", f"pass:{PASSWORD}", "-info", "-noout").stderr
     assert "MAC: sha256" in info and "AES-256-CBC" in info and "hmacWithSHA256" in info
 
@@ -100,8 +120,8 @@ def test_jks_stores_open_on_old_and_new_java(node, java_classes: Path) -> None:
             "ca.master.example.com\ttrusted\t1", "master.example.com\ttrusted\t1"], (version, trust)
 
 
-def test_noop_run_writes_nothing(node) -> None:
-    assert reconcile(node).rc == 0
+def test_noop_run_writes_nothing(reconciled) -> None:
+    node = reconciled
     before = snapshot(node.ssl_dir)
     result = reconcile(node)
     assert result.rc == 0
@@ -111,8 +131,8 @@ def test_noop_run_writes_nothing(node) -> None:
 
 
 @pytest.mark.parametrize("damage", ["deleted", "truncated", "tampered", "appended", "garbage", "other-password"])
-def test_damaged_store_is_rebuilt(node, damage: str, tmp_path: Path) -> None:
-    assert reconcile(node).rc == 0
+def test_damaged_store_is_rebuilt(reconciled, damage: str, tmp_path: Path) -> None:
+    node = reconciled
     target = node.ssl_dir / "ssl.keystore"
     data = target.read_bytes()
     if damage == "deleted":
@@ -138,8 +158,8 @@ def test_damaged_store_is_rebuilt(node, damage: str, tmp_path: Path) -> None:
         assert {k: v for k, v in snapshot(node.ssl_dir).items() if k != "ssl.keystore"} == others_before
 
 
-def test_mode_is_corrected_in_place(node) -> None:
-    assert reconcile(node).rc == 0
+def test_mode_is_corrected_in_place(reconciled) -> None:
+    node = reconciled
     target = node.ssl_dir / "ssl.p12"
     os.chmod(target, 0o644)
     inode = target.stat().st_ino
@@ -189,8 +209,8 @@ def test_owner_and_group_applied_as_root(node) -> None:
     assert all((node.ssl_dir / name).stat().st_uid == 65534 for name in STORES)
 
 
-def test_pkcs12_with_bytes_appended_is_rebuilt(node) -> None:
-    assert reconcile(node).rc == 0
+def test_pkcs12_with_bytes_appended_is_rebuilt(reconciled) -> None:
+    node = reconciled
     target = node.ssl_dir / "ssl.p12"
     target.write_bytes(target.read_bytes() + b"\0junk")  # cryptography alone would parse it as BER
     result = reconcile(node)

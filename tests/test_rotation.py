@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from bundlekit import HOSTS, make_cluster, ok
+from bundlekit import HOSTS, copy_cluster, ok, template_cluster
 from javakit import assert_every_pair_talks
 
 from conftest import keytool_list, openssl, run_cli
@@ -14,9 +14,15 @@ from conftest import keytool_list, openssl, run_cli
 OLD, NEW = "ca.master.example.com", "ca.new.example.com"
 
 
+@pytest.fixture(scope="module")
+def built_cluster(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One cluster per module, never used directly: each test gets its own copy of it."""
+    return template_cluster(tmp_path_factory.mktemp("cluster"))
+
+
 @pytest.fixture
-def cluster(tmp_path: Path) -> dict:
-    return make_cluster(tmp_path)
+def cluster(built_cluster: dict, tmp_path: Path) -> dict:
+    return copy_cluster(built_cluster, tmp_path)
 
 
 def _install(cluster: dict, host: str) -> str:

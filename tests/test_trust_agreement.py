@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import java_bin, keytool_list, reconcile
+from conftest import copied_node, isolate_env, java_bin, keytool_list, reconcile
 from pkitools import NOW, Issued, Node, make_ca, make_host, seed_node, write
 from trustkit import NO_CERTSIGN_KU, V1, cert, dns, openssl_v1
 
@@ -74,8 +74,25 @@ OPENSSL_CANNOT = {
 }
 
 
+@pytest.fixture(scope="module")
+def built_scene(tmp_path_factory: pytest.TempPathFactory, ca: Issued) -> tuple[tuple[Node, Path], dict[str, bool], dict]:
+    """The table's node reconciled once per module (under ``isolate_env``; its state dir beside it), what
+    each case should get, and the report: tests take ``scene``, their own copy."""
+    tmp_path = tmp_path_factory.mktemp("scene")
+    with pytest.MonkeyPatch.context() as mp:
+        isolate_env(mp, tmp_path)
+        node, expected, report = _scene(tmp_path, ca)
+    return (node, tmp_path / "state"), expected, report
+
+
 @pytest.fixture
-def scene(tmp_path: Path, ca: Issued) -> tuple[Node, dict[str, bool], dict]:
+def scene(built_scene: tuple[tuple[Node, Path], dict[str, bool], dict], tmp_path: Path
+          ) -> tuple[Node, dict[str, bool], dict]:
+    template, expected, report = built_scene
+    return copied_node(template, tmp_path), expected, report
+
+
+def _scene(tmp_path: Path, ca: Issued) -> tuple[Node, dict[str, bool], dict]:
     node = seed_node(tmp_path / "n", "master.example.com", ca, web=True)
     auth = node.ssl_dir / "authorities"
     v1 = openssl_v1(tmp_path / "v1")

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from tarkit import files_of, rehashed, tgz_files
 
-from conftest import keytool_list, keytool_sha256, reconcile, run_cli, snapshot
+from conftest import copied_node, keytool_list, keytool_sha256, reconcile, reconciled_template, run_cli, snapshot
 from pkitools import Issued, Node, make_ca, make_host, seed_node, write
 from trustkit import NO_CERTSIGN_KU, cert, dns, openssl_signed
 
@@ -22,13 +22,16 @@ WEB_STORES = ("ssl-web.keystore", "ssl-web.p12")
 STORES = (*SSL_STORES, *WEB_STORES, "authorities.jks")
 
 
+@pytest.fixture(scope="module")
+def built_good(tmp_path_factory: pytest.TempPathFactory, ca: Issued) -> tuple[Node, Path]:
+    """The node ``good`` copies, built once per module (tests write: each gets its own copy)."""
+    return reconciled_template(tmp_path_factory.mktemp("good"), ca, web=True)
+
+
 @pytest.fixture
-def good(tmp_path: Path, ca: Issued) -> Node:
+def good(built_good: tuple[Node, Path], tmp_path: Path) -> Node:
     """A node with every store built from good sources: the last good state a refusal must keep."""
-    node = seed_node(tmp_path / "n", "master.example.com", ca, web=True)
-    result = reconcile(node)
-    assert result.rc == 0 and result.json()["findings"] == [], result.out
-    return node
+    return copied_node(built_good, tmp_path)
 
 
 def _stores(node: Node) -> dict[str, tuple[int, int, str]]:
