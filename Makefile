@@ -15,6 +15,7 @@ help:
 	@echo "make run    set up .venv, make a demo PKI under $(DEMO)/ and run the daemon on it (Ctrl-C stops)"
 	@echo "make test   set up and run every test, ruff and mypy --strict"
 	@echo "make check  the fast inner loop: lint and every test but the slow system tests"
+	@echo "make test-random  every test in a random order (pytest-randomly; the seed is printed)"
 	@echo "make bench  measure, into docs/benchmarks.md"
 	@echo "make soak   run the daemon 10 minutes under swaps, into docs/reliability.md"
 	@echo "make test-soak  the suite's long loops at SOAK_SCALE (default 10) times their size (docs/testing.md)"
@@ -61,9 +62,9 @@ lint: venv
 	$(BIN)/mypy --strict src
 	$(BIN)/lint-imports --no-cache
 
-# Tests run in JOBS processes (pytest-xdist); tests that share a costly or single resource (one Ansible
-# fleet) carry an xdist_group and run in one process (docs/testing.md).
-JOBS ?= 2
+# Tests run in JOBS processes (pytest-xdist). Three on two cores: many tests wait on a daemon, a JVM or a
+# playbook, and a third worker fills those waits (measured in docs/testing.md: 2 and 4 are slower).
+JOBS ?= 3
 PYTEST := $(BIN)/pytest -n $(JOBS) --dist loadgroup
 
 unit: tools venv jdks
