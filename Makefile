@@ -9,11 +9,13 @@ JDK_OLD := 11.0.5.1
 JDK_NEW := 25.0.2.1
 DEMO := var
 
-.PHONY: help tools tools-run venv jdks run demo test test-loaded test-soak lint unit bench soak man rpm clean
+.PHONY: help tools tools-run venv jdks run demo test test-loaded test-soak check test-random lint unit bench soak man rpm clean
 
 help:
 	@echo "make run    set up .venv, make a demo PKI under $(DEMO)/ and run the daemon on it (Ctrl-C stops)"
 	@echo "make test   set up and run every test, ruff and mypy --strict"
+	@echo "make check  the fast inner loop: lint and every test but the slow system tests"
+	@echo "make test-random  every test in a random order (pytest-randomly; the seed is printed)"
 	@echo "make bench  measure, into docs/benchmarks.md"
 	@echo "make soak   run the daemon 10 minutes under swaps, into docs/reliability.md"
 	@echo "make test-soak  the suite's long loops at SOAK_SCALE (default 10) times their size (docs/testing.md)"
@@ -60,8 +62,21 @@ lint: venv
 	$(BIN)/mypy --strict src
 	$(BIN)/lint-imports --no-cache
 
+# Tests run in JOBS processes (pytest-xdist). Three on two cores: many tests wait on a daemon, a JVM or a
+# playbook, and a third worker fills those waits (measured in docs/testing.md: 2 and 4 are slower).
+JOBS ?= 3
+PYTEST := $(BIN)/pytest -n $(JOBS) --dist loadgroup
+
 unit: tools venv jdks
-	$(BIN)/pytest
+	$(PYTEST)
+
+# Everything but the tests marked slow (real servers, Ansible, pebble, the RPM, soaks).
+check: tools venv jdks lint
+	$(PYTEST) -m "not slow"
+
+# The whole suite in a random order (pytest-randomly); the seed is printed: PYTEST_ADDOPTS=--randomly-seed=N repeats it.
+test-random: tools venv jdks
+	$(PYTEST) -p randomly
 
 test: tools lint unit
 
@@ -89,20 +104,22 @@ man: venv
 	$(BIN)/python tools/manpage.py docs/sslreconciler.1
 
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
-RPMTOP := $(CURDIR)/build/rpm
+# Where rpmbuild works and where the RPM goes: the tests give each build its own (make rpm RPMTOP=… DIST=…).
+RPMTOP ?= $(CURDIR)/build/rpm
+DIST ?= dist
 # Debian's rpmbuild has no systemd-rpm-macros and no RPM database of build dependencies.
 RPM_FALLBACK := $(shell rpm --eval '%{?systemd_post:yes}' 2>/dev/null | grep -q yes || echo "--load packaging/rpm/macros.systemd-fallback")
 
 rpm: venv
 	@command -v rpmbuild >/dev/null || { echo 'make rpm: rpmbuild missing: run make tools (Debian package rpm)' >&2; exit 1; }
-	rm -rf $(RPMTOP) && mkdir -p $(RPMTOP)/SOURCES dist
+	rm -rf $(RPMTOP) && mkdir -p $(RPMTOP)/SOURCES $(DIST)
 	git ls-files -z | xargs -0 tar czf $(RPMTOP)/SOURCES/sslreconciler-$(VERSION).tar.gz \
 		--transform 's,^,sslreconciler-$(VERSION)/,'
 	rpmbuild -bb --nodeps $(RPM_FALLBACK) --define "_topdir $(RPMTOP)" \
 		--define "__python3 $(CURDIR)/$(BIN)/python" --define "python3_runtime /usr/bin/python3" \
 		packaging/rpm/sslreconciler.spec
-	cp $(RPMTOP)/RPMS/noarch/sslreconciler-$(VERSION)-*.noarch.rpm dist/
-	@ls -1 dist/*.rpm
+	cp $(RPMTOP)/RPMS/noarch/sslreconciler-$(VERSION)-*.noarch.rpm $(DIST)/
+	@ls -1 $(DIST)/*.rpm
 
 clean:
 	rm -rf $(VENV) .cache $(DEMO) dist build .pytest_cache .mypy_cache .ruff_cache

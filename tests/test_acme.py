@@ -76,6 +76,7 @@ def acme_status_without_a_certificate(node: Node, webroot: Path) -> Result:
     return acme(node, "status")
 
 
+@pytest.mark.slow
 def test_webroot_first_issuance_then_noop_then_renewal(tmp_path: Path, acme_node: Node, pebble_factory) -> None:
     # The renewal point is where a third of the certificate's life is left. The life is made just long enough
     # for the steps between the issuance and the check that nothing is due yet (a few commands like the
@@ -131,6 +132,7 @@ def test_webroot_first_issuance_then_noop_then_renewal(tmp_path: Path, acme_node
         server.stop()
 
 
+@pytest.mark.slow
 def test_standalone_issuance_changed_names_and_drop_in(tmp_path: Path, acme_node: Node, pebble: Pebble, ca) -> None:
     listen = {"listen": f"127.0.0.1:{pebble.http_port}"}
     set_acme(acme_node, acme_block(pebble, [HOST], listen))
@@ -166,6 +168,7 @@ def test_standalone_issuance_changed_names_and_drop_in(tmp_path: Path, acme_node
     assert (acme_node.ssl_dir / "ssl-web.crt.previous").read_bytes() == admin.cert_pem()
 
 
+@pytest.mark.slow
 def test_daemon_rebuilds_web_stores_runs_hook_and_java_trusts_pebble_root(
         tmp_path: Path, acme_node: Node, pebble: Pebble, java_classes: Path) -> None:
     webroot = tmp_path / "www"
@@ -207,6 +210,7 @@ def test_daemon_rebuilds_web_stores_runs_hook_and_java_trusts_pebble_root(
     assert_handshakes(java_classes, [pair], {pair.name: (f"CN={HOST}", f"CN={HOST}")})
 
 
+@pytest.mark.slow
 def test_pebble_down_changes_nothing_backs_off_and_status_warns_when_overdue(tmp_path: Path, ca) -> None:
     node = seed_node(tmp_path / "node", HOST, ca)
     # An admin's certificate 80 days into 90: its renewal point passed 20 days ago.
@@ -239,6 +243,7 @@ def test_pebble_down_changes_nothing_backs_off_and_status_warns_when_overdue(tmp
     assert {n: after[n] for n in ("ssl-web.key", "ssl-web.crt")} == {n: before[n] for n in ("ssl-web.key", "ssl-web.crt")}
 
 
+@pytest.mark.slow
 def test_pebble_refusing_shows_its_problem_document(tmp_path: Path, acme_node: Node, pebble: Pebble) -> None:
     set_acme(acme_node, acme_block(pebble, [BLOCKED], {"listen": f"127.0.0.1:{pebble.http_port}"}))
     before = snapshot(acme_node.ssl_dir)
@@ -251,6 +256,7 @@ def test_pebble_refusing_shows_its_problem_document(tmp_path: Path, acme_node: N
     assert record["last_result"] == "failed" and record["last_error"]["type"].endswith("rejectedIdentifier")
 
 
+@pytest.mark.slow
 def test_unreachable_webroot_fails_cleanly(tmp_path: Path, acme_node: Node, pebble: Pebble) -> None:
     webroot = tmp_path / "www"
     set_acme(acme_node, acme_block(pebble, [HOST], {"webroot": str(webroot)}))
@@ -294,6 +300,7 @@ def test_acme_config_errors_exit_2(tmp_path: Path, acme_node: Node) -> None:
 EAB_KID, EAB_HMAC = "kid-1", "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"  # pebble's example
 
 
+@pytest.mark.slow
 def test_external_account_binding(tmp_path: Path, acme_node: Node, pebble_factory) -> None:
     pebble = pebble_factory(eab_keys={EAB_KID: EAB_HMAC})
     listen = {"listen": f"127.0.0.1:{pebble.http_port}"}
@@ -312,6 +319,7 @@ def test_external_account_binding(tmp_path: Path, acme_node: Node, pebble_factor
     assert missing.rc == 2 and "acme.eab.hmac_key" in missing.err, missing.err
 
 
+@pytest.mark.slow
 def test_webroot_escaping_through_a_symlink_is_refused(tmp_path: Path, acme_node: Node, pebble: Pebble) -> None:
     webroot, elsewhere = tmp_path / "www", tmp_path / "elsewhere"
     webroot.mkdir()

@@ -230,6 +230,7 @@ def test_a_malformed_acme_record_costs_only_the_acme_part(tmp_path: Path, ca: Is
 # -- item 3: the standalone listener and the whole run are bounded ------------------------------------
 
 
+@pytest.mark.slow
 def test_stray_clients_on_the_standalone_port_do_not_stop_renewal(tmp_path: Path, ca: Issued, pebble: Pebble) -> None:
     node = seed_node(tmp_path / "node", HOST, ca)
     stray = StrayClient(pebble.http_port, connections=4, every=2.0)
@@ -246,6 +247,7 @@ def test_stray_clients_on_the_standalone_port_do_not_stop_renewal(tmp_path: Path
     assert seconds < 120
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["trickling", "silent"])
 def test_a_hanging_acme_server_ends_the_run_in_bounded_time(tmp_path: Path, ca: Issued, fakes, how) -> None:
     node = seed_node(tmp_path / "node", HOST, ca)
@@ -302,6 +304,7 @@ print(swaps)
 """
 
 
+@pytest.mark.slow
 def test_root_renewing_in_the_service_state_dir_writes_nothing_outside_and_leaves_it_usable(
         world: Path, ca: Issued, service_user, pebble: Pebble) -> None:
     user = service_user
@@ -342,6 +345,7 @@ def test_root_renewing_in_the_service_state_dir_writes_nothing_outside_and_leave
         server.stop()
 
 
+@pytest.mark.slow
 def test_the_listener_cuts_every_connection_at_its_deadline_and_survives_a_flood() -> None:
     from sslreconciler.cluster.acme import listener
 

@@ -45,6 +45,7 @@ def _ours(prefix: str) -> set[str]:
 
 # -- A: authorities/ is made and handed over, never through a link ---------------------------------------
 
+@pytest.mark.slow
 def test_install_role_never_follows_a_link_at_authorities(site: OneNode, service_user: pwd.struct_passwd) -> None:
     victim = site.root / "victimdir"  # a root directory the service user wants
     victim.mkdir(mode=0o755)
@@ -60,6 +61,7 @@ def test_install_role_never_follows_a_link_at_authorities(site: OneNode, service
     assert os.readlink(site.ssl / "authorities") == str(victim)  # the user's link is left as it is
 
 
+@pytest.mark.slow
 def test_install_role_refuses_a_file_at_authorities_and_hands_over_a_real_directory(
         site: OneNode, service_user: pwd.struct_passwd) -> None:
     (site.ssl / "authorities").write_text("not a directory\n")
@@ -115,6 +117,7 @@ while True:  # every wheel root leaves in the state dir becomes the attacker's, 
 """
 
 
+@pytest.mark.slow
 def test_the_wheel_root_installs_is_the_one_it_copied(site: OneNode, service_user: pwd.struct_passwd) -> None:
     controller = site.root / "controller"
     controller.mkdir(mode=0o700)
@@ -139,6 +142,7 @@ def test_the_wheel_root_installs_is_the_one_it_copied(site: OneNode, service_use
 
 # -- C: the node's copy of the bundle is in root's own directory -----------------------------------------
 
+@pytest.mark.slow
 def test_rollout_never_touches_what_the_service_user_put_where_the_bundle_went(
         site: OneNode, service_user: pwd.struct_passwd) -> None:
     target = site.root / "root-file"  # a root file the service user would like to change

@@ -45,6 +45,7 @@ def _assert_written_for_the_service(node: OneNode, service_user: pwd.struct_pass
     assert json.loads(node.desired.read_text())["password"] == {"value": password}
 
 
+@pytest.mark.slow
 def test_install_with_diff_and_verbose_never_shows_the_password(node: OneNode, service_user: pwd.struct_passwd) -> None:
     first = _play(node, "install.yml", SECRETS[0])
     assert SECRETS[0] not in first.stdout + first.stderr, "the store password is in the play's output"
@@ -60,6 +61,7 @@ def test_install_with_diff_and_verbose_never_shows_the_password(node: OneNode, s
     _assert_written_for_the_service(node, service_user, SECRETS[1])
 
 
+@pytest.mark.slow
 def test_rollout_shows_no_key_and_keeps_the_bundle_it_carries_0600(node: OneNode) -> None:
     _play(node, "install.yml", SECRETS[0])
     out = _play(node, "rollout.yml", SECRETS[0], sslreconciler_keep_bundles=True, sslreconciler_health_timeout=240)

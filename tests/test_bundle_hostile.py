@@ -262,6 +262,7 @@ def test_a_retired_ca_saved_with_crlf_line_ends_is_removed_and_a_copy_is_named(r
     assert f"{OLD}.crt" not in _cas(node)
 
 
+@pytest.mark.slow
 def test_the_ansible_install_role_gives_authorities_to_the_ssl_dir_owner(world: Path, service_user) -> None:
     """The install role made ``authorities/`` root's in the service user's ssl dir, as install-bundle did."""
     node = _node(world, service_user)

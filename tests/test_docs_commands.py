@@ -140,6 +140,7 @@ def test_every_command_in_operations_md_runs(docs_cluster: Cluster) -> None:
     assert "left to re-issue under the current CA (2)" in listing.out, listing.out
 
 
+@pytest.mark.slow
 def test_every_command_in_pki_md_runs(docs_cluster: Cluster) -> None:
     steps = doc_steps(REPO / "docs" / "pki.md")
     for host, command in steps:

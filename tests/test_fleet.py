@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from ansiblekit import BIN, PLAYBOOKS, ansible_env, link_collection, wheelhouse
 from daemonkit import http_get, wait_until
 from javakit import assert_every_pair_talks
@@ -151,6 +152,7 @@ def assert_report_matches(fleet: Fleet) -> list[dict[str, Any]]:
     return rows
 
 
+@pytest.mark.slow
 def test_every_playbook_passes_syntax_check(tmp_path: Path) -> None:
     env = ansible_env(tmp_path)
     link_collection(tmp_path)
@@ -191,6 +193,7 @@ def test_fleet_report_marks_the_nodes_that_disagree_with_most() -> None:
     assert table[3].split() == ["c", "ok", "bb", "ca-bb", "2029-01-02", "-", "DRIFT"]
 
 
+@pytest.mark.slow
 def test_ansible_lint_passes(tmp_path: Path) -> None:
     env = ansible_env(tmp_path)
     link_collection(tmp_path)
@@ -214,6 +217,7 @@ def step(name: str, timings: dict[str, float]):
         timings[name] = time.monotonic() - started
 
 
+@pytest.mark.slow
 def test_a_fleet_through_rollout_a_fourth_node_renewal_drift_and_ca_rotation(
         tmp_path: Path, java_classes: Path) -> None:
     timings: dict[str, float] = {}

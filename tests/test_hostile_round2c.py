@@ -86,6 +86,7 @@ def _get_token(port: int, timeout: float) -> bytes:
         return reply.read()
 
 
+@pytest.mark.slow
 def test_the_listener_out_of_descriptors_answers_the_ca_and_does_not_spin() -> None:
     from sslreconciler.cluster.acme import listener
 
@@ -145,6 +146,7 @@ def site(world: Path, service_user: pwd.struct_passwd) -> Iterator[OneNode]:
     s.stop()
 
 
+@pytest.mark.slow
 def test_the_node_role_keeps_roots_bundle_record_out_of_the_service_users_state_dir(site: OneNode) -> None:
     _played(site, "install.yml")
     _played(site, "rollout.yml")
@@ -160,6 +162,7 @@ def test_the_node_role_keeps_roots_bundle_record_out_of_the_service_users_state_
     assert _root_owned_in_state(site) == set(), "root left files of its own in the service user's state dir"
 
 
+@pytest.mark.slow
 def test_the_node_role_makes_roots_state_dir_only_where_no_other_user_can_swap_it(site: OneNode) -> None:
     _played(site, "install.yml")
     site.root_state = site.state / "root"  # inside the service user's state dir: that user could rename it away

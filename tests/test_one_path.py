@@ -467,6 +467,7 @@ def test_a_future_mtime_goes_degraded_when_the_grace_window_ends(tmp_path: Path,
 # --- 4. a writer beside another: `web install` while reconciles run -------------------------------------------
 
 
+@pytest.mark.slow
 def test_web_install_beside_running_reconciles(tmp_path: Path, ca: Issued) -> None:
     node = seed_node(tmp_path / "n", HOST, ca, web=True)
     assert run_cli("reconcile", *common(node)).rc == 0

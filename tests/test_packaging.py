@@ -22,13 +22,18 @@ sys.path.insert(0, str(REPO / "tools"))
 manpage = importlib.import_module("manpage")  # tools/manpage.py, which writes docs/sslreconciler.1
 
 
+
 @pytest.fixture(scope="session")
-def rpm_file() -> Path:
+def rpm_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert shutil.which("rpmbuild"), "rpmbuild missing (.ci/run installs Debian's rpm package)"
-    proc = subprocess.run(["make", "rpm"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    # `make rpm` as a packager runs it, into a build dir and dist dir of this test process's own: the
+    # checkout's build/ and dist/ are the user's, and another test process may be packing the same tree.
+    out = tmp_path_factory.mktemp("rpmbuild")
+    proc = subprocess.run(["make", "rpm", f"RPMTOP={out / 'top'}", f"DIST={out / 'dist'}"], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
-    path = REPO / "dist" / f"sslreconciler-{version}-1.noarch.rpm"
+    path = out / "dist" / f"sslreconciler-{version}-1.noarch.rpm"
     assert path.exists()
     return path
 
@@ -48,6 +53,7 @@ def _rpm_query(rpm_file: Path, *args: str) -> str:
     return proc.stdout
 
 
+@pytest.mark.slow
 def test_rpm_file_list(rpm_file: Path) -> None:
     files = set(_rpm_query(rpm_file, "-l").split())
     site = next(f for f in files if f.endswith("/site-packages/sslreconciler"))
@@ -64,6 +70,7 @@ def test_rpm_file_list(rpm_file: Path) -> None:
     assert not any("tests/" in f or f.endswith(".pyc") for f in files)
 
 
+@pytest.mark.slow
 def test_rpm_requires_every_runtime_dependency(rpm_file: Path) -> None:
     requires = _rpm_query(rpm_file, "--requires")
     deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
@@ -73,6 +80,7 @@ def test_rpm_requires_every_runtime_dependency(rpm_file: Path) -> None:
     assert "systemd" in requires
 
 
+@pytest.mark.slow
 def test_rpm_scripts_and_config_files(rpm_file: Path) -> None:
     scripts = _rpm_query(rpm_file, "--scripts")
     assert "systemctl --no-reload preset sslreconciler.service" in scripts or "install-system-units" in scripts
@@ -89,6 +97,7 @@ def test_rpm_scripts_and_config_files(rpm_file: Path) -> None:
     assert "/etc/sslreconciler/store-password cn -rw-------" in flags
 
 
+@pytest.mark.slow
 def test_unit_verifies_clean_as_installed(rpm_root: Path) -> None:
     """systemd-analyze verify on the unit as the RPM installs it, with its command and man page there."""
     root = rpm_root
@@ -119,6 +128,7 @@ def test_unit_verifies_clean_as_installed(rpm_root: Path) -> None:
     assert f"**{score.group(1)} " in (REPO / "docs" / "operations.md").read_text()
 
 
+@pytest.mark.slow
 def test_packaged_command_runs(rpm_root: Path) -> None:
     script = rpm_root / "usr" / "bin" / "sslreconciler"
     assert script.read_text().startswith("#!/usr/bin/python3\n")
@@ -199,6 +209,7 @@ def test_help_of_every_subcommand() -> None:
             assert result.rc == 0 and "usage: sslreconciler" in result.out, path
 
 
+@pytest.mark.slow
 def test_acme_unit_and_timer_verify_clean_as_installed(rpm_file: Path, rpm_root: Path) -> None:
     """The ACME oneshot unit and its timer: verified as installed, hardened, enabled by the RPM's preset."""
     root = rpm_root

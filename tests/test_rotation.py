@@ -50,6 +50,7 @@ def _listing(cluster: dict) -> dict[str, dict]:
     return {r["host"]: r for r in json.loads(ok("pki", "list", "--staging", cluster["staging"], "--json"))}
 
 
+@pytest.mark.slow
 def test_rotation_keeps_every_handshake_working(cluster, java_classes: Path) -> None:
     staging = cluster["staging"]
     admin_ca = cluster["nodes"]["sec2.example.com"] / "ssl" / "authorities" / "admin-extra.crt"

@@ -99,6 +99,7 @@ def _status(argv: list[str]) -> tuple[bool, str]:
 
 
 # 64: twice the daemon's total of slots (the case); 600: the listen backlog full all the time too.
+@pytest.mark.slow
 @pytest.mark.parametrize("held", [64, 600])
 def test_one_uid_holding_and_reopening_connections_never_starves_another(
         held: int, daemon: RunningDaemon, service_user: pwd.struct_passwd, flooder: pwd.struct_passwd,

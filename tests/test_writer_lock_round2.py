@@ -335,6 +335,7 @@ def _max_gap(times: list[float], start: float, end: float) -> float:
     return max(b - a for a, b in itertools.pairwise(points))
 
 
+@pytest.mark.slow
 def test_the_daemon_keeps_pinging_answering_and_obeying_sigterm_while_it_waits(tmp_path: Path,
                                                                                 ca: Issued) -> None:
     node = seed_node(tmp_path / "n", HOST, ca, web=True)
