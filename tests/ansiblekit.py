@@ -28,7 +28,13 @@ PLAYBOOKS = REPO / "ansible" / "playbooks"
 
 def ansible_env(root: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SSLRECONCILER_") and k != "NOTIFY_SOCKET"}
+    # The modules' temp files (the wheel's and the bundle's private dirs) in a /tmp of this test's own: a
+    # test that looks for what a play left behind sees only its own, whatever runs beside it.
+    tmp = root / "tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    tmp.chmod(0o1777)
     env.update(
+        TMPDIR=str(tmp),
         ANSIBLE_COLLECTIONS_PATH=str(root / "collections"),
         ANSIBLE_HOME=str(root / "ansible-home"),
         ANSIBLE_LOCAL_TEMP=str(root / "ansible-tmp"),

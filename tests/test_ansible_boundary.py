@@ -24,8 +24,6 @@ import pytest
 from ansiblekit import OneNode
 from userkit import as_user, run_as
 
-TMP = Path("/tmp")
-
 
 @pytest.fixture
 def site(world: Path, service_user: pwd.struct_passwd) -> Iterator[OneNode]:
@@ -39,8 +37,9 @@ def _ok(proc: subprocess.CompletedProcess[str]) -> str:
     return proc.stdout + proc.stderr
 
 
-def _ours(prefix: str) -> set[str]:
-    return {p.name for p in TMP.iterdir() if p.name.startswith(prefix)}
+def _ours(site: OneNode, prefix: str) -> set[str]:
+    """What the plays left under ``prefix`` in the node's own temp dir (ansiblekit.ansible_env's TMPDIR)."""
+    return {p.name for p in Path(site.env["TMPDIR"]).iterdir() if p.name.startswith(prefix)}
 
 
 # -- A: authorities/ is made and handed over, never through a link ---------------------------------------
@@ -124,7 +123,7 @@ def test_the_wheel_root_installs_is_the_one_it_copied(site: OneNode, service_use
     good = _wheel(controller / "sslreconciler-0.0.1-py3-none-any.whl", "srt_good_marker")
     evil = _wheel(site.root / "evil.whl", "srt_evil_marker")
     os.chown(evil, service_user.pw_uid, service_user.pw_gid)
-    before = _ours("sslreconciler-install")
+    before = _ours(site, "sslreconciler-install")
     swapper = subprocess.Popen(as_user(service_user, sys.executable, "-c", SWAPPER, site.state, evil),
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -137,7 +136,7 @@ def test_the_wheel_root_installs_is_the_one_it_copied(site: OneNode, service_use
     installed = {p.name for p in (site.root / "venv").glob("lib/python*/site-packages/srt_*_marker.py")}
     assert installed == {"srt_good_marker.py"}, f"root installed {installed} (the service user's swaps: {swapped!r})"
     assert not list(site.state.glob("*.whl")), "the wheel was put where the service user can change it"
-    assert _ours("sslreconciler-install") == before, "the wheel's private directory was left behind"
+    assert _ours(site, "sslreconciler-install") == before, "the wheel's private directory was left behind"
 
 
 # -- C: the node's copy of the bundle is in root's own directory -----------------------------------------
@@ -151,11 +150,11 @@ def test_rollout_never_touches_what_the_service_user_put_where_the_bundle_went(
     planted = site.state / "incoming.bundle.tgz"
     run_as(service_user, f"import os; os.symlink({str(target)!r}, {str(planted)!r})")
     _ok(site.play("install.yml"))
-    before = _ours("sslreconciler-bundle")
+    before = _ours(site, "sslreconciler-bundle")
     _ok(site.play("rollout.yml"))
     st = target.stat()
     assert (oct(st.st_mode & 0o7777), st.st_uid, target.read_text()) == ("0o644", 0, "root's, 0644\n"), (
         f"the play changed {target} through the link {planted}: mode {oct(st.st_mode & 0o7777)}")
     assert os.readlink(planted) == str(target), "root acted on the service user's state dir"
     assert (site.ssl / "ssl.keystore").exists()  # install-bundle read the bundle from root's directory
-    assert _ours("sslreconciler-bundle") == before, "the node's copy of the bundle (a private key) was left behind"
+    assert _ours(site, "sslreconciler-bundle") == before, "the node's copy of the bundle (a private key) was left behind"
