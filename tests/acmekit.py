@@ -19,7 +19,6 @@ import functools
 import http.server
 import json
 import os
-import shutil
 import signal
 import socket
 import ssl
@@ -162,9 +161,6 @@ def acme_block(pebble: Pebble, names: list[str], challenge: dict, **extra) -> di
     return {"directory": pebble.directory, "contact": "admin@example.com", "names": names,
             "challenge": challenge, "ca_bundle": str(pebble.ca_bundle), **extra}
 
-
-def pebble_available() -> bool:
-    return bool(shutil.which("pebble") and shutil.which("pebble-challtestsrv"))
 
 
 # -- a lying ACME server -------------------------------------------------------------------------------
