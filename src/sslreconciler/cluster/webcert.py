@@ -33,10 +33,11 @@ from sslreconciler.fsio import (
     replace_together_at,
 )
 from sslreconciler.model.errors import CommandError, UsageError
-from sslreconciler.model.findings import FindingCode, Level, SourceError
+from sslreconciler.model.findings import FindingCode, SourceError
 from sslreconciler.pki import trust, verify
 from sslreconciler.pki.issue import KeyType, cert_pem, generate_key, key_pem, parse_san
 from sslreconciler.pki.sources import PrivateKey, parse_certificates, parse_private_key
+from sslreconciler.pki.verdict import judge_chain
 from sslreconciler.reconcile.observe import is_trust_file_name
 from sslreconciler.rootread import opened_ssl_dir
 from sslreconciler.writer_lock import locked_dir
@@ -274,21 +275,11 @@ def _install_checked(
         if problems:
             raise CommandError(f"{problems[0]}; nothing installed")
     anchors = trust.Anchors.of(_authority_certs(ssl_fd))
-    verified = False
-    if trust.issuer_in_anchors(chain, anchors):  # only the trust sources anchor: never a root in the file
-        checked = verify.verify_chain(chain[0], chain[1:], anchors, now)
-        if not checked.ok:
-            raise CommandError(f"{cert_file}: does not verify against its issuer: {checked.detail}; nothing installed")
-        verified = True
-        policy = trust.policy_findings(checked.chain, str(cert_file), True, {trust.SERVER}, lowered)
-    else:
-        links = verify.links_findings(chain, str(cert_file))
-        if links:
-            raise CommandError(f"{links[0]}; nothing installed")
-        policy = trust.policy_findings(chain, str(cert_file), False, {trust.SERVER}, lowered)
-    refused = [f for f in policy if f.level is Level.ERROR]
-    if refused:
-        raise CommandError(f"{refused[0]}; nothing installed")
+    verdict = judge_chain(chain, anchors, now, str(cert_file), {trust.SERVER}, lowered)
+    refused = verdict.refusal
+    if refused is not None:
+        raise CommandError(f"{refused}; nothing installed")
+    verified = verdict.verified
     _keep_previous(ssl_dir, ssl_fd)
     # both or neither: a write error after the key is written must not leave it beside the old certificate
     replace_together_at(

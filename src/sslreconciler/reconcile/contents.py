@@ -19,6 +19,7 @@ from sslreconciler.pki import trust as rules
 from sslreconciler.pki import verify
 from sslreconciler.pki.sources import PrivateKey, parse_certificates, parse_private_key
 from sslreconciler.pki.subject_hash import subject_hash
+from sslreconciler.pki.verdict import judge_chain
 from sslreconciler.reconcile.memo import ReconcileCache, derived, memoised
 from sslreconciler.reconcile.state import Inputs, SourceFile
 from sslreconciler.stores.entries import KeyEntry, StoreContent, cert_der, key_pkcs8
@@ -479,27 +480,14 @@ def _load_pair(
 def _trust_findings(
     pair: KeyPair, result: PairResult, trusted: TrustResult, now: dt.datetime, lowered: frozenset[str]
 ) -> list[Finding]:
-    """Verified (or refused) against the trust sources only, never a root shipped inside the file; then policy."""
+    """The pair's chain judged by the one rule (pki/verdict.py), against the trust sources only."""
     display = result.sources[1]  # the certificate file actually used (the fallback's, if any)
-    leaf, intermediates = result.chain[0], result.chain[1:]
-    purposes = pair.tls_purposes
-    if pair.verify == "require" or rules.issuer_in_anchors(result.chain, trusted.anchors):
-        checked = verify.verify_chain(leaf, intermediates, trusted.anchors, now)
-        if not checked.ok:
-            return [error(display, f"does not chain to a trusted CA: {checked.detail}", FindingCode.UNTRUSTED)]
-        result.trust = checked.detail
-        return rules.policy_findings(checked.chain, display, True, purposes, lowered)
-    link_problems = verify.links_findings(result.chain, display)
-    if link_problems:
-        return link_problems
-    result.trust = "unverified"
-    top = result.chain[-1]
-    if verify.is_self_signed(top):
-        why = f"its root ({verify.describe(top)}) is self-signed and not in the trust sources"
-    else:
-        why = f"its issuer ({top.issuer.rfc4514_string()}) is not in the trust sources"
-    unverified = warning(display, f"unverified: {why}", FindingCode.UNVERIFIED)
-    return [unverified, *rules.policy_findings(result.chain, display, False, purposes, lowered)]
+    verdict = judge_chain(
+        result.chain, trusted.anchors, now, display, pair.tls_purposes, lowered, require=pair.verify == "require"
+    )
+    if verdict.trust:
+        result.trust = verdict.trust
+    return list(verdict.findings)
 
 
 def _key_entry(result: PairResult) -> KeyEntry:
