@@ -21,6 +21,7 @@ from sslreconciler.config.desired_model import (
 )
 from sslreconciler.config.fields import PasswordSource
 from sslreconciler.config.wording import config_error_from_validation
+from sslreconciler.fsio import IsADirectory
 from sslreconciler.model.errors import ConfigError
 from sslreconciler.model.findings import FindingCode, SourceError
 from sslreconciler.rootread import Untrusted, read_for_root
@@ -54,11 +55,11 @@ def load_desired_state(path: Path | None) -> DesiredState:
         raw = read_for_root(path, str(path), MAX_DESIRED_BYTES)  # as root: its hooks run as root
     except Untrusted as exc:
         raise ConfigError(path, exc.advice()) from None
+    except IsADirectory:
+        raise ConfigError(path, "is a directory, not a JSON file") from None
     except SourceError as exc:
         if exc.finding.code == FindingCode.MISSING:
             return DesiredState()
-        if "directory" in exc.finding.reason:
-            raise ConfigError(path, "is a directory, not a JSON file") from None
         raise ConfigError(path, exc.finding.reason) from None
     try:
         data = json.loads(raw)
