@@ -111,8 +111,7 @@ def _fresh_modules() -> None:
     credentials = sys.modules.get("sslreconciler.config.credentials")
     if credentials is not None:
         credentials.use_fallback_dir(credentials.DEFAULT_CREDENTIALS_DIR)
-    if "sslreconciler.config" in sys.modules:  # its import sets this in a fresh process (hooks inherit it)
-        os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")  # sslreconciler.cli.main's (hooks inherit it)
 
 
 def _skipped_hardening() -> None:

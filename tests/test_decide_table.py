@@ -41,7 +41,6 @@ from sslreconciler.reconcile.decide import (
 )
 from sslreconciler.reconcile.execute import encode
 from sslreconciler.reconcile.memo import ReconcileCache
-from sslreconciler.reconcile.observe import output_names
 from sslreconciler.reconcile.state import Inputs, LinkDir, Observed, OutputFile, Ownership, SourceFile, TrustDir
 
 from pkitools import Issued
@@ -115,9 +114,9 @@ class Node:
         inputs = Inputs(
             files=dict(self.files),
             trust_dirs=[TrustDir("authorities", trust_files, self.trust_is_dir)],
-            passwords={name: PASSWORD for name in output_names(desired)},
+            passwords={name: PASSWORD for name in desired.output_files()},
         )
-        outputs = {n: self.outputs.get(n, OutputFile(n, f"/ssl/{n}", "absent")) for n in output_names(desired)}
+        outputs = {n: self.outputs.get(n, OutputFile(n, f"/ssl/{n}", "absent")) for n in desired.output_files()}
         links = dict(self.links)
         if self.trust_is_dir:
             links.setdefault("authorities", LinkDir("authorities"))

@@ -37,7 +37,7 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-from sslreconciler.fsio import open_dir, read_at, read_regular
+from sslreconciler.fsio import IsADirectory, open_dir, read_at, read_regular
 from sslreconciler.model.findings import FindingCode, SourceError, error
 
 MAX_LINKS = 40  # as the kernel's ELOOP limit
@@ -210,7 +210,7 @@ class _Walk:
         that directory is one others may add names to (sticky). Untrusted, SourceError or OSError."""
         name = self._walk(to_file=True, create=False)
         if name is None:
-            raise SourceError(error(self.display, "is a directory, not a file", FindingCode.NOT_A_FILE))
+            raise IsADirectory(error(self.display, "is a directory, not a file", FindingCode.NOT_A_FILE))
         return self.fd, name, self.shared
 
     def to_dir(self, create: bool) -> int:

@@ -64,6 +64,7 @@ class Settings(BaseModel):
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    from sslreconciler.fsio import IsADirectory
     from sslreconciler.model.findings import FindingCode, SourceError
     from sslreconciler.rootread import Untrusted, read_for_root
 
@@ -71,11 +72,11 @@ def _read_toml(path: Path) -> dict[str, Any]:
         return tomllib.loads(read_for_root(path, str(path), MAX_SETTINGS_BYTES).decode("utf-8"))
     except Untrusted as exc:
         raise ConfigError(path, exc.advice()) from None
+    except IsADirectory:
+        raise ConfigError(path, "is a directory, not a TOML file") from None
     except SourceError as exc:
         if exc.finding.code == FindingCode.MISSING:
             raise ConfigError(path, "file not found") from None
-        if "directory" in exc.finding.reason:
-            raise ConfigError(path, "is a directory, not a TOML file") from None
         raise ConfigError(path, exc.finding.reason) from None
     except UnicodeDecodeError:
         raise ConfigError(path, "invalid TOML: not UTF-8 text") from None

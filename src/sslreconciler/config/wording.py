@@ -57,7 +57,7 @@ def _known_field_names() -> list[str]:
     """Every field name of the settings and the desired state, for "did you mean"."""
     from pydantic import BaseModel
 
-    from sslreconciler.config.desired import DesiredState
+    from sslreconciler.config.desired_model import DesiredState
     from sslreconciler.config.settings import Settings
 
     names: set[str] = set()

@@ -68,10 +68,10 @@ class Relevance:
     def __init__(self, ssl_dir: Path, desired_path: Path, desired: DesiredState) -> None:
         self.ssl_dir = Path(os.path.abspath(ssl_dir))
         self.desired_path = Path(os.path.abspath(desired_path))
-        self.outputs = {o for p in desired.pairs for o in (p.keystore, p.pkcs12) if o} | {desired.truststore.file}
-        self.sources = {s for p in desired.pairs for s in (p.key, p.cert)}
+        self.outputs = set(desired.output_files())
+        self.sources = set(desired.source_files())
         self.source_dirs = {Path(s).parent.as_posix() for s in self.sources} - {"."}
-        self.trust = {t.rstrip("/") for t in desired.truststore.sources}
+        self.trust = {t.rstrip("/") for t in desired.trust_sources()}
         self.allowed = [Path(os.path.abspath(d)) for d in desired.allowed_symlink_dirs]
 
     def __call__(self, raw: str | bytes) -> bool:

@@ -204,10 +204,6 @@ def resolve_ownership(permissions: Permissions, where: str) -> tuple[Ownership, 
     return Ownership(uid, gid), findings
 
 
-def output_names(desired: DesiredState) -> list[str]:
-    return [n for p in desired.pairs for n in (p.keystore, p.pkcs12) if n] + [desired.truststore.file]
-
-
 def observe(
     ssl_dir: Path,
     ssl_fd: int,
@@ -223,7 +219,7 @@ def observe(
     at = time.time()
     inputs, findings = gather_inputs(ssl_dir, desired, ssl_fd)
     owner, owner_findings = resolve_ownership(desired.permissions, desired_file)
-    outputs = {name: read_output(ssl_fd, name, str(ssl_dir / name)) for name in output_names(desired)}
+    outputs = {name: read_output(ssl_fd, name, str(ssl_dir / name)) for name in desired.output_files()}
     links: dict[str, LinkDir] = {}
     if desired.truststore.hash_links:
         for trust_dir in inputs.trust_dirs:
