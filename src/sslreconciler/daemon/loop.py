@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from sslreconciler import __version__
-from sslreconciler.cluster.acme.record import health_view as acme_health_view
 from sslreconciler.config.desired import DesiredState, load_desired_state
 from sslreconciler.config.settings import Settings, load_settings
 from sslreconciler.daemon.document import LockWait, health_document, starting_document, with_lock_wait
@@ -37,6 +36,7 @@ from sslreconciler.model.errors import ConfigError
 from sslreconciler.model.findings import Finding, FindingCode, Level, error, warning
 from sslreconciler.model.health_document import status_line
 from sslreconciler.model.status import Status
+from sslreconciler.reconcile.acme_state import health_view as acme_health_view
 from sslreconciler.reconcile.memo import ReconcileCache
 from sslreconciler.reconcile.reconciler import Reconciler
 from sslreconciler.reconcile.report import HookResult, Report
