@@ -162,8 +162,9 @@ class Daemon:
                     self.log.error("reload failed, keeping the current settings", error=repr(exc)[:400])
                     self.notifier.send("READY=1", self._status_line())
             elif todo.action in (Trigger.EVENT, Trigger.MAX_WAIT):
+                reason = self._event_reason  # before clearing: a new first event brings its own
                 self._first_event = None
-                self._reconcile(f"change: {self._event_reason}")
+                self._reconcile(f"change: {reason}")
             elif todo.action is Trigger.LOCK_RETRY:
                 self._reconcile(self._waiting.trigger if self._waiting else "resync")
             else:
