@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from sslreconciler.cluster.acme.decide import CertFacts, Memory, Wanted, backoff, decide, is_overdue, renewal_point
+from sslreconciler.reconcile.acme_decide import CertFacts, Memory, Wanted, backoff, decide, is_overdue, renewal_point
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 DAY = dt.timedelta(days=1)

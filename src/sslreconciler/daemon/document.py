@@ -13,7 +13,7 @@ from typing import Any, cast
 from sslreconciler import __version__
 from sslreconciler.model.findings import FindingCode, error, warning
 from sslreconciler.model.health_document import HealthDocument
-from sslreconciler.model.status import Status, parse_status, worst
+from sslreconciler.model.status import Escalation, Status, escalated, parse_status, worst
 from sslreconciler.reconcile.report import HookResult, Report
 from sslreconciler.writer_lock import WRITER_LOCK_WAIT_S
 
@@ -39,20 +39,19 @@ def health_document(
     acme: dict[str, Any] | None,
     uptime_s: float,
 ) -> HealthDocument:
-    """The document for the last reconcile. A failed hook or an overdue ACME renewal is a warning:
-    the stores are right, but a service may not have picked them up, or soon will not be able to."""
+    """The document for the last reconcile, its status lowered by a failed hook or the ACME record as
+    model.status.ESCALATIONS says."""
     doc = report.to_dict()
-    status = report.status
     failed_hooks = [h for h in hooks.values() if h.outcome != "ok"]
-    if failed_hooks:
-        status = worst([status, Status.WARNING])
+    escalations = [Escalation.HOOK_FAILED] if failed_hooks else []
     if acme is not None and "problem" in acme:  # an unusable ACME record: a finding, no acme part
         doc["findings"] = [*doc.get("findings", []), acme["problem"]]
-        status = worst([status, Status.WARNING])
+        escalations.append(Escalation.ACME_RECORD_UNUSABLE)
     elif acme is not None:
         doc["acme"] = acme
         if acme.get("overdue"):
-            status = worst([status, Status.WARNING])
+            escalations.append(Escalation.ACME_OVERDUE)
+    status = escalated(report.status, escalations)
     doc.pop("dry_run", None)
     doc.update(
         {

@@ -2,7 +2,8 @@
 
 ``ok`` < ``warning`` < ``pending`` < ``degraded`` < ``failed``. ``/health`` answers 200 up to
 ``pending`` (the node serves what it has) and 503 beyond; ``status`` speaks monitoring-plugin codes;
-``reconcile`` and ``check`` exit 1 for ``degraded`` and ``failed``.
+``reconcile`` and ``check`` exit 1 for ``degraded`` and ``failed``. What lowers a node's status
+besides its stores (a failed hook, an overdue ACME renewal) is the ``ESCALATIONS`` table below.
 """
 
 from __future__ import annotations
@@ -53,3 +54,24 @@ def parse_status(value: object) -> Status | None:
         return Status(str(value))
     except ValueError:
         return None
+
+
+class Escalation(enum.StrEnum):
+    """Something beside the stores that lowers a node's status (the one report and the daemon's
+    health document both ask this table)."""
+
+    HOOK_FAILED = "hook failed"  # the stores are right, but a service may not have picked them up
+    ACME_OVERDUE = "acme overdue"  # the web certificate is past its renewal point by a day and more
+    ACME_RECORD_UNUSABLE = "acme record unusable"  # so nobody can tell whether renewals happen
+
+
+ESCALATIONS: dict[Escalation, Status] = {
+    Escalation.HOOK_FAILED: Status.WARNING,
+    Escalation.ACME_OVERDUE: Status.WARNING,
+    Escalation.ACME_RECORD_UNUSABLE: Status.WARNING,
+}
+
+
+def escalated(status: Status, escalations: Iterable[Escalation]) -> Status:
+    """``status`` lowered by each escalation that applies."""
+    return worst([status, *(ESCALATIONS[e] for e in escalations)])

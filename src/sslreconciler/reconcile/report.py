@@ -14,7 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from sslreconciler.model.findings import Finding, Level
-from sslreconciler.model.status import Status, worst
+from sslreconciler.model.status import ESCALATIONS, Escalation, Status, worst
 from sslreconciler.model.text import printable
 
 Action = Literal["unchanged", "written", "would-write", "kept-last-good", "failed"]
@@ -139,7 +139,7 @@ class Report:
             else:
                 statuses.append(Status.WARNING)
         if any(h.outcome != "ok" for h in self.hook_results):  # as in the daemon: the stores are right
-            statuses.append(Status.WARNING)
+            statuses.append(ESCALATIONS[Escalation.HOOK_FAILED])
         return worst(statuses)
 
     def finding_dicts(self) -> list[dict[str, str]]:

@@ -22,16 +22,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from sslreconciler.cluster.acme.decide import CertFacts, Decision, Memory, Wanted, decide, is_overdue, renewal_point
-from sslreconciler.cluster.acme.record import (
-    RECORD,
-    AcmeRecord,
-    account_key,
-    iso,
-    load_record,
-    parse_time,
-    write_record,
-)
+from sslreconciler.cluster.acme.record import account_key, write_record
 from sslreconciler.cluster.webcert import CRT, KEY
 from sslreconciler.config.desired import Acme, DesiredState, resolve_password
 from sslreconciler.fsio import read_source
@@ -39,6 +30,17 @@ from sslreconciler.model.errors import CommandError, ConfigError
 from sslreconciler.model.findings import FindingCode, SourceError, error
 from sslreconciler.model.text import printable
 from sslreconciler.pki.sources import parse_certificates
+from sslreconciler.reconcile.acme_decide import (
+    CertFacts,
+    Decision,
+    Memory,
+    Wanted,
+    decide,
+    is_overdue,
+    iso,
+    renewal_point,
+)
+from sslreconciler.reconcile.acme_state import RECORD, AcmeRecord, load_record, parse_time
 
 EXIT_OK, EXIT_FAILED = 0, 1
 

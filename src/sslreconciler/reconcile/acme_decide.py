@@ -1,4 +1,6 @@
 """Renew or not, and when: a pure function of what was observed (table-tested, no I/O, no clock).
+In the core, not in cluster/acme, because the daemon's /health asks the same "overdue?" question
+(through reconcile.acme_state) and a shell never imports another shell.
 
 The rule (docs/acme.md): a missing certificate, one ACME issued from another directory, one that no
 longer covers the wanted names, or one past its renewal point is renewed now. A certificate an admin
@@ -94,7 +96,7 @@ def decide(
     if why is None:
         assert due is not None and cert is not None
         kept = "" if memory.issued_fingerprint == cert.fingerprint else " (a dropped-in certificate: kept until then)"
-        return Decision(False, f"nothing to do: renewal point {_iso(due)}{kept}", due, due)
+        return Decision(False, f"nothing to do: renewal point {iso(due)}{kept}", due, due)
     if (
         memory.failures > 0
         and memory.last_failure is not None
@@ -106,7 +108,7 @@ def decide(
             return Decision(
                 False,
                 f"{why}, but backing off after {memory.failures} failed attempt"
-                f"{'s' if memory.failures > 1 else ''} until {_iso(retry_at)} (--force tries now)",
+                f"{'s' if memory.failures > 1 else ''} until {iso(retry_at)} (--force tries now)",
                 due,
                 retry_at,
                 backing_off=True,
@@ -120,13 +122,13 @@ def _reason_to_renew(
     if cert is None or due is None:
         return "no web certificate of its own (ssl-web.key/ssl-web.crt missing)"
     if now >= cert.not_after:
-        return f"the web certificate expired at {_iso(cert.not_after)}"
+        return f"the web certificate expired at {iso(cert.not_after)}"
     ours = memory.issued_fingerprint == cert.fingerprint
     if not ours:
         if wanted.drop_in == "replace":
             return "the web certificate was not issued by this ACME client and acme.drop_in is replace"
         if now >= due:
-            return f"the dropped-in web certificate reached its renewal point {_iso(due)}"
+            return f"the dropped-in web certificate reached its renewal point {iso(due)}"
         return None
     if memory.issued_directory != wanted.directory:
         return f"the web certificate came from another ACME directory ({memory.issued_directory})"
@@ -134,9 +136,10 @@ def _reason_to_renew(
     if missing:
         return f"the web certificate does not cover {', '.join(missing)}"
     if now >= due:
-        return f"the renewal point {_iso(due)} has passed"
+        return f"the renewal point {iso(due)} has passed"
     return None
 
 
-def _iso(when: dt.datetime) -> str:
+def iso(when: dt.datetime) -> str:
+    """A moment as the ACME record and its messages write it."""
     return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,68 @@
+"""What /health shows, kept current: the last reconcile's report and trigger and each hook's last
+result (written by the loop and by the hook worker's thread, hence the lock), published as one
+health document (daemon/document.py builds it) whenever any of them changes."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sslreconciler.daemon.document import LockWait, health_document, starting_document, with_lock_wait
+from sslreconciler.daemon.health import HealthState
+from sslreconciler.reconcile.acme_state import health_view as acme_health_view
+from sslreconciler.reconcile.report import HookResult, Report
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """The rest of the document, as the daemon knows it at the moment of publishing."""
+
+    hook_labels: frozenset[str]  # the desired state's hooks: results of hooks gone from it are dropped
+    counters: dict[str, Any]
+    desired_file: str
+    desired_problem: str | None
+    state_dir: Path  # where `acme renew` leaves its record
+    uptime_s: float
+    lock_wait: LockWait | None  # waiting for another writer's lock
+
+
+class Publisher:
+    def __init__(self, health: HealthState) -> None:
+        self.health = health
+        self._lock = threading.Lock()
+        self._report: Report | None = None
+        self._trigger = "start"
+        self._hooks: dict[str, HookResult] = {}
+
+    def reconciled(self, report: Report, trigger: str) -> None:
+        with self._lock:
+            self._report, self._trigger = report, trigger
+
+    def hook_done(self, result: HookResult) -> None:
+        with self._lock:
+            self._hooks[result.hook] = result
+
+    def publish(self, context: Context) -> None:
+        with self._lock:
+            # a hook no longer in the desired state leaves the status with its last result
+            for gone in set(self._hooks) - context.hook_labels:
+                del self._hooks[gone]
+            report, trigger, hooks = self._report, self._trigger, dict(self._hooks)
+        wait = context.lock_wait
+        if report is None:
+            if wait is not None:  # still starting, and the first reconcile waits for another writer
+                self.health.publish(with_lock_wait(starting_document(), wait))
+            return
+        doc = health_document(
+            report,
+            trigger,
+            context.counters,
+            hooks,
+            context.desired_file,
+            context.desired_problem,
+            acme_health_view(context.state_dir),
+            context.uptime_s,
+        )
+        self.health.publish(doc if wait is None else with_lock_wait(doc, wait))
