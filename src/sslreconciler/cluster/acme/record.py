@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from sslreconciler.fsio import atomic_write, opened_dir, owner_for_new_files, read_source
 from sslreconciler.model import boundedjson
+from sslreconciler.model.errors import SslReconcilerError
 from sslreconciler.model.findings import FindingCode, SourceError, error, warning
 
 RECORD = "acme.json"
@@ -70,7 +71,7 @@ MAX_DEPTH = 4  # the record's own shape is 2 deep
 MAX_TEXT = 4096
 
 
-class BadRecord(ValueError):
+class BadRecord(SslReconcilerError, ValueError):
     """The record is not what this program writes: the reason, without its content."""
 
 
