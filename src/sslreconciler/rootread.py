@@ -38,13 +38,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from sslreconciler.fsio import IsADirectory, open_dir, read_at, read_regular
+from sslreconciler.model.errors import SslReconcilerError
 from sslreconciler.model.findings import FindingCode, SourceError, error
 
 MAX_LINKS = 40  # as the kernel's ELOOP limit
 _PATH = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-class Untrusted(Exception):
+class Untrusted(SslReconcilerError):
     """A file root would act on could have been written by another user; ``problem`` says how, and
     ``entry`` is the file, directory or link on the way that is at fault."""
 

@@ -34,6 +34,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from sslreconciler.fsio import LOCK_NAME, LOCK_TEMP_PREFIX, printable_name
+from sslreconciler.model.errors import SslReconcilerError
 from sslreconciler.rootread import opened_ssl_dir
 
 WRITER_LOCK_WAIT_S = 120.0
@@ -43,7 +44,7 @@ _RENAME_NOREPLACE, _RENAME_EXCHANGE = 1, 2
 _REOPEN = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC  # O_NONBLOCK: a lease cannot block it
 
 
-class DirLocked(OSError):
+class DirLocked(SslReconcilerError, OSError):
     """Another writer held the directory's lock for longer than we wait, or it cannot be taken."""
 
 

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sslreconciler.model.errors import SslReconcilerError
 from sslreconciler.model.status import PLUGIN_LABELS as LABELS
 from sslreconciler.model.status import PLUGIN_UNKNOWN, parse_status
 from sslreconciler.model.text import printable
@@ -26,7 +27,7 @@ MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 _TIMEVAL = struct.Struct("@ll")  # struct timeval, for SO_SNDTIMEO
 
 
-class BadResponse(ValueError):
+class BadResponse(SslReconcilerError, ValueError):
     """Whatever answers on the socket does not speak the daemon's HTTP."""
 
 

@@ -31,7 +31,7 @@ from sslreconciler.cluster.sequence import MAX_AHEAD, plausible, when
 from sslreconciler.cluster.staging import next_sequence, read_cert, read_key, signer_name, trusted_cas
 from sslreconciler.fsio import atomic_write, read_regular
 from sslreconciler.model import boundedjson
-from sslreconciler.model.errors import CommandError
+from sslreconciler.model.errors import CommandError, SslReconcilerError
 from sslreconciler.model.findings import Level, SourceError
 from sslreconciler.pki import trust, verify
 from sslreconciler.pki.issue import cert_pem
@@ -161,7 +161,7 @@ def _member_problem(member: tarfile.TarInfo) -> str | None:
     return None
 
 
-class _Refused(Exception):
+class _Refused(SslReconcilerError):
     """A limit hit while streaming: the reason, refused before anything more is read."""
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from sslreconciler.daemon.metrics import render_metrics
 from sslreconciler.daemon.slots import MAX_CONNECTIONS, ConnectionSlots, peer_uid
+from sslreconciler.model.errors import SslReconcilerError
 from sslreconciler.model.health_document import HealthDocument
 from sslreconciler.model.status import Status, parse_status
 
@@ -56,7 +57,7 @@ REQUEST_DEADLINE_S = 5.0  # a connection (one request) is cut after this, howeve
 FD_RESERVE = 128  # descriptors always left for reconciling: no new connection eats into them
 
 
-class _HeadTooLarge(Exception):
+class _HeadTooLarge(SslReconcilerError):
     pass
 
 
@@ -205,7 +206,7 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
             return len(self._active)
 
 
-class SocketInUse(Exception):
+class SocketInUse(SslReconcilerError):
     pass
 
 

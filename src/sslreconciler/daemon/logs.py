@@ -24,6 +24,25 @@ def configure(log_format: str = "auto", level: str = "info") -> None:
         logger_factory=structlog.PrintLoggerFactory(sys.stdout),
         cache_logger_on_first_use=False,
     )
+    _route_core_logs()
+
+
+class _CoreRecords(logging.Handler):
+    """The core logs through the standard library (it knows nothing of structlog): its records become
+    lines of this log, with the fields they carry (reconcile/internal_error.py: the traceback)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        fields = dict(getattr(record, "fields", None) or {})
+        event = fields.pop("event", None) or record.getMessage()
+        get_logger().log(record.levelno, event, logger=record.name, **fields)
+
+
+def _route_core_logs() -> None:
+    """Once, however often ``configure`` runs (it does again on SIGHUP)."""
+    core = logging.getLogger("sslreconciler")
+    if not any(isinstance(h, _CoreRecords) for h in core.handlers):
+        core.addHandler(_CoreRecords())
+    core.propagate = False  # not again on stderr through the last-resort handler
 
 
 def get_logger() -> Any:

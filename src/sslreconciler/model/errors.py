@@ -1,6 +1,8 @@
 """The errors every layer raises, under one root: a refusal (exit 1), a usage error or a config error (exit 2).
 
-Each names the file (and field) and the reason; none ever carries a secret.
+Each names the file (and field) and the reason; none ever carries a secret. Every exception class the
+package defines derives from ``SslReconcilerError`` (tests/test_error_root.py walks them); one that callers
+catch as a ``ValueError`` or an ``OSError`` keeps that base too (``DERError``, ``DirLocked``).
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sslreconciler.model.errors import SslReconcilerError
+
 SEQUENCE = 0x30
 SET = 0x31
 OID = 0x06
@@ -15,7 +17,7 @@ INTEGER = 0x02
 OCTET_STRING = 0x04
 
 
-class DERError(ValueError):
+class DERError(SslReconcilerError, ValueError):
     pass
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from sslreconciler.fsio import read_source
 from sslreconciler.model import boundedjson
+from sslreconciler.model.errors import SslReconcilerError
 from sslreconciler.model.findings import FindingCode, SourceError, warning
 from sslreconciler.reconcile.acme_decide import is_overdue, iso
 
@@ -62,7 +63,7 @@ MAX_DEPTH = 4  # the record's own shape is 2 deep
 MAX_TEXT = 4096
 
 
-class BadRecord(ValueError):
+class BadRecord(SslReconcilerError, ValueError):
     """The record is not what this program writes: the reason, without its content."""
 
 

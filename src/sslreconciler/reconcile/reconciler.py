@@ -119,8 +119,11 @@ class Reconciler:
         except ConfigError:
             raise
         except Exception as exc:
+            from sslreconciler.reconcile.internal_error import log_once
+
+            where = log_once(exc, str(self.ssl_dir))  # the traceback, once per type and place
             detail = f"{type(exc).__name__}: {exc}" if isinstance(exc, OSError | ValueError) else type(exc).__name__
-            text = f"reconcile broke off unexpectedly ({detail}); the rest of this run was skipped"
+            text = f"reconcile broke off unexpectedly ({detail}, raised at {where}); the rest of this run was skipped"
             outcome = failed(error(str(self.ssl_dir), text, FindingCode.INTERNAL), internal=True)
         finally:
             if lock is not None:

@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from sslreconciler.model.errors import SslReconcilerError
 from sslreconciler.pki.sources import PrivateKey
 
 
-class StoreUnreadable(Exception):
+class StoreUnreadable(SslReconcilerError):
     """A store on disk cannot be opened with the desired password, or is not a store at all."""
 
 

@@ -20,6 +20,7 @@ import struct
 import time
 from collections.abc import Callable, Iterator
 
+from sslreconciler.model.errors import SslReconcilerError
 from sslreconciler.stores.entries import StoreContent
 
 _HEADER = struct.Struct(">LLL")  # magic, version, entry count
@@ -37,7 +38,7 @@ _SALT_BYTES = 20
 _MAX_UTF = 0xFFFF  # _write_utf's two-byte length
 
 
-class JKSEncodeError(ValueError):
+class JKSEncodeError(SslReconcilerError, ValueError):
     """The entries cannot be written as a JKS store (an alias clash or an alias too long)."""
 
 

@@ -22,6 +22,7 @@ import urllib3
 from requests.adapters import HTTPAdapter
 
 from sslreconciler.fsio import MAX_SOURCE_BYTES
+from sslreconciler.model.errors import SslReconcilerError
 from sslreconciler.model.text import printable
 
 RESPONSE_LIMIT = MAX_SOURCE_BYTES
@@ -29,7 +30,7 @@ DETAIL_LIMIT = 600
 T = TypeVar("T")
 
 
-class AcmeFailure(Exception):
+class AcmeFailure(SslReconcilerError):
     """What went wrong, in the server's words when it said something: shown escaped (a server's
     ``detail`` must not drive root's terminal) and bounded."""
 

@@ -1,0 +1,104 @@
+"""The node's own commands: `reconcile`, `check`, `schema`, `run` (the daemon); and ``one_shot``, the
+one way every command that reconciles (these, `web install|rollback`, `pki install-bundle`) goes
+through the ``Reconciler``.
+
+Exit codes (reconcile, check, web install|rollback, pki install-bundle): 0 ok or warnings only,
+1 degraded or failed or a hook failed, 2 usage or config error.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sslreconciler.cli.common import EXIT_OK, common_options, flag_overrides, require_dir, say
+
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+    rec = sub.add_parser(
+        "reconcile",
+        parents=[common],
+        help="make the derived files right, once",
+        description="Rebuild every store whose sources changed; keep the last good store "
+        "when a source is bad; then run the desired state's hooks for the stores rewritten. Waits (up to "
+        "120 s) while another writer (the daemon, another one-shot) holds the ssl dir. "
+        "Exit 0 ok/warnings, 1 degraded/failed or a hook failed, 2 usage/config error.",
+    )
+    rec.add_argument("--json", action="store_true", help="print the report as JSON")
+    rec.set_defaults(handler=reconcile)
+    chk = sub.add_parser(
+        "check",
+        parents=[common],
+        help="verify everything and print the plan; write nothing",
+        description="Load and verify every source and say which artifact would change and "
+        "why, writing nothing. Exit codes as for reconcile.",
+    )
+    chk.add_argument("--json", action="store_true", help="print the report as JSON")
+    chk.set_defaults(handler=check)
+    schema_parser = sub.add_parser(
+        "schema",
+        parents=[common_options(hidden=True)],
+        help="print the desired-state JSON schema",
+        description="Print the JSON schema of the desired-state file (docs/desired-state.md explains it).",
+    )
+    schema_parser.set_defaults(handler=schema)
+    run_parser = sub.add_parser(
+        "run",
+        parents=[common],
+        help="run the daemon in the foreground (systemd's ExecStart)",
+        description="Reconcile at start, then on every change to the sources or the desired "
+        "state; serve /health and /metrics on the socket; speak sd_notify under systemd. "
+        "SIGHUP reloads, SIGTERM/SIGINT stop after the reconcile in flight.",
+    )
+    run_parser.set_defaults(handler=run)
+
+
+def reconcile(args: argparse.Namespace) -> int:
+    return one_shot(args)
+
+
+def check(args: argparse.Namespace) -> int:
+    return one_shot(args, dry_run=True)
+
+
+def schema(_args: argparse.Namespace) -> int:
+    from sslreconciler.config.desired import desired_state_schema
+
+    print(desired_state_schema())
+    return EXIT_OK
+
+
+def run(args: argparse.Namespace) -> int:
+    from sslreconciler.daemon.loop import run_daemon
+
+    return run_daemon(args.config, flag_overrides(args))
+
+
+def one_shot(args: argparse.Namespace, dry_run: bool = False, change: Callable[[Path, Any], str] | None = None) -> int:
+    """Every command that reconciles goes through here: ``change`` (install sources) first, then one
+    reconcile through the same ``Reconciler`` the daemon uses, then the hooks its writes call for."""
+    from sslreconciler.config.desired import load_desired_state
+    from sslreconciler.config.settings import load_settings
+    from sslreconciler.reconcile.reconciler import Reconciler, run_hooks_now
+
+    settings = load_settings(args.config, flag_overrides(args))
+    desired = load_desired_state(settings.desired_state)
+    what = change(settings.ssl_dir, desired) if change is not None else None
+    require_dir(settings.ssl_dir)
+    reconciler = Reconciler(settings.ssl_dir, settings.resolved_state_dir(), settings.desired_state)
+    if reconciler.record_note:  # e.g. root on a state dir the service user could have written
+        say(f"sslreconciler: note: {reconciler.record_note}; every store is opened and checked")
+    outcome = reconciler.run(desired, dry_run=dry_run)
+    if outcome.state_problem:
+        say(f"sslreconciler: warning: {outcome.state_problem}")
+    run_hooks_now(outcome, settings.ssl_dir, settings.hook_timeout)
+    report = outcome.report
+    if getattr(args, "json", False):
+        print(report.to_json())
+    else:
+        if what is not None:
+            print(what)
+        print(report.render_text())
+    return report.exit_code
