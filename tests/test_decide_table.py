@@ -27,22 +27,13 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from sslreconciler.config.desired import DesiredState
 from sslreconciler.model.findings import FindingCode, Level, error
 from sslreconciler.model.status import Status
-from sslreconciler.reconcile.decide import (
-    Context,
-    Decision,
-    FixAttributes,
-    MakeLink,
-    RemoveLink,
-    StepFailed,
-    WriteStore,
-    decide,
-    hooks_due,
-    settle,
-)
+from sslreconciler.reconcile.decide import Context, Decision, decide
 from sslreconciler.reconcile.execute import encode
 from sslreconciler.reconcile.memo import ReconcileCache
 from sslreconciler.reconcile.observe import output_names
+from sslreconciler.reconcile.settle import hooks_due, settle
 from sslreconciler.reconcile.state import Inputs, LinkDir, Observed, OutputFile, Ownership, SourceFile, TrustDir
+from sslreconciler.reconcile.steps import FixAttributes, MakeLink, RemoveLink, StepFailed, WriteStore
 
 from pkitools import Issued
 from trustkit import cert, openssl_signed
