@@ -4,6 +4,9 @@ Parsing an RSA key validates it (tens of milliseconds) and opening a PKCS#12 fil
 the password (tens of milliseconds per store). Neither needs doing again for bytes already seen: keys
 are remembered by the SHA-256 of their source bytes, and a store whose bytes are exactly what this
 process last wrote or opened, with the same password and profile, holds what it held then.
+
+Only tables here: ``facts.CertFacts`` derives and fills the certificate ones, ``existing`` and
+``execute`` the stores'; ``record`` keeps part of it in the state dir between one-shot runs.
 """
 
 from __future__ import annotations
