@@ -15,6 +15,7 @@ import hashlib
 import os
 import tempfile
 import time
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,21 +28,12 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from sslreconciler.config.desired import DesiredState
 from sslreconciler.model.findings import FindingCode, Level, error
 from sslreconciler.model.status import Status
-from sslreconciler.reconcile.decide import (
-    Context,
-    Decision,
-    FixAttributes,
-    MakeLink,
-    RemoveLink,
-    StepFailed,
-    WriteStore,
-    decide,
-    hooks_due,
-    settle,
-)
+from sslreconciler.reconcile.decide import Context, Decision, decide
 from sslreconciler.reconcile.execute import encode
 from sslreconciler.reconcile.memo import ReconcileCache
+from sslreconciler.reconcile.settle import hooks_due, settle
 from sslreconciler.reconcile.state import Inputs, LinkDir, Observed, OutputFile, Ownership, SourceFile, TrustDir
+from sslreconciler.reconcile.steps import FixAttributes, MakeLink, RemoveLink, Step, StepFailed, WriteStore
 
 from pkitools import Issued
 from trustkit import cert, openssl_signed
@@ -367,35 +359,71 @@ def test_a_desired_state_problem_passed_in_is_kept_among_the_findings() -> None:
 # --- after execution: settle ------------------------------------------------------------------------------
 
 
-def test_settle_turns_each_failed_step_into_what_it_leaves_behind() -> None:
-    fresh = run(seed())
-    write = next(s for s in steps(fresh, WriteStore) if s.name == "ssl.keystore")
-    link = steps(fresh, MakeLink)[0]
-    report = settle(fresh, [StepFailed(write, "No space left on device"), StepFailed(link, "Read-only file system")],
-                    "/ssl", dt.datetime.now(dt.UTC), 0.01, False)
-    failed = next(a for a in report.artifacts if a.name == "ssl.keystore")
-    assert (failed.action, failed.status) == ("failed", Status.FAILED)  # there was nothing to keep
-    assert {"write-failed", "link-failed"} <= {f.code for f in report.findings}
-    assert link.name not in report.links[0].added
+@dataclass
+class SettleRow:
+    """A decision, one of its steps failing with ``reason``, and what settle must leave in the report."""
 
-    replacing = run(_corrupt(settled(seed()), "ssl.keystore"))
-    write = next(s for s in steps(replacing, WriteStore) if s.name == "ssl.keystore")
-    kept = settle(replacing, [StepFailed(write, "No space left on device")], "/ssl", dt.datetime.now(dt.UTC), 0.01, False)
-    assert next(a for a in kept.artifacts if a.name == "ssl.keystore").action == "kept-last-good"
+    name: str
+    node: Callable[[], Node]
+    step: type  # the kind of step that fails (the first of its kind in the decision)
+    code: FindingCode  # the finding the failure becomes, about the step's file or link
+    artifact: tuple[str, Status] | None = None  # the failed store's report (action, status) after settle
+    reason: str = "No space left on device"
 
-    node = _wrong_mode(settled(seed()), "ssl.keystore", 0o640)
-    fixing = run(node)
-    fix = steps(fixing, FixAttributes)[0]
-    report = settle(fixing, [StepFailed(fix, "Operation not permitted")], "/ssl", dt.datetime.now(dt.UTC), 0.01, False)
-    assert next(a for a in report.artifacts if a.name == "ssl.keystore").status is Status.DEGRADED
-    assert FindingCode.ATTRIBUTES in {f.code for f in report.findings}
 
-    stale = seed()
-    stale.links["authorities"] = LinkDir("authorities", {"deadbeef.0": "gone.crt"})
-    removing = run(stale)
-    unlink = steps(removing, RemoveLink)[0]
-    report = settle(removing, [StepFailed(unlink, "Permission denied")], "/ssl", dt.datetime.now(dt.UTC), 0.01, False)
-    assert "deadbeef.0" not in report.links[0].removed
+def _stale_link() -> Node:
+    node = seed()
+    node.links["authorities"] = LinkDir("authorities", {"deadbeef.0": "gone.crt"})
+    return node
+
+
+# One row at least per step kind (test_every_step_kind_has_a_settle_row holds the table to it).
+SETTLE_ROWS = [
+    SettleRow("a new store not written: failed, nothing to keep", seed, WriteStore, FindingCode.WRITE_FAILED,
+              ("failed", Status.FAILED)),
+    SettleRow("a rewrite that fails: the store there is kept", lambda: _corrupt(settled(seed()), "ssl.keystore"),
+              WriteStore, FindingCode.WRITE_FAILED, ("kept-last-good", Status.DEGRADED)),
+    SettleRow("mode not fixed: degraded, content as it was", lambda: _wrong_mode(settled(seed()), "ssl.keystore", 0o640),
+              FixAttributes, FindingCode.ATTRIBUTES, ("unchanged", Status.DEGRADED), "Operation not permitted"),
+    SettleRow("a hash link not made: not reported added", seed, MakeLink, FindingCode.LINK_FAILED,
+              reason="Read-only file system"),
+    SettleRow("a stale hash link not removed: not reported removed", _stale_link, RemoveLink, FindingCode.LINK_FAILED,
+              reason="Permission denied"),
+]
+
+
+@pytest.mark.parametrize("row", SETTLE_ROWS, ids=[r.name for r in SETTLE_ROWS])
+def test_settle_table(row: SettleRow) -> None:
+    decision = run(row.node())
+    step = steps(decision, row.step)[0]
+    report = settle(decision, [StepFailed(step, row.reason)], "/ssl", dt.datetime.now(dt.UTC), 0.01, False)
+    where = step.name if isinstance(step, WriteStore | FixAttributes) else f"{step.directory}/{step.name}"
+    failed = [f for f in report.findings if f.code == row.code]
+    assert [f.file for f in failed] == [where] and row.reason in failed[0].reason, report.findings
+    assert failed[0].level is Level.ERROR
+    if row.artifact is not None:
+        got = next(a for a in report.artifacts if a.name == step.name)
+        assert (got.action, got.status) == row.artifact and row.reason in got.message, got
+    else:  # a link step: the report no longer claims the change
+        (links,) = [r for r in report.links if r.directory == step.directory]
+        assert step.name not in (links.added if isinstance(step, MakeLink) else links.removed)
+    others = [a for a in report.artifacts if getattr(step, "name", None) != a.name]
+    assert others == [a for a in decision.artifacts if getattr(step, "name", None) != a.name]  # only its own
+
+
+def test_settle_with_no_failure_reports_the_decision_as_it_stands() -> None:
+    node = _corrupt(_wrong_mode(settled(seed()), "ssl.keystore", 0o640), "ssl.p12")
+    node.links["authorities"].links["deadbeef.0"] = "gone.crt"
+    decision = run(node)
+    assert {type(s) for s in decision.steps} == {WriteStore, FixAttributes, RemoveLink}
+    report = settle(decision, [], "/ssl", dt.datetime.now(dt.UTC), 0.01, False)
+    assert report.artifacts == decision.artifacts and report.findings == decision.findings
+    assert report.links == decision.links and report.trust == decision.trust
+
+
+def test_every_step_kind_has_a_settle_row() -> None:
+    """A new kind of step must say what its failure leaves behind: the Step union and the table agree."""
+    assert {r.step for r in SETTLE_ROWS} == set(typing.get_args(Step))
 
 
 def test_hooks_due_follow_only_what_was_written() -> None:
@@ -414,6 +442,27 @@ def test_the_memo_spares_decoding_known_bytes_and_changes_no_decision() -> None:
     first, second = run(node, memo=memo), run(node, memo=memo)
     assert memo.stores and first.steps == second.steps == []
     assert [a.message for a in first.artifacts] == [a.message for a in second.artifacts]
+
+
+def _outcome(decision: Decision) -> tuple[object, ...]:
+    return (
+        [(a.name, a.action, a.status, a.message) for a in decision.artifacts],
+        [(f.file, f.code, f.reason) for f in decision.findings],
+        [type(s).__name__ + ":" + getattr(s, "name", "") for s in decision.steps],
+        decision.trust,
+    )
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[r.name for r in ROWS])
+def test_the_certificate_facts_memo_changes_no_decision(row: Row) -> None:
+    """CertFacts without a process memo, with a fresh one, and with one an earlier run filled (its parsed
+    certificates, derived facts and verdicts reused): the same decision, findings in the same order."""
+    node = row.node()
+    alone = _outcome(run(node, dry_run=row.dry_run))
+    memo = ReconcileCache()
+    assert _outcome(run(node, dry_run=row.dry_run, memo=memo)) == alone
+    assert memo.certs and memo.derived
+    assert _outcome(run(node, dry_run=row.dry_run, memo=memo)) == alone
 
 
 # --- finding codes from the sources, as decide meets them ---------------------------------------------------
@@ -574,8 +623,6 @@ COVERED_BY_TEST: dict[str, set[str]] = {
     "test_a_trust_dir_where_links_cannot_be_kept_is_a_finding_and_no_link_step": {FindingCode.LINKS},
     "test_unknown_owner_is_reported_and_the_stores_are_still_kept_right": {FindingCode.UNKNOWN_OWNER},
     "test_a_desired_state_problem_passed_in_is_kept_among_the_findings": {FindingCode.DESIRED_STATE},
-    "test_settle_turns_each_failed_step_into_what_it_leaves_behind": {
-        "failed", FindingCode.WRITE_FAILED, FindingCode.LINK_FAILED, FindingCode.ATTRIBUTES},
 }
 
 
@@ -585,6 +632,8 @@ def test_every_action_and_every_finding_code_is_in_a_table() -> None:
     actions = {r.action for r in ROWS} | {r.step.__name__ for r in ROWS if r.step is not None}
     covered = {str(c) for r in ROWS for c in r.finding_codes}
     covered |= {str(r[2]) for r in SOURCE_ROWS} | {str(c) for c in OBSERVED_CODES}
+    covered |= {str(r.code) for r in SETTLE_ROWS}
+    actions |= {r.artifact[0] for r in SETTLE_ROWS if r.artifact is not None}
     for test_name, proved in COVERED_BY_TEST.items():
         assert callable(globals().get(test_name)), f"{test_name} is named as covering {proved} but is gone"
         actions |= {p for p in proved if not isinstance(p, FindingCode)}

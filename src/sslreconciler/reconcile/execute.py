@@ -18,15 +18,15 @@ from sslreconciler.fsio import (
     remove_stale_temp_files,
     set_attributes_at,
 )
-from sslreconciler.reconcile.decide import FixAttributes, MakeLink, Step, StepFailed, WriteStore
-from sslreconciler.reconcile.memo import ReconcileCache, access_digest, store_spec
+from sslreconciler.reconcile.memo import KnownStore, ReconcileCache, access_digest, store_spec
+from sslreconciler.reconcile.steps import FixAttributes, MakeLink, Step, StepFailed, WriteStore
 from sslreconciler.stores.jks import encode_jks
 from sslreconciler.stores.pkcs12 import encode_pkcs12
 
 
 def encode(step: WriteStore) -> bytes:
     if step.kind == "pkcs12":
-        return encode_pkcs12(step.content.keys[0], step.password, step.profile)  # type: ignore[arg-type]
+        return encode_pkcs12(step.content.keys[0], step.password, step.profile)
     return encode_jks(step.content, step.password)
 
 
@@ -38,12 +38,8 @@ def _write(ssl_fd: int, step: WriteStore, memo: ReconcileCache | None) -> None:
     atomic_write_at(ssl_fd, step.name, encoded, step.mode, uid, gid)
     if memo is not None:  # these bytes hold this content: the next no-op need not decode them
         digest = hashlib.sha256(encoded).digest()
-        memo.stores[step.path] = (
-            digest,
-            access_digest(step.kind, step.profile, step.password),
-            step.content,
-            step.profile,
-        )
+        access = access_digest(step.kind, step.profile, step.password)
+        memo.stores[step.path] = KnownStore(digest, access, step.content, step.profile)
         memo.remember_verified(step.path, digest, store_spec(step.kind, step.profile, step.password, step.content))
 
 

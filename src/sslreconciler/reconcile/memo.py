@@ -4,6 +4,9 @@ Parsing an RSA key validates it (tens of milliseconds) and opening a PKCS#12 fil
 the password (tens of milliseconds per store). Neither needs doing again for bytes already seen: keys
 are remembered by the SHA-256 of their source bytes, and a store whose bytes are exactly what this
 process last wrote or opened, with the same password and profile, holds what it held then.
+
+Only tables here: ``facts.CertFacts`` derives and fills the certificate ones, ``existing`` and
+``execute`` the stores'; ``record`` keeps part of it in the state dir between one-shot runs.
 """
 
 from __future__ import annotations
@@ -11,47 +14,84 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, MutableMapping
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 from cryptography import x509
 
 from sslreconciler.pki.sources import PrivateKey
 from sslreconciler.stores.entries import StoreContent
+from sslreconciler.stores.pkcs12 import Profile
 
-K = TypeVar("K", bound=Hashable)
-V = TypeVar("V")
 MAX_KEYS = 64
 MAX_CERT_FILES = 50_000  # past this the memo starts over rather than grow without bound
+
+
+@dataclass(frozen=True, slots=True)
+class KnownStore:
+    """Bytes this process wrote or opened at a store's path, and what they hold."""
+
+    digest: bytes  # SHA-256 of the store's bytes
+    access: bytes  # ``access_digest`` of the kind, profile and password it was opened with
+    content: StoreContent = field(repr=False)
+    profile: Profile | None  # the PKCS#12 profile read from it (None for a JKS)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """A chain that verified, and the window it stays verified in: until a certificate in it crosses a
+    validity bound (POSIX seconds)."""
+
+    detail: str  # how it was verified
+    valid_from: float
+    valid_until: float
+
+    def holds_at(self, stamp: float) -> bool:
+        return self.valid_from <= stamp <= self.valid_until
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedStore:
+    """The state-dir record of one store, both hex: the SHA-256 of its bytes, and the HMAC of everything
+    it must hold (password and profile included)."""
+
+    digest: str
+    spec_mac: str
+
+
+@dataclass(slots=True)
+class Derived:
+    """What was derived from one parsed object; the object is kept so that its id is not reused."""
+
+    obj: object
+    values: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
 class ReconcileCache:
     _keys: OrderedDict[bytes, PrivateKey] = field(default_factory=OrderedDict, repr=False)
-    # artifact path -> (SHA-256 of its bytes, digest of the password and profile, what those bytes hold)
-    stores: dict[str, tuple[bytes, bytes, StoreContent, str | None]] = field(default_factory=dict, repr=False)
+    # artifact path -> the bytes this process last wrote or opened there, and what they hold
+    stores: dict[str, KnownStore] = field(default_factory=dict, repr=False)
 
     # SHA-256 of a certificate file's bytes -> its parsed certificates
     certs: dict[bytes, list[x509.Certificate]] = field(default_factory=dict, repr=False)
     # SHA-256 of a certificate's DER -> OpenSSL subject hash
     subject_hashes: dict[bytes, str] = field(default_factory=dict, repr=False)
-    # id of a parsed certificate -> (the certificate, kept so its id is not reused; what was derived from it):
-    # its DER, subject hash and report entry. Parsed certificates are themselves remembered by content, so
-    # a file that did not change hands the same objects back and nothing is derived twice.
-    derived: dict[int, tuple[object, dict[str, object]]] = field(default_factory=dict, repr=False)
-    # (chain digest, anchors digest) -> (verified chain detail, valid from, valid until): a chain that
-    # verified stays verified while no certificate in it crosses a validity boundary
-    verdicts: dict[tuple[bytes, bytes], tuple[str, float, float]] = field(default_factory=dict, repr=False)
+    # id of a parsed certificate -> what was derived from it (DER, subject hash, report entry...). Parsed
+    # certificates are themselves remembered by content, so a file that did not change hands the same
+    # objects back and nothing is derived twice.
+    derived: dict[int, Derived] = field(default_factory=dict, repr=False)
+    # (chain digest, anchors digest) -> the verdict: a chain that verified stays verified while no
+    # certificate in it crosses a validity boundary
+    verdicts: dict[tuple[bytes, bytes], Verdict] = field(default_factory=dict, repr=False)
     # the keys of the two tables above this process asked for: only those go into the state-dir record,
     # so it holds what the sources hold now, not every certificate ever seen
     used_verdicts: set[tuple[bytes, bytes]] = field(default_factory=set, repr=False)
     used_subject_hashes: set[bytes] = field(default_factory=set, repr=False)
 
-    # Kept in the state dir between runs of the one-shot CLI: artifact path -> (SHA-256 of its bytes,
-    # HMAC of everything it must hold, password and profile included). The HMAC key lives beside it
-    # (0600), so the record says nothing about the password to whoever lacks that key.
-    recorded: dict[str, tuple[str, str]] = field(default_factory=dict, repr=False)
+    # Kept in the state dir between runs of the one-shot CLI: artifact path -> what it was verified to
+    # hold. The HMAC key lives beside it (0600), so the record says nothing about the password to whoever
+    # lacks that key.
+    recorded: dict[str, RecordedStore] = field(default_factory=dict, repr=False)
     record_key: bytes = field(default=b"", repr=False)
     record_trusted: bool = False  # read from a state dir only this user could write
     record_note: str = ""  # why a record there was not used, for the caller to say
@@ -60,7 +100,7 @@ class ReconcileCache:
     def remember_verified(self, path: str, digest: bytes, spec: bytes) -> None:
         """For the state-dir record: the bytes at ``path`` (SHA-256 ``digest``) hold exactly ``spec``."""
         if self.record_key:
-            self.recorded[path] = (digest.hex(), self.spec_mac(spec))
+            self.recorded[path] = RecordedStore(digest.hex(), self.spec_mac(spec))
 
     def spec_mac(self, spec: bytes) -> str:
         return hmac.new(self.record_key, spec, hashlib.sha256).hexdigest() if self.record_key else ""
@@ -99,30 +139,3 @@ def store_spec(kind: str, profile: str, password: str, content: StoreContent) ->
     for alias, der in content.trusted:
         h.update(alias.encode() + b"\0" + der)
     return h.digest()
-
-
-def derived(memo: ReconcileCache | None, obj: object, what: str, compute: Callable[[], V]) -> V:
-    """``compute()`` once per object and kind of derived value (see ``ReconcileCache.derived``)."""
-    if memo is None:
-        return compute()
-    entry = memo.derived.get(id(obj))
-    if entry is None or entry[0] is not obj:
-        entry = memo.derived[id(obj)] = (obj, {})
-    values = entry[1]
-    if what not in values:
-        values[what] = compute()
-    return values[what]  # type: ignore[return-value]
-
-
-def memoised(table: MutableMapping[K, V] | None, key: K, compute: Callable[[], V]) -> V:
-    """``compute()`` once per ``key`` when there is a table; every time when there is none.
-
-    A computation that raises is not remembered, so a bad source is looked at afresh each time.
-    """
-    if table is None:
-        return compute()
-    try:
-        return table[key]
-    except KeyError:
-        value = table[key] = compute()
-        return value

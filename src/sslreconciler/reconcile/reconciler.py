@@ -22,13 +22,15 @@ from pathlib import Path
 from sslreconciler.config.desired import DesiredState, Hook
 from sslreconciler.model.errors import ConfigError
 from sslreconciler.model.findings import Finding, FindingCode, error
-from sslreconciler.reconcile.decide import Context, WriteStore, decide, hooks_due, settle
+from sslreconciler.reconcile.decide import Context, decide
 from sslreconciler.reconcile.execute import execute
 from sslreconciler.reconcile.hooks import run_hook
 from sslreconciler.reconcile.memo import ReconcileCache
 from sslreconciler.reconcile.observe import observe
 from sslreconciler.reconcile.record import load_record, save_record, save_report
 from sslreconciler.reconcile.report import HookResult, Report
+from sslreconciler.reconcile.settle import hooks_due, settle
+from sslreconciler.reconcile.steps import WriteStore
 from sslreconciler.rootread import open_ssl_dir
 from sslreconciler.writer_lock import (
     WRITER_LOCK_WAIT_S,

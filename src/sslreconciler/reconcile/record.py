@@ -15,7 +15,7 @@ from pathlib import Path
 
 from sslreconciler.fsio import atomic_write_at, open_dir, opened_dir, owner_for_new_files, read_at, written_by_others
 from sslreconciler.model.findings import FindingCode, SourceError
-from sslreconciler.reconcile.memo import ReconcileCache
+from sslreconciler.reconcile.memo import ReconcileCache, RecordedStore, Verdict
 from sslreconciler.reconcile.report import Report
 
 STATE_FILE = "last-report.json"
@@ -64,10 +64,10 @@ def _load_entries(memo: ReconcileCache, raw: bytes) -> None:
     try:
         loaded = json.loads(raw)
         stores = loaded.get("stores", loaded) if isinstance(loaded, dict) else {}  # before: stores only
-        memo.recorded = {str(k): (str(v[0]), str(v[1])) for k, v in stores.items()}
+        memo.recorded = {str(k): RecordedStore(str(v[0]), str(v[1])) for k, v in stores.items()}
         for k, v in dict(loaded.get("verdicts", {})).items():
             chain, anchors = bytes.fromhex(k[:64]), bytes.fromhex(k[64:])
-            memo.verdicts[(chain, anchors)] = (str(v[0]), float(v[1]), float(v[2]))
+            memo.verdicts[(chain, anchors)] = Verdict(str(v[0]), float(v[1]), float(v[2]))
         for k, v in dict(loaded.get("subject_hashes", {})).items():
             memo.subject_hashes[bytes.fromhex(k)] = str(v)
     except (ValueError, TypeError, IndexError, AttributeError, RecursionError):
@@ -75,14 +75,23 @@ def _load_entries(memo: ReconcileCache, raw: bytes) -> None:
 
 
 def _payload(memo: ReconcileCache) -> bytes:
+    """The record's JSON, a contract between versions: ``stores``: path -> [bytes digest, spec HMAC];
+    ``verdicts``: chain + anchors digests (hex) -> [detail, valid from, valid until]; ``subject_hashes``:
+    DER digest (hex) -> hash."""
+    stores = {path: [r.digest, r.spec_mac] for path, r in memo.recorded.items()}
+    used = memo.used_verdicts
     doc = {
-        "stores": memo.recorded,
-        "verdicts": {(c + a).hex(): list(v) for (c, a), v in memo.verdicts.items() if (c, a) in memo.used_verdicts},
+        "stores": stores,
+        "verdicts": {
+            (c + a).hex(): [v.detail, v.valid_from, v.valid_until]
+            for (c, a), v in memo.verdicts.items()
+            if (c, a) in used
+        },
         "subject_hashes": {k.hex(): v for k, v in memo.subject_hashes.items() if k in memo.used_subject_hashes},
     }
     raw = json.dumps(doc).encode()
     if len(raw) > MAX_RECORD_BYTES:  # a huge trust set: keep the stores' part, which matters most
-        raw = json.dumps({"stores": memo.recorded}).encode()
+        raw = json.dumps({"stores": stores}).encode()
     return raw
 
 

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-from sslreconciler.model.findings import Finding
+from sslreconciler.model.findings import Finding, FindingCode, error
 
 HASH_LINK = re.compile(r"^[0-9a-f]{8}\.[0-9]+$")  # OpenSSL's <subject hash>.<n>
 
@@ -24,6 +24,16 @@ class SourceFile:
     present: bool = True
     mode: int = 0
     mtime: float = 0.0
+
+
+def source_bytes(file: SourceFile | None, display: str) -> bytes | Finding:
+    """A source's bytes, or the finding that says why there are none to use."""
+    if file is None or not file.present:
+        return error(display, "is missing", FindingCode.MISSING)
+    if file.problem is not None:
+        return file.problem
+    assert file.data is not None  # observe gives a present file without a problem its bytes
+    return file.data
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,65 @@
+"""After execution: the decision and the steps that failed -> the report, and the hooks the writes call
+for. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import replace
+
+from sslreconciler.config.desired import Hook
+from sslreconciler.model.findings import FindingCode, error
+from sslreconciler.model.status import Status
+from sslreconciler.reconcile.decide import Decision
+from sslreconciler.reconcile.report import Action, ArtifactReport, Report
+from sslreconciler.reconcile.steps import FixAttributes, MakeLink, StepFailed, WriteStore
+
+
+def settle(
+    decision: Decision, failures: list[StepFailed], ssl_dir: str, started: dt.datetime, duration_s: float, dry_run: bool
+) -> Report:
+    """The report: the decision, with every step that failed turned into what it leaves behind."""
+    artifacts = {a.name: a for a in decision.artifacts}
+    findings = list(decision.findings)
+    links = {r.directory: r for r in decision.links}
+    for failure in failures:
+        step, why = failure.step, failure.reason
+        if isinstance(step, WriteStore):
+            findings.append(error(step.name, f"cannot be written: {why}", FindingCode.WRITE_FAILED))
+            before = artifacts[step.name]
+            action: Action = "kept-last-good" if step.existed else "failed"
+            status = Status.DEGRADED if step.existed else Status.FAILED
+            artifacts[step.name] = ArtifactReport(
+                step.name, before.kind, action, status, f"write failed ({why})", step.previous, sources=before.sources
+            )
+        elif isinstance(step, FixAttributes):
+            findings.append(error(step.name, f"mode/owner not fixed: {why}", FindingCode.ATTRIBUTES))
+            before = artifacts[step.name]
+            artifacts[step.name] = replace(before, status=Status.DEGRADED, message=f"mode/owner not fixed ({why})")
+        elif isinstance(step, MakeLink):
+            findings.append(
+                error(f"{step.directory}/{step.name}", f"hash link cannot be made: {why}", FindingCode.LINK_FAILED)
+            )
+            links[step.directory].added.remove(step.name)
+        else:
+            text = f"stale hash link cannot be removed: {why}"
+            findings.append(error(f"{step.directory}/{step.name}", text, FindingCode.LINK_FAILED))
+            links[step.directory].removed.remove(step.name)
+    report = Report(
+        ssl_dir,
+        started,
+        duration_s,
+        list(artifacts.values()),
+        findings,
+        list(links.values()),
+        dry_run,
+        decision.certificates,
+    )
+    report.pending_files = set(decision.pending_files)
+    report.trust = decision.trust
+    return report
+
+
+def hooks_due(hooks: list[Hook], written: set[str]) -> list[tuple[Hook, tuple[str, ...]]]:
+    """Each hook that follows one of the written artifacts, with the ones it follows."""
+    return [(h, tuple(a for a in h.after if a in written)) for h in hooks if written.intersection(h.after)]
