@@ -64,7 +64,7 @@ def test_every_exception_the_package_defines_derives_from_the_one_root() -> None
         ("sslreconciler.pki.der", "DERError", ValueError),
         ("sslreconciler.stores.jks_writer", "JKSEncodeError", ValueError),
         ("sslreconciler.cli.status", "BadResponse", ValueError),
-        ("sslreconciler.cluster.acme.record", "BadRecord", ValueError),
+        ("sslreconciler.reconcile.acme_state", "BadRecord", ValueError),
         ("sslreconciler.writer_lock", "DirLocked", OSError),
     ],
 )
