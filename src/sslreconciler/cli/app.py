@@ -346,7 +346,10 @@ def _acme(args: argparse.Namespace) -> int:
     settings = load_settings(args.config, _flag_overrides(args))
     desired = load_desired_state(settings.desired_state)
     where = (desired, settings.desired_state, settings.ssl_dir, settings.resolved_state_dir())
-    outcome = command.renew(*where, force=args.force) if args.acme_command == "renew" else command.status(*where)
+    if args.acme_command == "renew":
+        outcome = command.renew(*where, force=args.force, hook_timeout=settings.hook_timeout)
+    else:
+        outcome = command.status(*where)
     print(outcome.render(args.json))
     return outcome.exit_code
 
@@ -387,21 +390,24 @@ def _require_dir(ssl_dir: Path) -> None:
         raise ConfigError(ssl_dir, "no such directory (the ssl dir: --ssl-dir, ssl_dir in the settings)")
 
 
-def _one_shot(args: argparse.Namespace, dry_run: bool = False, change: Callable[[Path, Any], str] | None = None) -> int:
-    """Every command that reconciles goes through here: ``change`` (install sources) first, then one
-    reconcile through the same ``Reconciler`` the daemon uses, then the hooks its writes call for."""
+def _one_shot(
+    args: argparse.Namespace, dry_run: bool = False, change: Callable[[Path, Any], Callable[[int], str]] | None = None
+) -> int:
+    """Every command that reconciles goes through here: ``change`` (given the ssl dir and the desired state)
+    checks what needs no lock and returns the change to the sources, which runs inside the same
+    ``Reconciler.run`` (one lock session) as the reconcile the daemon uses; then the hooks its writes call for."""
     from sslreconciler.config.desired import load_desired_state
     from sslreconciler.config.settings import load_settings
     from sslreconciler.reconcile.reconciler import Reconciler, run_hooks_now
 
     settings = load_settings(args.config, _flag_overrides(args))
     desired = load_desired_state(settings.desired_state)
-    what = change(settings.ssl_dir, desired) if change is not None else None
+    prepared = change(settings.ssl_dir, desired) if change is not None else None
     _require_dir(settings.ssl_dir)
     reconciler = Reconciler(settings.ssl_dir, settings.resolved_state_dir(), settings.desired_state)
     if reconciler.record_note:  # e.g. root on a state dir the service user could have written
         _say(f"sslreconciler: note: {reconciler.record_note}; every store is opened and checked")
-    outcome = reconciler.run(desired, dry_run=dry_run)
+    outcome = reconciler.run(desired, dry_run=dry_run, change=prepared)
     if outcome.state_problem:
         _say(f"sslreconciler: warning: {outcome.state_problem}")
     run_hooks_now(outcome, settings.ssl_dir, settings.hook_timeout)
@@ -409,8 +415,8 @@ def _one_shot(args: argparse.Namespace, dry_run: bool = False, change: Callable[
     if getattr(args, "json", False):
         print(report.to_json())
     else:
-        if what is not None:
-            print(what)
+        if outcome.change_said is not None:
+            print(outcome.change_said)
         print(report.render_text())
     return report.exit_code
 
@@ -467,39 +473,49 @@ def _staging_command(args: argparse.Namespace) -> None:
 def _install_bundle(args: argparse.Namespace) -> int:
     from sslreconciler.reconcile.reconciler import host_name
 
-    def install(ssl_dir: Path, desired: Any) -> str:
-        from sslreconciler.cluster.bundle_install import install_bundle
+    def install(ssl_dir: Path, desired: Any) -> Callable[[int], str]:
+        from sslreconciler.cluster.bundle_install import check_bundle, install_at
         from sslreconciler.config.settings import load_settings
 
-        host = host_name(desired)  # a bundle for another host is refused
+        checked = check_bundle(
+            args.bundle, ssl_dir, host_name(desired), desired.policy.lowered
+        )  # another host's: refused
         state_dir = load_settings(args.config, _flag_overrides(args)).resolved_state_dir()  # the bundle record
-        done = install_bundle(
-            args.bundle, ssl_dir, host, desired.policy.lowered, state_dir=state_dir, takeover=args.takeover
-        )
-        for note in done.notes:  # stderr: --json keeps stdout for the report
-            _say(f"sslreconciler: note: {note}")
-        return f"{args.bundle}: installed into {ssl_dir}: " + (", ".join(done.done) or "nothing new")
+
+        def in_place(ssl_fd: int) -> str:
+            done = install_at(checked, ssl_dir, ssl_fd, state_dir=state_dir, takeover=args.takeover)
+            for note in done.notes:  # stderr: --json keeps stdout for the report
+                _say(f"sslreconciler: note: {note}")
+            return f"{args.bundle}: installed into {ssl_dir}: " + (", ".join(done.done) or "nothing new")
+
+        return in_place
 
     return _one_shot(args, change=install)
 
 
 def _web(args: argparse.Namespace) -> int:
-    from sslreconciler.cluster import webcert
+    from sslreconciler.cluster import webcert, webcsr
+    from sslreconciler.cluster.webpair import web_pair
+    from sslreconciler.config.desired import load_desired_state
     from sslreconciler.config.settings import load_settings
 
-    ssl_dir = load_settings(args.config, _flag_overrides(args)).ssl_dir
+    settings = load_settings(args.config, _flag_overrides(args))
+    ssl_dir = settings.ssl_dir
     _require_dir(ssl_dir)
     if args.web_command == "csr":
-        print(webcert.make_csr(ssl_dir, args.subject, args.san, args.output, args.key_type, args.new_key))
+        web = web_pair(load_desired_state(settings.desired_state))
+        print(webcsr.make_csr(ssl_dir, web, args.subject, args.san, args.output, args.key_type, args.new_key))
         return EXIT_OK
     if args.web_command == "install":
         return _one_shot(
             args,
             change=lambda ssl_dir, desired: (
-                webcert.install(ssl_dir, args.cert, args.key, args.chain, desired.policy.lowered).message
+                lambda fd: webcert.install_at(ssl_dir, fd, web_pair(desired), args.cert, args.key, args.chain).message
             ),
         )
-    return _one_shot(args, change=lambda ssl_dir, _desired: webcert.rollback(ssl_dir))
+    return _one_shot(
+        args, change=lambda ssl_dir, desired: lambda fd: webcert.rollback_at(ssl_dir, fd, web_pair(desired))
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,4 +1,5 @@
-"""Installing an HA bundle on a node: everything checked first, then all files in place or none.
+"""Installing an HA bundle on a node: everything checked first (``check_bundle``, before the lock), then
+all files in place or none (``install_at``, the change of one ``Reconciler.run``).
 
 The bundle's format, and the checks on what it holds, are cluster/bundle.py; what the node remembers of the
 bundles it installed (and so refuses: an older one), cluster/bundle_record.py.
@@ -36,8 +37,6 @@ from sslreconciler.model.errors import CommandError
 from sslreconciler.model.findings import SourceError
 from sslreconciler.pki import verify
 from sslreconciler.pki.sources import parse_certificates, parse_private_key
-from sslreconciler.rootread import opened_ssl_dir
-from sslreconciler.writer_lock import DirLocked, lock_for_writing
 
 BACKUP_SUFFIX = ".bundle-previous"  # what an install replaced, kept beside it
 
@@ -48,53 +47,57 @@ class Installed:
     notes: list[str]  # what was left, or ignored, and why: for the operator to read
 
 
-def install_bundle(
-    path: Path,
-    ssl_dir: Path,
-    host: str | None = None,
-    lowered: frozenset[str] = frozenset(),
-    *,
-    state_dir: Path,
-    takeover: bool = False,
-) -> Installed:
-    """Check everything, then put the sources in place (only what differs), all or nothing.
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """A bundle read and verified, not yet installed: all that needs no lock."""
 
-    ``host``: this node's name; a bundle made for another host is refused. ``lowered``: the policy rules
-    the desired state lowers to a warning. ``state_dir``: where this node's bundle record is kept
-    (cluster/bundle_record.py): a bundle older than the last one installed is refused. The manifest must bear
-    the signature of the CA ``ssl.crt`` chains to, and that CA must be one this node already follows, unless
-    ``takeover`` (cluster/bundle_sign.py). Every new file is
-    staged first (a temp file beside its target); then each is swapped in, the file it replaces kept as
-    ``<name>.bundle-previous``. A failure at any point puts back every file already swapped.
-    """
+    path: Path
+    bundle: Bundle
+    endorsers: list[x509.Certificate]
+
+
+def check_bundle(path: Path, ssl_dir: Path, host: str | None = None, lowered: frozenset[str] = frozenset()) -> Checked:
+    """Read and verify the bundle before the lock is taken (``host``: this node's name; a bundle made for
+    another host is refused. ``lowered``: the policy rules the desired state lowers to a warning), and make
+    the ssl dir when a fresh node has none."""
     bundle = read_bundle(path)
     verified = verify_bundle(path, bundle, lowered)
     if host is not None and bundle.host.lower() != host.lower():
         raise CommandError(f"{path}: made for {bundle.host}, but this host is {host}; nothing installed")
     ssl_dir.mkdir(parents=True, exist_ok=True)
-    with opened_ssl_dir(ssl_dir) as ssl_fd, contextlib.ExitStack() as held:
-        try:
-            held.enter_context(lock_for_writing(ssl_fd, str(ssl_dir)))  # the daemon must not sweep our temp files
-        except DirLocked as exc:
-            raise CommandError(f"{ssl_dir}: {exc.strerror}; nothing installed") from None
-        loaded = bundle_record.load(state_dir, ssl_fd, ssl_dir)
-        bundle_record.check_order(path, bundle.sequence, bundle.created, loaded.record)
-        bundle_record.check_identity(path, ssl_fd, _leaf(bundle), ca_certs(bundle))
-        switched = bundle_sign.check_continuity(path, ssl_fd, verified.endorsers, loaded.record, takeover)
-        carried = {
-            name.removeprefix("authorities/"): bundle_record.ders_of(data, name) or frozenset()
-            for name, data in bundle.files.items()
-            if CA_MEMBER.match(name)
-        }
-        auth_fd = _authorities_dir(ssl_dir, ssl_fd)
-        try:
-            written = _swap_in(ssl_dir, ssl_fd, auth_fd, bundle)
-            # CA files an earlier bundle installed and this one no longer carries (a retired CA) go.
-            removed, notes = bundle_record.retire(auth_fd, f"{ssl_dir}/authorities", loaded.record, carried)
-        finally:
-            os.close(auth_fd)
-        record = bundle_record.NodeRecord(bundle.sequence, carried)
-        problem = bundle_record.save(state_dir, ssl_fd, record, loaded.others)
+    return Checked(path, bundle, verified.endorsers)
+
+
+def install_at(checked: Checked, ssl_dir: Path, ssl_fd: int, *, state_dir: Path, takeover: bool = False) -> Installed:
+    """Put the sources in place (only what differs), all or nothing: the change of ``install-bundle``'s
+    reconcile, the writer lock held by the caller (so the daemon cannot sweep our temp files, and the CA
+    files retired here and the truststore rebuilt without them are one lock session).
+
+    ``state_dir``: where this node's bundle record is kept (cluster/bundle_record.py): a bundle older than
+    the last one installed is refused. The manifest must bear the signature of the CA ``ssl.crt`` chains
+    to, and that CA must be one this node already follows, unless ``takeover`` (cluster/bundle_sign.py).
+    Every new file is staged first (a temp file beside its target); then each is swapped in, the file it
+    replaces kept as ``<name>.bundle-previous``. A failure at any point puts back every file already swapped.
+    """
+    path, bundle = checked.path, checked.bundle
+    loaded = bundle_record.load(state_dir, ssl_fd, ssl_dir)
+    bundle_record.check_order(path, bundle.sequence, bundle.created, loaded.record)
+    bundle_record.check_identity(path, ssl_fd, _leaf(bundle), ca_certs(bundle))
+    switched = bundle_sign.check_continuity(path, ssl_fd, checked.endorsers, loaded.record, takeover)
+    carried = {
+        name.removeprefix("authorities/"): bundle_record.ders_of(data, name) or frozenset()
+        for name, data in bundle.files.items()
+        if CA_MEMBER.match(name)
+    }
+    auth_fd = _authorities_dir(ssl_dir, ssl_fd)
+    try:
+        written = _swap_in(ssl_dir, ssl_fd, auth_fd, bundle)
+        # CA files an earlier bundle installed and this one no longer carries (a retired CA) go.
+        removed, notes = bundle_record.retire(auth_fd, f"{ssl_dir}/authorities", loaded.record, carried)
+    finally:
+        os.close(auth_fd)
+    record = bundle_record.NodeRecord(bundle.sequence, carried)
+    problem = bundle_record.save(state_dir, ssl_fd, record, loaded.others)
     return Installed(
         written + [f"removed authorities/{name}" for name in removed],
         loaded.notes + ([switched] if switched else []) + notes + ([problem] if problem else []),

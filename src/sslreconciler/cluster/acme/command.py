@@ -1,8 +1,9 @@
 """`acme renew` and `acme status`: observe the web certificate and the record, decide, then act.
 
-`renew` installs a new pair through webcert.install, exactly as `web install` does for an admin:
-ssl-web.key + ssl-web.crt, the old pair kept as .previous. The running daemon sees the new sources
-and rebuilds the web stores and runs the hooks. Nothing in the ssl dir changes on a failure.
+`renew` installs a new pair with `web install`'s checks (the desired state's web pair, ssl-web.key +
+ssl-web.crt with the seed's names, the old pair kept as .previous) as the change of one
+``Reconciler.run``: the web stores are rebuilt in the same lock session and the hooks run before it
+exits, daemon or none. Nothing in the ssl dir changes on a failure to get or install the pair.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -32,13 +33,17 @@ from sslreconciler.cluster.acme.record import (
     parse_time,
     write_record,
 )
-from sslreconciler.cluster.webcert import CRT, KEY
+from sslreconciler.cluster.webpair import web_pair
 from sslreconciler.config.desired import Acme, DesiredState, resolve_password
 from sslreconciler.fsio import read_source
 from sslreconciler.model.errors import CommandError, ConfigError
 from sslreconciler.model.findings import FindingCode, SourceError, error
 from sslreconciler.model.text import printable
 from sslreconciler.pki.sources import parse_certificates
+
+if TYPE_CHECKING:
+    from sslreconciler.cluster.acme.judge import Judged
+    from sslreconciler.reconcile.report import Report
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
@@ -95,13 +100,14 @@ def _cert_facts(cert: x509.Certificate) -> CertFacts:
     )
 
 
-def _web_certificate(ssl_dir: Path) -> tuple[CertFacts | None, bytes | None]:
+def _web_certificate(ssl_dir: Path, desired: DesiredState) -> tuple[CertFacts | None, bytes | None]:
     """The web pair's leaf certificate; None when the pair is missing or unreadable (it will be replaced)."""
-    if not (ssl_dir / KEY).exists():
+    web = web_pair(desired)
+    if not (ssl_dir / web.key).exists():
         return None, None
     try:
-        data, _ = read_source(ssl_dir / CRT, CRT, [ssl_dir])
-        leaf = parse_certificates(data, CRT)[0]
+        data, _ = read_source(ssl_dir / web.crt, web.crt, [ssl_dir])
+        leaf = parse_certificates(data, web.crt)[0]
     except (SourceError, IndexError):
         return None, None
     return _cert_facts(leaf), leaf.public_bytes(serialization.Encoding.PEM)
@@ -112,7 +118,7 @@ def observe(desired: DesiredState, desired_file: Path, ssl_dir: Path, state_dir:
     names = [n.lower() for n in (acme.names or [desired.hostname or socket.getfqdn()])]
     renew_before = dt.timedelta(days=acme.renew_before_days) if acme.renew_before_days is not None else None
     wanted = Wanted(acme.directory, frozenset(names), renew_before, acme.drop_in, _config_key(acme, names))
-    cert, pem = _web_certificate(ssl_dir)
+    cert, pem = _web_certificate(ssl_dir, desired)
     record, problem = load_record(state_dir)
     note = f"note: {state_dir / RECORD}: {problem}; ignored (a new one is written)" if problem else None
     return Observed(acme, names, wanted, cert, pem, record, note)
@@ -184,7 +190,9 @@ def _doc(obs: Observed, decision: Decision, record: AcmeRecord) -> dict[str, Any
     }
 
 
-def renew(desired: DesiredState, desired_file: Path, ssl_dir: Path, state_dir: Path, force: bool) -> Outcome:
+def renew(
+    desired: DesiredState, desired_file: Path, ssl_dir: Path, state_dir: Path, force: bool, hook_timeout: float
+) -> Outcome:
     from sslreconciler.cluster.acme import client, transport
     from sslreconciler.cluster.acme.judge import judge
 
@@ -241,7 +249,7 @@ def renew(desired: DesiredState, desired_file: Path, ssl_dir: Path, state_dir: P
         # Saved before the install: the daemon reacts to the new files at once and reads this record.
         _record_success(record, obs, facts, due, now)
         _save(state_dir, record, lines)
-        message = _install(ssl_dir, judged.pem(), key_pem)
+        message, reconciled = _install(desired, desired_file, ssl_dir, state_dir, hook_timeout, judged, key_pem)
     except client.AcmeFailure as exc:
         record = before
         finding = error(
@@ -257,9 +265,10 @@ def renew(desired: DesiredState, desired_file: Path, ssl_dir: Path, state_dir: P
         lines.append(str(finding))
         _save(state_dir, record, lines)
         return Outcome(EXIT_FAILED, lines, {**_doc(obs, decision, record), "finding": finding.to_dict()})
-    lines += [message, f"valid until {iso(facts.not_after)}; renewal point {iso(due)}"]
+    lines += [message, f"valid until {iso(facts.not_after)}; renewal point {iso(due)}", reconciled.render_text()]
     obs = Observed(obs.acme, obs.names, obs.wanted, facts, None, record)
-    return Outcome(EXIT_OK, lines, _doc(obs, Decision(False, "issued", due, due), record))
+    doc = _doc(obs, Decision(False, "issued", due, due), record)
+    return Outcome(EXIT_OK, lines, {**doc, "reconcile": reconciled.to_dict()})
 
 
 def _record_success(record: AcmeRecord, obs: Observed, facts: CertFacts, due: dt.datetime, now: dt.datetime) -> None:
@@ -279,18 +288,36 @@ def _ari(acme: Acme, key: ec.EllipticCurvePrivateKey, cert_pem: bytes) -> tuple[
     return session, client.renewal_window_start(session, cert_pem)
 
 
-def _install(ssl_dir: Path, fullchain: bytes, key_pem: bytes) -> str:
-    """Install through `web install`'s checks (.previous pair, atomic writes), from memory: nothing is
-    written outside the ssl dir, so no directory another user could swap is ever written through."""
+def _install(
+    desired: DesiredState,
+    desired_file: Path,
+    ssl_dir: Path,
+    state_dir: Path,
+    hook_timeout: float,
+    judged: Judged,
+    key_pem: bytes,
+) -> tuple[str, Report]:
+    """Install with `web install`'s checks (.previous pair, atomic writes) from memory, as the change of one
+    reconcile: nothing is written outside the ssl dir, and the stores and hooks follow before we exit."""
     from sslreconciler.cluster import webcert
     from sslreconciler.cluster.acme.client import AcmeFailure
+    from sslreconciler.reconcile.reconciler import Reconciler, run_hooks_now
+
+    def change(ssl_fd: int) -> str:
+        installed = webcert.install_data_at(ssl_dir, ssl_fd, web, judged.pem(), key_pem, "the ACME certificate")
+        return installed.message
 
     try:
-        return webcert.install_data(ssl_dir, fullchain, key_pem, "the ACME certificate").message
+        web = web_pair(desired)
+        outcome = Reconciler(ssl_dir, state_dir, desired_file).run(desired, change=change)
     except CommandError as exc:
         raise AcmeFailure("install", str(exc)) from None
     except OSError as exc:
         raise AcmeFailure("install", f"{ssl_dir}: {exc.strerror}") from None
+    if outcome.change_said is None:  # the ssl dir could not be opened or locked: nothing installed
+        raise AcmeFailure("install", "; ".join(str(f) for f in outcome.report.findings) or f"{ssl_dir}: not installed")
+    run_hooks_now(outcome, ssl_dir, hook_timeout)
+    return outcome.change_said, outcome.report
 
 
 def status(desired: DesiredState, desired_file: Path, ssl_dir: Path, state_dir: Path) -> Outcome:
