@@ -432,7 +432,7 @@ def _pki(args: argparse.Namespace) -> int:
 
 
 def _staging_command(args: argparse.Namespace) -> None:
-    from sslreconciler.cluster import bundle, staging
+    from sslreconciler.cluster import bundle_make, staging
 
     if args.pki_command == "init-ca":
         print(staging.init_ca(args.staging, args.name, args.days, args.key_type, args.force))
@@ -464,7 +464,7 @@ def _staging_command(args: argparse.Namespace) -> None:
     elif args.pki_command == "bundle":
         if not args.output.parent.is_dir():
             raise UsageError(f"-o {args.output}: the directory {args.output.parent} does not exist")
-        members, notes = bundle.create_bundle(args.staging, args.host, args.output)
+        members, notes = bundle_make.create_bundle(args.staging, args.host, args.output)
         for note in notes:
             print(f"note: {note}", file=sys.stderr)
         print(f"{args.output}: bundle for {args.host}: {', '.join(members)}")
