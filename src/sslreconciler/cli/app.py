@@ -475,15 +475,17 @@ def _install_bundle(args: argparse.Namespace) -> int:
 
     def install(ssl_dir: Path, desired: Any) -> Callable[[int], str]:
         from sslreconciler.cluster.bundle_install import check_bundle, install_at
+        from sslreconciler.cluster.layout import node_files
         from sslreconciler.config.settings import load_settings
 
+        files = node_files(desired)  # where its members go: the desired state's names
         checked = check_bundle(
             args.bundle, ssl_dir, host_name(desired), desired.policy.lowered
         )  # another host's: refused
         state_dir = load_settings(args.config, _flag_overrides(args)).resolved_state_dir()  # the bundle record
 
         def in_place(ssl_fd: int) -> str:
-            done = install_at(checked, ssl_dir, ssl_fd, state_dir=state_dir, takeover=args.takeover)
+            done = install_at(checked, ssl_dir, ssl_fd, files, state_dir=state_dir, takeover=args.takeover)
             for note in done.notes:  # stderr: --json keeps stdout for the report
                 _say(f"sslreconciler: note: {note}")
             return f"{args.bundle}: installed into {ssl_dir}: " + (", ".join(done.done) or "nothing new")
@@ -495,7 +497,7 @@ def _install_bundle(args: argparse.Namespace) -> int:
 
 def _web(args: argparse.Namespace) -> int:
     from sslreconciler.cluster import webcert, webcsr
-    from sslreconciler.cluster.webpair import web_pair
+    from sslreconciler.cluster.layout import web_pair
     from sslreconciler.config.desired import load_desired_state
     from sslreconciler.config.settings import load_settings
 

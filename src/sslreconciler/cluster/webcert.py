@@ -2,7 +2,7 @@
 
 Each runs as a command's change inside ``Reconciler.run`` (the writer lock held, relative to the ssl dir's
 descriptor), so the stores are rebuilt from the new pair in the same lock session. The files are the
-desired state's web pair (cluster/webpair.py; ``web csr`` is cluster/webcsr.py). ``install`` checks the
+desired state's web pair (cluster/layout.py; ``web csr`` is cluster/webcsr.py). ``install`` checks the
 signed certificate against the pending key (or a given one), judges its chain with the one verdict
 (pki/verdict.py) for the pair's own TLS purposes against the CAs of the trust sources, and installs it
 unverified when its issuer is not there, as sipXecs does (a self-signed certificate, or one whose root
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from sslreconciler.cluster.webpair import WebPair
+from sslreconciler.cluster.layout import WebPair
 from sslreconciler.fsio import (
     MAX_SOURCE_BYTES,
     atomic_write_at,

@@ -1,5 +1,5 @@
 """``web csr``: a CSR for an outside CA, for the pending key of the desired state's web pair
-(cluster/webpair.py), kept beside the live one (``ssl-web.key.pending`` with the seed's names, 0600)."""
+(cluster/layout.py), kept beside the live one (``ssl-web.key.pending`` with the seed's names, 0600)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
+from sslreconciler.cluster.layout import WebPair
 from sslreconciler.cluster.webcert import read_here
-from sslreconciler.cluster.webpair import WebPair
 from sslreconciler.fsio import atomic_write, atomic_write_at, owner_for_new_files
 from sslreconciler.model.errors import CommandError, UsageError
 from sslreconciler.model.findings import SourceError

@@ -11,35 +11,28 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-import hashlib
 import json
-import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from sslreconciler.cluster.acme.decide import CertFacts, Decision, Memory, Wanted, decide, is_overdue, renewal_point
+from sslreconciler.cluster.acme.decide import CertFacts, Decision, decide, is_overdue, renewal_point
+from sslreconciler.cluster.acme.observe import Observed, cert_facts, memory, notes, observe
 from sslreconciler.cluster.acme.record import (
-    RECORD,
     AcmeRecord,
     account_key,
     iso,
-    load_record,
-    parse_time,
     write_record,
 )
-from sslreconciler.cluster.webpair import web_pair
+from sslreconciler.cluster.layout import web_pair
 from sslreconciler.config.desired import Acme, DesiredState, resolve_password
-from sslreconciler.fsio import read_source
 from sslreconciler.model.errors import CommandError, ConfigError
 from sslreconciler.model.findings import FindingCode, SourceError, error
 from sslreconciler.model.text import printable
-from sslreconciler.pki.sources import parse_certificates
 
 if TYPE_CHECKING:
     from sslreconciler.cluster.acme.judge import Judged
@@ -58,84 +51,6 @@ class Outcome:
         # escaped line by line: the server's words, a certificate's subject and the state dir's record
         # (the service user's) must not drive the terminal of whoever runs this
         return json.dumps(self.doc, indent=2) if as_json else "\n".join(printable(line) for line in self.lines)
-
-
-@dataclass(frozen=True, slots=True)
-class Observed:
-    acme: Acme
-    names: list[str]
-    wanted: Wanted
-    cert: CertFacts | None
-    cert_pem: bytes | None
-    record: AcmeRecord
-    record_note: str | None = None  # why the state dir's record was not usable (then it is ignored)
-
-
-def _acme_block(desired: DesiredState, desired_file: Path) -> Acme:
-    if desired.acme is None:
-        raise ConfigError(desired_file, "no acme block: nothing to renew (see docs/acme.md)", "acme")
-    return desired.acme
-
-
-def _config_key(acme: Acme, names: list[str]) -> str:
-    relevant = {
-        "directory": acme.directory,
-        "names": sorted(names),
-        "challenge": acme.challenge.model_dump(mode="json"),
-        "key_type": acme.key_type,
-        "ca_bundle": str(acme.ca_bundle),
-        "eab": acme.eab.kid if acme.eab else None,
-    }
-    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _cert_facts(cert: x509.Certificate) -> CertFacts:
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        names = frozenset(n.lower() for n in san.get_values_for_type(x509.DNSName))
-    except x509.ExtensionNotFound:
-        names = frozenset()
-    return CertFacts(
-        cert.fingerprint(hashes.SHA256()).hex(), names, cert.not_valid_before_utc, cert.not_valid_after_utc
-    )
-
-
-def _web_certificate(ssl_dir: Path, desired: DesiredState) -> tuple[CertFacts | None, bytes | None]:
-    """The web pair's leaf certificate; None when the pair is missing or unreadable (it will be replaced)."""
-    web = web_pair(desired)
-    if not (ssl_dir / web.key).exists():
-        return None, None
-    try:
-        data, _ = read_source(ssl_dir / web.crt, web.crt, [ssl_dir])
-        leaf = parse_certificates(data, web.crt)[0]
-    except (SourceError, IndexError):
-        return None, None
-    return _cert_facts(leaf), leaf.public_bytes(serialization.Encoding.PEM)
-
-
-def observe(desired: DesiredState, desired_file: Path, ssl_dir: Path, state_dir: Path) -> Observed:
-    acme = _acme_block(desired, desired_file)
-    names = [n.lower() for n in (acme.names or [desired.hostname or socket.getfqdn()])]
-    renew_before = dt.timedelta(days=acme.renew_before_days) if acme.renew_before_days is not None else None
-    wanted = Wanted(acme.directory, frozenset(names), renew_before, acme.drop_in, _config_key(acme, names))
-    cert, pem = _web_certificate(ssl_dir, desired)
-    record, problem = load_record(state_dir)
-    note = f"note: {state_dir / RECORD}: {problem}; ignored (a new one is written)" if problem else None
-    return Observed(acme, names, wanted, cert, pem, record, note)
-
-
-def _notes(obs: Observed) -> list[str]:
-    return [obs.record_note] if obs.record_note else []
-
-
-def _memory(record: AcmeRecord) -> Memory:
-    return Memory(
-        record.issued_fingerprint,
-        record.directory if record.issued_fingerprint else None,
-        record.failures,
-        parse_time(record.last_failure),
-        record.failed_config_key,
-    )
 
 
 def _new_key(key_type: str) -> bytes:
@@ -210,14 +125,14 @@ def renew(
         with contextlib.suppress(client.AcmeFailure, SourceError, OSError):
             known_key = account_key(state_dir)
             session, ari = transport.within(until, timeout_s, lambda: _ari(obs.acme, known_key, cert_pem))
-    decision = decide(now, obs.wanted, obs.cert, _memory(record), ari, force)
+    decision = decide(now, obs.wanted, obs.cert, memory(record), ari, force)
     record.last_attempt = iso(now)
     if decision.renewal_due is not None:
         record.renewal_due = iso(decision.renewal_due)
         record.not_after = iso(obs.cert.not_after) if obs.cert else None
     if not decision.renew:
         backing_off = decision.backing_off
-        lines = [*_notes(obs), decision.reason]
+        lines = [*notes(obs), decision.reason]
         if backing_off:
             record.last_result = "backing-off"
         else:
@@ -225,7 +140,7 @@ def renew(
         record.last_message = decision.reason
         _save(state_dir, record, lines)
         return Outcome(EXIT_FAILED if backing_off else EXIT_OK, lines, _doc(obs, decision, record))
-    lines = [*_notes(obs), f"renewing the web certificate for {', '.join(obs.names)}: {decision.reason}"]
+    lines = [*notes(obs), f"renewing the web certificate for {', '.join(obs.names)}: {decision.reason}"]
     before = dataclasses.replace(record)
     try:
         try:
@@ -244,7 +159,7 @@ def renew(
                 return client.order_certificate(current, obs.acme, obs.names, key_pem, until)
 
         judged = judge(transport.within(until, timeout_s, order), key_pem, obs.names)
-        facts = _cert_facts(judged.leaf)  # the leaf installed, whatever order the server sent
+        facts = cert_facts(judged.leaf)  # the leaf installed, whatever order the server sent
         due = renewal_point(facts, obs.wanted.renew_before, None)
         # Saved before the install: the daemon reacts to the new files at once and reads this record.
         _record_success(record, obs, facts, due, now)
@@ -324,9 +239,9 @@ def status(desired: DesiredState, desired_file: Path, ssl_dir: Path, state_dir: 
     """What `renew` would do now (without asking the server), and how the last run went."""
     obs = observe(desired, desired_file, ssl_dir, state_dir)
     now = dt.datetime.now(dt.UTC)
-    decision = decide(now, obs.wanted, obs.cert, _memory(obs.record))
+    decision = decide(now, obs.wanted, obs.cert, memory(obs.record))
     record = obs.record
-    lines = [*_notes(obs), f"ACME directory {obs.acme.directory}; names {', '.join(obs.names)}"]
+    lines = [*notes(obs), f"ACME directory {obs.acme.directory}; names {', '.join(obs.names)}"]
     if obs.cert is None:
         lines.append("web certificate: none of its own")
     else:
