@@ -224,3 +224,32 @@ def test_web_install_judges_the_pair_for_its_own_purposes(
     else:
         assert done.rc == 1 and "nothing installed" in done.err, done.out + done.err
         assert not (node.ssl_dir / "ssl-web.crt").exists()
+
+
+def test_install_bundle_follows_the_desired_states_file_names(tmp_path: Path) -> None:
+    host = "sec1.example.com"
+    staging, bundle = tmp_path / "staging", tmp_path / "b.tgz"
+    for args in (("init-ca", "--staging", staging, "--name", "ca.cluster.example.com"),
+                 ("issue", "--staging", staging, host),
+                 ("issue", "--staging", staging, host, "--web"),
+                 ("bundle", "--staging", staging, host, "-o", bundle)):
+        made = run_cli("pki", *args)
+        assert made.rc == 0, made.out + made.err
+    node = Node(tmp_path / "node", host, None, None)  # type: ignore[arg-type]  # the bundle brings it
+    node.root.mkdir()
+    pairs = [
+        {"name": "ssl", "key": "host.key", "cert": "host.crt", "keystore": "host.keystore"},
+        {"name": "ssl-web", "key": "www.key", "cert": "www.crt", "keystore": "www.keystore", "fallback": "ssl"},
+    ]
+    node.desired.write_text(json.dumps({"hostname": host, "pairs": pairs, "truststore": {"sources": ["cas"]}}))
+
+    done = install(node, bundle)
+    assert done.rc == 0, done.out + done.err
+    ssl = node.ssl_dir
+    assert sorted(p.name for p in ssl.iterdir() if p.suffix in (".key", ".crt")) == [
+        "host.crt", "host.key", "www.crt", "www.key"]
+    assert (ssl / "cas" / "ca.cluster.example.com.crt").exists() and not (ssl / "authorities").exists()
+    assert keytool_sha256(ssl / "host.keystore", "ssl") == cert_sha256(ssl / "host.crt")
+    assert keytool_sha256(ssl / "www.keystore", "ssl-web") == cert_sha256(ssl / "www.crt")
+    assert "ca.cluster.example.com" in keytool_list(ssl / "authorities.jks")
+    assert "cas/ca.cluster.example.com.crt" in done.out, done.out
