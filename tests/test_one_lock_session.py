@@ -151,6 +151,7 @@ def test_acme_renew_without_a_daemon_rebuilds_the_web_stores_and_runs_the_hooks(
     text = run_cli("acme", "renew", "--force", *common(node), timeout=300)
     assert text.rc == 0, text.out + text.err
     assert "installed" in text.out and "valid until" in text.out, text.out
+    assert "\\n" not in text.out and "ssl-web.keystore" in text.out, text.out  # the reconcile's report, line by line
     again = cert_sha256(node.ssl_dir / "ssl-web.crt")
     assert again != issued and keytool_sha256(node.ssl_dir / "ssl-web.keystore", "ssl-web") == again
 

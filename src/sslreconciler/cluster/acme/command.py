@@ -180,7 +180,8 @@ def renew(
         lines.append(str(finding))
         _save(state_dir, record, lines)
         return Outcome(EXIT_FAILED, lines, {**_doc(obs, decision, record), "finding": finding.to_dict()})
-    lines += [message, f"valid until {iso(facts.not_after)}; renewal point {iso(due)}", reconciled.render_text()]
+    lines += [message, f"valid until {iso(facts.not_after)}; renewal point {iso(due)}"]
+    lines += reconciled.render_text().splitlines()
     obs = Observed(obs.acme, obs.names, obs.wanted, facts, None, record)
     doc = _doc(obs, Decision(False, "issued", due, due), record)
     return Outcome(EXIT_OK, lines, {**doc, "reconcile": reconciled.to_dict()})
