@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +25,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from conftest import PASSWORD, keytool_list, keytool_sha256, openssl, run_cli
+from conftest import PASSWORD, keytool_list, keytool_sha256, openssl, run_cli, snapshot
 from pkitools import Issued, Node, make_host, name, new_key, seed_node, write
 
 HOST = "master.example.com"
@@ -254,3 +255,20 @@ def test_install_bundle_follows_the_desired_states_file_names(tmp_path: Path) ->
     assert keytool_sha256(ssl / "www.keystore", "ssl-web") == cert_sha256(ssl / "www.crt")
     assert "ca.cluster.example.com" in keytool_list(ssl / "authorities.jks")
     assert "cas/ca.cluster.example.com.crt" in done.out, done.out
+
+
+def test_a_refused_change_reconciles_nothing_and_lets_go_of_the_lock(tmp_path: Path, ca: Issued) -> None:
+    """Not a fix (main refused before its reconcile too): the contract of ``Reconciler.run(change=...)``."""
+    node = seed_node(tmp_path / "n", HOST, ca, web=True)
+    assert run_cli("reconcile", *common(node)).rc == 0
+    state = Path(os.environ["SSLRECONCILER_STATE_DIR"])
+    before, report = snapshot(node.ssl_dir), (state / "last-report.json").read_bytes()
+    other = make_host(ca, HOST)
+    key = write(tmp_path / "work" / "other.key", make_host(ca, HOST).key_pem(), 0o600)  # not the cert's key
+    crt = write(tmp_path / "work" / "other.crt", other.cert_pem())
+    refused = run_cli("web", "install", *common(node), "--cert", crt, "--key", key)
+    assert refused.rc == 1 and "does not match" in refused.err, refused.out + refused.err
+    assert refused.out == ""  # no report: nothing was reconciled
+    assert snapshot(node.ssl_dir) == before and (state / "last-report.json").read_bytes() == report
+    assert not (node.ssl_dir / ".sslreconciler.lock").exists()  # let go: the next writer goes straight in
+    assert run_cli("reconcile", *common(node)).rc == 0

@@ -410,6 +410,8 @@ def _one_shot(
     outcome = reconciler.run(desired, dry_run=dry_run, change=prepared)
     if outcome.state_problem:
         _say(f"sslreconciler: warning: {outcome.state_problem}")
+    if prepared is not None and outcome.change_said is None:  # e.g. the lock not had in time: the report says why
+        _say("sslreconciler: nothing changed in the ssl dir")
     run_hooks_now(outcome, settings.ssl_dir, settings.hook_timeout)
     report = outcome.report
     if getattr(args, "json", False):

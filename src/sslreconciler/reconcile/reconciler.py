@@ -118,6 +118,7 @@ class Reconciler:
             return self._finish(failed(error(str(self.ssl_dir), reason, FindingCode.MISSING)), dry_run)
         lock: WriterLock | None = None
         refused: Exception | None = None
+        said: str | None = None  # set once the change is in place, whatever the reconcile after it does
         try:
             if not dry_run:  # one writer per ssl dir: the daemon or a one-shot
                 if lock_wait_s > 0:
@@ -128,7 +129,6 @@ class Reconciler:
                     busy = failed(error(str(self.ssl_dir), text, FindingCode.LOCKED))
                     busy.busy = holder
                     return busy
-            said = None
             if change is not None:
                 try:
                     said = change(ssl_fd)
@@ -136,7 +136,6 @@ class Reconciler:
                     refused = exc
             if refused is None:
                 outcome = self._run_at(ssl_fd, desired, dry_run, list(extra), started, t0)
-                outcome.change_said = said
         except DirLocked as exc:
             outcome = failed(error(str(self.ssl_dir), f"not reconciled: {exc.strerror}", FindingCode.LOCKED))
         except ConfigError:
@@ -151,6 +150,7 @@ class Reconciler:
             os.close(ssl_fd)
         if refused is not None:
             raise refused
+        outcome.change_said = said
         return self._finish(outcome, dry_run)
 
     def _run_at(
