@@ -481,9 +481,8 @@ def _install_bundle(args: argparse.Namespace) -> int:
         from sslreconciler.config.settings import load_settings
 
         files = node_files(desired)  # where its members go: the desired state's names
-        checked = check_bundle(
-            args.bundle, ssl_dir, host_name(desired), desired.policy.lowered
-        )  # another host's: refused
+        host = host_name(desired)  # a bundle for another host is refused
+        checked = check_bundle(args.bundle, ssl_dir, files, host, desired.policy.lowered)
         state_dir = load_settings(args.config, _flag_overrides(args)).resolved_state_dir()  # the bundle record
 
         def in_place(ssl_fd: int) -> str:

@@ -20,6 +20,7 @@ import io
 import re
 import tarfile
 import zlib
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -228,12 +229,15 @@ class Verified:
     # an unsigned bundle from before signatures
 
 
-def verify_bundle(path: Path, bundle: Bundle, lowered: frozenset[str] = frozenset()) -> Verified:
+def verify_bundle(
+    path: Path, bundle: Bundle, purposes: Mapping[str, Collection[str]], lowered: frozenset[str] = frozenset()
+) -> Verified:
     """Each key matches its certificate, each certificate chains to the bundled CA, and the manifest is
     signed by the CA ``ssl.crt`` chains to. Notes and that CA, or refusal.
 
     The same trust function as the reconcile (pki/trust.py) with the bundled CA as the only anchor,
-    then the policy rules (``lowered``: those the desired state lowers to a warning).
+    then the policy rules (``lowered``: those the desired state lowers to a warning; ``purposes``: the TLS
+    uses each pair, "ssl" and "ssl-web", must allow: those of the desired state's pair it goes to).
     """
     now = dt.datetime.now(dt.UTC)
     issuer: x509.Certificate | None = None
@@ -257,10 +261,10 @@ def verify_bundle(path: Path, bundle: Bundle, lowered: frozenset[str] = frozense
                     f"{' (or the other bundled CAs)' if len(anchors) > 1 else ''}: "
                     f"{checked.detail}; nothing installed"
                 )
-            purposes = {trust.SERVER, trust.CLIENT} if target == "ssl" else {trust.SERVER}
+            uses = purposes.get(target, {trust.SERVER})
             refused = [
                 f
-                for f in trust.policy_findings(checked.chain, f"{target}.crt", True, purposes, lowered)
+                for f in trust.policy_findings(checked.chain, f"{target}.crt", True, uses, lowered)
                 if f.level is Level.ERROR
             ]
             if refused:

@@ -57,12 +57,14 @@ class Checked:
     endorsers: list[x509.Certificate]
 
 
-def check_bundle(path: Path, ssl_dir: Path, host: str | None = None, lowered: frozenset[str] = frozenset()) -> Checked:
+def check_bundle(
+    path: Path, ssl_dir: Path, files: NodeFiles, host: str | None = None, lowered: frozenset[str] = frozenset()
+) -> Checked:
     """Read and verify the bundle before the lock is taken (``host``: this node's name; a bundle made for
     another host is refused. ``lowered``: the policy rules the desired state lowers to a warning), and make
     the ssl dir when a fresh node has none."""
     bundle = read_bundle(path)
-    verified = verify_bundle(path, bundle, lowered)
+    verified = verify_bundle(path, bundle, files.purposes, lowered)  # each pair for its own TLS purposes
     if host is not None and bundle.host.lower() != host.lower():
         raise CommandError(f"{path}: made for {bundle.host}, but this host is {host}; nothing installed")
     ssl_dir.mkdir(parents=True, exist_ok=True)

@@ -79,6 +79,7 @@ class NodeFiles:
 
     pairs: dict[str, str]  # "ssl.key" -> the host pair's key ..., "ssl-web.crt" -> the web pair's cert
     authorities: str  # the directory (relative to the ssl dir) its CA files go to
+    purposes: dict[str, frozenset[str]]  # "ssl" / "ssl-web" -> the TLS uses that pair's certificate must allow
 
     @property
     def host_crt(self) -> str:
@@ -88,6 +89,7 @@ class NodeFiles:
 SEED_FILES = NodeFiles(
     {"ssl.key": "ssl.key", "ssl.crt": "ssl.crt", "ssl-web.key": "ssl-web.key", "ssl-web.crt": "ssl-web.crt"},
     "authorities",
+    {"ssl": frozenset({"server", "client"}), "ssl-web": frozenset({"server"})},
 )
 
 
@@ -97,9 +99,11 @@ def node_files(desired: DesiredState) -> NodeFiles:
     if host is None:
         raise CommandError(f"the desired state has no host pair ({HOST_PAIR!r}) to install a bundle's ssl.* into")
     pairs = {"ssl.key": host.key, "ssl.crt": host.cert}
+    purposes = {"ssl": host.tls_purposes}
     web = _pair(desired, WEB_PAIR)
     if web is not None:
         pairs |= {"ssl-web.key": web.key, "ssl-web.crt": web.cert}
+        purposes["ssl-web"] = web.tls_purposes
     if not desired.truststore.sources:
         raise CommandError("the desired state has no trust source to install a bundle's CA certificates into")
-    return NodeFiles(pairs, desired.truststore.sources[0])
+    return NodeFiles(pairs, desired.truststore.sources[0], purposes)
