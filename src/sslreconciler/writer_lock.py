@@ -30,12 +30,9 @@ import fcntl
 import os
 import stat
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 from sslreconciler.fsio import LOCK_NAME, LOCK_TEMP_PREFIX, printable_name
 from sslreconciler.model.errors import SslReconcilerError
-from sslreconciler.rootread import opened_ssl_dir
 
 WRITER_LOCK_WAIT_S = 120.0
 _RETRY_S = 0.05
@@ -90,13 +87,6 @@ def lock_for_writing(dir_fd: int, display: str, wait_s: float = WRITER_LOCK_WAIT
                 display,
             )
         time.sleep(_RETRY_S)
-
-
-@contextlib.contextmanager
-def locked_dir(path: Path | str, wait_s: float = WRITER_LOCK_WAIT_S) -> Iterator[int]:
-    """``opened_ssl_dir`` holding the directory's writer lock."""
-    with opened_ssl_dir(path) as fd, lock_for_writing(fd, str(path), wait_s):
-        yield fd
 
 
 def try_lock_for_writing(dir_fd: int, display: str) -> WriterLock | None:

@@ -54,9 +54,11 @@ def _where(args: argparse.Namespace) -> tuple[DesiredState, Path, Path, Path]:
 
 def _renew(args: argparse.Namespace) -> int:
     from sslreconciler.cluster.acme import command
+    from sslreconciler.config.settings import load_settings
 
     where = _where(args)
-    outcome = command.renew(*where, force=args.force)
+    hook_timeout = load_settings(args.config, flag_overrides(args)).hook_timeout
+    outcome = command.renew(*where, force=args.force, hook_timeout=hook_timeout)
     print(outcome.render(args.json))
     return outcome.exit_code
 

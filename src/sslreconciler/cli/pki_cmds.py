@@ -199,11 +199,11 @@ def _renew(args: argparse.Namespace) -> None:
 
 
 def _bundle(args: argparse.Namespace) -> None:
-    from sslreconciler.cluster import bundle
+    from sslreconciler.cluster import bundle_make
 
     if not args.output.parent.is_dir():
         raise UsageError(f"-o {args.output}: the directory {args.output.parent} does not exist")
-    members, notes = bundle.create_bundle(args.staging, args.host, args.output)
+    members, notes = bundle_make.create_bundle(args.staging, args.host, args.output)
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     print(f"{args.output}: bundle for {args.host}: {', '.join(members)}")
@@ -212,17 +212,22 @@ def _bundle(args: argparse.Namespace) -> None:
 def _install_bundle(args: argparse.Namespace) -> int:
     from sslreconciler.reconcile.reconciler import host_name
 
-    def install(ssl_dir: Path, desired: Any) -> str:
-        from sslreconciler.cluster.bundle_install import install_bundle
+    def install(ssl_dir: Path, desired: Any) -> Callable[[int], str]:
+        from sslreconciler.cluster.bundle_install import check_bundle, install_at
+        from sslreconciler.cluster.layout import node_files
         from sslreconciler.config.settings import load_settings
 
+        files = node_files(desired)  # where its members go: the desired state's names
         host = host_name(desired)  # a bundle for another host is refused
+        checked = check_bundle(args.bundle, ssl_dir, files, host, desired.policy.lowered)
         state_dir = load_settings(args.config, flag_overrides(args)).resolved_state_dir()  # the bundle record
-        done = install_bundle(
-            args.bundle, ssl_dir, host, desired.policy.lowered, state_dir=state_dir, takeover=args.takeover
-        )
-        for note in done.notes:  # stderr: --json keeps stdout for the report
-            say(f"sslreconciler: note: {note}")
-        return f"{args.bundle}: installed into {ssl_dir}: " + (", ".join(done.done) or "nothing new")
+
+        def in_place(ssl_fd: int) -> str:
+            done = install_at(checked, ssl_dir, ssl_fd, files, state_dir=state_dir, takeover=args.takeover)
+            for note in done.notes:  # stderr: --json keeps stdout for the report
+                say(f"sslreconciler: note: {note}")
+            return f"{args.bundle}: installed into {ssl_dir}: " + (", ".join(done.done) or "nothing new")
+
+        return in_place
 
     return one_shot(args, change=install)

@@ -76,29 +76,34 @@ def run(args: argparse.Namespace) -> int:
     return run_daemon(args.config, flag_overrides(args))
 
 
-def one_shot(args: argparse.Namespace, dry_run: bool = False, change: Callable[[Path, Any], str] | None = None) -> int:
-    """Every command that reconciles goes through here: ``change`` (install sources) first, then one
-    reconcile through the same ``Reconciler`` the daemon uses, then the hooks its writes call for."""
+def one_shot(
+    args: argparse.Namespace, dry_run: bool = False, change: Callable[[Path, Any], Callable[[int], str]] | None = None
+) -> int:
+    """Every command that reconciles goes through here: ``change`` (given the ssl dir and the desired state)
+    checks what needs no lock and returns the change to the sources, which runs inside the same
+    ``Reconciler.run`` (one lock session) as the reconcile the daemon uses; then the hooks its writes call for."""
     from sslreconciler.config.desired import load_desired_state
     from sslreconciler.config.settings import load_settings
     from sslreconciler.reconcile.reconciler import Reconciler, run_hooks_now
 
     settings = load_settings(args.config, flag_overrides(args))
     desired = load_desired_state(settings.desired_state)
-    what = change(settings.ssl_dir, desired) if change is not None else None
+    prepared = change(settings.ssl_dir, desired) if change is not None else None
     require_dir(settings.ssl_dir)
     reconciler = Reconciler(settings.ssl_dir, settings.resolved_state_dir(), settings.desired_state)
     if reconciler.record_note:  # e.g. root on a state dir the service user could have written
         say(f"sslreconciler: note: {reconciler.record_note}; every store is opened and checked")
-    outcome = reconciler.run(desired, dry_run=dry_run)
+    outcome = reconciler.run(desired, dry_run=dry_run, change=prepared)
     if outcome.state_problem:
         say(f"sslreconciler: warning: {outcome.state_problem}")
+    if prepared is not None and outcome.change_said is None:  # e.g. the lock not had in time: the report says why
+        say("sslreconciler: nothing changed in the ssl dir")
     run_hooks_now(outcome, settings.ssl_dir, settings.hook_timeout)
     report = outcome.report
     if getattr(args, "json", False):
         print(report.to_json())
     else:
-        if what is not None:
-            print(what)
+        if outcome.change_said is not None:
+            print(outcome.change_said)
         print(report.render_text())
     return report.exit_code

@@ -73,27 +73,36 @@ def _ssl_dir(args: argparse.Namespace) -> Path:
 
 
 def _csr(args: argparse.Namespace) -> int:
-    from sslreconciler.cluster import webcert
+    from sslreconciler.cluster import webcsr
+    from sslreconciler.cluster.layout import web_pair
+    from sslreconciler.config.desired import load_desired_state
+    from sslreconciler.config.settings import load_settings
 
-    ssl_dir = _ssl_dir(args)
-    print(webcert.make_csr(ssl_dir, args.subject, args.san, args.output, args.key_type, args.new_key))
+    settings = load_settings(args.config, flag_overrides(args))
+    require_dir(settings.ssl_dir)
+    web = web_pair(load_desired_state(settings.desired_state))  # the pending key's name follows the web pair's
+    print(webcsr.make_csr(settings.ssl_dir, web, args.subject, args.san, args.output, args.key_type, args.new_key))
     return EXIT_OK
 
 
 def _install(args: argparse.Namespace) -> int:
     from sslreconciler.cluster import webcert
+    from sslreconciler.cluster.layout import web_pair
 
     _ssl_dir(args)
     return one_shot(
         args,
         change=lambda ssl_dir, desired: (
-            webcert.install(ssl_dir, args.cert, args.key, args.chain, desired.policy.lowered).message
+            lambda fd: webcert.install_at(ssl_dir, fd, web_pair(desired), args.cert, args.key, args.chain).message
         ),
     )
 
 
 def _rollback(args: argparse.Namespace) -> int:
     from sslreconciler.cluster import webcert
+    from sslreconciler.cluster.layout import web_pair
 
     _ssl_dir(args)
-    return one_shot(args, change=lambda ssl_dir, _desired: webcert.rollback(ssl_dir))
+    return one_shot(
+        args, change=lambda ssl_dir, desired: lambda fd: webcert.rollback_at(ssl_dir, fd, web_pair(desired))
+    )

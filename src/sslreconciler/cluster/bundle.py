@@ -8,7 +8,8 @@ manifest mismatch, a key that does not match its certificate, or a certificate n
 bundled CA. The manifest's ``sequence`` (higher for every bundle the staging area makes) lets a node
 refuse a bundle older than the one it installed (cluster/bundle_record.py); ``manifest.sig``, the signature
 of the CA that issued ``ssl.crt`` over the manifest's bytes, lets it believe the manifest
-(cluster/bundle_sign.py). Putting the files in place is cluster/bundle_install.py.
+(cluster/bundle_sign.py). This module is the format and the checks on arrival; making a bundle is
+cluster/bundle_make.py, putting the files in place cluster/bundle_install.py.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import io
-import json
 import re
 import tarfile
 import zlib
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,16 +29,12 @@ from cryptography import x509
 
 from sslreconciler.cluster import bundle_sign
 from sslreconciler.cluster.sequence import MAX_AHEAD, plausible, when
-from sslreconciler.cluster.staging import next_sequence, read_cert, read_key, signer_name, trusted_cas
-from sslreconciler.fsio import atomic_write, read_regular
+from sslreconciler.fsio import read_regular
 from sslreconciler.model import boundedjson
 from sslreconciler.model.errors import CommandError, SslReconcilerError
 from sslreconciler.model.findings import Level, SourceError
 from sslreconciler.pki import trust, verify
-from sslreconciler.pki.issue import cert_pem
 from sslreconciler.pki.sources import parse_certificates, parse_private_key
-from sslreconciler.stores.entries import StoreContent, cert_der
-from sslreconciler.stores.jks import encode_jks
 
 FORMAT = 1
 MAX_BUNDLE_BYTES = 16 * 1024 * 1024  # the .tgz file
@@ -60,74 +57,8 @@ _FIXED = {"manifest.json", bundle_sign.SIGNATURE, "ssl.key", "ssl.crt", "ssl-web
 PRIVATE = {"ssl.key", "ssl-web.key"}
 
 
-def _sha256(data: bytes) -> str:
+def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _add(tar: tarfile.TarFile, name: str, data: bytes, mtime: float) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    info.mode = 0o600 if name in PRIVATE else 0o644
-    info.mtime = int(mtime)
-    info.uname = info.gname = "root"
-    tar.addfile(info, io.BytesIO(data))
-
-
-def create_bundle(staging: Path, host: str, output: Path, password: str = "changeit") -> tuple[list[str], list[str]]:
-    """Write the bundle for ``host``; the member names and notes. During a CA rotation it carries both CAs."""
-    cas = trusted_cas(staging)
-    ca = cas[0]
-    files: dict[str, bytes] = {}
-    for stem, target in ((host, "ssl"), (f"{host}-web", "ssl-web")):
-        crt, key = staging / f"{stem}.crt", staging / f"{stem}.key"
-        if not crt.exists():
-            if target == "ssl":
-                raise CommandError(
-                    f"{crt}: no certificate staged for {host} (run `pki issue --staging {staging} {host}`)"
-                )
-            continue
-        cert = read_cert(crt)
-        if not verify.key_matches(read_key(key), cert):
-            raise CommandError(f"{crt}: does not match the private key in {key.name}")
-        if signer_name(cert, cas) is None:
-            raise CommandError(
-                f"{crt}: signed by none of the CAs the staging area trusts ({', '.join(c.name for c in cas)}); "
-                f"re-issue it (`pki issue --staging {staging} {host} --renew{' --web' if target == 'ssl-web' else ''}`)"
-            )
-        files[f"{target}.key"] = key.read_bytes()
-        files[f"{target}.crt"] = crt.read_bytes()
-    host_cert = x509.load_pem_x509_certificate(files["ssl.crt"])
-    signer = next(each for each in cas if each.name == signer_name(host_cert, cas))  # checked above
-    cosigners = [each for each in cas if each is not signer]
-    trusted = {}
-    for each in cas:
-        files[f"authorities/{each.name}.crt"] = cert_pem(each.cert)
-        trusted[each.name.lower()] = cert_der(each.cert)
-    trusted[host.lower()] = cert_der(host_cert)
-    files["authorities.jks"] = encode_jks(StoreContent.of(trusted=trusted), password)
-    sequence, notes = next_sequence(staging)  # a node refuses any bundle below the last it installed
-    manifest = {
-        "format": FORMAT,
-        "host": host,
-        "ca": ca.name,
-        "cas": [each.name for each in cas],
-        "created": dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z"),
-        "sequence": sequence,
-        "files": {name: _sha256(data) for name, data in sorted(files.items())},
-    }
-    body = json.dumps(manifest, indent=2).encode()
-    buffer = io.BytesIO()
-    now = dt.datetime.now(dt.UTC).timestamp()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        _add(tar, "manifest.json", body, now)
-        _add(tar, bundle_sign.SIGNATURE, bundle_sign.sign(signer.key, body), now)  # what a node believes
-        for other in cosigners:  # during a rotation: a node that knows only the other CA follows too
-            _add(tar, f"{bundle_sign.COSIGNED}{other.name}.sig", bundle_sign.sign(other.key, body), now)
-        for name, data in sorted(files.items()):
-            _add(tar, name, data, now)
-    atomic_write(output, buffer.getvalue(), 0o600)  # it holds a private key
-    cosigned = [f"{bundle_sign.COSIGNED}{each.name}.sig" for each in cosigners]
-    return ["manifest.json", bundle_sign.SIGNATURE, *cosigned, *sorted(files)], notes
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,7 +194,7 @@ def _check_manifest(path: Path, files: dict[str, bytes]) -> Bundle:
             f"{path}: members and manifest disagree (unlisted {extra}, missing {missing}); nothing installed"
         )
     for name, data in files.items():
-        if _sha256(data) != listed[name]:
+        if sha256_hex(data) != listed[name]:
             raise CommandError(f"{path}: {name} does not match its SHA-256 in the manifest; nothing installed")
     if f"authorities/{ca_name}.crt" not in files or "ssl.key" not in files or "ssl.crt" not in files:
         raise CommandError(f"{path}: needs ssl.key, ssl.crt and authorities/{ca_name}.crt; nothing installed")
@@ -298,12 +229,15 @@ class Verified:
     # an unsigned bundle from before signatures
 
 
-def verify_bundle(path: Path, bundle: Bundle, lowered: frozenset[str] = frozenset()) -> Verified:
+def verify_bundle(
+    path: Path, bundle: Bundle, purposes: Mapping[str, Collection[str]], lowered: frozenset[str] = frozenset()
+) -> Verified:
     """Each key matches its certificate, each certificate chains to the bundled CA, and the manifest is
     signed by the CA ``ssl.crt`` chains to. Notes and that CA, or refusal.
 
     The same trust function as the reconcile (pki/trust.py) with the bundled CA as the only anchor,
-    then the policy rules (``lowered``: those the desired state lowers to a warning).
+    then the policy rules (``lowered``: those the desired state lowers to a warning; ``purposes``: the TLS
+    uses each pair, "ssl" and "ssl-web", must allow: those of the desired state's pair it goes to).
     """
     now = dt.datetime.now(dt.UTC)
     issuer: x509.Certificate | None = None
@@ -327,10 +261,10 @@ def verify_bundle(path: Path, bundle: Bundle, lowered: frozenset[str] = frozense
                     f"{' (or the other bundled CAs)' if len(anchors) > 1 else ''}: "
                     f"{checked.detail}; nothing installed"
                 )
-            purposes = {trust.SERVER, trust.CLIENT} if target == "ssl" else {trust.SERVER}
+            uses = purposes.get(target, {trust.SERVER})
             refused = [
                 f
-                for f in trust.policy_findings(checked.chain, f"{target}.crt", True, purposes, lowered)
+                for f in trust.policy_findings(checked.chain, f"{target}.crt", True, uses, lowered)
                 if f.level is Level.ERROR
             ]
             if refused:

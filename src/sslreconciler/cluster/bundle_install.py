@@ -1,4 +1,5 @@
-"""Installing an HA bundle on a node: everything checked first, then all files in place or none.
+"""Installing an HA bundle on a node: everything checked first (``check_bundle``, before the lock), then
+all files in place or none (``install_at``, the change of one ``Reconciler.run``).
 
 The bundle's format, and the checks on what it holds, are cluster/bundle.py; what the node remembers of the
 bundles it installed (and so refuses: an older one), cluster/bundle_record.py.
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from sslreconciler.cluster import bundle_record, bundle_sign
+from sslreconciler.cluster import bundle_record, bundle_retire, bundle_sign
 from sslreconciler.cluster.bundle import (
     CA_MEMBER,
     MAX_MEMBER_BYTES,
@@ -24,6 +25,7 @@ from sslreconciler.cluster.bundle import (
     read_bundle,
     verify_bundle,
 )
+from sslreconciler.cluster.layout import NodeFiles
 from sslreconciler.fsio import (
     TEMP_PREFIX,
     lstat_at,
@@ -36,8 +38,6 @@ from sslreconciler.model.errors import CommandError
 from sslreconciler.model.findings import SourceError
 from sslreconciler.pki import verify
 from sslreconciler.pki.sources import parse_certificates, parse_private_key
-from sslreconciler.rootread import opened_ssl_dir
-from sslreconciler.writer_lock import DirLocked, lock_for_writing
 
 BACKUP_SUFFIX = ".bundle-previous"  # what an install replaced, kept beside it
 
@@ -48,55 +48,69 @@ class Installed:
     notes: list[str]  # what was left, or ignored, and why: for the operator to read
 
 
-def install_bundle(
-    path: Path,
-    ssl_dir: Path,
-    host: str | None = None,
-    lowered: frozenset[str] = frozenset(),
-    *,
-    state_dir: Path,
-    takeover: bool = False,
-) -> Installed:
-    """Check everything, then put the sources in place (only what differs), all or nothing.
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """A bundle read and verified, not yet installed: all that needs no lock."""
 
-    ``host``: this node's name; a bundle made for another host is refused. ``lowered``: the policy rules
-    the desired state lowers to a warning. ``state_dir``: where this node's bundle record is kept
-    (cluster/bundle_record.py): a bundle older than the last one installed is refused. The manifest must bear
-    the signature of the CA ``ssl.crt`` chains to, and that CA must be one this node already follows, unless
-    ``takeover`` (cluster/bundle_sign.py). Every new file is
-    staged first (a temp file beside its target); then each is swapped in, the file it replaces kept as
-    ``<name>.bundle-previous``. A failure at any point puts back every file already swapped.
-    """
+    path: Path
+    bundle: Bundle
+    endorsers: list[x509.Certificate]
+
+
+def check_bundle(
+    path: Path, ssl_dir: Path, files: NodeFiles, host: str | None = None, lowered: frozenset[str] = frozenset()
+) -> Checked:
+    """Read and verify the bundle before the lock is taken (``host``: this node's name; a bundle made for
+    another host is refused. ``lowered``: the policy rules the desired state lowers to a warning), and make
+    the ssl dir when a fresh node has none."""
     bundle = read_bundle(path)
-    verified = verify_bundle(path, bundle, lowered)
+    verified = verify_bundle(path, bundle, files.purposes, lowered)  # each pair for its own TLS purposes
     if host is not None and bundle.host.lower() != host.lower():
         raise CommandError(f"{path}: made for {bundle.host}, but this host is {host}; nothing installed")
     ssl_dir.mkdir(parents=True, exist_ok=True)
-    with opened_ssl_dir(ssl_dir) as ssl_fd, contextlib.ExitStack() as held:
-        try:
-            held.enter_context(lock_for_writing(ssl_fd, str(ssl_dir)))  # the daemon must not sweep our temp files
-        except DirLocked as exc:
-            raise CommandError(f"{ssl_dir}: {exc.strerror}; nothing installed") from None
-        loaded = bundle_record.load(state_dir, ssl_fd, ssl_dir)
-        bundle_record.check_order(path, bundle.sequence, bundle.created, loaded.record)
-        bundle_record.check_identity(path, ssl_fd, _leaf(bundle), ca_certs(bundle))
-        switched = bundle_sign.check_continuity(path, ssl_fd, verified.endorsers, loaded.record, takeover)
-        carried = {
-            name.removeprefix("authorities/"): bundle_record.ders_of(data, name) or frozenset()
-            for name, data in bundle.files.items()
-            if CA_MEMBER.match(name)
-        }
-        auth_fd = _authorities_dir(ssl_dir, ssl_fd)
-        try:
-            written = _swap_in(ssl_dir, ssl_fd, auth_fd, bundle)
-            # CA files an earlier bundle installed and this one no longer carries (a retired CA) go.
-            removed, notes = bundle_record.retire(auth_fd, f"{ssl_dir}/authorities", loaded.record, carried)
-        finally:
-            os.close(auth_fd)
-        record = bundle_record.NodeRecord(bundle.sequence, carried)
-        problem = bundle_record.save(state_dir, ssl_fd, record, loaded.others)
+    return Checked(path, bundle, verified.endorsers)
+
+
+def install_at(
+    checked: Checked, ssl_dir: Path, ssl_fd: int, files: NodeFiles, *, state_dir: Path, takeover: bool = False
+) -> Installed:
+    """Put the sources in place (only what differs), all or nothing: the change of ``install-bundle``'s
+    reconcile, the writer lock held by the caller (so the daemon cannot sweep our temp files, and the CA
+    files retired here and the truststore rebuilt without them are one lock session).
+
+    ``state_dir``: where this node's bundle record is kept (cluster/bundle_record.py): a bundle older than
+    the last one installed is refused. The manifest must bear the signature of the CA ``ssl.crt`` chains
+    to, and that CA must be one this node already follows, unless ``takeover`` (cluster/bundle_sign.py).
+    ``files``: the desired state's names for the bundle's members (cluster/layout.py).
+    Every new file is staged first (a temp file beside its target); then each is swapped in, the file it
+    replaces kept as ``<name>.bundle-previous``. A failure at any point puts back every file already swapped.
+    """
+    path, bundle = checked.path, checked.bundle
+    homeless = sorted(
+        name for name in ("ssl-web.key", "ssl-web.crt") if name in bundle.files and name not in files.pairs
+    )
+    if homeless:
+        raise CommandError(f"{path}: carries {homeless[0]}, but the desired state has no web pair; nothing installed")
+    loaded = bundle_record.load(state_dir, ssl_fd, ssl_dir)
+    bundle_record.check_order(path, bundle.sequence, bundle.created, loaded.record)
+    bundle_record.check_identity(path, ssl_fd, files.host_crt, _leaf(bundle), ca_certs(bundle))
+    switched = bundle_sign.check_continuity(path, ssl_fd, checked.endorsers, loaded.record, takeover, files)
+    carried = {
+        name.removeprefix("authorities/"): bundle_record.ders_of(data, name) or frozenset()
+        for name, data in bundle.files.items()
+        if CA_MEMBER.match(name)
+    }
+    auth_fd = _authorities_dir(ssl_dir, ssl_fd, files.authorities)
+    try:
+        written = _swap_in(ssl_dir, ssl_fd, auth_fd, bundle, files)
+        # CA files an earlier bundle installed and this one no longer carries (a retired CA) go.
+        removed, notes = bundle_retire.retire(auth_fd, f"{ssl_dir}/{files.authorities}", loaded.record, carried)
+    finally:
+        os.close(auth_fd)
+    record = bundle_record.NodeRecord(bundle.sequence, carried)
+    problem = bundle_record.save(state_dir, ssl_fd, record, loaded.others)
     return Installed(
-        written + [f"removed authorities/{name}" for name in removed],
+        written + [f"removed {files.authorities}/{name}" for name in removed],
         loaded.notes + ([switched] if switched else []) + notes + ([problem] if problem else []),
     )
 
@@ -107,27 +121,32 @@ def _leaf(bundle: Bundle) -> x509.Certificate:
     return verify.order_chain(key, parse_certificates(bundle.files["ssl.crt"], "ssl.crt"), "ssl.crt")[0][0]
 
 
-def _authorities_dir(ssl_dir: Path, ssl_fd: int) -> int:
-    """A descriptor of ``authorities/``, made when missing and then the ssl dir owner's, as every file root
-    makes there: the daemon, running as that user, adds hash links to it."""
+def _authorities_dir(ssl_dir: Path, ssl_fd: int, authorities: str) -> int:
+    """A descriptor of ``authorities/`` (the desired state's first trust source), made when missing (a
+    plain name) and then the ssl dir owner's, as every file root makes there: the daemon, running as that
+    user, adds hash links to it."""
+    made = False
+    if "/" not in authorities:
+        try:
+            os.mkdir(authorities, 0o755, dir_fd=ssl_fd)
+            made = True
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise CommandError(f"{ssl_dir}/{authorities}: cannot be made: {exc.strerror}; nothing installed") from None
     try:
-        os.mkdir("authorities", 0o755, dir_fd=ssl_fd)
-        made = True
-    except FileExistsError:
-        made = False
+        auth_fd = open_subdir(ssl_fd, authorities)
     except OSError as exc:
-        raise CommandError(f"{ssl_dir}/authorities: cannot be made: {exc.strerror}; nothing installed") from None
-    try:
-        auth_fd = open_subdir(ssl_fd, "authorities")
-    except OSError as exc:
-        raise CommandError(f"{ssl_dir}/authorities: not a real directory ({exc.strerror}); nothing installed") from None
+        raise CommandError(
+            f"{ssl_dir}/{authorities}: not a real directory ({exc.strerror}); nothing installed"
+        ) from None
     uid, gid = owner_for_new_files(ssl_fd)
     if made and uid is not None:
         try:
             os.fchown(auth_fd, uid, -1 if gid is None else gid)
         except OSError as exc:
             os.close(auth_fd)
-            raise CommandError(f"{ssl_dir}/authorities: cannot be given to uid {uid}: {exc.strerror}") from None
+            raise CommandError(f"{ssl_dir}/{authorities}: cannot be given to uid {uid}: {exc.strerror}") from None
     return auth_fd
 
 
@@ -148,21 +167,24 @@ def _same_content(dir_fd: int, name: str, data: bytes) -> bool:
         return False
 
 
-def _swap_in(ssl_dir: Path, ssl_fd: int, auth_fd: int, bundle: Bundle) -> list[str]:
+def _swap_in(ssl_dir: Path, ssl_fd: int, auth_fd: int, bundle: Bundle, files: NodeFiles) -> list[str]:
     authorities = sorted(name for name in bundle.files if CA_MEMBER.match(name))  # both CAs during a rotation
     order = [*authorities, "ssl.key", "ssl.crt", "ssl-web.key", "ssl-web.crt"]
     staged: list[_Staged] = []
     try:
-        for display in order:
-            if display not in bundle.files:
+        for member in order:
+            if member not in bundle.files:
                 continue
-            dir_fd, name = (
-                (auth_fd, display.split("/", 1)[1]) if display.startswith("authorities/") else (ssl_fd, display)
-            )
-            if _same_content(dir_fd, name, bundle.files[display]):
+            if member.startswith("authorities/"):
+                dir_fd, name = auth_fd, member.split("/", 1)[1]
+                display = f"{files.authorities}/{name}"
+            else:
+                dir_fd, name = ssl_fd, files.pairs[member]
+                display = name
+            if _same_content(dir_fd, name, bundle.files[member]):
                 continue
-            mode = 0o600 if display in PRIVATE else 0o644
-            temp = write_temp_at(dir_fd, name, bundle.files[display], mode, *owner_for_new_files(dir_fd))
+            mode = 0o600 if member in PRIVATE else 0o644
+            temp = write_temp_at(dir_fd, name, bundle.files[member], mode, *owner_for_new_files(dir_fd))
             staged.append(_Staged(dir_fd, name, display, temp))
         for item in staged:
             if lstat_at(item.dir_fd, item.name) is not None:

@@ -13,7 +13,7 @@ Going back is refused twice over: a bundle whose sequence is below the recorded 
 with or without a record, a bundle that would swap ``ssl.crt`` for an older certificate while carrying
 no CA the current ``ssl.crt`` chains to. A CA file is removed only when a bundle put it there and it
 still holds exactly the certificates it recorded (by DER: a CRLF re-save is the same file); a copy of a
-retired CA anywhere else in ``authorities/`` is left and named.
+retired CA anywhere else in ``authorities/`` is left and named (cluster/bundle_retire.py).
 """
 
 from __future__ import annotations
@@ -32,13 +32,11 @@ from cryptography import x509
 
 from sslreconciler.cluster.sequence import plausible, when
 from sslreconciler.fsio import (
-    TEMP_PREFIX,
     atomic_write_at,
     fd_path,
     open_dir,
     open_subdir,
     opened_dir,
-    printable_name,
     read_at,
     written_by_others,
 )
@@ -209,11 +207,11 @@ def check_order(path: Path, sequence: int | None, created: str, record: NodeReco
         )
 
 
-def check_identity(path: Path, ssl_fd: int, leaf: x509.Certificate, cas: list[x509.Certificate]) -> None:
-    """Never trade the node's ``ssl.crt`` for an older certificate (least of all while dropping the CA it
-    chains to, as a replayed pre-rotation bundle does): refused even when no record says so."""
+def check_identity(path: Path, ssl_fd: int, host_crt: str, leaf: x509.Certificate, cas: list[x509.Certificate]) -> None:
+    """Never trade the node's ``ssl.crt`` (``host_crt``) for an older certificate (least of all while dropping
+    the CA it chains to, as a replayed pre-rotation bundle does): refused even when no record says so."""
     try:
-        current = parse_certificates(read_at(ssl_fd, "ssl.crt", "ssl.crt", None, MAX_CA_BYTES)[0], "ssl.crt")
+        current = parse_certificates(read_at(ssl_fd, host_crt, host_crt, None, MAX_CA_BYTES)[0], host_crt)
     except SourceError:
         return  # nothing (readable) installed yet
     now = next((c for c in current if not verify.is_ca(c)), current[0])
@@ -228,67 +226,6 @@ def check_identity(path: Path, ssl_fd: int, leaf: x509.Certificate, cas: list[x5
         + ": a bundle from before a renewal or a CA rotation? If this node is meant to take that certificate, "
         "re-issue it on the master (`pki issue --renew HOST`) and bundle that; nothing installed"
     )
-
-
-def retire(
-    auth_fd: int, display: str, record: NodeRecord | None, carried: Mapping[str, Ders]
-) -> tuple[list[str], list[str]]:
-    """Remove the CA files earlier bundles installed that this one does not carry, when they still hold
-    what was recorded; name every other file that still holds a retired CA. (removed names, notes)."""
-    if record is None:
-        return [], []
-    gone = {name: ders for name, ders in record.authorities.items() if name not in carried}
-    kept = frozenset().union(*carried.values())
-    retired = frozenset().union(*gone.values()) - kept
-    removed, notes = [], []
-    for name, ders in sorted(gone.items()):
-        try:
-            held = ders_of(read_at(auth_fd, name, name, None, MAX_CA_BYTES)[0], name)
-        except SourceError as exc:
-            if exc.finding.code is not FindingCode.MISSING:
-                notes.append(f"{display}/{exc.finding.file} {exc.finding.reason}; left")
-            continue
-        if held == ders:
-            try:
-                os.unlink(name, dir_fd=auth_fd)
-                removed.append(name)
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                notes.append(f"{display}/{name} holds a retired CA but cannot be removed ({exc.strerror}); left")
-        elif held and held & retired:
-            notes.append(
-                f"{display}/{name} holds a retired CA and other certificates (changed since a bundle put it "
-                "there); left, so that CA is still trusted: remove it by hand"
-            )
-    if retired:
-        try:
-            notes += _copies(auth_fd, display, retired, {*removed, *carried})
-        except OSError as exc:
-            notes.append(f"{display}: cannot be listed ({exc.strerror}), so copies of a retired CA are not named")
-    if removed:
-        with contextlib.suppress(OSError):
-            os.fsync(auth_fd)
-    return removed, notes
-
-
-def _copies(auth_fd: int, display: str, retired: Ders, skip: set[str]) -> list[str]:
-    """A note for each other plain file in ``authorities/`` that holds a retired CA."""
-    notes = []
-    for name in sorted(os.listdir(auth_fd)):
-        if name in skip or name.startswith((".", TEMP_PREFIX)):
-            continue
-        try:  # links and FIFOs are refused here, never followed or opened
-            certs = parse_certificates(read_at(auth_fd, name, name, None, MAX_CA_BYTES)[0], name)
-        except SourceError:
-            continue
-        held = [c for c in certs if hashlib.sha256(trust.der(c)).hexdigest() in retired]
-        if held:
-            notes.append(
-                f"{display}/{printable_name(name)} holds {trust.describe(held[0])}, a CA this bundle retired, and "
-                "no bundle put it there; left, so that CA is still trusted: remove it if it should go"
-            )
-    return notes
 
 
 def save(state_dir: Path, ssl_fd: int, record: NodeRecord, others: Mapping[str, NodeRecord]) -> str:

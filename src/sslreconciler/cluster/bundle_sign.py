@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from sslreconciler.cluster.bundle_record import MAX_CA_BYTES, NodeRecord
+from sslreconciler.cluster.layout import NodeFiles
 from sslreconciler.fsio import open_subdir, read_at
 from sslreconciler.model.errors import CommandError
 from sslreconciler.model.findings import SourceError
@@ -118,8 +119,10 @@ def check_continuity(
     endorsers: list[x509.Certificate],
     record: NodeRecord | None,
     takeover: bool,
+    files: NodeFiles,
 ) -> str:
     """Refuse a bundle signed by a CA this node has never trusted through a bundle, unless ``takeover``.
+    ``files``: where this node keeps the host pair and the CA files (the desired state's names).
 
     Known: the DERs of the CA files earlier bundles installed (root's record); without a record, whatever
     issued the current ``ssl.crt`` (a file the service user owns: not asked while root's record speaks). A
@@ -129,7 +132,7 @@ def check_continuity(
         return ""  # an unsigned bundle from before sequences: accepted only while no sequenced one was
     signed_by = endorsers[0]
     recorded = frozenset().union(*record.authorities.values()) if record else frozenset()
-    current = _current(ssl_fd)
+    current = _current(ssl_fd, files.host_crt)
     if not recorded and not current:
         return ""  # a fresh node: the first signed bundle decides
     for ca in endorsers:
@@ -137,7 +140,7 @@ def check_continuity(
             return ""
         if not recorded and any(trust.der(c) == trust.der(ca) or trust.signed_by(c, ca) for c in current):
             return ""
-    known = _known(ssl_fd, record, recorded, [] if recorded else current)
+    known = _known(ssl_fd, record, recorded, [] if recorded else current, files)
     if takeover:
         return f"--takeover: this node now follows {named(signed_by)} instead of {known}"
     raise CommandError(
@@ -147,16 +150,18 @@ def check_continuity(
     )
 
 
-def _current(ssl_fd: int) -> list[x509.Certificate]:
+def _current(ssl_fd: int, host_crt: str) -> list[x509.Certificate]:
     try:
-        return parse_certificates(read_at(ssl_fd, "ssl.crt", "ssl.crt", None, MAX_CA_BYTES)[0], "ssl.crt")
+        return parse_certificates(read_at(ssl_fd, host_crt, host_crt, None, MAX_CA_BYTES)[0], host_crt)
     except SourceError:
         return []  # none (readable) yet
 
 
-def _known(ssl_fd: int, record: NodeRecord | None, recorded: frozenset[str], current: list[x509.Certificate]) -> str:
+def _known(
+    ssl_fd: int, record: NodeRecord | None, recorded: frozenset[str], current: list[x509.Certificate], files: NodeFiles
+) -> str:
     """The CAs this node follows: by subject and fingerprint where a file in authorities/ still holds them."""
-    held = _recorded_certs(ssl_fd, record, recorded)
+    held = _recorded_certs(ssl_fd, record, recorded, files.authorities)
     names = [named(held[fp]) if fp in held else f"a CA with SHA-256 {fp}" for fp in sorted(recorded)]
     leaf = next((c for c in current if not verify.is_ca(c)), current[0] if current else None)
     if leaf is not None and not any(trust.signed_by(leaf, c) for c in held.values()):
@@ -164,11 +169,13 @@ def _known(ssl_fd: int, record: NodeRecord | None, recorded: frozenset[str], cur
     return ", ".join(names) or "no CA"
 
 
-def _recorded_certs(ssl_fd: int, record: NodeRecord | None, recorded: frozenset[str]) -> dict[str, x509.Certificate]:
+def _recorded_certs(
+    ssl_fd: int, record: NodeRecord | None, recorded: frozenset[str], authorities: str
+) -> dict[str, x509.Certificate]:
     if record is None:
         return {}
     try:
-        auth_fd = open_subdir(ssl_fd, "authorities")
+        auth_fd = open_subdir(ssl_fd, authorities)
     except OSError:
         return {}
     held: dict[str, x509.Certificate] = {}

@@ -1,9 +1,11 @@
 """The one way in: every command that reconciles (``reconcile``, ``check``, ``web install|rollback``,
-``pki install-bundle``) and the daemon go through ``Reconciler.run``, so they cannot differ.
+``pki install-bundle``, ``acme renew``) and the daemon go through ``Reconciler.run``, so they cannot differ.
 
 It owns what outlives one reconcile (the process memo, the state-dir record, the last report) and the
-sequence: open the ssl dir once, take the writer lock (not for a dry run), observe, decide, execute,
-settle, save. Whatever breaks inside becomes an ``internal`` finding and a failed report, never an
+sequence: open the ssl dir once, take the writer lock (not for a dry run), apply the command's change to
+the sources (``change``), observe, decide, execute, settle, save. The change runs inside the same lock
+acquisition as the reconcile, so no other writer comes between the sources a command writes and the
+stores built from them. Whatever breaks inside becomes an ``internal`` finding and a failed report, never an
 exception. Hooks are returned as due; ``run_hooks_now`` runs them for a one-shot, the daemon queues
 them on its worker.
 """
@@ -15,7 +17,7 @@ import errno
 import os
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,6 +55,12 @@ class Outcome:
     recheck_at: float | None = None  # wall clock: when the grace window of a pending error ends
     state_problem: str = ""  # the state dir could not be written: for the caller to say
     busy: str | None = None  # run(lock_wait_s=0) found another writer: who ("" unknown); nothing was done
+    change_said: str | None = None  # what the command's change said it did; None: it was not applied
+
+
+# A command's change to the sources: given the ssl dir's descriptor (the writer lock held), it acts relative
+# to it and returns what it did, for the operator. Raising (CommandError: refused) means nothing reconciled.
+Change = Callable[[int], str]
 
 
 class Reconciler:
@@ -74,7 +82,6 @@ class Reconciler:
         # opening the stores (PKCS#12 key derivation alone costs tens of milliseconds per store).
         self.memo = memo if memo is not None else load_record(state_dir)
         self.seen: dict[tuple[str, float], float] = {}  # (source, mtime) -> first seen: the grace clock
-        self.last: Report | None = None
 
     @property
     def record_note(self) -> str:
@@ -87,9 +94,15 @@ class Reconciler:
         dry_run: bool = False,
         extra: Sequence[Finding] = (),
         lock_wait_s: float = WRITER_LOCK_WAIT_S,
+        change: Change | None = None,
     ) -> Outcome:
         """One reconcile. ``lock_wait_s`` 0 (the daemon, which must keep answering while it waits): when
-        another writer holds the lock, an Outcome with ``busy`` set at once, nothing read, saved or kept."""
+        another writer holds the lock, an Outcome with ``busy`` set at once, nothing read, saved or kept.
+
+        ``change`` (a command's new sources; never with ``dry_run``) runs under the same lock, right before
+        observe. What it raises lets go of the lock and propagates: nothing reconciled, nothing saved."""
+        if change is not None and dry_run:
+            raise ValueError("a dry run changes nothing")
         started, t0 = dt.datetime.now(dt.UTC), time.monotonic()
 
         def failed(finding: Finding, internal: bool = False) -> Outcome:
@@ -105,6 +118,8 @@ class Reconciler:
             )
             return self._finish(failed(error(str(self.ssl_dir), reason, FindingCode.MISSING)), dry_run)
         lock: WriterLock | None = None
+        refused: Exception | None = None
+        said: str | None = None  # set once the change is in place, whatever the reconcile after it does
         try:
             if not dry_run:  # one writer per ssl dir: the daemon or a one-shot
                 if lock_wait_s > 0:
@@ -115,7 +130,13 @@ class Reconciler:
                     busy = failed(error(str(self.ssl_dir), text, FindingCode.LOCKED))
                     busy.busy = holder
                     return busy
-            outcome = self._run_at(ssl_fd, desired, dry_run, list(extra), started, t0)
+            if change is not None:
+                try:
+                    said = change(ssl_fd)
+                except Exception as exc:  # the command's refusal (or its write error): the caller's to say
+                    refused = exc
+            if refused is None:
+                outcome = self._run_at(ssl_fd, desired, dry_run, list(extra), started, t0)
         except DirLocked as exc:
             outcome = failed(error(str(self.ssl_dir), f"not reconciled: {exc.strerror}", FindingCode.LOCKED))
         except ConfigError:
@@ -124,13 +145,17 @@ class Reconciler:
             from sslreconciler.reconcile.internal_error import log_once
 
             where = log_once(exc, str(self.ssl_dir))  # the traceback, once per type and place
-            detail = f"{type(exc).__name__}: {exc}" if isinstance(exc, OSError | ValueError) else type(exc).__name__
+            # an OSError says errno and file; any other message (a ValueError's) may quote what was read
+            detail = f"{type(exc).__name__}: {exc}" if isinstance(exc, OSError) else type(exc).__name__
             text = f"reconcile broke off unexpectedly ({detail}, raised at {where}); the rest of this run was skipped"
             outcome = failed(error(str(self.ssl_dir), text, FindingCode.INTERNAL), internal=True)
         finally:
             if lock is not None:
                 lock.release()
             os.close(ssl_fd)
+        if refused is not None:
+            raise refused
+        outcome.change_said = said
         return self._finish(outcome, dry_run)
 
     def _run_at(
@@ -154,7 +179,6 @@ class Reconciler:
         return Outcome(report, hooks_due(desired.hooks, written), decision.recheck_at)
 
     def _finish(self, outcome: Outcome, dry_run: bool) -> Outcome:
-        self.last = outcome.report
         if not dry_run:
             try:
                 save_report(self.state_dir, outcome.report)

@@ -1,8 +1,9 @@
 """`acme renew` and `acme status`: observe the web certificate and the record, decide, then act.
 
-`renew` installs a new pair through webcert.install, exactly as `web install` does for an admin:
-ssl-web.key + ssl-web.crt, the old pair kept as .previous. The running daemon sees the new sources
-and rebuilds the web stores and runs the hooks. Nothing in the ssl dir changes on a failure.
+`renew` installs a new pair with `web install`'s checks (the desired state's web pair, ssl-web.key +
+ssl-web.crt with the seed's names, the old pair kept as .previous) as the change of one
+``Reconciler.run``: the web stores are rebuilt in the same lock session and the hooks run before it
+exits, daemon or none. Nothing in the ssl dir changes on a failure to get or install the pair.
 """
 
 from __future__ import annotations
@@ -10,37 +11,28 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-import hashlib
 import json
-import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from sslreconciler.cluster.acme.observe import Observed, cert_facts, memory, notes, observe
 from sslreconciler.cluster.acme.record import account_key, write_record
-from sslreconciler.cluster.webcert import CRT, KEY
+from sslreconciler.cluster.layout import web_pair
 from sslreconciler.config.desired import Acme, DesiredState, resolve_password
-from sslreconciler.fsio import read_source
 from sslreconciler.model.errors import CommandError, ConfigError
 from sslreconciler.model.findings import FindingCode, SourceError, error
 from sslreconciler.model.text import printable
-from sslreconciler.pki.sources import parse_certificates
-from sslreconciler.reconcile.acme_decide import (
-    CertFacts,
-    Decision,
-    Memory,
-    Wanted,
-    decide,
-    is_overdue,
-    iso,
-    renewal_point,
-)
-from sslreconciler.reconcile.acme_state import RECORD, AcmeRecord, load_record, parse_time
+from sslreconciler.reconcile.acme_decide import CertFacts, Decision, decide, is_overdue, iso, renewal_point
+from sslreconciler.reconcile.acme_state import AcmeRecord
+
+if TYPE_CHECKING:
+    from sslreconciler.cluster.acme.judge import Judged
+    from sslreconciler.reconcile.report import Report
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
@@ -55,83 +47,6 @@ class Outcome:
         # escaped line by line: the server's words, a certificate's subject and the state dir's record
         # (the service user's) must not drive the terminal of whoever runs this
         return json.dumps(self.doc, indent=2) if as_json else "\n".join(printable(line) for line in self.lines)
-
-
-@dataclass(frozen=True, slots=True)
-class Observed:
-    acme: Acme
-    names: list[str]
-    wanted: Wanted
-    cert: CertFacts | None
-    cert_pem: bytes | None
-    record: AcmeRecord
-    record_note: str | None = None  # why the state dir's record was not usable (then it is ignored)
-
-
-def _acme_block(desired: DesiredState, desired_file: Path) -> Acme:
-    if desired.acme is None:
-        raise ConfigError(desired_file, "no acme block: nothing to renew (see docs/acme.md)", "acme")
-    return desired.acme
-
-
-def _config_key(acme: Acme, names: list[str]) -> str:
-    relevant = {
-        "directory": acme.directory,
-        "names": sorted(names),
-        "challenge": acme.challenge.model_dump(mode="json"),
-        "key_type": acme.key_type,
-        "ca_bundle": str(acme.ca_bundle),
-        "eab": acme.eab.kid if acme.eab else None,
-    }
-    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _cert_facts(cert: x509.Certificate) -> CertFacts:
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        names = frozenset(n.lower() for n in san.get_values_for_type(x509.DNSName))
-    except x509.ExtensionNotFound:
-        names = frozenset()
-    return CertFacts(
-        cert.fingerprint(hashes.SHA256()).hex(), names, cert.not_valid_before_utc, cert.not_valid_after_utc
-    )
-
-
-def _web_certificate(ssl_dir: Path) -> tuple[CertFacts | None, bytes | None]:
-    """The web pair's leaf certificate; None when the pair is missing or unreadable (it will be replaced)."""
-    if not (ssl_dir / KEY).exists():
-        return None, None
-    try:
-        data, _ = read_source(ssl_dir / CRT, CRT, [ssl_dir])
-        leaf = parse_certificates(data, CRT)[0]
-    except (SourceError, IndexError):
-        return None, None
-    return _cert_facts(leaf), leaf.public_bytes(serialization.Encoding.PEM)
-
-
-def observe(desired: DesiredState, desired_file: Path, ssl_dir: Path, state_dir: Path) -> Observed:
-    acme = _acme_block(desired, desired_file)
-    names = [n.lower() for n in (acme.names or [desired.hostname or socket.getfqdn()])]
-    renew_before = dt.timedelta(days=acme.renew_before_days) if acme.renew_before_days is not None else None
-    wanted = Wanted(acme.directory, frozenset(names), renew_before, acme.drop_in, _config_key(acme, names))
-    cert, pem = _web_certificate(ssl_dir)
-    record, problem = load_record(state_dir)
-    note = f"note: {state_dir / RECORD}: {problem}; ignored (a new one is written)" if problem else None
-    return Observed(acme, names, wanted, cert, pem, record, note)
-
-
-def _notes(obs: Observed) -> list[str]:
-    return [obs.record_note] if obs.record_note else []
-
-
-def _memory(record: AcmeRecord) -> Memory:
-    return Memory(
-        record.issued_fingerprint,
-        record.directory if record.issued_fingerprint else None,
-        record.failures,
-        parse_time(record.last_failure),
-        record.failed_config_key,
-    )
 
 
 def _new_key(key_type: str) -> bytes:
@@ -186,7 +101,9 @@ def _doc(obs: Observed, decision: Decision, record: AcmeRecord) -> dict[str, Any
     }
 
 
-def renew(desired: DesiredState, desired_file: Path, ssl_dir: Path, state_dir: Path, force: bool) -> Outcome:
+def renew(
+    desired: DesiredState, desired_file: Path, ssl_dir: Path, state_dir: Path, force: bool, hook_timeout: float
+) -> Outcome:
     from sslreconciler.cluster.acme import client, transport
     from sslreconciler.cluster.acme.judge import judge
 
@@ -204,14 +121,14 @@ def renew(desired: DesiredState, desired_file: Path, ssl_dir: Path, state_dir: P
         with contextlib.suppress(client.AcmeFailure, SourceError, OSError):
             known_key = account_key(state_dir)
             session, ari = transport.within(until, timeout_s, lambda: _ari(obs.acme, known_key, cert_pem))
-    decision = decide(now, obs.wanted, obs.cert, _memory(record), ari, force)
+    decision = decide(now, obs.wanted, obs.cert, memory(record), ari, force)
     record.last_attempt = iso(now)
     if decision.renewal_due is not None:
         record.renewal_due = iso(decision.renewal_due)
         record.not_after = iso(obs.cert.not_after) if obs.cert else None
     if not decision.renew:
         backing_off = decision.backing_off
-        lines = [*_notes(obs), decision.reason]
+        lines = [*notes(obs), decision.reason]
         if backing_off:
             record.last_result = "backing-off"
         else:
@@ -219,7 +136,7 @@ def renew(desired: DesiredState, desired_file: Path, ssl_dir: Path, state_dir: P
         record.last_message = decision.reason
         _save(state_dir, record, lines)
         return Outcome(EXIT_FAILED if backing_off else EXIT_OK, lines, _doc(obs, decision, record))
-    lines = [*_notes(obs), f"renewing the web certificate for {', '.join(obs.names)}: {decision.reason}"]
+    lines = [*notes(obs), f"renewing the web certificate for {', '.join(obs.names)}: {decision.reason}"]
     before = dataclasses.replace(record)
     try:
         try:
@@ -238,12 +155,12 @@ def renew(desired: DesiredState, desired_file: Path, ssl_dir: Path, state_dir: P
                 return client.order_certificate(current, obs.acme, obs.names, key_pem, until)
 
         judged = judge(transport.within(until, timeout_s, order), key_pem, obs.names)
-        facts = _cert_facts(judged.leaf)  # the leaf installed, whatever order the server sent
+        facts = cert_facts(judged.leaf)  # the leaf installed, whatever order the server sent
         due = renewal_point(facts, obs.wanted.renew_before, None)
         # Saved before the install: the daemon reacts to the new files at once and reads this record.
         _record_success(record, obs, facts, due, now)
         _save(state_dir, record, lines)
-        message = _install(ssl_dir, judged.pem(), key_pem)
+        message, reconciled = _install(desired, desired_file, ssl_dir, state_dir, hook_timeout, judged, key_pem)
     except client.AcmeFailure as exc:
         record = before
         finding = error(
@@ -260,8 +177,10 @@ def renew(desired: DesiredState, desired_file: Path, ssl_dir: Path, state_dir: P
         _save(state_dir, record, lines)
         return Outcome(EXIT_FAILED, lines, {**_doc(obs, decision, record), "finding": finding.to_dict()})
     lines += [message, f"valid until {iso(facts.not_after)}; renewal point {iso(due)}"]
+    lines += reconciled.render_text().splitlines()
     obs = Observed(obs.acme, obs.names, obs.wanted, facts, None, record)
-    return Outcome(EXIT_OK, lines, _doc(obs, Decision(False, "issued", due, due), record))
+    doc = _doc(obs, Decision(False, "issued", due, due), record)
+    return Outcome(EXIT_OK, lines, {**doc, "reconcile": reconciled.to_dict()})
 
 
 def _record_success(record: AcmeRecord, obs: Observed, facts: CertFacts, due: dt.datetime, now: dt.datetime) -> None:
@@ -281,27 +200,45 @@ def _ari(acme: Acme, key: ec.EllipticCurvePrivateKey, cert_pem: bytes) -> tuple[
     return session, client.renewal_window_start(session, cert_pem)
 
 
-def _install(ssl_dir: Path, fullchain: bytes, key_pem: bytes) -> str:
-    """Install through `web install`'s checks (.previous pair, atomic writes), from memory: nothing is
-    written outside the ssl dir, so no directory another user could swap is ever written through."""
+def _install(
+    desired: DesiredState,
+    desired_file: Path,
+    ssl_dir: Path,
+    state_dir: Path,
+    hook_timeout: float,
+    judged: Judged,
+    key_pem: bytes,
+) -> tuple[str, Report]:
+    """Install with `web install`'s checks (.previous pair, atomic writes) from memory, as the change of one
+    reconcile: nothing is written outside the ssl dir, and the stores and hooks follow before we exit."""
     from sslreconciler.cluster import webcert
     from sslreconciler.cluster.acme.client import AcmeFailure
+    from sslreconciler.reconcile.reconciler import Reconciler, run_hooks_now
+
+    def change(ssl_fd: int) -> str:
+        installed = webcert.install_data_at(ssl_dir, ssl_fd, web, judged.pem(), key_pem, "the ACME certificate")
+        return installed.message
 
     try:
-        return webcert.install_data(ssl_dir, fullchain, key_pem, "the ACME certificate").message
+        web = web_pair(desired)
+        outcome = Reconciler(ssl_dir, state_dir, desired_file).run(desired, change=change)
     except CommandError as exc:
         raise AcmeFailure("install", str(exc)) from None
     except OSError as exc:
         raise AcmeFailure("install", f"{ssl_dir}: {exc.strerror}") from None
+    if outcome.change_said is None:  # the ssl dir could not be opened or locked: nothing installed
+        raise AcmeFailure("install", "; ".join(str(f) for f in outcome.report.findings) or f"{ssl_dir}: not installed")
+    run_hooks_now(outcome, ssl_dir, hook_timeout)
+    return outcome.change_said, outcome.report
 
 
 def status(desired: DesiredState, desired_file: Path, ssl_dir: Path, state_dir: Path) -> Outcome:
     """What `renew` would do now (without asking the server), and how the last run went."""
     obs = observe(desired, desired_file, ssl_dir, state_dir)
     now = dt.datetime.now(dt.UTC)
-    decision = decide(now, obs.wanted, obs.cert, _memory(obs.record))
+    decision = decide(now, obs.wanted, obs.cert, memory(obs.record))
     record = obs.record
-    lines = [*_notes(obs), f"ACME directory {obs.acme.directory}; names {', '.join(obs.names)}"]
+    lines = [*notes(obs), f"ACME directory {obs.acme.directory}; names {', '.join(obs.names)}"]
     if obs.cert is None:
         lines.append("web certificate: none of its own")
     else:
