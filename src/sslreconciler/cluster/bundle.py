@@ -32,9 +32,10 @@ from sslreconciler.cluster.sequence import MAX_AHEAD, plausible, when
 from sslreconciler.fsio import read_regular
 from sslreconciler.model import boundedjson
 from sslreconciler.model.errors import CommandError, SslReconcilerError
-from sslreconciler.model.findings import Level, SourceError
+from sslreconciler.model.findings import SourceError
 from sslreconciler.pki import trust, verify
 from sslreconciler.pki.sources import parse_certificates, parse_private_key
+from sslreconciler.pki.verdict import judge_chain
 
 FORMAT = 1
 MAX_BUNDLE_BYTES = 16 * 1024 * 1024  # the .tgz file
@@ -254,24 +255,21 @@ def verify_bundle(
                 f"{target}.crt",
                 f"{target}.key",
             )
-            checked = verify.verify_chain(chain[0], chain[1:], anchors, now)
-            if not checked.ok:
+            uses = purposes.get(target, {trust.SERVER})
+            # the one chain verdict, with the bundled CAs as the only anchors: the pair must verify
+            verdict = judge_chain(chain, trust.Anchors.of(anchors), now, f"{target}.crt", uses, lowered, require=True)
+            if not verdict.trust:
                 raise CommandError(
                     f"{path}: {target}.crt is not signed by the bundled CA {bundle.ca_name}"
                     f"{' (or the other bundled CAs)' if len(anchors) > 1 else ''}: "
-                    f"{checked.detail}; nothing installed"
+                    f"{verdict.detail}; nothing installed"
                 )
-            uses = purposes.get(target, {trust.SERVER})
-            refused = [
-                f
-                for f in trust.policy_findings(checked.chain, f"{target}.crt", True, uses, lowered)
-                if f.level is Level.ERROR
-            ]
-            if refused:
-                raise CommandError(f"{path}: {refused[0]}; nothing installed")
-            notes.append(f"{target}.crt: {chain[0].subject.rfc4514_string()}, {checked.detail}")
+            refused = verdict.refusal
+            if refused is not None:
+                raise CommandError(f"{path}: {refused}; nothing installed")
+            notes.append(f"{target}.crt: {chain[0].subject.rfc4514_string()}, {verdict.detail}")
             if target == "ssl":
-                issuer = checked.chain[-1]  # the anchor: the bundled CA ssl.crt chains to
+                issuer = verdict.chain[-1]  # the anchor: the bundled CA ssl.crt chains to
     except SourceError as exc:
         raise CommandError(f"{path}: {exc.finding}; nothing installed") from None
     except KeyError as exc:

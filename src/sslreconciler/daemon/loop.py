@@ -98,6 +98,9 @@ class Daemon:
     def run(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, self._on_signal)
+        # Handlers run in the main thread only; a signal the kernel gives to another thread (watchdog's,
+        # the socket's) would wait for the loop's next deadline, a resync minutes away, without this.
+        signal.set_wakeup_fd(self._wakeup.signal_fd(), warn_on_full_buffer=False)
         self._server = HealthServer(self.settings.socket, self.health)
         try:
             self._server.start()
@@ -118,6 +121,7 @@ class Daemon:
             self._loop()
         finally:
             self.notifier.send("STOPPING=1")
+            signal.set_wakeup_fd(-1)
             self._server.stop()
             self.watcher.close()
             self.hooks.stop()

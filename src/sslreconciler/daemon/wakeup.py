@@ -17,6 +17,10 @@ class Wakeup:
         with contextlib.suppress(BlockingIOError):
             os.write(self._w, b"x")
 
+    def signal_fd(self) -> int:
+        """For ``signal.set_wakeup_fd``: a signal the kernel hands to another thread still wakes the loop."""
+        return self._w
+
     def wait(self, timeout: float) -> None:
         """Until a wake-up or ``timeout`` seconds; wake-ups that came meanwhile are used up."""
         with contextlib.suppress(InterruptedError):

@@ -29,6 +29,7 @@ class ChainVerdict:
     trust: str
     chain: tuple[x509.Certificate, ...]  # the verified path (anchor last), or the chain as given
     findings: tuple[Finding, ...]  # untrusted or bad-chain (refused), unverified (warning), then policy
+    detail: str = ""  # the path verifier's words: the path it found, or why none verifies
 
     @property
     def verified(self) -> bool:
@@ -56,9 +57,10 @@ def judge_chain(
         checked = verify.verify_chain(leaf, intermediates, anchors, now)
         if not checked.ok:
             refused = error(display, f"does not chain to a trusted CA: {checked.detail}", FindingCode.UNTRUSTED)
-            return ChainVerdict("", tuple(chain), (refused,))
+            return ChainVerdict("", tuple(chain), (refused,), checked.detail)
         path = tuple(checked.chain)
-        return ChainVerdict(checked.detail, path, tuple(trust.policy_findings(path, display, True, purposes, lowered)))
+        policy = tuple(trust.policy_findings(path, display, True, purposes, lowered))
+        return ChainVerdict(checked.detail, path, policy, checked.detail)
     link_problems = verify.links_findings(chain, display)
     if link_problems:
         return ChainVerdict("", tuple(chain), tuple(link_problems))
@@ -68,5 +70,5 @@ def judge_chain(
     else:
         why = f"its issuer ({top.issuer.rfc4514_string()}) is not in the trust sources"
     unverified = warning(display, f"unverified: {why}", FindingCode.UNVERIFIED)
-    policy = trust.policy_findings(chain, display, False, purposes, lowered)
-    return ChainVerdict(UNVERIFIED, tuple(chain), (unverified, *policy))
+    unanchored = trust.policy_findings(chain, display, False, purposes, lowered)
+    return ChainVerdict(UNVERIFIED, tuple(chain), (unverified, *unanchored))
