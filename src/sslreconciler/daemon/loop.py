@@ -37,6 +37,7 @@ from sslreconciler.daemon.writer_wait import WriterWait
 from sslreconciler.fsio import printable_name
 from sslreconciler.model.findings import FindingCode, error
 from sslreconciler.model.health_document import status_line
+from sslreconciler.reconcile.internal_error import log_once
 from sslreconciler.reconcile.memo import ReconcileCache
 from sslreconciler.reconcile.reconciler import Reconciler
 from sslreconciler.reconcile.report import HookResult, Report
@@ -199,11 +200,11 @@ class Daemon:
         """One reconcile; whatever goes wrong in it becomes a finding and a failed status, never an exit."""
         try:
             self._reconcile_once(trigger)
-        except Exception as exc:
-            self.log.error("reconcile failed unexpectedly", trigger=trigger, error=repr(exc)[:400])
+        except Exception as exc:  # a bug around the Reconciler (which catches its own): traceback once
+            where = log_once(exc, str(self.settings.ssl_dir))
             finding = error(
                 str(self.settings.ssl_dir),
-                f"reconcile failed unexpectedly ({type(exc).__name__})",
+                f"reconcile failed unexpectedly ({type(exc).__name__}, raised at {where})",
                 FindingCode.INTERNAL,
             )
             now = dt.datetime.now(dt.UTC)
