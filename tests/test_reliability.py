@@ -133,10 +133,10 @@ def test_sigkill_at_random_moments_never_leaves_a_partial_store(tmp_path: Path, 
             if i % 2:
                 time.sleep(rng.uniform(0.05, 1.2 * ready_s))
             elif i % 4 == 0:  # inside a write: as soon as a store's temp file of this start appears
-                wait_until(lambda t=temps_before: _store_temps(node.ssl_dir) - t or _ready(d, seen),
+                wait_until(lambda t=temps_before, s=seen: _store_temps(node.ssl_dir) - t or _ready(d, s),
                            timeout=120, poll=0.001, what=f"kill {i}: a temp file", proc=d.proc, log=d.log_path)
             else:  # between two stores' writes: as soon as the first store is replaced
-                wait_until(lambda n=inodes_before: _inodes(node.ssl_dir) != n or _ready(d, seen),
+                wait_until(lambda n=inodes_before, s=seen: _inodes(node.ssl_dir) != n or _ready(d, s),
                            timeout=120, poll=0.001, what=f"kill {i}: a store replaced", proc=d.proc,
                            log=d.log_path)
             # the kill must hit a running daemon, not one that already died of something else
