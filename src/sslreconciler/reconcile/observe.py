@@ -110,13 +110,13 @@ def gather_inputs(ssl_dir: Path, desired: DesiredState, ssl_fd: int | None = Non
     allowed = [fd_path(ssl_fd), *(Path(os.path.realpath(d)) for d in desired.allowed_symlink_dirs)]
     inputs = Inputs()
     findings: list[Finding] = []
+    for rel in desired.source_files():
+        inputs.files[rel] = read_file(ssl_fd, rel, allowed)
     for pair in desired.pairs:
-        for rel in (pair.key, pair.cert):
-            inputs.files.setdefault(rel, read_file(ssl_fd, rel, allowed))
         for out in (pair.keystore, pair.pkcs12):
             if out:
                 _password(pair.password or desired.password, out, inputs)
-    for rel in desired.truststore.sources:
+    for rel in desired.trust_sources():
         trust_dir, problems = _list_trust_source(ssl_fd, rel, allowed)
         inputs.trust_dirs.append(trust_dir)
         findings.extend(problems)
