@@ -232,6 +232,10 @@ def test_acme_unit_and_timer_verify_clean_as_installed(rpm_file: Path, rpm_root:
                  "CapabilityBoundingSet=CAP_NET_BIND_SERVICE", "SystemCallFilter=@system-service", "UMask=0077"]:
         assert line in service, line
     assert "PrivateNetwork=yes" not in service  # unlike the daemon, it must reach the ACME server
+    # acme renew reconciles too: it must read every credential the daemon reads (the store password)
+    daemon_unit = (units / "sslreconciler.service").read_text().splitlines()
+    credentials = [line for line in daemon_unit if line.startswith("LoadCredential=")]
+    assert credentials and all(line in service for line in credentials), credentials
     timer = (units / "sslreconciler-acme.timer").read_text().splitlines()
     for line in ["OnCalendar=*-*-* 00,12:00:00", "RandomizedDelaySec=12h", "Persistent=true", "WantedBy=timers.target"]:
         assert line in timer, line
