@@ -172,3 +172,27 @@ def test_the_daemon_logs_the_traceback_once_and_health_names_where(tmp_path: Pat
     _assert_traceback(line["exception"], where)
     assert not any("raw" in entry for entry in logs), daemon.logs_text()  # every line JSON: nothing on stderr
     assert SECRET not in daemon.logs_text().replace(f'password = \\"{SECRET}\\"', "")
+
+
+def test_a_bug_inside_a_commands_change_is_an_internal_finding_not_a_traceback_with_its_message(
+    tmp_path: Path, ca: Issued, monkeypatch: pytest.MonkeyPatch, core_log: list[logging.LogRecord]
+) -> None:
+    """A command's change (web rollback's here) that breaks on a bug, not a refusal: the lock is let go,
+    the report says where, the traceback is logged without the message, and the command exits 1."""
+    import sslreconciler.cluster.webcert
+
+    def broken_rollback(*args: object, **kwargs: object) -> str:
+        raise ValueError(f"read {SECRET} from a file")
+
+    node = seed_node(tmp_path / "n", HOST, ca, web=True)
+    monkeypatch.setattr(sslreconciler.cluster.webcert, "rollback_at", broken_rollback)
+    result = run_cli("web", "rollback", "--ssl-dir", node.ssl_dir, "--desired-state", node.desired)
+    assert result.rc == 1, result.out + result.err
+    # the innermost frame of the package: the handler that called the (patched) change
+    assert "(ValueError, raised at cli/web_cmds.py:" in result.out, result.out
+    assert SECRET not in result.out + result.err
+    assert "the change broke off unexpectedly" in result.err
+    [record] = [r for r in core_log if r.levelno == logging.ERROR]
+    assert SECRET not in record.getMessage() and "ValueError (message not logged" in record.getMessage()
+    again = run_cli("reconcile", "--ssl-dir", node.ssl_dir, "--desired-state", node.desired)  # the lock was let go
+    assert again.rc == 0, again.out + again.err

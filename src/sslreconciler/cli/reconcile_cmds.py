@@ -96,7 +96,9 @@ def one_shot(
     outcome = reconciler.run(desired, dry_run=dry_run, change=prepared)
     if outcome.state_problem:
         say(f"sslreconciler: warning: {outcome.state_problem}")
-    if prepared is not None and outcome.change_said is None:  # e.g. the lock not had in time: the report says why
+    if prepared is not None and outcome.change_said is None and outcome.report.internal_error:
+        say("sslreconciler: the change broke off unexpectedly (the report says where); check the ssl dir")
+    elif prepared is not None and outcome.change_said is None:  # e.g. the lock not had in time: the report says why
         say("sslreconciler: nothing changed in the ssl dir")
     run_hooks_now(outcome, settings.ssl_dir, settings.hook_timeout)
     report = outcome.report

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sslreconciler.config.desired import DesiredState, Hook
-from sslreconciler.model.errors import ConfigError
+from sslreconciler.model.errors import ConfigError, SslReconcilerError
 from sslreconciler.model.findings import Finding, FindingCode, error
 from sslreconciler.reconcile.decide import Context, decide
 from sslreconciler.reconcile.execute import execute
@@ -133,8 +133,8 @@ class Reconciler:
             if change is not None:
                 try:
                     said = change(ssl_fd)
-                except Exception as exc:  # the command's refusal (or its write error): the caller's to say
-                    refused = exc
+                except (SslReconcilerError, OSError) as exc:  # the command's refusal or its write error
+                    refused = exc  # the caller's to say; anything else is a bug: the internal finding below
             if refused is None:
                 outcome = self._run_at(ssl_fd, desired, dry_run, list(extra), started, t0)
         except DirLocked as exc:
