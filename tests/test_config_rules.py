@@ -67,7 +67,7 @@ def test_custom_layout_outputs_and_sources() -> None:
     custom = DesiredState.model_validate(CUSTOM)
     assert custom.output_files() == ["xmlrpc.jks", "site.p12", "again.jks", "again.p12", "trust.jks"]
     assert custom.source_files() == ["ssl.key", "ssl.crt", "web/site.key", "web/site.crt"]  # each once
-    assert custom.trust_sources() == ["authorities", "extra-cas/"]
+    assert custom.trust_sources() == ["authorities", "extra-cas"]  # one spelling: no trailing slash
 
 
 def test_the_watcher_and_the_reconcile_use_the_states_own_outputs(node) -> None:

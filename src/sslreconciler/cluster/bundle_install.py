@@ -90,7 +90,9 @@ def install_at(
         name for name in ("ssl-web.key", "ssl-web.crt") if name in bundle.files and name not in files.pairs
     )
     if homeless:
-        raise CommandError(f"{path}: carries {homeless[0]}, but the desired state has no web pair; nothing installed")
+        raise CommandError(
+            f"{path}: carries {homeless[0]}, but the desired state has {files.no_web}; nothing installed"
+        )
     loaded = bundle_record.load(state_dir, ssl_fd, ssl_dir)
     bundle_record.check_order(path, bundle.sequence, bundle.created, loaded.record)
     bundle_record.check_identity(path, ssl_fd, files.host_crt, _leaf(bundle), ca_certs(bundle))

@@ -16,9 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sslreconciler.config.desired import DesiredState, KeyPair
-from sslreconciler.model.errors import CommandError
+from sslreconciler.config.desired_model import WEB_PAIR
+from sslreconciler.model.errors import CommandError, ConfigError
 
-WEB_PAIR, HOST_PAIR = "ssl-web", "ssl"
+HOST_PAIR = "ssl"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,16 +59,21 @@ def _pair(desired: DesiredState, name: str) -> KeyPair | None:
     return pair
 
 
+def no_web_pair(desired: DesiredState) -> str:
+    names = ", ".join(p.name for p in desired.pairs) or "none"
+    return f"no pair named {WEB_PAIR!r}, the web pair these commands work on (pairs: {names}); name the web pair so"
+
+
 def web_pair(desired: DesiredState) -> WebPair:
     """The desired state's web pair; CommandError when it has none the commands can write."""
     pair = _pair(desired, WEB_PAIR)
     if pair is None:
-        raise CommandError(f"the desired state has no pair named {WEB_PAIR!r}: no web pair to work on")
+        raise ConfigError("the desired state", no_web_pair(desired), "pairs")
     return WebPair(
         pair.key,
         pair.cert,
         pair.tls_purposes,
-        tuple(desired.truststore.sources),
+        tuple(desired.trust_sources()),
         desired.policy.lowered,
         pair.fallback or "ssl",
     )
@@ -80,17 +86,11 @@ class NodeFiles:
     pairs: dict[str, str]  # "ssl.key" -> the host pair's key ..., "ssl-web.crt" -> the web pair's cert
     authorities: str  # the directory (relative to the ssl dir) its CA files go to
     purposes: dict[str, frozenset[str]]  # "ssl" / "ssl-web" -> the TLS uses that pair's certificate must allow
+    no_web: str = ""  # why a bundle's ssl-web.* has no home here ("" when the desired state has a web pair)
 
     @property
     def host_crt(self) -> str:
         return self.pairs["ssl.crt"]
-
-
-SEED_FILES = NodeFiles(
-    {"ssl.key": "ssl.key", "ssl.crt": "ssl.crt", "ssl-web.key": "ssl-web.key", "ssl-web.crt": "ssl-web.crt"},
-    "authorities",
-    {"ssl": frozenset({"server", "client"}), "ssl-web": frozenset({"server"})},
-)
 
 
 def node_files(desired: DesiredState) -> NodeFiles:
@@ -104,6 +104,6 @@ def node_files(desired: DesiredState) -> NodeFiles:
     if web is not None:
         pairs |= {"ssl-web.key": web.key, "ssl-web.crt": web.cert}
         purposes["ssl-web"] = web.tls_purposes
-    if not desired.truststore.sources:
+    if not desired.trust_sources():
         raise CommandError("the desired state has no trust source to install a bundle's CA certificates into")
-    return NodeFiles(pairs, desired.truststore.sources[0], purposes)
+    return NodeFiles(pairs, desired.trust_sources()[0], purposes, "" if web is not None else no_web_pair(desired))

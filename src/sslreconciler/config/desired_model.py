@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import posixpath
 from pathlib import Path
 from typing import Literal
 
@@ -189,6 +190,11 @@ class DesiredState(Strict):
                 raise ValueError(f"pair {pair.name!r}: fallback must name another pair")
         if self.truststore.host_pair is not None and self.truststore.host_pair not in names:
             raise ValueError("truststore.host_pair must name a pair")
+        if self.acme is not None and WEB_PAIR not in names:  # ACME renews the pair the web commands work on
+            raise ValueError(
+                f"acme renews the web pair, the pair named {WEB_PAIR!r}; no pair has that name "
+                f"(pairs: {', '.join(names) or 'none'})"
+            )
         for hook in self.hooks:
             unknown = sorted(set(hook.after) - set(outputs))
             if unknown:
@@ -210,8 +216,12 @@ class DesiredState(Strict):
         return list(dict.fromkeys(s for p in self.pairs for s in (p.key, p.cert)))
 
     def trust_sources(self) -> list[str]:
-        """The directories (or files) of trusted certificates, relative to the ssl dir, as given."""
-        return list(self.truststore.sources)
+        """The directories (or files) of trusted certificates, relative to the ssl dir, each spelled one
+        way (``authorities/`` and ``./authorities`` are ``authorities``), each once, in order."""
+        return list(dict.fromkeys(posixpath.normpath(s) for s in self.truststore.sources))
+
+
+WEB_PAIR = "ssl-web"  # the web pair's name: web csr|install|rollback, acme and a bundle's ssl-web.* work on it
 
 
 def _first_part(rel: str) -> str:

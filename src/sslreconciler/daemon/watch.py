@@ -71,7 +71,7 @@ class Relevance:
         self.outputs = set(desired.output_files())
         self.sources = set(desired.source_files())
         self.source_dirs = {Path(s).parent.as_posix() for s in self.sources} - {"."}
-        self.trust = {t.rstrip("/") for t in desired.trust_sources()}
+        self.trust = set(desired.trust_sources())
         self.allowed = [Path(os.path.abspath(d)) for d in desired.allowed_symlink_dirs]
 
     def __call__(self, raw: str | bytes) -> bool:
