@@ -93,7 +93,9 @@ def _install(args: argparse.Namespace) -> int:
     return one_shot(
         args,
         change=lambda ssl_dir, desired: (
-            lambda fd: webcert.install_at(ssl_dir, fd, web_pair(desired), args.cert, args.key, args.chain).message
+            lambda fd: (
+                webcert.install_at(ssl_dir, fd, web_pair(desired), desired, args.cert, args.key, args.chain).message
+            )
         ),
     )
 

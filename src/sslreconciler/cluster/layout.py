@@ -29,7 +29,7 @@ class WebPair:
     purposes: frozenset[str]  # the TLS uses its certificate must allow
     trust_sources: tuple[str, ...]  # where the CAs that verify it are (relative to the ssl dir)
     lowered: frozenset[str]  # the policy rules lowered to a warning
-    fallback: str  # the pair the web stores follow without a web pair of their own
+    fallback: str | None  # the pair the web stores follow without a web pair of their own (None: none)
 
     @property
     def pending_key(self) -> str:
@@ -45,7 +45,8 @@ class WebPair:
 
     @property
     def previous_was_fallback(self) -> str:
-        """A marker: before the install the stores followed the fallback pair (rollback removes the pair)."""
+        """A marker: before the install the stores followed the fallback pair (rollback removes the pair).
+        Only with a fallback: without one there is nothing the stores followed, and no marker."""
         return f"{self.key.removesuffix('.key')}.previous-was-{self.fallback}-pair"
 
 
@@ -75,7 +76,7 @@ def web_pair(desired: DesiredState) -> WebPair:
         pair.tls_purposes,
         tuple(desired.trust_sources()),
         desired.policy.lowered,
-        pair.fallback or "ssl",
+        pair.fallback,
     )
 
 

@@ -4,17 +4,18 @@ Each runs as a command's change inside ``Reconciler.run`` (the writer lock held,
 descriptor), so the stores are rebuilt from the new pair in the same lock session. The files are the
 desired state's web pair (cluster/layout.py; ``web csr`` is cluster/webcsr.py). ``install`` checks the
 signed certificate against the pending key (or a given one), judges its chain with the one verdict
-(pki/verdict.py) for the pair's own TLS purposes against the CAs of the trust sources, and installs it
-unverified when its issuer is not there, as sipXecs does (a self-signed certificate, or one whose root
-only came with it, is unverified); the current pair is kept as ``<key>.previous``/``<cert>.previous`` so
-``rollback`` can put it back.
+(pki/verdict.py) for the pair's own TLS purposes against the CAs the reconcile trusts (read and judged
+by the reconcile's own code, so the two never disagree), and installs it unverified when its issuer is not
+there, as sipXecs does (a self-signed certificate, or one whose root only came with it, is unverified); the
+current pair, when its key matches its certificate, is kept as ``<key>.previous``/``<cert>.previous`` so
+``rollback`` can put it back. Once the new pair is in place the change returns normally (what is left,
+e.g. a pending key that cannot be removed, is a note), so the reconcile that follows always runs.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import errno
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,12 +24,11 @@ from pathlib import Path
 from cryptography import x509
 
 from sslreconciler.cluster.layout import WebPair
+from sslreconciler.config.desired import DesiredState
 from sslreconciler.fsio import (
     MAX_SOURCE_BYTES,
     atomic_write_at,
-    list_names,
     lstat_at,
-    open_subdir,
     owner_for_new_files,
     read_at,
     read_source,
@@ -40,7 +40,9 @@ from sslreconciler.pki import trust, verify
 from sslreconciler.pki.issue import cert_pem, key_pem
 from sslreconciler.pki.sources import PrivateKey, parse_certificates, parse_private_key
 from sslreconciler.pki.verdict import judge_chain
-from sslreconciler.reconcile.observe import is_trust_file_name
+from sslreconciler.reconcile.facts import CertFacts
+from sslreconciler.reconcile.observe import gather_inputs
+from sslreconciler.reconcile.trust_files import load_trust
 
 
 def _load(path: Path, what: str) -> bytes:
@@ -51,33 +53,11 @@ def _load(path: Path, what: str) -> bytes:
     return data
 
 
-def _authority_certs(ssl_fd: int, sources: tuple[str, ...]) -> list[x509.Certificate]:
-    """The CAs in the trust sources: real directories (or plain files) only, each read bounded."""
-    out: list[x509.Certificate] = []
-    for rel in sources:
-        try:
-            dir_fd = open_subdir(ssl_fd, rel)
-        except OSError as exc:
-            if exc.errno == errno.ENOTDIR and "/" not in rel:  # a file of CAs in the ssl dir itself
-                out.extend(_cas_in(ssl_fd, rel))
-            continue  # missing, or a symlink: no issuer at hand here
-        try:
-            names, _ = list_names(dir_fd, rel)
-            for name in names:
-                if is_trust_file_name(name):
-                    out.extend(_cas_in(dir_fd, name))
-        finally:
-            os.close(dir_fd)
-    return out
-
-
-def _cas_in(dir_fd: int, name: str) -> list[x509.Certificate]:
-    try:
-        data, _ = read_at(dir_fd, name, name, None)
-        certs = parse_certificates(data, name)
-    except SourceError:
-        return []  # a FIFO, a link, garbage: not a CA anyone can rely on
-    return certs if all(verify.is_ca(c) and trust.anchor_problem(c) is None for c in certs) else []
+def _trusted_anchors(ssl_dir: Path, ssl_fd: int, desired: DesiredState, now: dt.datetime) -> trust.Anchors:
+    """The CAs the reconcile itself trusts: its own reading of the trust sources (links into the allowed
+    directories followed, as it follows them) and its own trust rules, on the same descriptor."""
+    inputs, _ = gather_inputs(ssl_dir, desired, ssl_fd)
+    return load_trust(inputs, desired, now, CertFacts()).anchors
 
 
 def read_here(ssl_fd: int, name: str, ssl_dir: Path) -> bytes | None:
@@ -116,6 +96,7 @@ def install_at(
     ssl_dir: Path,
     ssl_fd: int,
     web: WebPair,
+    desired: DesiredState,
     cert_file: Path,
     key_file: Path | None,
     chain_file: Path | None,
@@ -134,11 +115,15 @@ def install_at(
                 certs += parse_certificates(_load(chain_file, "--chain"), str(chain_file))
         except SourceError as exc:
             raise CommandError(str(exc.finding)) from None
-        return _install_checked(ssl_dir, ssl_fd, web, key, certs, str(cert_file), str(key_path), key_file is None)
+        checked = _checked(ssl_dir, ssl_fd, web, desired, key, certs, str(cert_file), str(key_path))
+        notes = _put_in_place(ssl_dir, ssl_fd, web, key, checked.chain)
+    if key_file is None:  # the new pair is in place: what is left is a note, so the reconcile still runs
+        notes += _removed_best_effort(ssl_dir, ssl_fd, web.pending_key)
+    return _installed(web, checked, notes)
 
 
 def install_data_at(
-    ssl_dir: Path, ssl_fd: int, web: WebPair, cert_data: bytes, key_data: bytes, display: str
+    ssl_dir: Path, ssl_fd: int, web: WebPair, desired: DesiredState, cert_data: bytes, key_data: bytes, display: str
 ) -> Installed:
     """``install_at`` for a pair held in memory (``acme renew``'s): no file but the ssl dir's is written,
     so no work directory anyone else could swap (the key never leaves memory before it is installed)."""
@@ -148,19 +133,28 @@ def install_data_at(
             certs = parse_certificates(cert_data, display)
         except SourceError as exc:
             raise CommandError(str(exc.finding)) from None
-        return _install_checked(ssl_dir, ssl_fd, web, key, certs, display, f"{display} (key)", False)
+        checked = _checked(ssl_dir, ssl_fd, web, desired, key, certs, display, f"{display} (key)")
+        notes = _put_in_place(ssl_dir, ssl_fd, web, key, checked.chain)
+    return _installed(web, checked, notes)
 
 
-def _install_checked(
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    chain: list[x509.Certificate]
+    verified: bool
+
+
+def _checked(
     ssl_dir: Path,
     ssl_fd: int,
     web: WebPair,
+    desired: DesiredState,
     key: PrivateKey,
     certs: list[x509.Certificate],
     cert_file: str,
     key_path: str,
-    from_pending: bool,
-) -> Installed:
+) -> _Checked:
+    """The chain to install and its verdict; CommandError (nothing written) when it is refused."""
     try:
         chain, _extra = verify.order_chain(key, certs, cert_file, key_path)
     except SourceError as exc:
@@ -170,39 +164,75 @@ def _install_checked(
         problems = verify.validity_findings(cert, str(cert_file), now, 0)
         if problems:
             raise CommandError(f"{problems[0]}; nothing installed")
-    anchors = trust.Anchors.of(_authority_certs(ssl_fd, web.trust_sources))
+    anchors = _trusted_anchors(ssl_dir, ssl_fd, desired, now)
     verdict = judge_chain(chain, anchors, now, str(cert_file), web.purposes, web.lowered)
     if verdict.refusal is not None:
         raise CommandError(f"{verdict.refusal}; nothing installed")
-    _keep_previous(ssl_dir, ssl_fd, web)
+    return _Checked(chain, verdict.verified)
+
+
+def _put_in_place(ssl_dir: Path, ssl_fd: int, web: WebPair, key: PrivateKey, chain: list[x509.Certificate]) -> str:
+    """Keep the current pair aside, then replace it; the notes on what was kept."""
+    notes = _keep_previous(ssl_dir, ssl_fd, web)
     # both or neither: a write error after the key is written must not leave it beside the old certificate
     replace_together_at(
         ssl_fd, [(web.key, key_pem(key), 0o600), (web.crt, cert_pem(*chain), 0o644)], *owner_for_new_files(ssl_fd)
     )
-    if from_pending:
-        _remove_here(ssl_fd, web.pending_key)
+    return notes
+
+
+def _removed_best_effort(ssl_dir: Path, ssl_fd: int, name: str) -> str:
+    try:
+        _remove_here(ssl_fd, name)
+    except OSError as exc:
+        return f"; {ssl_dir / name} could not be removed ({exc.strerror or exc}): remove it by hand"
+    return ""
+
+
+def _installed(web: WebPair, checked: _Checked, notes: str) -> Installed:
+    chain = checked.chain
     subject = chain[0].subject.rfc4514_string()
-    if verdict.verified:
-        return Installed(f"installed {subject} (verified against its issuer)", True)
+    if checked.verified:
+        return Installed(f"installed {subject} (verified against its issuer){notes}", True)
     issuer = chain[-1].issuer.rfc4514_string()
     return Installed(
         f"installed {subject} UNVERIFIED: its issuer ({issuer}) is not in {', '.join(web.trust_sources)}; it will "
-        "be verified once that CA certificate is put there",
+        f"be verified once that CA certificate is put there{notes}",
         False,
     )
 
 
-def _keep_previous(ssl_dir: Path, ssl_fd: int, web: WebPair) -> None:
-    """Copy the current web pair aside, read without following links (a link is refused, not copied)."""
+def _matching(key: bytes, crt: bytes) -> bool:
+    """Whether a pair's key goes with its certificate (one a crash left half-replaced does not)."""
+    try:
+        return verify.key_matches(parse_private_key(key, "key"), parse_certificates(crt, "certificate")[0])
+    except SourceError:
+        return False
+
+
+def _keep_previous(ssl_dir: Path, ssl_fd: int, web: WebPair) -> str:
+    """Copy the current web pair aside, read without following links (a link is refused, not copied);
+    the notes on what was not kept. A pair whose key does not match its certificate (a crash between the
+    two renames) is not kept: the ``.previous`` pair already there is the one rollback must restore."""
     key, crt = read_here(ssl_fd, web.key, ssl_dir), read_here(ssl_fd, web.crt, ssl_dir)
     owner = owner_for_new_files(ssl_fd)
     if key is not None and crt is not None:
+        if not _matching(key, crt):
+            return (
+                f"; the pair in place ({ssl_dir / web.crt}) was not kept as the previous one: its key does not "
+                "match its certificate (an interrupted install?), the previous pair stays as it was"
+            )
         replace_together_at(ssl_fd, [(web.previous_key, key, 0o600), (web.previous_crt, crt, 0o644)], *owner)
-        _remove_here(ssl_fd, web.previous_was_fallback)
-    else:  # the web stores were built from the fallback pair (a fresh install): that is what rollback restores
+        if web.fallback is not None:
+            _remove_here(ssl_fd, web.previous_was_fallback)
+        return ""
+    # the web stores were built from the fallback pair (a fresh install): that is what rollback restores;
+    # with no fallback there is nothing to go back to, and no marker says there is
+    if web.fallback is not None:
         atomic_write_at(ssl_fd, web.previous_was_fallback, b"", 0o644, *owner)
-        for name in (web.previous_key, web.previous_crt):
-            _remove_here(ssl_fd, name)
+    for name in (web.previous_key, web.previous_crt):
+        _remove_here(ssl_fd, name)
+    return ""
 
 
 def rollback_at(ssl_dir: Path, ssl_fd: int, web: WebPair) -> str:
@@ -210,14 +240,19 @@ def rollback_at(ssl_dir: Path, ssl_fd: int, web: WebPair) -> str:
     with _write_errors_named(ssl_dir, "nothing rolled back"):
         old_key, old_crt = read_here(ssl_fd, web.previous_key, ssl_dir), read_here(ssl_fd, web.previous_crt, ssl_dir)
         if old_key is not None and old_crt is not None:
-            _keep_previous(ssl_dir, ssl_fd, web)  # so a second rollback undoes the first
+            notes = _keep_previous(ssl_dir, ssl_fd, web)  # so a second rollback undoes the first
             owner = owner_for_new_files(ssl_fd)
             replace_together_at(ssl_fd, [(web.key, old_key, 0o600), (web.crt, old_crt, 0o644)], *owner)
-            return f"restored the previous web pair ({ssl_dir / web.crt})"
-        if lstat_at(ssl_fd, web.previous_was_fallback) is not None:
+            return f"restored the previous web pair ({ssl_dir / web.crt}){notes}"
+        if web.fallback is not None and lstat_at(ssl_fd, web.previous_was_fallback) is not None:
             _keep_previous(ssl_dir, ssl_fd, web)
             _remove_here(ssl_fd, web.previous_was_fallback)
             for name in (web.key, web.crt):
                 _remove_here(ssl_fd, name)
             return f"removed the web pair: the web stores follow the {web.fallback} pair again, as before the install"
+        if web.fallback is None and lstat_at(ssl_fd, web.key) is not None:
+            raise CommandError(
+                f"{ssl_dir}: no previous web pair to restore, and the desired state gives the web pair no fallback "
+                "(fallback: null): removing it would leave the web stores with no pair; nothing changed"
+            )
         raise CommandError(f"{ssl_dir}: no previous web pair to restore")

@@ -216,7 +216,9 @@ def _install(
     from sslreconciler.reconcile.reconciler import Reconciler, run_hooks_now
 
     def change(ssl_fd: int) -> str:
-        installed = webcert.install_data_at(ssl_dir, ssl_fd, web, judged.pem(), key_pem, "the ACME certificate")
+        installed = webcert.install_data_at(
+            ssl_dir, ssl_fd, web, desired, judged.pem(), key_pem, "the ACME certificate"
+        )
         return installed.message
 
     try:
