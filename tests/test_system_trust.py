@@ -15,9 +15,9 @@ import os
 from pathlib import Path
 
 import pytest
+from daemonkit import RunningDaemon, http_get, wait_until
 
 from conftest import keytool_list, openssl, reconcile, run_cli, snapshot
-from daemonkit import RunningDaemon, http_get, wait_until
 from pkitools import Issued, Node, make_ca, make_host, seed_node, write
 
 HOST = "master.example.com"
