@@ -15,8 +15,10 @@ import os
 from pathlib import Path
 
 import pytest
+from cryptography.x509.oid import ExtendedKeyUsageOID
 from daemonkit import RunningDaemon, http_get, wait_until
 
+import trustkit
 from conftest import keytool_list, openssl, reconcile, run_cli, snapshot
 from pkitools import Issued, Node, make_ca, make_host, seed_node, write
 
@@ -133,8 +135,16 @@ def test_found_as_openssl_finds_it_ssl_cert_dir(tmp_path: Path, ca: Issued, publ
 def test_setting_off_is_unverified_as_before(tmp_path: Path, ca: Issued, public_root: Issued, public_web):
     node = seed_node(tmp_path / "n", HOST, ca)
     bundle = _system_file(tmp_path, public_root)
-    web = {"name": "ssl-web", "key": "ssl-web.key", "cert": "ssl-web.crt", "keystore": "ssl-web.keystore",
-           "pkcs12": "ssl-web.p12", "verify": "if-available", "fallback": "ssl", "verify_with": ["trust-sources"]}
+    web = {
+        "name": "ssl-web",
+        "key": "ssl-web.key",
+        "cert": "ssl-web.crt",
+        "keystore": "ssl-web.keystore",
+        "pkcs12": "ssl-web.p12",
+        "verify": "if-available",
+        "fallback": "ssl",
+        "verify_with": ["trust-sources"],
+    }
     ssl = {"name": "ssl", "key": "ssl.key", "cert": "ssl.crt", "keystore": "ssl.keystore", "pkcs12": "ssl.p12"}
     _desired(node, system_trust={"file": str(bundle)}, pairs=[ssl, web])
     _drop_web(node, public_web)
@@ -213,8 +223,20 @@ def test_web_install_says_verified_via_system_trust(tmp_path: Path, ca: Issued, 
     key = write(tmp_path / "in" / "web.key", leaf.key_pem(), 0o600)
     cert = write(tmp_path / "in" / "web.crt", leaf.cert_pem())
     chain = write(tmp_path / "in" / "chain.pem", inter.cert_pem())
-    result = run_cli("web", "install", "--ssl-dir", node.ssl_dir, "--desired-state", node.desired,
-                     "--key", key, "--cert", cert, "--chain", chain)
+    result = run_cli(
+        "web",
+        "install",
+        "--ssl-dir",
+        node.ssl_dir,
+        "--desired-state",
+        node.desired,
+        "--key",
+        key,
+        "--cert",
+        cert,
+        "--chain",
+        chain,
+    )
     assert result.rc == 0, result.out + result.err
     assert "verified via system trust: CN=Made-up Public Root R1" in result.out + result.err
     assert "UNVERIFIED" not in result.out + result.err
@@ -226,6 +248,7 @@ def test_daemon_health_fingerprint_unchanged(tmp_path: Path, ca: Issued, public_
     _desired(node, system_trust={"file": str(_system_file(tmp_path, public_root))})
     daemon = RunningDaemon(node, tmp_path / "d").start()
     try:
+
         def health() -> dict:
             return json.loads(http_get(daemon.socket)[1])
 
@@ -239,3 +262,29 @@ def test_daemon_health_fingerprint_unchanged(tmp_path: Path, ca: Issued, public_
         assert keytool_list(node.ssl_dir / "ssl-web.keystore") == {"ssl-web": ("PrivateKeyEntry", 2)}
     finally:
         daemon.stop()
+
+
+def test_policy_rules_still_apply_via_system_trust(tmp_path: Path, ca: Issued, public_root: Issued, public_web):
+    """Verified via the system store is still a verified path: a leaf whose extendedKeyUsage forbids
+    serverAuth is refused (key-usage), its stores kept last good; a bad signature under a system root is
+    refused (untrusted), not waved through as unverified."""
+    node = seed_node(tmp_path / "n", HOST, ca)
+    _desired(node, system_trust={"file": str(_system_file(tmp_path, public_root))})
+    assert reconcile(node).rc == 0
+    kept = (node.ssl_dir / "ssl-web.keystore").read_bytes()
+    inter, _ = public_web
+    client_only = trustkit.cert(HOST, inter, ca=False, eku=[ExtendedKeyUsageOID.CLIENT_AUTH])
+    write(node.ssl_dir / "ssl-web.key", client_only.key_pem(), 0o600)
+    write(node.ssl_dir / "ssl-web.crt", client_only.cert_pem() + inter.cert_pem())
+    result = reconcile(node)
+    assert result.rc == 1, result.out
+    assert [(f["level"], f["code"]) for f in _web_findings(result.json())] == [("error", "key-usage")], result.out
+    assert (node.ssl_dir / "ssl-web.keystore").read_bytes() == kept
+    impostor = make_ca("Made-up Public Root R1")  # the same name as the system's root, another key
+    forged = make_host(impostor, HOST)
+    write(node.ssl_dir / "ssl-web.key", forged.key_pem(), 0o600)
+    write(node.ssl_dir / "ssl-web.crt", forged.cert_pem())
+    result = reconcile(node)
+    assert result.rc == 1, result.out
+    assert [(f["level"], f["code"]) for f in _web_findings(result.json())] == [("error", "untrusted")], result.out
+    assert (node.ssl_dir / "ssl-web.keystore").read_bytes() == kept

@@ -87,16 +87,20 @@ def load_pair(
             own.extend(verify.validity_findings(cert, source_pair.cert, now, warn_days))
         own.extend(verify.hostname_findings(result.chain[0], source_pair.cert, hostname))
         if not any(f.level is Level.ERROR for f in own):
-            # the one chain rule (pki/verdict.py), against what this pair verifies with, on the file actually used
+            # the one chain rule (pki/verdict.py), against what this pair verifies with, on the file actually used;
+            # the system's roots are asked for (parsed, once per process) only for a chain the trust sources do
+            # not anchor: judge_chain looks at them only then
+            own_anchors = anchors if "trust-sources" in pair.verifies_with else rules.Anchors()
+            use_system = "system" in pair.verifies_with and not rules.issuer_in_anchors(result.chain, own_anchors)
             verdict = judge_chain(
                 result.chain,
-                anchors if "trust-sources" in pair.verifies_with else rules.Anchors(),
+                own_anchors,
                 now,
                 source_pair.cert,
                 pair.tls_purposes,
                 desired.policy.lowered,
                 require=pair.verify == "require",
-                extra=system_anchors(inputs, facts) if "system" in pair.verifies_with else None,
+                extra=system_anchors(inputs, facts) if use_system else None,
                 extra_name=SYSTEM_TRUST,
             )
             result.trust = verdict.trust
