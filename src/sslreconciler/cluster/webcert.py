@@ -25,6 +25,7 @@ from cryptography import x509
 
 from sslreconciler.cluster.layout import WebPair
 from sslreconciler.config.desired import DesiredState
+from sslreconciler.config.desired_model import WEB_PAIR
 from sslreconciler.fsio import (
     MAX_SOURCE_BYTES,
     atomic_write_at,
@@ -42,6 +43,7 @@ from sslreconciler.pki.sources import PrivateKey, parse_certificates, parse_priv
 from sslreconciler.pki.verdict import judge_chain
 from sslreconciler.reconcile.facts import CertFacts
 from sslreconciler.reconcile.observe import gather_inputs
+from sslreconciler.reconcile.system_anchors import SYSTEM_TRUST, system_anchors
 from sslreconciler.reconcile.trust_files import load_trust
 
 
@@ -53,11 +55,18 @@ def _load(path: Path, what: str) -> bytes:
     return data
 
 
-def _trusted_anchors(ssl_dir: Path, ssl_fd: int, desired: DesiredState, now: dt.datetime) -> trust.Anchors:
+def _trusted_anchors(
+    ssl_dir: Path, ssl_fd: int, desired: DesiredState, now: dt.datetime
+) -> tuple[trust.Anchors, trust.Anchors | None]:
     """The CAs the reconcile itself trusts: its own reading of the trust sources (links into the allowed
-    directories followed, as it follows them) and its own trust rules, on the same descriptor."""
+    directories followed, as it follows them) and its own trust rules, on the same descriptor; and the
+    system trust store's roots when the web pair's ``verify_with`` names it (None otherwise)."""
     inputs, _ = gather_inputs(ssl_dir, desired, ssl_fd)
-    return load_trust(inputs, desired, now, CertFacts()).anchors
+    facts = CertFacts()
+    web = next((p for p in desired.pairs if p.name == WEB_PAIR), None)
+    ways = web.verifies_with if web is not None else frozenset({"trust-sources"})
+    anchors = load_trust(inputs, desired, now, facts).anchors if "trust-sources" in ways else trust.Anchors()
+    return anchors, (system_anchors(inputs, facts) if "system" in ways else None)
 
 
 def read_here(ssl_fd: int, name: str, ssl_dir: Path) -> bytes | None:
@@ -142,6 +151,7 @@ def install_data_at(
 class _Checked:
     chain: list[x509.Certificate]
     verified: bool
+    trust: str = ""  # the verdict's words: "verified", "verified via system trust: CN=..."
 
 
 def _checked(
@@ -164,11 +174,11 @@ def _checked(
         problems = verify.validity_findings(cert, str(cert_file), now, 0)
         if problems:
             raise CommandError(f"{problems[0]}; nothing installed")
-    anchors = _trusted_anchors(ssl_dir, ssl_fd, desired, now)
-    verdict = judge_chain(chain, anchors, now, str(cert_file), web.purposes, web.lowered)
+    anchors, system = _trusted_anchors(ssl_dir, ssl_fd, desired, now)
+    verdict = judge_chain(chain, anchors, now, str(cert_file), web.purposes, web.lowered, extra=system)
     if verdict.refusal is not None:
         raise CommandError(f"{verdict.refusal}; nothing installed")
-    return _Checked(chain, verdict.verified)
+    return _Checked(chain, verdict.verified, verdict.trust)
 
 
 def _put_in_place(ssl_dir: Path, ssl_fd: int, web: WebPair, key: PrivateKey, chain: list[x509.Certificate]) -> str:
@@ -193,7 +203,10 @@ def _installed(web: WebPair, checked: _Checked, notes: str) -> Installed:
     chain = checked.chain
     subject = chain[0].subject.rfc4514_string()
     if checked.verified:
-        return Installed(f"installed {subject} (verified against its issuer){notes}", True)
+        via = (
+            checked.trust if checked.trust.startswith(f"verified via {SYSTEM_TRUST}") else "verified against its issuer"
+        )
+        return Installed(f"installed {subject} ({via}){notes}", True)
     issuer = chain[-1].issuer.rfc4514_string()
     return Installed(
         f"installed {subject} UNVERIFIED: its issuer ({issuer}) is not in {', '.join(web.trust_sources)}; it will "

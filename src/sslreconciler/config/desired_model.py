@@ -38,6 +38,14 @@ class KeyPair(Strict):
         description="TLS uses the certificate's keyUsage/extendedKeyUsage must allow (policy rule key-usage). "
         'Default: ["server", "client"] for the pair named ssl, ["server"] for any other.',
     )
+    verify_with: list[Literal["trust-sources", "system"]] | None = Field(
+        None,
+        min_length=1,
+        description="What this pair's chain may verify against: trust-sources (truststore.sources) and/or system "
+        "(the system's trust store, see system_trust). System roots verify this pair only: they never enter the "
+        'truststore, the hash links or the trust fingerprint. Default: ["trust-sources", "system"] for the pair '
+        'named ssl-web, ["trust-sources"] for any other. Never "system" for truststore.host_pair.',
+    )
 
     @property
     def entry_alias(self) -> str:
@@ -48,6 +56,12 @@ class KeyPair(Strict):
         if self.purposes is not None:
             return frozenset(self.purposes)
         return frozenset({"server", "client"} if self.name == "ssl" else {"server"})
+
+    @property
+    def verifies_with(self) -> frozenset[str]:
+        if self.verify_with is not None:
+            return frozenset(self.verify_with)
+        return frozenset({"trust-sources", "system"} if self.name == WEB_PAIR else {"trust-sources"})
 
 
 class TrustStore(Strict):
@@ -61,6 +75,17 @@ class TrustStore(Strict):
     )
     hash_links: bool = Field(True, description="Keep OpenSSL <hash>.0 links in each source directory.")
     password: PasswordSource | None = Field(None, description="Overrides the store password.")
+
+
+class SystemTrust(Strict):
+    """Where the system's trust store is, for the pairs whose ``verify_with`` names ``system``."""
+
+    file: Path | None = Field(
+        None,
+        description="A PEM bundle of trusted roots. With file and dir both null, the store is found as OpenSSL "
+        "finds it (ssl.get_default_verify_paths(): SSL_CERT_FILE / SSL_CERT_DIR, else the build's defaults).",
+    )
+    dir: Path | None = Field(None, description="A directory of OpenSSL <hash>.N certificate files.")
 
 
 class Permissions(Strict):
@@ -168,6 +193,10 @@ class DesiredState(Strict):
     policy: TrustPolicy = Field(
         default_factory=lambda: TrustPolicy(), description="Errors or warnings for the policy rules (docs/trust.md)."
     )
+    system_trust: SystemTrust = Field(
+        default_factory=lambda: SystemTrust(),
+        description='The system trust store for pairs with "system" in verify_with (docs/trust.md).',
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> DesiredState:
@@ -190,6 +219,12 @@ class DesiredState(Strict):
                 raise ValueError(f"pair {pair.name!r}: fallback must name another pair")
         if self.truststore.host_pair is not None and self.truststore.host_pair not in names:
             raise ValueError("truststore.host_pair must name a pair")
+        host = self.truststore.host_pair
+        if host is not None and "system" in self.pair(host).verifies_with:  # the cluster's mutual TLS identity
+            raise ValueError(f'pair {host!r} (truststore.host_pair): verify_with must not name "system"')
+        for d in (self.system_trust.file, self.system_trust.dir):
+            if d is not None and not d.is_absolute():
+                raise ValueError("system_trust: file and dir must be absolute paths")
         if self.acme is not None and WEB_PAIR not in names:  # ACME renews the pair the web commands work on
             raise ValueError(
                 f"acme renews the web pair, the pair named {WEB_PAIR!r}; no pair has that name "
@@ -203,6 +238,10 @@ class DesiredState(Strict):
             if not d.is_absolute():
                 raise ValueError("allowed_symlink_dirs must be absolute paths")
         return self
+
+    def uses_system_trust(self) -> bool:
+        """Does any pair verify against the system's trust store (so observe reads it)?"""
+        return any("system" in p.verifies_with for p in self.pairs)
 
     def pair(self, name: str) -> KeyPair:
         return next(p for p in self.pairs if p.name == name)

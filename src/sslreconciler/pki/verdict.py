@@ -6,6 +6,11 @@ Every caller asks here: the reconcile (each pair's certificate), ``web install``
 trust sources only, never against a root that came inside the file. When its issuer is among the
 anchors (or the pair says ``verify: require``) it must verify; otherwise it is *unverified* (a warning,
 as sipXecs installs an outside CA's certificate) once each certificate is signed by the next.
+
+``extra``: more anchors for this chain only (the system's trust store, for a pair whose ``verify_with``
+names ``system``). A chain that does not verify against the trust sources may verify against them; its
+``trust`` then says so and names the root used ("verified via system trust: CN=..."). When its issuer is
+among them it must verify there, as with the trust sources; the policy rules apply either way.
 """
 
 from __future__ import annotations
@@ -49,11 +54,27 @@ def judge_chain(
     purposes: Collection[str] = (),
     lowered: Collection[str] = (),
     require: bool = False,
+    extra: trust.Anchors | None = None,
+    extra_name: str = "system trust",
 ) -> ChainVerdict:
     """``chain``: leaf first, ordered (verify.order_chain). ``display``: the file the findings name.
-    ``require``: the pair must verify (``verify: require``), whether or not its issuer is an anchor."""
+    ``require``: the pair must verify (``verify: require``), whether or not its issuer is an anchor.
+    ``extra``, ``extra_name``: anchors for this chain only, and what to call them (see above)."""
     leaf, intermediates = chain[0], list(chain[1:])
-    if require or trust.issuer_in_anchors(chain, anchors):
+    in_extra = extra is not None and bool(extra.certs) and trust.issuer_in_anchors(chain, extra)
+    in_anchors = trust.issuer_in_anchors(chain, anchors)
+    if in_extra and extra is not None and not in_anchors:
+        checked = verify.verify_chain(leaf, intermediates, extra, now)
+        if checked.ok:
+            path = tuple(checked.chain)
+            how = f"verified via {extra_name}: {path[-1].subject.rfc4514_string()}"
+            policy = tuple(trust.policy_findings(path, display, True, purposes, lowered))
+            return ChainVerdict(how, path, policy, checked.detail)
+        refused = error(
+            display, f"does not chain to a trusted CA ({extra_name}): {checked.detail}", FindingCode.UNTRUSTED
+        )
+        return ChainVerdict("", tuple(chain), (refused,), checked.detail)
+    if require or in_anchors:
         checked = verify.verify_chain(leaf, intermediates, anchors, now)
         if not checked.ok:
             refused = error(display, f"does not chain to a trusted CA: {checked.detail}", FindingCode.UNTRUSTED)
@@ -69,6 +90,8 @@ def judge_chain(
         why = f"its root ({verify.describe(top)}) is self-signed and not in the trust sources"
     else:
         why = f"its issuer ({top.issuer.rfc4514_string()}) is not in the trust sources"
+    if extra is not None:
+        why += f" nor in the {extra_name}"
     unverified = warning(display, f"unverified: {why}", FindingCode.UNVERIFIED)
     unanchored = trust.policy_findings(chain, display, False, purposes, lowered)
     return ChainVerdict(UNVERIFIED, tuple(chain), (unverified, *unanchored))

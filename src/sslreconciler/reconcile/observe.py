@@ -31,6 +31,7 @@ from sslreconciler.reconcile.state import (
     SourceFile,
     TrustDir,
 )
+from sslreconciler.reconcile.system_trust_read import read_system_trust
 from sslreconciler.rootread import open_ssl_dir
 
 TRUST_SUFFIXES = (".crt", ".pem", ".cer", ".der")
@@ -123,6 +124,9 @@ def gather_inputs(ssl_dir: Path, desired: DesiredState, ssl_fd: int | None = Non
         for display in trust_dir.files:
             inputs.files.setdefault(display, read_file(ssl_fd, display, allowed))
     _password(desired.truststore.password or desired.password, desired.truststore.file, inputs)
+    if desired.uses_system_trust():  # outside the ssl dir: its own reading rules (system_trust_read.py)
+        inputs.system_trust, system_problems = read_system_trust(desired)
+        findings.extend(system_problems)
     return inputs, findings
 
 

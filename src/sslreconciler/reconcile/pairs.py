@@ -1,7 +1,8 @@
 """Each key pair: its files loaded (its own, or its fallback's), its chain ordered and judged. Pure: no I/O.
 
-The chain verdict is the one rule every command uses (``pki/verdict.judge_chain``), against the trust
-sources only.
+The chain verdict is the one rule every command uses (``pki/verdict.judge_chain``), against what the
+pair's ``verify_with`` names: the trust sources' anchors and/or the system trust store's
+(``system_anchors``), the latter for this pair's chain only.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from sslreconciler.pki.sources import PrivateKey
 from sslreconciler.pki.verdict import judge_chain
 from sslreconciler.reconcile.facts import CertFacts
 from sslreconciler.reconcile.state import Inputs, source_bytes
+from sslreconciler.reconcile.system_anchors import SYSTEM_TRUST, system_anchors
 from sslreconciler.stores.entries import KeyEntry, cert_der, key_pkcs8
 
 # What a pair built from its fallback's files repeats of their findings: only what its own policy adds
@@ -36,6 +38,13 @@ class PairResult:
     trust: str = ""  # verified / unverified / ...
     fallback_from: str | None = None
     findings: list[Finding] = field(default_factory=list)  # what this pair reports
+
+    @property
+    def trust_note(self) -> str:
+        """What the report says of the chain's trust beside its stores ("" when verified by the trust sources)."""
+        if self.trust == "unverified":
+            return "unverified (issuer not available)"
+        return self.trust if self.trust.startswith(f"verified via {SYSTEM_TRUST}") else ""
 
     def key_entry(self) -> KeyEntry:
         """The store entry this pair makes (only for a pair that is ``ok``)."""
@@ -78,15 +87,21 @@ def load_pair(
             own.extend(verify.validity_findings(cert, source_pair.cert, now, warn_days))
         own.extend(verify.hostname_findings(result.chain[0], source_pair.cert, hostname))
         if not any(f.level is Level.ERROR for f in own):
-            # the one chain rule (pki/verdict.py), against the trust sources only, on the file actually used
+            # the one chain rule (pki/verdict.py), against what this pair verifies with, on the file actually used;
+            # the system's roots are asked for (parsed, once per process) only for a chain the trust sources do
+            # not anchor: judge_chain looks at them only then
+            own_anchors = anchors if "trust-sources" in pair.verifies_with else rules.Anchors()
+            use_system = "system" in pair.verifies_with and not rules.issuer_in_anchors(result.chain, own_anchors)
             verdict = judge_chain(
                 result.chain,
-                anchors,
+                own_anchors,
                 now,
                 source_pair.cert,
                 pair.tls_purposes,
                 desired.policy.lowered,
                 require=pair.verify == "require",
+                extra=system_anchors(inputs, facts) if use_system else None,
+                extra_name=SYSTEM_TRUST,
             )
             result.trust = verdict.trust
             own.extend(verdict.findings)

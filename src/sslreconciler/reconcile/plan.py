@@ -73,8 +73,7 @@ def _pair_artifacts(
     """The pair's keystore and/or PKCS#12 file; ``findings``: all so far, to say what blocks them."""
     pair = result.pair
     note = f"from the {result.fallback_from} pair" if result.fallback_from else ""
-    if result.trust == "unverified":
-        note = "; ".join(filter(None, [note, "unverified (issuer not available)"]))
+    note = "; ".join(filter(None, [note, result.trust_note]))
     private_mode = int(desired.permissions.private_mode, 8)
     kinds: tuple[tuple[str | None, ArtifactKind], ...] = ((pair.keystore, "jks"), (pair.pkcs12, "pkcs12"))
     plans = []

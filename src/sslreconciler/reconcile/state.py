@@ -43,12 +43,21 @@ class TrustDir:
     is_dir: bool
 
 
+@dataclass(frozen=True, slots=True)
+class SystemTrustFiles:
+    """The system trust store's certificate files as read (reconcile/system_trust_read.py): parsed in decide."""
+
+    where: str  # the bundle file and/or directory read, for messages
+    files: tuple[tuple[str, bytes], ...] = field(default=(), repr=False)  # (path, bytes), in reading order
+
+
 @dataclass(slots=True)
 class Inputs:
     files: dict[str, SourceFile] = field(default_factory=dict)
     trust_dirs: list[TrustDir] = field(default_factory=list)
     passwords: dict[str, str] = field(default_factory=dict, repr=False)  # store name -> password
     password_problems: dict[str, Finding] = field(default_factory=dict)
+    system_trust: SystemTrustFiles | None = None  # read only when a pair verifies with the system store
 
 
 @dataclass(frozen=True, slots=True)
