@@ -15,13 +15,16 @@ Everything else is the per-character mapping both share (İ, U+0130, becomes ``i
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
+from collections.abc import Callable
 
 __all__ = ["MAX_ALIAS_BYTES", "alias_unfit", "java_lower", "modified_utf8", "read_modified_utf8"]
 
 MAX_ALIAS_BYTES = 0xFFFF  # DataOutputStream.writeUTF's two-byte length
 _SIGMA = "\u03a3"
+_UNNAMEABLE = re.compile("[\0\ud800-\udfff]")  # NUL, a lone surrogate
 
 # The legacy word rules (sun.text.resources BreakIteratorRules), each character one token.
 _MID_WORD_ONLY = frozenset("\u00ad\u2027")  # and every Pd and Pc
@@ -39,9 +42,9 @@ _RULES = [
 ]
 
 
-def _token(ch: str) -> str:
+def _token(ch: str, category: Callable[[str], str] = unicodedata.category) -> str:
     """The character's class in the word rules ("" for one the rules skip: Mn, Me, Cf)."""
-    cat = unicodedata.category(ch)
+    cat = category(ch)
     o = ord(ch)
     if ch == "\u00ad":
         return "-"
@@ -183,12 +186,37 @@ def read_modified_utf8(data: bytes) -> str:
 def alias_unfit(alias: str) -> str:
     """Why a JKS cannot hold this alias portably (a phrase without the alias), or empty: a character
     outside the Basic Multilingual Plane (Java stores it as two surrogates, which pyjks and older
-    writers get wrong), a lone surrogate or a NUL (no command line or XML attribute can name it), or
-    more than 65,535 bytes of modified UTF-8."""
-    if any(ord(ch) > 0xFFFF for ch in alias):
+    writers get wrong), a lone surrogate or a NUL (no command line or XML attribute can name it), more
+    than 65,535 bytes of modified UTF-8; or a character Java versions lower-case differently, so that
+    no one lower-casing is every JDK's (tests/test_jks_aliases.py checks the rest against three)."""
+    if alias.isascii() and "\0" not in alias and len(alias) <= MAX_ALIAS_BYTES:
+        return ""  # the common case, and the hot one (10,000 trust files): ASCII is the same in every JDK
+    if alias and max(alias) > "\uffff":
         return "has a character outside the Basic Multilingual Plane, which a JKS cannot hold portably"
-    if any(0xD800 <= ord(ch) <= 0xDFFF for ch in alias) or "\0" in alias:
+    if _UNNAMEABLE.search(alias):
         return "has a NUL or a lone surrogate, which a JKS alias must not hold: no keytool -alias can name it"
+    sigma = _SIGMA in alias  # ASCII is the same in every JDK: only the others are looked at, each once
+    shifting = next((ch for ch in sorted(set(alias)) if ch > "\x7f" and _version_dependent(ch, sigma)), None)
+    if shifting is not None:
+        return (
+            f"has U+{ord(shifting):04X}, which Java versions lower-case differently (a letter newer than "
+            "Unicode 3.2, or unknown here), so a JKS alias with it is not portable"
+        )
     if len(modified_utf8(java_lower(alias))) > MAX_ALIAS_BYTES:
         return f"is longer than a JKS can hold ({MAX_ALIAS_BYTES} bytes of modified UTF-8)"
     return ""
+
+
+@functools.lru_cache(maxsize=8192)
+def _version_dependent(ch: str, sigma: bool) -> bool:
+    """A character whose lower case, or (beside a capital sigma) whose class in the word rules, an older
+    or newer JDK may see otherwise: unassigned in this Python's Unicode; one with a lower case that
+    Unicode 3.2 did not have or had in another class (Cherokee, Georgian Mtavruli, capital sharp s); or,
+    with a sigma about, one Unicode 3.2 did not have or put in another word class."""
+    now = unicodedata.category(ch)
+    if now == "Cn":
+        return True
+    then = unicodedata.ucd_3_2_0.category(ch)
+    if ch.lower() != ch and then != now:
+        return True
+    return sigma and (then == "Cn" or _token(ch, unicodedata.ucd_3_2_0.category) != _token(ch))
