@@ -10,7 +10,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 
 from sslreconciler.config.acme_model import Acme
-from sslreconciler.config.fields import FileName, Mode, PasswordSource, RelPath, Strict
+from sslreconciler.config.fields import FileName, JksAlias, Mode, PasswordSource, RelPath, Strict
+from sslreconciler.model.jks_alias import alias_unfit, java_lower
 
 DEFAULT_PASSWORD = "changeit"  # sipXecs services hard-code it
 
@@ -21,7 +22,11 @@ class KeyPair(Strict):
     name: str = Field(description="Names the pair in reports and in `fallback`.")
     key: RelPath = Field(description="The private key source (PEM PKCS#1/PKCS#8/SEC1, or DER).")
     cert: RelPath = Field(description="The certificate source: leaf, optionally followed by its chain.")
-    alias: str | None = Field(None, description="Key entry alias in the stores. Default: the pair's name.")
+    alias: JksAlias | None = Field(
+        None,
+        description="Key entry alias in the stores, lower-cased as Java's JKS does; characters of the Basic "
+        "Multilingual Plane only. Default: the pair's name.",
+    )
     keystore: FileName | None = Field(None, description="JKS output; null for none.")
     pkcs12: FileName | None = Field(None, description="PKCS#12 output; null for none.")
     verify: Literal["require", "if-available"] = Field(
@@ -47,9 +52,16 @@ class KeyPair(Strict):
         'named ssl-web, ["trust-sources"] for any other. Never "system" for truststore.host_pair.',
     )
 
+    @model_validator(mode="after")
+    def _alias_fits(self) -> KeyPair:
+        unfit = alias_unfit(self.name) if self.alias is None else ""
+        if unfit:  # the name is the alias: said here, as the alias field's own check says it
+            raise ValueError(f"name: the key entry alias (the pair's name, as it has no alias) {unfit}; give an alias")
+        return self
+
     @property
     def entry_alias(self) -> str:
-        return (self.alias or self.name).lower()
+        return java_lower(self.alias or self.name)
 
     @property
     def tls_purposes(self) -> frozenset[str]:

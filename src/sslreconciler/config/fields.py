@@ -7,6 +7,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from sslreconciler.model.jks_alias import alias_unfit
+
 
 def _plain_name(value: str) -> str:
     if not value or "/" in value or value in {".", ".."} or "\0" in value:
@@ -31,9 +33,17 @@ def _mode(value: str) -> str:
     return value
 
 
+def _jks_alias(value: str) -> str:
+    unfit = alias_unfit(value)
+    if unfit:
+        raise ValueError(f"the key entry alias {unfit}")
+    return value
+
+
 FileName = Annotated[str, AfterValidator(_plain_name)]
 RelPath = Annotated[str, AfterValidator(_relative_path)]
 Mode = Annotated[str, AfterValidator(_mode)]
+JksAlias = Annotated[str, AfterValidator(_jks_alias)]
 
 
 class Strict(BaseModel):

@@ -1,6 +1,7 @@
 """Trusted files -> the truststore's aliases and entries and each trust directory's hash links. Pure.
 
-A truststore alias is the file name without its extension, lower-cased (JKS lower-cases aliases); a
+A truststore alias is the file name without its extension, lower-cased as Java's JKS does
+(model/jks_alias.py: a JKS stores and looks up ``alias.toLowerCase(Locale.ENGLISH)``); a
 file's n-th certificate goes in as ``<alias>-<n>``. Hash links follow ``openssl rehash``: one
 ``<subject hash>.N`` link per single-certificate PEM file, numbered in file-name order, and a
 certificate two files hold goes in (and gets a link) once.
@@ -14,6 +15,8 @@ from dataclasses import dataclass, field
 from cryptography import x509
 
 from sslreconciler.model.findings import Finding, FindingCode, error, warning
+from sslreconciler.model.jks_alias import alias_unfit as _unfit
+from sslreconciler.model.jks_alias import java_lower
 from sslreconciler.pki import trust as rules
 from sslreconciler.reconcile.facts import CertFacts
 from sslreconciler.stores.entries import cert_der
@@ -55,17 +58,13 @@ class TrustEntries:
 def alias_of(display: str) -> str:
     name = display.rpartition("/")[2]
     dot = name.rfind(".")
-    return (name[:dot] if 0 < dot < len(name) - 1 else name).lower()  # PurePosixPath(display).stem, faster
+    return java_lower(name[:dot] if 0 < dot < len(name) - 1 else name)  # PurePosixPath(display).stem, faster
 
 
 def alias_unfit(alias: str) -> str:
-    """Why a JKS cannot carry this alias (Java reads aliases as modified UTF-8: one to three bytes a
-    UTF-16 unit, 65,535 bytes at most), or empty. keytool cannot open a store with such an alias."""
-    if any(ord(ch) > 0xFFFF for ch in alias):
-        return f"its alias {alias!r} has a character outside the Basic Multilingual Plane, which a JKS cannot hold"
-    if len(alias.encode("utf-8", "surrogatepass")) > 65_535:
-        return "its alias is longer than a JKS can hold"
-    return ""
+    """Why a JKS cannot carry this alias portably (model/jks_alias.py), or empty."""
+    unfit = _unfit(alias)
+    return f"its alias {alias[:60]!r} {unfit}" if unfit else ""
 
 
 def resolve_aliases(files: list[TrustFile], host: HostCerts) -> tuple[list[TrustFile], list[Finding]]:

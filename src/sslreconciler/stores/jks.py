@@ -1,12 +1,19 @@
 """JKS keystores and truststores: written by our own writer (jks_writer), read by pyjks.
 
-Key password = store password, as sipXecs expects.
+Key password = store password, as sipXecs expects. Strings in the file (aliases, the certificate type)
+are read as Java reads them (modified UTF-8, DataInputStream.readUTF), not as pyjks does (standard
+UTF-8): a store Java wrote with a NUL or a character outside the BMP in an alias is read as Java reads
+it, and one Java cannot load (a four-byte UTF-8 sequence, as pyjks and this project's writer before
+issue 24 wrote) is unreadable, so it is rewritten.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+from typing import Any
 
+from sslreconciler.model.jks_alias import read_modified_utf8
 from sslreconciler.stores.entries import KeyEntry, StoreContent, StoreUnreadable
 from sslreconciler.stores.jks_writer import encode_jks
 
@@ -22,7 +29,9 @@ def read_jks(data: bytes, password: str) -> StoreContent:
     import jks  # pyjks: ~90 ms of imports, paid only when an existing store must be read
 
     try:
-        store = jks.KeyStore.loads(data, password)
+        store = _as_java_reads().loads(data, password)
+    except _JavaCannotRead as exc:
+        raise StoreUnreadable(str(exc)) from None
     except Exception as exc:  # pyjks raises a zoo of types (struct.error, KeystoreSignatureException...)
         raise StoreUnreadable(type(exc).__name__) from None
     if store.store_type != "jks":
@@ -30,6 +39,8 @@ def read_jks(data: bytes, password: str) -> StoreContent:
     keys: list[KeyEntry] = []
     trusted: dict[str, bytes] = {}
     for alias, entry in store.entries.items():
+        if not _encodable(alias):
+            raise StoreUnreadable("an alias holds a lone surrogate")
         if isinstance(entry, jks.PrivateKeyEntry):
             if not entry.is_decrypted():
                 raise StoreUnreadable(f"key entry {alias!r} uses another password")
@@ -39,3 +50,35 @@ def read_jks(data: bytes, password: str) -> StoreContent:
         else:
             raise StoreUnreadable(f"unexpected entry {alias!r}")
     return StoreContent.of(keys, trusted)
+
+
+class _JavaCannotRead(ValueError):
+    """A string in the store that Java's readUTF refuses (UTFDataFormatException)."""
+
+
+def _encodable(alias: str) -> bool:
+    try:
+        alias.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+@functools.cache
+def _as_java_reads() -> Any:
+    """pyjks's KeyStore, its strings read as Java's readUTF reads them."""
+    import jks
+
+    class JavaKeyStore(jks.KeyStore):  # type: ignore[misc]
+        @classmethod
+        def _read_utf(cls, data: bytes, pos: int, kind: str | None = None) -> tuple[str, int]:
+            size = int.from_bytes(data[pos : pos + 2], "big")
+            raw = data[pos + 2 : pos + 2 + size]
+            if len(raw) != size:
+                raise jks.BadKeystoreFormatException(f"{kind or 'a string'} runs past the end")
+            try:
+                return read_modified_utf8(raw), pos + 2 + size
+            except ValueError as exc:
+                raise _JavaCannotRead(f"{kind or 'a string'}: {exc}, which Java cannot read") from None
+
+    return JavaKeyStore

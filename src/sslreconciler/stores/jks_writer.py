@@ -5,11 +5,17 @@ Here every entry is framed from precomputed parts and the file is one ``b"".join
 reader of existing stores and, in tests, the oracle this writer is compared with byte for byte.
 
 What pyjks writes, and so what this writes: magic 0xFEEDFEED, version 2, the entry count; key entries
-first, then trusted certificates, each in the order given; aliases lower-cased (Python's ``str.lower``)
-and length-prefixed UTF-8; every entry stamped with the same whole second in milliseconds (pyjks takes
+first, then trusted certificates, each in the order given; aliases lower-cased and length-prefixed;
+every entry stamped with the same whole second in milliseconds (pyjks takes
 ``int(time.time()) * 1000`` per entry); key entries protected with Sun's JKS KeyProtector (a fresh random
 20-byte salt per key, SHA-1 keystream XOR, SHA-1 check) under the store password; certificate type
 "X.509"; last the keyed SHA-1 over UTF-16BE(password) + "Mighty Aphrodite" + everything before it.
+
+Where pyjks is wrong, this writes what Java writes (model/jks_alias.py): aliases lower-cased as
+``String.toLowerCase(Locale.ENGLISH)`` (not ``str.lower``: a capital sigma inside a Java "word", as in
+``SIGMA-ALPHA-SIGMA-ca`` written in Greek, stays a medial sigma) and encoded as Java's modified UTF-8
+(``writeUTF``: NUL as C0 80, a character outside the BMP as two three-byte surrogates; pyjks's standard
+UTF-8 there gives a store no Java can load). For every other alias the bytes are pyjks's.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from sslreconciler.model.errors import SslReconcilerError
+from sslreconciler.model.jks_alias import MAX_ALIAS_BYTES, java_lower, modified_utf8
 from sslreconciler.stores.entries import StoreContent
 
 _HEADER = struct.Struct(">LLL")  # magic, version, entry count
@@ -35,7 +42,6 @@ _WHITENING = b"Mighty Aphrodite"
 # AlgorithmIdentifier { 1.3.6.1.4.1.42.2.17.1.1 (Sun JKS KeyProtector), NULL }, DER
 _KEY_PROTECTOR_ALGORITHM = bytes.fromhex("300e060a2b060104012a021101010500")
 _SALT_BYTES = 20
-_MAX_UTF = 0xFFFF  # _write_utf's two-byte length
 
 
 class JKSEncodeError(SslReconcilerError, ValueError):
@@ -72,9 +78,9 @@ def encode_jks_with(content: StoreContent, password: str, *, timestamp_ms: int, 
     trusted_tail = stamp + _X509
     pack_u16, pack_u32 = _U16.pack, _U32.pack
     for alias, der in content.trusted:  # the hot loop: 10,000 entries in a big truststore
-        lowered = alias.lower()
-        name = lowered.encode("utf-8")
-        if lowered in seen or len(name) > _MAX_UTF:
+        lowered = java_lower(alias)
+        name = modified_utf8(lowered)
+        if lowered in seen or len(name) > MAX_ALIAS_BYTES:
             _alias(alias, seen)  # raises, naming the problem
         seen.add(lowered)
         append(_TAG_TRUSTED + pack_u16(len(name)) + name + trusted_tail + pack_u32(len(der)))
@@ -86,14 +92,15 @@ def encode_jks_with(content: StoreContent, password: str, *, timestamp_ms: int, 
 
 
 def _alias(alias: str, seen: set[str]) -> bytes:
-    """The alias as written (lower-cased, length-prefixed UTF-8); a clash is refused as pyjks refuses it."""
-    lowered = alias.lower()
+    """The alias as written (lower-cased as Java does, length-prefixed modified UTF-8); a clash is refused
+    as pyjks refuses it."""
+    lowered = java_lower(alias)
     if lowered in seen:
         raise JKSEncodeError(f"two entries share the alias {lowered!r}")
     seen.add(lowered)
-    encoded = lowered.encode("utf-8")
-    if len(encoded) > _MAX_UTF:
-        raise JKSEncodeError(f"alias {lowered[:40]!r}... is longer than {_MAX_UTF} bytes")
+    encoded = modified_utf8(lowered)
+    if len(encoded) > MAX_ALIAS_BYTES:
+        raise JKSEncodeError(f"alias {lowered[:40]!r}... is longer than {MAX_ALIAS_BYTES} bytes")
     return _U16.pack(len(encoded)) + encoded
 
 
