@@ -1,6 +1,6 @@
 """A set of files replaced as one: a versioned directory, and a symlink to it swapped with one rename.
 
-``live -> .sslreconciler-live.<hex>.d`` (as Kubernetes' ``..data`` or certbot's ``live/``): a new
+``live -> .live.<hex>.d`` (as Kubernetes' ``..data`` or certbot's ``live/``): a new
 version is written in full (every file created with its final mode, fsynced, the directory fsynced)
 before the symlink is renamed over the old one and the parent fsynced. A SIGKILL at any point leaves
 the old set or the new one; a half-made version, a temp link or a replaced version is removed by the
@@ -15,13 +15,13 @@ import re
 import secrets
 import stat
 
-from sslreconciler.fsio.writes import TEMP_PREFIX, atomic_symlink_at, write_temp_at
+from sslreconciler.fsio.writes import atomic_symlink_at, write_temp_at
 
 VERSION_DIR_MODE = 0o755  # the files inside carry their own modes (a key 0600)
 
 
 def version_pattern(link: str) -> re.Pattern[str]:
-    return re.compile(rf"^{re.escape(TEMP_PREFIX + link)}\.[0-9a-f]{{16}}\.d$")
+    return re.compile(rf"^\.{re.escape(link)}\.[0-9a-f]{{16}}\.d$")
 
 
 def current_version_at(dir_fd: int, link: str) -> str | None:
@@ -40,7 +40,7 @@ def swap_set_at(
     name. The version replaced stays until the next writer (a reader that resolved it may still read it);
     older ones are removed now."""
     before = current_version_at(dir_fd, link)
-    version = f"{TEMP_PREFIX}{link}.{secrets.token_hex(8)}.d"
+    version = f".{link}.{secrets.token_hex(8)}.d"
     os.mkdir(version, VERSION_DIR_MODE, dir_fd=dir_fd)
     try:
         fd = os.open(version, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
