@@ -266,6 +266,7 @@ def test_reader_never_sees_a_mismatched_set_during_200_swaps(tmp_path: Path, ca:
         if reader.poll() is None:
             reader.send_signal(signal.SIGKILL)
             reader.wait()
+    print(f"\nreader through 200 swaps: {out.strip()}")
     assert "MISMATCH" not in out, out
     checks, versions_seen = int(out.split()[1]), int(out.split()[5])
     assert checks > 0 and versions_seen > 2, out  # it read all along, across many swaps
