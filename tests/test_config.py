@@ -19,7 +19,8 @@ def test_schema_lists_every_documented_field() -> None:
     doc = (REPO / "docs" / "desired-state.md").read_text()
     for field in schema["properties"]:
         assert f"`{field}`" in doc, field
-    for model in ("KeyPair", "TrustStore", "Permissions", "PasswordSource", "Hook", "Acme", "AcmeChallenge", "AcmeEab"):
+    for model in ("KeyPair", "PemOutputs", "TrustStore", "Permissions", "PasswordSource", "Hook", "Acme", "AcmeChallenge",
+                  "AcmeEab"):
         for field in schema["$defs"][model]["properties"]:
             assert f"`{field}`" in doc, (model, field)
 
@@ -50,7 +51,7 @@ def test_renamed_and_extra_pairs(node) -> None:
     }))
     result = reconcile(node)
     assert result.rc == 0, result.out
-    assert set(result.json()["artifacts"]) == {"xmlrpc.jks", "site.p12", "trust.jks"}
+    assert set(result.json()["artifacts"]) == {"xmlrpc.jks", "site.p12", "trust.jks", "authorities.pem"}
     assert keytool_list(node.ssl_dir / "xmlrpc.jks") == {"master": ("PrivateKeyEntry", 1)}
     assert keytool_list(node.ssl_dir / "site.p12", storetype="PKCS12") == {"web": ("PrivateKeyEntry", 1)}
     assert not (node.ssl_dir / "ssl.keystore").exists()
@@ -70,14 +71,16 @@ def test_password_from_file_and_credential(node, tmp_path: Path, java_classes: P
     result = run_cli("reconcile", "--ssl-dir", node.ssl_dir, "--desired-state", node.desired, "--json",
                      env={"CREDENTIALS_DIRECTORY": str(creds)})
     assert result.rc == 0
-    assert {a["action"] for a in result.json()["artifacts"].values()} == {"written"}  # new password, new stores
+    stores = {n: a for n, a in result.json()["artifacts"].items() if not a["kind"].startswith("pem")}  # no password
+    assert {a["action"] for a in stores.values()} == {"written"}  # new password, new stores
     probe = store_probe(java_classes, "system", "JKS", node.ssl_dir / "authorities.jks", "cred-pass-456")
     assert probe.rc == 0, probe
 
     # the credential gone: stores are kept as they are, the report says why
     result = reconcile(node)
     assert result.rc == 1
-    assert {a["action"] for a in result.json()["artifacts"].values()} == {"kept-last-good"}
+    stores = {n: a for n, a in result.json()["artifacts"].items() if not a["kind"].startswith("pem")}
+    assert {a["action"] for a in stores.values()} == {"kept-last-good"}
     reason = result.json()["findings"][0]["reason"]  # by hand: the fallback directory, and where it came from
     assert "/etc/sslreconciler/sslreconciler-password" in reason and "credentials_dir" in reason
 

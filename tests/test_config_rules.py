@@ -57,7 +57,10 @@ def test_the_cli_still_gives_its_hooks_the_plugin_default(node, tmp_path: Path) 
 
 def test_seed_layout_outputs_and_sources() -> None:
     seed = DesiredState()
-    assert seed.output_files() == ["ssl.keystore", "ssl.p12", "ssl-web.keystore", "ssl-web.p12", "authorities.jks"]
+    assert seed.output_files() == [
+        "ssl.keystore", "ssl.p12", "ssl-web.keystore", "ssl-web.p12", "authorities.jks", "authorities.pem",
+        *(f"live/{p}.{s}" for p in ("ssl", "ssl-web") for s in ("key", "fullchain.pem", "crt", "chain.pem")),
+    ]
     assert seed.source_files() == ["ssl.key", "ssl.crt", "ssl-web.key", "ssl-web.crt"]
     assert seed.trust_sources() == ["authorities"]
     assert load_desired_state(None).output_files() == seed.output_files()
@@ -65,7 +68,7 @@ def test_seed_layout_outputs_and_sources() -> None:
 
 def test_custom_layout_outputs_and_sources() -> None:
     custom = DesiredState.model_validate(CUSTOM)
-    assert custom.output_files() == ["xmlrpc.jks", "site.p12", "again.jks", "again.p12", "trust.jks"]
+    assert custom.output_files() == ["xmlrpc.jks", "site.p12", "again.jks", "again.p12", "trust.jks", "authorities.pem"]
     assert custom.source_files() == ["ssl.key", "ssl.crt", "web/site.key", "web/site.crt"]  # each once
     assert custom.trust_sources() == ["authorities", "extra-cas"]  # one spelling: no trailing slash
 

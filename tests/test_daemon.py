@@ -42,13 +42,15 @@ def test_start_ready_and_health(daemon) -> None:
     assert stat.S_IMODE(daemon.socket.stat().st_mode) == 0o660
     code, doc = daemon.health()
     assert code == 200 and doc["status"] == "ok"
-    assert set(doc["artifacts"]) == {"ssl.keystore", "ssl.p12", "ssl-web.keystore", "ssl-web.p12", "authorities.jks"}
+    pem = {f"live/{p}.{s}" for p in ("ssl", "ssl-web") for s in ("key", "crt", "fullchain.pem", "chain.pem")}
+    assert set(doc["artifacts"]) == {
+        "ssl.keystore", "ssl.p12", "ssl-web.keystore", "ssl-web.p12", "authorities.jks", "authorities.pem", *pem}
     cert = doc["artifacts"]["ssl-web.keystore"]["certificate"]
     assert set(cert) == {"subject", "issuer", "serial", "not_after", "fingerprint_sha256"}
     assert cert["fingerprint_sha256"] == daemon.node.web.fingerprint()
     assert doc["counts"]["reconciles"] == 1 and doc["last_reconcile"]["trigger"] == "start"
     status = [m for m in daemon.drain() if m.startswith("STATUS=")]
-    assert status and status[-1].startswith("STATUS=ok: 5 artifacts")
+    assert status and status[-1].startswith("STATUS=ok: 14 artifacts")  # 5 stores, the CA bundle, 8 PEM files
     # curl, as the README says
     curl = subprocess.run(["curl", "-s", "--unix-socket", str(daemon.socket), "http://localhost/health"],
                           capture_output=True, text=True, timeout=30)
@@ -75,7 +77,8 @@ def test_swap_by_rename_is_picked_up(daemon, ca: Issued) -> None:
                            "-storepass", "changeit"], capture_output=True, text=True, timeout=60).stdout
     assert new.cert_pem().decode().split("\n")[1] in dump
     changed = [line for line in daemon.logs() if line.get("event") == "reconciled: stores rewritten"]
-    assert changed and {c["artifact"] for c in changed[-1]["changes"]} == {"ssl-web.keystore", "ssl-web.p12"}
+    assert changed and {c["artifact"] for c in changed[-1]["changes"]} == {  # the chain file stays empty
+        "ssl-web.keystore", "ssl-web.p12", "live/ssl-web.key", "live/ssl-web.crt", "live/ssl-web.fullchain.pem"}
     assert "serial" in changed[-1]["changes"][0]["old"] and "serial" in changed[-1]["changes"][0]["new"]
 
 

@@ -32,8 +32,26 @@ from sslreconciler.reconcile.decide import Context, Decision, decide
 from sslreconciler.reconcile.execute import encode
 from sslreconciler.reconcile.memo import ReconcileCache
 from sslreconciler.reconcile.settle import hooks_due, settle
-from sslreconciler.reconcile.state import Inputs, LinkDir, Observed, OutputFile, Ownership, SourceFile, TrustDir
-from sslreconciler.reconcile.steps import FixAttributes, MakeLink, RemoveLink, Step, StepFailed, WriteStore
+from sslreconciler.reconcile.state import (
+    Inputs,
+    LinkDir,
+    Observed,
+    OutputFile,
+    Ownership,
+    PemObserved,
+    SourceFile,
+    TrustDir,
+)
+from sslreconciler.reconcile.steps import (
+    FixAttributes,
+    MakeLink,
+    RemoveLink,
+    Step,
+    StepFailed,
+    SwapPemSet,
+    WriteFile,
+    WriteStore,
+)
 
 from pkitools import Issued
 from trustkit import cert, openssl_signed
@@ -109,10 +127,18 @@ class Node:
             passwords={name: PASSWORD for name in desired.output_files()},
         )
         outputs = {n: self.outputs.get(n, OutputFile(n, f"/ssl/{n}", "absent")) for n in desired.output_files()}
+        pem_files = desired.pem_files()
+        pem = None
+        if desired.pem_dir is not None:  # the PEM outputs: files of the version ``live`` points at
+            files = {n: outputs.pop(n) for n in pem_files}
+            there = any(f.kind != "absent" for f in files.values())
+            pem = PemObserved(desired.pem_dir, ".live.0000000000000000.d" if there else "", files)
         links = dict(self.links)
         if self.trust_is_dir:
             links.setdefault("authorities", LinkDir("authorities"))
-        return Observed("/ssl", NOW_TS, inputs, list(self.findings), outputs, links, self.owner, dict(self.first_seen))
+        return Observed(
+            "/ssl", NOW_TS, inputs, list(self.findings), outputs, links, self.owner, dict(self.first_seen), pem
+        )
 
 
 def seed() -> Node:
@@ -134,15 +160,22 @@ def run(node: Node, dry_run: bool = False, grace: float = 0.0, now: float = NOW_
     return decide(observed, node.state(), context, memo=memo)
 
 
+def written_file(name: str, data: bytes, mode: int) -> OutputFile:
+    return OutputFile(name, f"/ssl/{name}", "file", stat=fake_stat(mode, len(data)), data=data,
+                      digest=hashlib.sha256(data).digest())
+
+
 def settled(node: Node) -> Node:
     """The node after a first reconcile wrote everything: each output holds what decide wants."""
     for step in run(node).steps:
         if isinstance(step, WriteStore):
-            data = encode(step)
-            node.outputs[step.name] = OutputFile(
-                step.name, f"/ssl/{step.name}", "file", stat=fake_stat(step.mode, len(data)), data=data,
-                digest=hashlib.sha256(data).digest(),
-            )
+            node.outputs[step.name] = written_file(step.name, encode(step), step.mode)
+        elif isinstance(step, WriteFile):
+            node.outputs[step.name] = written_file(step.name, step.data, step.mode)
+        elif isinstance(step, SwapPemSet):
+            for member, data, mode in step.files:
+                name = f"{step.directory}/{member}"
+                node.outputs[name] = written_file(name, data, mode)
         elif isinstance(step, MakeLink):
             there = node.links.setdefault(step.directory, LinkDir(step.directory))
             there.links[step.name] = step.target
@@ -389,6 +422,10 @@ SETTLE_ROWS = [
               reason="Read-only file system"),
     SettleRow("a stale hash link not removed: not reported removed", _stale_link, RemoveLink, FindingCode.LINK_FAILED,
               reason="Permission denied"),
+    SettleRow("a new PEM CA bundle not written: failed", seed, WriteFile, FindingCode.WRITE_FAILED,
+              ("failed", Status.FAILED)),
+    SettleRow("a new PEM set not swapped in: each of its files failed", seed, SwapPemSet, FindingCode.WRITE_FAILED,
+              ("failed", Status.FAILED)),
 ]
 
 
@@ -397,18 +434,23 @@ def test_settle_table(row: SettleRow) -> None:
     decision = run(row.node())
     step = steps(decision, row.step)[0]
     report = settle(decision, [StepFailed(step, row.reason)], "/ssl", dt.datetime.now(dt.UTC), 0.01, False)
-    where = step.name if isinstance(step, WriteStore | FixAttributes) else f"{step.directory}/{step.name}"
+    if isinstance(step, SwapPemSet):
+        where, names = step.directory, set(step.written)
+    elif isinstance(step, WriteStore | FixAttributes | WriteFile):
+        where, names = step.name, {step.name}
+    else:
+        where, names = f"{step.directory}/{step.name}", set()
     failed = [f for f in report.findings if f.code == row.code]
     assert [f.file for f in failed] == [where] and row.reason in failed[0].reason, report.findings
     assert failed[0].level is Level.ERROR
     if row.artifact is not None:
-        got = next(a for a in report.artifacts if a.name == step.name)
-        assert (got.action, got.status) == row.artifact and row.reason in got.message, got
+        for got in (a for a in report.artifacts if a.name in names):
+            assert (got.action, got.status) == row.artifact and row.reason in got.message, got
     else:  # a link step: the report no longer claims the change
         (links,) = [r for r in report.links if r.directory == step.directory]
         assert step.name not in (links.added if isinstance(step, MakeLink) else links.removed)
-    others = [a for a in report.artifacts if getattr(step, "name", None) != a.name]
-    assert others == [a for a in decision.artifacts if getattr(step, "name", None) != a.name]  # only its own
+    others = [a for a in report.artifacts if a.name not in names]
+    assert others == [a for a in decision.artifacts if a.name not in names]  # only its own
 
 
 def test_settle_with_no_failure_reports_the_decision_as_it_stands() -> None:

@@ -17,6 +17,7 @@ from sslreconciler.cluster.bundle import FORMAT, PRIVATE, sha256_hex
 from sslreconciler.cluster.staging import next_sequence, read_cert, read_key, signer_name, trusted_cas
 from sslreconciler.fsio import atomic_write
 from sslreconciler.model.errors import CommandError
+from sslreconciler.model.jks_alias import java_lower
 from sslreconciler.pki import verify
 from sslreconciler.pki.issue import cert_pem
 from sslreconciler.stores.entries import StoreContent, cert_der
@@ -61,8 +62,8 @@ def create_bundle(staging: Path, host: str, output: Path, password: str = "chang
     trusted = {}
     for each in cas:
         files[f"authorities/{each.name}.crt"] = cert_pem(each.cert)
-        trusted[each.name.lower()] = cert_der(each.cert)
-    trusted[host.lower()] = cert_der(host_cert)
+        trusted[java_lower(each.name)] = cert_der(each.cert)
+    trusted[java_lower(host)] = cert_der(host_cert)
     files["authorities.jks"] = encode_jks(StoreContent.of(trusted=trusted), password)
     sequence, notes = next_sequence(staging)  # a node refuses any bundle below the last it installed
     manifest = {

@@ -16,6 +16,20 @@ from sslreconciler.model.jks_alias import alias_unfit, java_lower
 DEFAULT_PASSWORD = "changeit"  # sipXecs services hard-code it
 
 
+class PemOutputs(Strict):
+    """A pair's PEM files, written inside ``pem_dir`` as one set (issue 24); each a plain file name there."""
+
+    key: FileName = Field(description="The private key, PEM PKCS#8 (private_mode).")
+    fullchain: FileName = Field(description="The leaf, then the intermediates in order (public_mode).")
+    cert: FileName | None = Field(None, description="The leaf alone; null for none.")
+    chain: FileName | None = Field(None, description="The intermediates alone (may be empty); null for none.")
+
+    def named(self) -> list[tuple[str, str]]:
+        """(role, file name) of each PEM file named, in a fixed order."""
+        roles = (("key", self.key), ("fullchain", self.fullchain), ("cert", self.cert), ("chain", self.chain))
+        return [(role, name) for role, name in roles if name]
+
+
 class KeyPair(Strict):
     """A key + certificate and the stores built from them."""
 
@@ -38,6 +52,10 @@ class KeyPair(Strict):
         None, description="When both key and cert are absent, build from this other pair's sources."
     )
     password: PasswordSource | None = Field(None, description="Overrides the store password for this pair.")
+    pem: PemOutputs | None = Field(
+        None,
+        description="PEM outputs (inside pem_dir), written only from sources that passed every check; null for none.",
+    )
     purposes: list[Literal["server", "client"]] | None = Field(
         None,
         description="TLS uses the certificate's keyUsage/extendedKeyUsage must allow (policy rule key-usage). "
@@ -87,6 +105,11 @@ class TrustStore(Strict):
     )
     hash_links: bool = Field(True, description="Keep OpenSSL <hash>.0 links in each source directory.")
     password: PasswordSource | None = Field(None, description="Overrides the store password.")
+    pem_bundle: FileName | None = Field(
+        "authorities.pem",
+        description="A PEM CA bundle: every certificate the truststore accepted (not this host's), ordered by "
+        "SHA-256 fingerprint; null for none.",
+    )
 
 
 class SystemTrust(Strict):
@@ -116,7 +139,9 @@ class Hook(Strict):
     """A command run after some artifacts were rewritten, e.g. to make a Java service reload them."""
 
     name: str | None = Field(None, description="Names the hook in logs and status. Default: the command.")
-    after: list[FileName] = Field(min_length=1, description="Artifact file names whose rewrite triggers it.")
+    after: list[RelPath] = Field(
+        min_length=1, description="Artifact file names whose rewrite triggers it (a PEM output: pem_dir/name)."
+    )
     command: list[str] = Field(min_length=1, description="argv list, run without a shell.")
     timeout: float | None = Field(None, gt=0, le=3600, description="Seconds before it is killed (default: setting).")
 
@@ -158,9 +183,19 @@ class TrustPolicy(Strict):
         return frozenset(name.replace("_", "-") for name, level in self.model_dump().items() if level == "warning")
 
 
+def _seed_pem(stem: str) -> PemOutputs:
+    """The seed's PEM names in ``live/``: the source names, so a consumer swaps ``ssl-web.key`` for
+    ``live/ssl-web.key``; the leaf alone is ``.crt``, as the sources are."""
+    return PemOutputs(
+        key=f"{stem}.key", fullchain=f"{stem}.fullchain.pem", cert=f"{stem}.crt", chain=f"{stem}.chain.pem"
+    )
+
+
 def _seed_pairs() -> list[KeyPair]:
     return [
-        KeyPair(name="ssl", key="ssl.key", cert="ssl.crt", keystore="ssl.keystore", pkcs12="ssl.p12"),
+        KeyPair(
+            name="ssl", key="ssl.key", cert="ssl.crt", keystore="ssl.keystore", pkcs12="ssl.p12", pem=_seed_pem("ssl")
+        ),
         KeyPair(
             name="ssl-web",
             key="ssl-web.key",
@@ -169,6 +204,7 @@ def _seed_pairs() -> list[KeyPair]:
             pkcs12="ssl-web.p12",
             verify="if-available",
             fallback="ssl",
+            pem=_seed_pem("ssl-web"),
         ),
     ]
 
@@ -192,6 +228,11 @@ class DesiredState(Strict):
     expiry_warning_days: int = Field(30, ge=0, le=3650, description="Warn when a certificate expires sooner.")
     pairs: list[KeyPair] = Field(default_factory=_seed_pairs, description="The key pairs and their stores.")
     truststore: TrustStore = Field(default_factory=lambda: TrustStore())
+    pem_dir: FileName | None = Field(
+        "live",
+        description="The directory (in the ssl dir) holding every pair's PEM outputs as one set: a symlink to "
+        "its current version, swapped with one rename; null when no pair has pem.",
+    )
     permissions: Permissions = Field(default_factory=lambda: Permissions())
     hooks: list[Hook] = Field(
         default_factory=list, description="Post-change hooks (the daemon and reconcile run them)."
@@ -246,6 +287,10 @@ class DesiredState(Strict):
             unknown = sorted(set(hook.after) - set(outputs))
             if unknown:
                 raise ValueError(f"hook {hook.label!r}: after names no artifact: {', '.join(unknown)}")
+        if self.pem_dir is None and any(p.pem for p in self.pairs):
+            raise ValueError("pairs name pem outputs but pem_dir is null: name the directory they go in")
+        if self.pem_dir is not None and self.pem_dir.startswith("."):
+            raise ValueError(f"pem_dir {self.pem_dir!r}: a name starting with a dot is hidden and reserved")
         for d in self.allowed_symlink_dirs:
             if not d.is_absolute():
                 raise ValueError("allowed_symlink_dirs must be absolute paths")
@@ -259,8 +304,17 @@ class DesiredState(Strict):
         return next(p for p in self.pairs if p.name == name)
 
     def output_files(self) -> list[str]:
-        """The files this state builds in the ssl dir: each pair's stores in order, then the truststore."""
-        return [o for p in self.pairs for o in (p.keystore, p.pkcs12) if o] + [self.truststore.file]
+        """The files this state builds in the ssl dir: each pair's stores in order, the truststore, the PEM
+        CA bundle, then the PEM outputs (``pem_dir/name``)."""
+        stores = [o for p in self.pairs for o in (p.keystore, p.pkcs12) if o] + [self.truststore.file]
+        bundle = [self.truststore.pem_bundle] if self.truststore.pem_bundle else []
+        return stores + bundle + self.pem_files()
+
+    def pem_files(self) -> list[str]:
+        """The PEM outputs, ``pem_dir/name``, pair by pair (key, fullchain, cert, chain): one set on disk."""
+        if self.pem_dir is None:
+            return []
+        return [f"{self.pem_dir}/{name}" for p in self.pairs if p.pem for _, name in p.pem.named()]
 
     def source_files(self) -> list[str]:
         """Every pair's key and certificate source (relative to the ssl dir), each once, in order."""
@@ -283,8 +337,10 @@ def _first_part(rel: str) -> str:
 def _refuse_outputs_over_sources(desired: DesiredState, outputs: list[str]) -> None:
     """An output written over a source (``ssl.key``, ``authorities``) would destroy or expose it."""
     sources = {_first_part(s) for s in desired.source_files() + desired.trust_sources()}
+    if desired.pem_dir is not None and desired.pem_dir in outputs:
+        raise ValueError(f"pem_dir {desired.pem_dir!r} is also named as an output file")
     for output in outputs:
-        if output in sources:
+        if _first_part(output) in sources:
             raise ValueError(f"output {output!r} is named like a source; it would be overwritten")
         if output.startswith(".sslreconciler-"):
             raise ValueError(f"output {output!r}: names starting .sslreconciler- are this program's temp files")

@@ -22,6 +22,7 @@ from sslreconciler.fsio.reads import (
     resolve_source,
     written_by_others,
 )
+from sslreconciler.fsio.swap import current_version_at, remove_versions_at, swap_set_at, version_pattern
 from sslreconciler.fsio.writes import (
     LOCK_NAME,
     LOCK_TEMP_PREFIX,
@@ -49,6 +50,7 @@ __all__ = [
     "atomic_symlink_at",
     "atomic_write",
     "atomic_write_at",
+    "current_version_at",
     "fd_path",
     "fsync_dir",
     "is_utf8_name",
@@ -63,9 +65,12 @@ __all__ = [
     "read_regular",
     "read_source",
     "remove_stale_temp_files",
+    "remove_versions_at",
     "replace_together_at",
     "resolve_source",
     "set_attributes_at",
+    "swap_set_at",
+    "version_pattern",
     "write_temp_at",
     "written_by_others",
 ]

@@ -23,6 +23,7 @@ from sslreconciler.model.status import Status, worst
 from sslreconciler.reconcile.existing import Existing, existing_content, plan_spec
 from sslreconciler.reconcile.facts import CertFacts
 from sslreconciler.reconcile.memo import ReconcileCache
+from sslreconciler.reconcile.pem import decide_bundle, decide_pem
 from sslreconciler.reconcile.plan import ArtifactPlan, make_plan
 from sslreconciler.reconcile.report import Action, ArtifactReport, CertInfo, LinkReport, SourceCert
 from sslreconciler.reconcile.state import LinkDir, Observed, OutputFile, Ownership
@@ -63,6 +64,7 @@ class Decision:
     pending_files: set[str] = field(default_factory=set)
     recheck_at: float | None = None  # wall clock: the grace window ends, look again
     link_dirs: tuple[str, ...] = ()  # trust directories whose hash links are kept (temp links swept)
+    pem_dir: str | None = None  # its versions but the current one are swept (what a killed swap left)
 
 
 # --- one artifact ----------------------------------------------------------------------------------------
@@ -254,12 +256,20 @@ def decide(
         artifacts.append(report)
         steps.extend(artifact_steps)
         findings.extend(found)
+    bundle_out = observed.outputs.get(desired.truststore.pem_bundle or "")
+    for decided in (
+        decide_bundle(desired, plan, bundle_out, observed.owner, findings, context.dry_run),
+        decide_pem(desired, plan, observed.pem, observed.owner, findings, context.dry_run),
+    ):
+        artifacts.extend(decided[0])
+        steps.extend(decided[1])
+        findings.extend(decided[2])
     links, link_steps, link_findings = decide_links(plan.links, observed.links)
     steps.extend(link_steps)
     findings.extend(link_findings)
     pending, recheck = apply_grace(artifacts, findings, observed, context.grace_period, observed.at)
     certificates = [SourceCert(file, facts.cert_info(cert)) for file, cert in plan.certificates]
     link_dirs = tuple(r for r in plan.links if not observed.links.get(r, LinkDir(r, problem="-")).problem)
-    return Decision(
-        steps, artifacts, findings, links, certificates, trust_set(plan.trusted), pending, recheck, link_dirs
-    )
+    pem_dir = observed.pem.directory if observed.pem is not None and not observed.pem.problem else None
+    trust = trust_set(plan.trusted)
+    return Decision(steps, artifacts, findings, links, certificates, trust, pending, recheck, link_dirs, pem_dir)

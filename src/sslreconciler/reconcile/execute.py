@@ -16,10 +16,21 @@ from sslreconciler.fsio import (
     open_subdir,
     owner_for_new_files,
     remove_stale_temp_files,
+    remove_versions_at,
     set_attributes_at,
+    swap_set_at,
 )
 from sslreconciler.reconcile.memo import KnownStore, ReconcileCache, access_digest, store_spec
-from sslreconciler.reconcile.steps import FixAttributes, MakeLink, Step, StepFailed, WriteStore
+from sslreconciler.reconcile.steps import (
+    FixAttributes,
+    MakeLink,
+    RemoveLink,
+    Step,
+    StepFailed,
+    SwapPemSet,
+    WriteFile,
+    WriteStore,
+)
 from sslreconciler.stores.jks import encode_jks
 from sslreconciler.stores.pkcs12 import encode_pkcs12
 
@@ -43,6 +54,11 @@ def _write(ssl_fd: int, step: WriteStore, memo: ReconcileCache | None) -> None:
         memo.remember_verified(step.path, digest, store_spec(step.kind, step.profile, step.password, step.content))
 
 
+def _owner(ssl_fd: int, uid: int | None, gid: int | None) -> tuple[int | None, int | None]:
+    dir_uid, dir_gid = owner_for_new_files(ssl_fd)
+    return (dir_uid if uid is None else uid), (dir_gid if gid is None else gid)
+
+
 def _in_link_dir(ssl_fd: int, directory: str, dirs: dict[str, int]) -> int:
     if directory not in dirs:
         dirs[directory] = open_subdir(ssl_fd, directory)
@@ -50,11 +66,18 @@ def _in_link_dir(ssl_fd: int, directory: str, dirs: dict[str, int]) -> int:
 
 
 def execute(
-    ssl_fd: int, steps: list[Step], link_dirs: tuple[str, ...] = (), memo: ReconcileCache | None = None
+    ssl_fd: int,
+    steps: list[Step],
+    link_dirs: tuple[str, ...] = (),
+    memo: ReconcileCache | None = None,
+    pem_dir: str | None = None,
 ) -> list[StepFailed]:
     """Run ``steps`` below ``ssl_fd``; the ones that failed, with why."""
     failures: list[StepFailed] = []
     remove_stale_temp_files(ssl_fd)  # temp files a killed run left
+    if pem_dir is not None:
+        with contextlib.suppress(OSError):
+            remove_versions_at(ssl_fd, pem_dir)  # a half-made or replaced version of the PEM set
     dirs: dict[str, int] = {}
     touched: set[str] = set()
     try:
@@ -70,7 +93,11 @@ def execute(
                 elif isinstance(step, MakeLink):
                     atomic_symlink_at(_in_link_dir(ssl_fd, step.directory, dirs), step.name, step.target)
                     touched.add(step.directory)
-                else:
+                elif isinstance(step, WriteFile):
+                    atomic_write_at(ssl_fd, step.name, step.data, step.mode, *_owner(ssl_fd, step.uid, step.gid))
+                elif isinstance(step, SwapPemSet):
+                    swap_set_at(ssl_fd, step.directory, list(step.files), *_owner(ssl_fd, step.uid, step.gid))
+                elif isinstance(step, RemoveLink):
                     with contextlib.suppress(FileNotFoundError):  # already gone: as good as removed
                         os.unlink(step.name, dir_fd=_in_link_dir(ssl_fd, step.directory, dirs))
                     touched.add(step.directory)

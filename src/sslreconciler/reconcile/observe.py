@@ -16,10 +16,11 @@ import pwd
 import stat
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from sslreconciler.config.desired import DesiredState, PasswordSource, Permissions, resolve_password
-from sslreconciler.fsio import TEMP_PREFIX, fd_path, list_names, lstat_at, open_subdir, read_at
+from sslreconciler.fsio import TEMP_PREFIX, current_version_at, fd_path, list_names, lstat_at, open_subdir, read_at
 from sslreconciler.model.findings import Finding, FindingCode, SourceError, error
 from sslreconciler.reconcile.state import (
     HASH_LINK,
@@ -28,6 +29,7 @@ from sslreconciler.reconcile.state import (
     Observed,
     OutputFile,
     Ownership,
+    PemObserved,
     SourceFile,
     TrustDir,
 )
@@ -158,6 +160,35 @@ def read_output(ssl_fd: int, name: str, path: str) -> OutputFile:
     return OutputFile(name, path, "file", stat=st, data=data, digest=hashlib.sha256(data).digest())
 
 
+def read_pem(ssl_fd: int, desired: DesiredState, ssl_dir: Path) -> PemObserved | None:
+    """The PEM outputs: ``pem_dir`` must be absent or our symlink to one of our versions; each file of
+    that version read through its descriptor, never via a link."""
+    if desired.pem_dir is None:
+        return None
+    link = desired.pem_dir
+    try:
+        st = lstat_at(ssl_fd, link)
+    except OSError as exc:
+        return PemObserved(link, problem=f"cannot be looked at ({exc.strerror})")
+    if st is None:
+        return PemObserved(link)
+    version = current_version_at(ssl_fd, link)
+    if version is None:
+        return PemObserved(link, problem="is in the way: not this program's link to a version of the PEM outputs")
+    try:
+        fd = open_subdir(ssl_fd, version)
+    except OSError as exc:
+        return PemObserved(link, version, problem=f"its version cannot be opened ({exc.strerror})")
+    try:
+        files = {}
+        for name in desired.pem_files():
+            member = name.split("/", 1)[1]
+            files[name] = replace(read_output(fd, member, str(ssl_dir / name)), name=name)
+    finally:
+        os.close(fd)
+    return PemObserved(link, version, files)
+
+
 def read_links(ssl_fd: int, rel: str) -> LinkDir:
     """The <hash>.N entries of a trust directory inside the ssl dir (never one reached through a link)."""
     try:
@@ -223,7 +254,10 @@ def observe(
     at = time.time()
     inputs, findings = gather_inputs(ssl_dir, desired, ssl_fd)
     owner, owner_findings = resolve_ownership(desired.permissions, desired_file)
-    outputs = {name: read_output(ssl_fd, name, str(ssl_dir / name)) for name in desired.output_files()}
+    pem_files = set(desired.pem_files())
+    outputs = {
+        name: read_output(ssl_fd, name, str(ssl_dir / name)) for name in desired.output_files() if name not in pem_files
+    }
     links: dict[str, LinkDir] = {}
     if desired.truststore.hash_links:
         for trust_dir in inputs.trust_dirs:
@@ -238,4 +272,6 @@ def observe(
         current = {(d, s.mtime) for d, s in inputs.files.items()}
         for key in [k for k in seen if k not in current]:
             del seen[key]
-    return Observed(str(ssl_dir), at, inputs, [*owner_findings, *findings], outputs, links, owner, first_seen)
+    pem = read_pem(ssl_fd, desired, ssl_dir)
+    findings = [*owner_findings, *findings]
+    return Observed(str(ssl_dir), at, inputs, findings, outputs, links, owner, first_seen, pem)

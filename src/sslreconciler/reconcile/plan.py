@@ -15,6 +15,7 @@ from cryptography import x509
 
 from sslreconciler.config.desired import DesiredState
 from sslreconciler.model.findings import Finding, FindingCode, Level, error, warning
+from sslreconciler.model.jks_alias import java_lower
 from sslreconciler.reconcile.facts import CertFacts
 from sslreconciler.reconcile.pairs import PairResult, load_pair
 from sslreconciler.reconcile.state import Inputs
@@ -22,7 +23,7 @@ from sslreconciler.reconcile.trust_files import TrustResult, load_trust
 from sslreconciler.stores.entries import StoreContent, cert_der
 from sslreconciler.stores.pkcs12 import Profile
 
-ArtifactKind = Literal["jks", "pkcs12", "truststore"]
+ArtifactKind = Literal["jks", "pkcs12", "truststore"]  # the PEM outputs' are reconcile/pem.py's
 
 
 @dataclass(slots=True)
@@ -47,6 +48,7 @@ class Plan:
     hostname: str
     certificates: list[tuple[str, x509.Certificate]] = field(default_factory=list)  # (file, cert) parsed
     trusted: dict[str, bytes] = field(default_factory=dict)  # the authorities: alias -> DER (not this host)
+    trust_sources: tuple[str, ...] = ()  # the trust files read: what the PEM CA bundle derives from
 
 
 def make_plan(
@@ -64,7 +66,8 @@ def make_plan(
     findings.extend(_storeless_pairs(desired))
     links = trust.links if desired.truststore.hash_links else {}
     certificates = [(r.sources[1], c) for r in pairs.values() if r.fallback_from is None for c in r.chain[:1]]
-    return Plan(artifacts, findings, pairs, links, hostname, certificates + trust.parsed, dict(trust.entries))
+    parsed = certificates + trust.parsed
+    return Plan(artifacts, findings, pairs, links, hostname, parsed, dict(trust.entries), trust.sources)
 
 
 def _pair_artifacts(
@@ -88,7 +91,7 @@ def _pair_artifacts(
         elif result.ok:
             plan.content = StoreContent.of([result.key_entry()])
         else:
-            plan.blocked_by = _blocked_reason(result.sources, findings)
+            plan.blocked_by = blocked_reason(result.sources, findings)
         plans.append(plan)
     return plans
 
@@ -114,9 +117,9 @@ def _truststore_plan(
     clash: list[Finding] = []
     if host is not None:
         if not host.ok:
-            plan.blocked_by = f"this host's certificate is not usable: {_blocked_reason(host.sources, findings)}"
+            plan.blocked_by = f"this host's certificate is not usable: {blocked_reason(host.sources, findings)}"
             return plan, []
-        alias = hostname.lower()
+        alias = java_lower(hostname)  # as the JKS writer lower-cases it: else rewritten every run
         leaf = cert_der(host.chain[0])
         if alias in entries and entries[alias] != leaf:
             text = (
@@ -129,7 +132,7 @@ def _truststore_plan(
     return plan, clash
 
 
-def _blocked_reason(sources: tuple[str, ...], findings: Sequence[Finding]) -> str:
+def blocked_reason(sources: tuple[str, ...], findings: Sequence[Finding]) -> str:
     bad = [f for f in findings if f.level is Level.ERROR and f.file in sources]
     return "; ".join(f"{f.file} {f.reason}" for f in bad[:3]) or "its sources are not usable"
 

@@ -31,8 +31,7 @@ from sslreconciler.reconcile.memo import ReconcileCache
 from sslreconciler.reconcile.observe import observe
 from sslreconciler.reconcile.record import load_record, save_record, save_report
 from sslreconciler.reconcile.report import HookResult, Report
-from sslreconciler.reconcile.settle import hooks_due, settle
-from sslreconciler.reconcile.steps import WriteStore
+from sslreconciler.reconcile.settle import hooks_due, settle, written_outputs
 from sslreconciler.rootread import open_ssl_dir
 from sslreconciler.writer_lock import (
     WRITER_LOCK_WAIT_S,
@@ -170,12 +169,11 @@ class Reconciler:
         observed = observe(self.ssl_dir, ssl_fd, desired, self.desired_file, self.seen)
         context = Context(host_name(desired), started, dry_run, self.grace_period)
         decision = decide(observed, desired, context, extra, self.memo)
-        failures = [] if dry_run else execute(ssl_fd, decision.steps, decision.link_dirs, self.memo)
+        failures = [] if dry_run else execute(ssl_fd, decision.steps, decision.link_dirs, self.memo, decision.pem_dir)
         report = settle(decision, failures, str(self.ssl_dir), started, time.monotonic() - t0, dry_run)
         if dry_run:
             return Outcome(report, recheck_at=decision.recheck_at)
-        failed_writes = {f.step.name for f in failures if isinstance(f.step, WriteStore)}
-        written = {s.name for s in decision.steps if isinstance(s, WriteStore)} - failed_writes
+        written = written_outputs(decision.steps, failures)
         return Outcome(report, hooks_due(desired.hooks, written), decision.recheck_at)
 
     def _finish(self, outcome: Outcome, dry_run: bool) -> Outcome:

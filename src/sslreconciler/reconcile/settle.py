@@ -12,7 +12,7 @@ from sslreconciler.model.findings import FindingCode, error
 from sslreconciler.model.status import Status
 from sslreconciler.reconcile.decide import Decision
 from sslreconciler.reconcile.report import Action, ArtifactReport, Report
-from sslreconciler.reconcile.steps import FixAttributes, MakeLink, StepFailed, WriteStore
+from sslreconciler.reconcile.steps import FixAttributes, MakeLink, Step, StepFailed, SwapPemSet, WriteFile, WriteStore
 
 
 def settle(
@@ -32,6 +32,27 @@ def settle(
             artifacts[step.name] = ArtifactReport(
                 step.name, before.kind, action, status, f"write failed ({why})", step.previous, sources=before.sources
             )
+        elif isinstance(step, WriteFile | SwapPemSet):
+            names = (step.name,) if isinstance(step, WriteFile) else step.written
+            existed = {step.name} if isinstance(step, WriteFile) and step.existed else set()
+            existed |= set(step.existed) if isinstance(step, SwapPemSet) else set()
+            findings.append(
+                error(
+                    names[0] if isinstance(step, WriteFile) else step.directory,
+                    f"cannot be written: {why}",
+                    FindingCode.WRITE_FAILED,
+                )
+            )
+            for name in names:
+                before = artifacts[name]
+                kept = name in existed
+                artifacts[name] = replace(
+                    before,
+                    action="kept-last-good" if kept else "failed",
+                    status=Status.DEGRADED if kept else Status.FAILED,
+                    message=f"write failed ({why})",
+                    certificate=before.previous if kept else None,
+                )
         elif isinstance(step, FixAttributes):
             findings.append(error(step.name, f"mode/owner not fixed: {why}", FindingCode.ATTRIBUTES))
             before = artifacts[step.name]
@@ -58,6 +79,20 @@ def settle(
     report.pending_files = set(decision.pending_files)
     report.trust = decision.trust
     return report
+
+
+def written_outputs(steps: list[Step], failures: list[StepFailed]) -> set[str]:
+    """The outputs whose content a step actually rewrote: a store, the bundle, the PEM outputs changed."""
+    failed = {id(f.step) for f in failures}
+    written: set[str] = set()
+    for step in steps:
+        if id(step) in failed:
+            continue
+        if isinstance(step, WriteStore | WriteFile):
+            written.add(step.name)
+        elif isinstance(step, SwapPemSet):
+            written.update(step.written)
+    return written
 
 
 def hooks_due(hooks: list[Hook], written: set[str]) -> list[tuple[Hook, tuple[str, ...]]]:

@@ -91,6 +91,16 @@ class LinkDir:
     problem: str = ""  # why links cannot be kept there at all
 
 
+@dataclass(frozen=True, slots=True)
+class PemObserved:
+    """The PEM outputs' directory (``pem_dir``): a symlink to the current version, and what it holds."""
+
+    directory: str  # pem_dir, e.g. "live"
+    version: str = ""  # the version directory it points at now; "" for none
+    files: dict[str, OutputFile] = field(default_factory=dict)  # "live/ssl-web.key" -> what it holds
+    problem: str = ""  # something this program did not make is in the way: nothing is replaced
+
+
 @dataclass(slots=True)
 class Observed:
     """One reconcile's view of the node: everything ``decide`` needs, as plain values."""
@@ -103,3 +113,4 @@ class Observed:
     links: dict[str, LinkDir]
     owner: Ownership
     first_seen: dict[str, float] = field(default_factory=dict)  # source -> when first seen with its mtime
+    pem: PemObserved | None = None  # None: no pem_dir

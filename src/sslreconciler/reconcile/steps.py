@@ -66,7 +66,34 @@ class RemoveLink:
     name: str
 
 
-Step = WriteStore | FixAttributes | MakeLink | RemoveLink
+@dataclass(frozen=True, slots=True)
+class WriteFile:
+    """Replace one plain output (the PEM CA bundle) atomically, created with ``mode`` and the owner."""
+
+    name: str
+    data: bytes = field(repr=False)
+    mode: int
+    uid: int | None  # None: the ssl dir's
+    gid: int | None
+    existed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SwapPemSet:
+    """Write every PEM output into a new version of ``directory`` and swap to it with one rename.
+
+    ``files``: (member name, data, mode), the whole set: what is planned, and the last good bytes of a
+    blocked pair's. ``written``: the outputs (``directory/member``) whose content this changes."""
+
+    directory: str
+    files: tuple[tuple[str, bytes, int], ...] = field(repr=False)
+    uid: int | None
+    gid: int | None
+    written: tuple[str, ...]
+    existed: tuple[str, ...]  # the outputs there before: a failed swap keeps them
+
+
+Step = WriteStore | FixAttributes | MakeLink | RemoveLink | WriteFile | SwapPemSet
 
 
 @dataclass(frozen=True, slots=True)
