@@ -1,0 +1,308 @@
+"""Real TLS consumers from Debian for the tests: Apache 2.4 (mod_ssl), nginx and Kamailio (tls module),
+each started on 127.0.0.1 in the test's own directory (its own config, pid file, logs, runtime dir; no
+system config read or touched), serving TLS from the key/certificate files it is given and requiring a
+client certificate from a CA path (hash-linked dir) or a CA file. Each is stopped by ``stop()`` (the
+context manager always calls it), and every wait has a deadline: no sleeps.
+
+The checks are made with ``openssl s_client`` and ``curl``: the served certificate's fingerprint, a mutual
+TLS handshake with a client pair, and the refusal of a client the server does not trust.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+
+APACHE_MODULES = Path("/usr/lib/apache2/modules")
+KAMAILIO_MODULES = Path("/usr/lib/x86_64-linux-gnu/kamailio/modules")
+START_TIMEOUT = 20.0
+RELOAD_WRAPPER = Path(__file__).resolve().parent.parent / "config" / "hooks" / "kamailio-tls-reload"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    """``predicate()``'s first truthy value, polled until ``timeout`` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not within {timeout} s")
+        time.sleep(0.05)  # a poll interval, not a wait for an outcome
+
+
+def answers(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(1)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _as_root() -> bool:
+    return os.geteuid() == 0
+
+
+def let_children_in(path: Path) -> None:
+    """Apache's children (``User nobody`` when the test runs as root) read ``SSLCACertificatePath`` lazily,
+    at a client's handshake: give others the right to pass (x, not read) through ``path`` and its
+    ancestors below the temp root (pytest makes them 0700), as Apache's user needs on a real node."""
+    if not _as_root():
+        return
+    top = Path(tempfile.gettempdir()).resolve()
+    for p in [path.resolve(), *path.resolve().parents]:
+        if p == top or top not in p.parents:
+            break
+        os.chmod(p, os.stat(p).st_mode & 0o7777 | 0o001)
+
+
+class Server:
+    """One real server process in ``workdir``, run in the foreground as our child (its own session, so
+    ``stop`` can end the whole group)."""
+
+    kind = "server"
+
+    def __init__(self, workdir: Path, key: Path, cert: Path, *, ca_path: Path | None = None,
+                 ca_file: Path | None = None) -> None:
+        if (ca_path is None) == (ca_file is None):
+            raise ValueError("give exactly one of ca_path and ca_file")
+        self.dir = workdir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.key, self.cert, self.ca_path, self.ca_file = key, cert, ca_path, ca_file
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = self.dir / "stderr.log"
+
+    # what each server says
+    def write_config(self) -> None:
+        raise NotImplementedError
+
+    def argv(self) -> list[str]:
+        raise NotImplementedError
+
+    def reload_argv(self) -> list[str]:
+        """The reload as a hook's ``command``."""
+        raise NotImplementedError
+
+    def start(self) -> Server:
+        self.write_config()
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(self.argv(), cwd=self.dir, stdin=subprocess.DEVNULL, stdout=log,
+                                         stderr=log, start_new_session=True)
+        try:
+            wait_for(lambda: self._up(), START_TIMEOUT, f"{self.kind} listening on {self.port}")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _up(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"{self.kind} exited {self.proc.returncode} at start:\n{self.logs()}")
+        return answers(self.port)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def reload(self) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(self.reload_argv(), capture_output=True, text=True, timeout=30)
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 10.0)):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                proc.wait(timeout=grace)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        try:  # children the leader left behind (Apache's, nginx's workers)
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def accepts(self, host: str, ca_file: Path, client_cert: Path, client_key: Path) -> bool:
+        """Mutual TLS as a client sees it: a request over HTTPS answered 200 (nginx refuses an untrusted
+        client certificate with a 400 page after the handshake, not in it)."""
+        done = curl_get(self.port, host, ca_file, client_cert, client_key)
+        return done.returncode == 0 and done.stdout == "200"
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace") for p in sorted(self.dir.glob("*.log")))
+
+    def __enter__(self) -> Server:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class Apache(Server):
+    kind = "apache2"
+
+    @property
+    def conf(self) -> Path:
+        return self.dir / "apache2.conf"
+
+    def write_config(self) -> None:
+        trust = f"SSLCACertificatePath {self.ca_path}" if self.ca_path else f"SSLCACertificateFile {self.ca_file}"
+        user = "User nobody\nGroup nogroup\n" if _as_root() else ""
+        mods = ["mpm_event", "authz_core", "status", "socache_shmcb", "ssl"]
+        loads = "".join(f"LoadModule {m}_module {APACHE_MODULES}/mod_{m}.so\n" for m in mods)
+        self.conf.write_text(
+            f'ServerRoot "{self.dir}"\nDefaultRuntimeDir "{self.dir}"\nPidFile "{self.dir}/apache2.pid"\n'
+            f'Mutex file:{self.dir} default\n{loads}{user}ServerName 127.0.0.1\n'
+            f'ErrorLog "{self.dir}/error.log"\nLogLevel info\nListen 127.0.0.1:{self.port}\n'
+            # a 200 that reads no file (the children, as nobody, cannot enter the test's temp dir)
+            # one child process: one OpenSSL store, so what it has loaded is what every client meets
+            "StartServers 1\nServerLimit 1\nThreadsPerChild 8\nMinSpareThreads 1\nMaxSpareThreads 8\n"
+            'MaxRequestWorkers 8\nSSLSessionCache none\n<Location "/">\n  SetHandler server-status\n</Location>\n'
+            f"<VirtualHost 127.0.0.1:{self.port}>\n  SSLEngine on\n"
+            f'  SSLCertificateFile "{self.cert}"\n  SSLCertificateKeyFile "{self.key}"\n'
+            f"  {trust}\n  SSLVerifyClient require\n  SSLVerifyDepth 5\n</VirtualHost>\n"
+        )
+
+    def argv(self) -> list[str]:
+        return ["apache2", "-f", str(self.conf), "-DFOREGROUND"]
+
+    def reload_argv(self) -> list[str]:
+        return [shutil.which("apachectl") or "/usr/sbin/apachectl", "-f", str(self.conf), "-k", "graceful"]
+
+
+class Nginx(Server):
+    kind = "nginx"
+
+    @property
+    def conf(self) -> Path:
+        return self.dir / "nginx.conf"
+
+    def write_config(self) -> None:
+        trust = self.ca_file
+        if trust is None:
+            raise ValueError("nginx takes a CA file (ssl_client_certificate), not a CA path")
+        user = "user nobody nogroup;\n" if _as_root() else ""
+        (self.dir / "tmp").mkdir(exist_ok=True)
+        self.conf.write_text(
+            f"daemon off;\nmaster_process on;\nworker_processes 1;\n{user}pid {self.dir}/nginx.pid;\n"
+            f"error_log {self.dir}/error.log info;\nevents {{ worker_connections 64; }}\n"
+            f"http {{\n  access_log off;\n  client_body_temp_path {self.dir}/tmp/body;\n"
+            f"  proxy_temp_path {self.dir}/tmp/proxy;\n  fastcgi_temp_path {self.dir}/tmp/fastcgi;\n"
+            f"  server {{\n    listen 127.0.0.1:{self.port} ssl;\n"
+            f"    ssl_certificate {self.cert};\n    ssl_certificate_key {self.key};\n"
+            f"    ssl_client_certificate {trust};\n    ssl_verify_client on;\n    ssl_verify_depth 5;\n"
+            f'    location / {{ return 200 "ok\\n"; }}\n  }}\n}}\n'
+        )
+
+    def _base(self) -> list[str]:
+        return [shutil.which("nginx") or "/usr/sbin/nginx", "-p", str(self.dir), "-c", str(self.conf),
+                "-e", str(self.dir / "error.log")]
+
+    def argv(self) -> list[str]:
+        return self._base()
+
+    def reload_argv(self) -> list[str]:
+        return [*self._base(), "-s", "reload"]
+
+
+class Kamailio(Server):
+    kind = "kamailio"
+
+    @property
+    def conf(self) -> Path:
+        return self.dir / "kamailio.cfg"
+
+    @property
+    def ctl(self) -> str:
+        return f"unix:{self.dir}/kamailio_ctl"
+
+    def write_config(self) -> None:
+        trust = f"ca_path = {self.ca_path}" if self.ca_path else f"ca_list = {self.ca_file}"
+        (self.dir / "tls.cfg").write_text(
+            "[server:default]\nmethod = TLSv1.2+\nverify_certificate = yes\nrequire_certificate = yes\n"
+            f"private_key = {self.key}\ncertificate = {self.cert}\n{trust}\n\n"
+            "[client:default]\nverify_certificate = no\nrequire_certificate = no\n"
+        )
+        self.conf.write_text(
+            "#!KAMAILIO\ndebug=2\nlog_stderror=yes\nchildren=1\ntcp_children=1\nauto_aliases=no\n"
+            f"enable_tls=yes\nlisten=tls:127.0.0.1:{self.port}\nmpath=\"{KAMAILIO_MODULES}/\"\n"
+            'loadmodule "tls.so"\nloadmodule "ctl.so"\n'
+            f'modparam("tls", "config", "{self.dir}/tls.cfg")\n'
+            f'modparam("ctl", "binrpc", "{self.ctl}")\n'
+            "request_route {\n  drop;\n}\n"
+        )
+
+    def argv(self) -> list[str]:
+        return ["kamailio", "-f", str(self.conf), "-P", str(self.dir / "kamailio.pid"), "-Y", str(self.dir),
+                "-w", str(self.dir), "-DD", "-E", "-m", "32", "-M", "4"]
+
+    def reload_argv(self) -> list[str]:
+        """The shipped wrapper, which fails when Kamailio refused the reload (``kamcmd tls.reload`` alone
+        exits 0 either way)."""
+        return [str(RELOAD_WRAPPER), "-s", self.ctl]
+
+    def accepts(self, host: str, ca_file: Path, client_cert: Path, client_key: Path) -> bool:
+        """Mutual TLS at the handshake (SIP over TLS has no request to make here)."""
+        return mutual_tls(self.port, ca_file, client_cert, client_key)
+
+    def kamcmd_reload(self) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["kamcmd", "-s", self.ctl, "tls.reload"], capture_output=True, text=True, timeout=30)
+
+
+# --- checks with openssl s_client and curl ---------------------------------------------------------------
+
+
+def s_client(port: int, *extra: str | Path, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+    """A TLS 1.2 handshake (a refused client certificate then fails the handshake itself, as it would not
+    under TLS 1.3, where the server's alert comes after it) that sends nothing and closes."""
+    argv = ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-tls1_2", "-showcerts",
+            *map(str, extra)]
+    return subprocess.run(argv, input="", capture_output=True, text=True, timeout=timeout)
+
+
+def served_fingerprint(port: int, client_cert: Path, client_key: Path) -> str:
+    """The SHA-256 fingerprint (lower-case hex) of the leaf the server at ``port`` serves."""
+    done = s_client(port, "-cert", client_cert, "-key", client_key)
+    begin = done.stdout.find("-----BEGIN CERTIFICATE-----")
+    end = done.stdout.find("-----END CERTIFICATE-----")
+    if begin < 0 or end < 0:
+        raise AssertionError(f"no certificate served on {port}: {done.stdout}{done.stderr}")
+    pem = done.stdout[begin:end + len("-----END CERTIFICATE-----")] + "\n"
+    return x509.load_pem_x509_certificate(pem.encode()).fingerprint(hashes.SHA256()).hex()
+
+
+def mutual_tls(port: int, ca_file: Path, client_cert: Path, client_key: Path) -> bool:
+    """A handshake that verifies the server against ``ca_file`` and presents the client pair: True when
+    both sides accepted."""
+    done = s_client(port, "-CAfile", ca_file, "-verify_return_error", "-cert", client_cert, "-key", client_key)
+    return done.returncode == 0 and "Verify return code: 0 (ok)" in done.stdout
+
+
+def curl_get(port: int, host: str, ca_file: Path, client_cert: Path, client_key: Path) -> subprocess.CompletedProcess[str]:
+    """``curl`` over HTTPS to ``host`` (resolved to 127.0.0.1), verifying the server's name and chain;
+    its stdout is the HTTP status."""
+    return subprocess.run(
+        ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "15", "--resolve", f"{host}:{port}:127.0.0.1", "--cacert", str(ca_file),
+         "--cert", str(client_cert), "--key", str(client_key), f"https://{host}:{port}/"],
+        capture_output=True, text=True, timeout=30,
+    )
