@@ -4,12 +4,12 @@ system config read or touched), serving TLS from the key/certificate files it is
 client certificate from a CA path (hash-linked dir) or a CA file. Each is stopped by ``stop()`` (the
 context manager always calls it), and every wait has a deadline: no sleeps.
 
-The checks are made with ``openssl s_client`` and ``curl``: the served certificate's fingerprint, a mutual
-TLS handshake with a client pair, and the refusal of a client the server does not trust.
+The checks with ``openssl s_client`` and ``curl`` are in tlschecks.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -21,8 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from tlschecks import curl_get, mutual_tls
 
 APACHE_MODULES = Path("/usr/lib/apache2/modules")
 KAMAILIO_MODULES = Path("/usr/lib/x86_64-linux-gnu/kamailio/modules")
@@ -54,6 +53,11 @@ def answers(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+def tool(name: str) -> str:
+    """A program's path: from PATH, or the sbin dir Debian puts servers in (not in a user's PATH)."""
+    return shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin") or name
+
+
 def _as_root() -> bool:
     return os.geteuid() == 0
 
@@ -71,14 +75,20 @@ def let_children_in(path: Path) -> None:
         os.chmod(p, os.stat(p).st_mode & 0o7777 | 0o001)
 
 
+def _exited(pid: int) -> bool:
+    """Whether our child ``pid`` has exited, without reaping it."""
+    return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT | os.WNOHANG) is not None
+
+
 class Server:
     """One real server process in ``workdir``, run in the foreground as our child (its own session, so
     ``stop`` can end the whole group)."""
 
     kind = "server"
 
-    def __init__(self, workdir: Path, key: Path, cert: Path, *, ca_path: Path | None = None,
-                 ca_file: Path | None = None) -> None:
+    def __init__(
+        self, workdir: Path, key: Path, cert: Path, *, ca_path: Path | None = None, ca_file: Path | None = None
+    ) -> None:
         if (ca_path is None) == (ca_file is None):
             raise ValueError("give exactly one of ca_path and ca_file")
         self.dir = workdir
@@ -102,8 +112,9 @@ class Server:
     def start(self) -> Server:
         self.write_config()
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(self.argv(), cwd=self.dir, stdin=subprocess.DEVNULL, stdout=log,
-                                         stderr=log, start_new_session=True)
+            self.proc = subprocess.Popen(
+                self.argv(), cwd=self.dir, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
+            )
         try:
             wait_for(lambda: self._up(), START_TIMEOUT, f"{self.kind} listening on {self.port}")
         except BaseException:
@@ -124,23 +135,22 @@ class Server:
         return subprocess.run(self.reload_argv(), capture_output=True, text=True, timeout=30)
 
     def stop(self) -> None:
+        """TERM to the server's process group, KILL after a deadline; then KILL whatever of the group is
+        left (workers), while the leader is still unreaped so the group id cannot belong to anyone else."""
         proc, self.proc = self.proc, None
         if proc is None:
             return
-        for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 10.0)):
-            try:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                pass
             try:
-                proc.wait(timeout=grace)
+                wait_for(lambda: _exited(proc.pid), 10.0, f"{self.kind} stopping")
                 break
-            except subprocess.TimeoutExpired:
+            except TimeoutError:
                 continue
-        try:  # children the leader left behind (Apache's, nginx's workers)
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        proc.wait(timeout=10)
 
     def accepts(self, host: str, ca_file: Path, client_cert: Path, client_key: Path) -> bool:
         """Mutual TLS as a client sees it: a request over HTTPS answered 200 (nginx refuses an untrusted
@@ -172,7 +182,7 @@ class Apache(Server):
         loads = "".join(f"LoadModule {m}_module {APACHE_MODULES}/mod_{m}.so\n" for m in mods)
         self.conf.write_text(
             f'ServerRoot "{self.dir}"\nDefaultRuntimeDir "{self.dir}"\nPidFile "{self.dir}/apache2.pid"\n'
-            f'Mutex file:{self.dir} default\n{loads}{user}ServerName 127.0.0.1\n'
+            f"Mutex file:{self.dir} default\n{loads}{user}ServerName 127.0.0.1\n"
             f'ErrorLog "{self.dir}/error.log"\nLogLevel info\nListen 127.0.0.1:{self.port}\n'
             # a 200 that reads no file (the children, as nobody, cannot enter the test's temp dir)
             # one child process: one OpenSSL store, so what it has loaded is what every client meets
@@ -184,10 +194,10 @@ class Apache(Server):
         )
 
     def argv(self) -> list[str]:
-        return ["apache2", "-f", str(self.conf), "-DFOREGROUND"]
+        return [tool("apache2"), "-f", str(self.conf), "-DFOREGROUND"]
 
     def reload_argv(self) -> list[str]:
-        return [shutil.which("apachectl") or "/usr/sbin/apachectl", "-f", str(self.conf), "-k", "graceful"]
+        return [tool("apachectl"), "-f", str(self.conf), "-k", "graceful"]
 
 
 class Nginx(Server):
@@ -215,8 +225,7 @@ class Nginx(Server):
         )
 
     def _base(self) -> list[str]:
-        return [shutil.which("nginx") or "/usr/sbin/nginx", "-p", str(self.dir), "-c", str(self.conf),
-                "-e", str(self.dir / "error.log")]
+        return [tool("nginx"), "-p", str(self.dir), "-c", str(self.conf), "-e", str(self.dir / "error.log")]
 
     def argv(self) -> list[str]:
         return self._base()
@@ -245,7 +254,7 @@ class Kamailio(Server):
         )
         self.conf.write_text(
             "#!KAMAILIO\ndebug=2\nlog_stderror=yes\nchildren=1\ntcp_children=1\nauto_aliases=no\n"
-            f"enable_tls=yes\nlisten=tls:127.0.0.1:{self.port}\nmpath=\"{KAMAILIO_MODULES}/\"\n"
+            f'enable_tls=yes\nlisten=tls:127.0.0.1:{self.port}\nmpath="{KAMAILIO_MODULES}/"\n'
             'loadmodule "tls.so"\nloadmodule "ctl.so"\n'
             f'modparam("tls", "config", "{self.dir}/tls.cfg")\n'
             f'modparam("ctl", "binrpc", "{self.ctl}")\n'
@@ -253,8 +262,23 @@ class Kamailio(Server):
         )
 
     def argv(self) -> list[str]:
-        return ["kamailio", "-f", str(self.conf), "-P", str(self.dir / "kamailio.pid"), "-Y", str(self.dir),
-                "-w", str(self.dir), "-DD", "-E", "-m", "32", "-M", "4"]
+        return [
+            tool("kamailio"),
+            "-f",
+            str(self.conf),
+            "-P",
+            str(self.dir / "kamailio.pid"),
+            "-Y",
+            str(self.dir),
+            "-w",
+            str(self.dir),
+            "-DD",
+            "-E",
+            "-m",
+            "32",
+            "-M",
+            "4",
+        ]
 
     def reload_argv(self) -> list[str]:
         """The shipped wrapper, which fails when Kamailio refused the reload (``kamcmd tls.reload`` alone
@@ -266,43 +290,6 @@ class Kamailio(Server):
         return mutual_tls(self.port, ca_file, client_cert, client_key)
 
     def kamcmd_reload(self) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["kamcmd", "-s", self.ctl, "tls.reload"], capture_output=True, text=True, timeout=30)
-
-
-# --- checks with openssl s_client and curl ---------------------------------------------------------------
-
-
-def s_client(port: int, *extra: str | Path, timeout: float = 20) -> subprocess.CompletedProcess[str]:
-    """A TLS 1.2 handshake (a refused client certificate then fails the handshake itself, as it would not
-    under TLS 1.3, where the server's alert comes after it) that sends nothing and closes."""
-    argv = ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-tls1_2", "-showcerts",
-            *map(str, extra)]
-    return subprocess.run(argv, input="", capture_output=True, text=True, timeout=timeout)
-
-
-def served_fingerprint(port: int, client_cert: Path, client_key: Path) -> str:
-    """The SHA-256 fingerprint (lower-case hex) of the leaf the server at ``port`` serves."""
-    done = s_client(port, "-cert", client_cert, "-key", client_key)
-    begin = done.stdout.find("-----BEGIN CERTIFICATE-----")
-    end = done.stdout.find("-----END CERTIFICATE-----")
-    if begin < 0 or end < 0:
-        raise AssertionError(f"no certificate served on {port}: {done.stdout}{done.stderr}")
-    pem = done.stdout[begin:end + len("-----END CERTIFICATE-----")] + "\n"
-    return x509.load_pem_x509_certificate(pem.encode()).fingerprint(hashes.SHA256()).hex()
-
-
-def mutual_tls(port: int, ca_file: Path, client_cert: Path, client_key: Path) -> bool:
-    """A handshake that verifies the server against ``ca_file`` and presents the client pair: True when
-    both sides accepted."""
-    done = s_client(port, "-CAfile", ca_file, "-verify_return_error", "-cert", client_cert, "-key", client_key)
-    return done.returncode == 0 and "Verify return code: 0 (ok)" in done.stdout
-
-
-def curl_get(port: int, host: str, ca_file: Path, client_cert: Path, client_key: Path) -> subprocess.CompletedProcess[str]:
-    """``curl`` over HTTPS to ``host`` (resolved to 127.0.0.1), verifying the server's name and chain;
-    its stdout is the HTTP status."""
-    return subprocess.run(
-        ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "15", "--resolve", f"{host}:{port}:127.0.0.1", "--cacert", str(ca_file),
-         "--cert", str(client_cert), "--key", str(client_key), f"https://{host}:{port}/"],
-        capture_output=True, text=True, timeout=30,
-    )
+        return subprocess.run(
+            [tool("kamcmd"), "-s", self.ctl, "tls.reload"], capture_output=True, text=True, timeout=30
+        )
