@@ -13,44 +13,16 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from tlschecks import curl_get, mutual_tls
+from tlschecks import answers, curl_get, free_port, mutual_tls, wait_for
 
 APACHE_MODULES = Path("/usr/lib/apache2/modules")
 KAMAILIO_MODULES = Path("/usr/lib/x86_64-linux-gnu/kamailio/modules")
 START_TIMEOUT = 20.0
 RELOAD_WRAPPER = Path(__file__).resolve().parent.parent / "config" / "hooks" / "kamailio-tls-reload"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    """``predicate()``'s first truthy value, polled until ``timeout`` seconds have passed."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not within {timeout} s")
-        time.sleep(0.05)  # a poll interval, not a wait for an outcome
-
-
-def answers(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.settimeout(1)
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def tool(name: str) -> str:
@@ -241,9 +213,29 @@ class Kamailio(Server):
     def conf(self) -> Path:
         return self.dir / "kamailio.cfg"
 
+    _short: Path | None = None  # the control socket's dir when the work dir's path is too long for one
+
     @property
     def ctl(self) -> str:
-        return f"unix:{self.dir}/kamailio_ctl"
+        """Kamailio's control socket: in the work dir, unless that path is too long for a Unix socket
+        (108 bytes with its NUL), then in a private dir made at start and removed by ``stop``."""
+        return f"unix:{(self._short or self.dir) / 'kamailio_ctl'}"
+
+    def start(self) -> Server:
+        if len(bytes(self.dir / "kamailio_ctl")) > 100 and (self._short is None or not self._short.exists()):
+            self._short = Path(tempfile.mkdtemp(prefix="kam"))
+        return super().start()
+
+    def _up(self) -> bool:  # and kamcmd gets an answer on its control socket (which appears later)
+        if not super()._up():
+            return False
+        done = subprocess.run([tool("kamcmd"), "-s", self.ctl, "core.version"], capture_output=True, timeout=10)
+        return done.returncode == 0
+
+    def stop(self) -> None:
+        super().stop()
+        if self._short is not None:  # the name stays: a reload after stop finds no socket there
+            shutil.rmtree(self._short, ignore_errors=True)
 
     def write_config(self) -> None:
         trust = f"ca_path = {self.ca_path}" if self.ca_path else f"ca_list = {self.ca_file}"

@@ -219,3 +219,18 @@ def test_kamailio_reload_wrapper_fails_when_kamailio_refuses_the_reload(world: W
         assert served_fingerprint(kamailio.port, *world.peer) == new.fingerprint()
     missing = kamailio.reload()  # stopped: nothing answers on the control socket
     assert missing.returncode == 1, missing
+
+
+def test_nginx_on_a_concatenation_of_authorities_takes_the_refused_certificate(world: World) -> None:
+    """Why nginx needs a CA file made from what the reconciler accepted: ``cat authorities/*.crt`` carries
+    a self-signed certificate the reconciler refused, and nginx then takes a client presenting it (the
+    control for the refusal checked above)."""
+    rogue = self_signed_leaf("rogue.example.com")
+    write(world.ssl / "authorities" / "rogue.crt", rogue.cert_pem())
+    reconcile(world.node)
+    files = sorted(p for p in (world.ssl / "authorities").glob("*.crt") if not p.is_symlink())
+    naive = write(world.root / "trust" / "cat.pem", b"".join(p.read_bytes() for p in files))
+    key, cert = world.served("nginx")
+    with Nginx(world.root / "nginx-cat", key, cert, ca_file=naive) as nginx:
+        assert world.accepts(nginx, world.peer)
+        assert world.accepts(nginx, pair_files(world.root / "clients", "rogue", rogue))

@@ -1,14 +1,42 @@
 """The checks the consumer tests make of a real TLS server with independent tools: ``openssl s_client``
 (the served certificate's fingerprint, a mutual TLS handshake) and ``curl`` (an HTTPS request with a
-client certificate)."""
+client certificate), and the waits on them: each with a deadline, no sleeps."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    """``predicate()``'s first truthy value, polled until ``timeout`` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not within {timeout} s")
+        time.sleep(0.05)  # a poll interval, not a wait for an outcome
+
+
+def answers(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(1)
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def s_client(port: int, *extra: str | Path, timeout: float = 20) -> subprocess.CompletedProcess[str]:
