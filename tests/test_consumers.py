@@ -26,6 +26,9 @@ from pkitools import Issued, Node, make_ca, make_host, name, new_key, seed_node,
 
 HOST = "pbx.example.com"
 KINDS = ["apache2", "nginx", "kamailio"]
+# The same servers trusting one CA file instead of the hash-linked dir (Apache SSLCACertificateFile,
+# Kamailio ca_list): the shape the truststore's CA bundle takes.
+CA_FILE_KINDS = ["apache2-ca-file", "kamailio-ca-list"]
 # The artifact whose rewrite follows each consumer's pair, and the truststore's.
 PAIR_ARTIFACT = {"apache2": "ssl-web.keystore", "nginx": "ssl-web.keystore", "kamailio": "ssl.keystore"}
 TRUST_ARTIFACT = "authorities.jks"
@@ -75,11 +78,12 @@ class World:
     def served(self, kind: str) -> tuple[Path, Path]:
         """(key, certificate) the consumer serves: the web pair for the web servers, the SIP pair for
         Kamailio (today the sources)."""
-        stem = "ssl" if kind == "kamailio" else "ssl-web"
+        stem = "ssl" if kind.startswith("kamailio") else "ssl-web"
         return self.ssl / f"{stem}.key", self.ssl / f"{stem}.crt"
 
     def ca_file_for(self) -> Path:
-        """nginx's CA file (today made here from the accepted cluster CA, since the reconciler writes none)."""
+        """The CA file for nginx (and Apache's, Kamailio's CA-file variants): today made here from the
+        accepted cluster CA, since the reconciler writes none."""
         return write(self.root / "trust" / "ca-file.pem", self.ca.cert_pem())
 
     def server(self, kind: str) -> Server:
@@ -87,13 +91,17 @@ class World:
         workdir = self.root / kind
         if kind == "apache2":
             return Apache(workdir, key, cert, ca_path=self.ssl / "authorities")
+        if kind == "apache2-ca-file":
+            return Apache(workdir, key, cert, ca_file=self.ca_file_for())
         if kind == "nginx":
             return Nginx(workdir, key, cert, ca_file=self.ca_file_for())
+        if kind == "kamailio-ca-list":
+            return Kamailio(workdir, key, cert, ca_file=self.ca_file_for())
         return Kamailio(workdir, key, cert, ca_path=self.ssl / "authorities")
 
     def expected(self, kind: str) -> Issued:
         assert self.node.web is not None
-        return self.node.ssl if kind == "kamailio" else self.node.web
+        return self.node.ssl if kind.startswith("kamailio") else self.node.web
 
     def reconcile(self, hooks: list[dict[str, object]] | None = None) -> dict[str, object]:
         self.node.desired.write_text(json.dumps({"hostname": HOST, "hooks": hooks or []}))
@@ -117,7 +125,7 @@ def hash_links(authorities: Path) -> set[str]:
     return {p.name for p in authorities.iterdir() if p.is_symlink()}
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", KINDS + CA_FILE_KINDS)
 def test_consumer_serves_the_pair_takes_the_cluster_and_refuses_the_rest(world: World, kind: str) -> None:
     """Each consumer serves the node's pair; another node's pair is accepted; a client of an unknown CA
     and one presenting a self-signed certificate the reconciler refused (and so gave no hash link, and
