@@ -1,8 +1,8 @@
 """Issue 24: real consumers from Debian (Apache 2.4 mod_ssl, nginx, Kamailio's tls module) serve what the
 reconciler keeps, on 127.0.0.1, started and stopped by the test (consumerkit). Each serves a pair, trusts
 the accepted CAs (Apache and Kamailio through the hash links in ``authorities/``, nginx through a CA
-file), takes mutual TLS from another node's pair, refuses a client of an unknown CA and of a CA the
-reconciler refused, and sees a new pair once the reconcile's hook reloaded it.
+file), takes mutual TLS from another node's pair, refuses a client of an unknown CA and one presenting
+a self-signed certificate the reconciler refused in ``authorities/``, and sees a new pair once the reconcile's hook reloaded it.
 
 The files served are today's: the sources (``ssl-web.key``/``.crt``, ``ssl.key``/``.crt``) and, for
 nginx, a CA file this test makes from the accepted CA. ``served()`` and ``ca_file_for()`` are the one
@@ -133,8 +133,9 @@ def test_consumer_serves_the_pair_takes_the_cluster_and_refuses_the_rest(world: 
     rogue = self_signed_leaf("rogue.example.com")
     write(world.ssl / "authorities" / "rogue.crt", rogue.cert_pem())
     before = hash_links(world.ssl / "authorities")
-    reconcile(world.node)  # reports the rogue file; it gets no hash link
-    assert hash_links(world.ssl / "authorities") == before
+    refused = reconcile(world.node)
+    assert "rogue.crt" in refused.out and "untrusted" in refused.out, refused.out  # refused, named
+    assert hash_links(world.ssl / "authorities") == before  # and given no hash link
     rogue_client = pair_files(world.root / "clients", "rogue", rogue)
     with world.server(kind) as server:
         assert served_fingerprint(server.port, *world.peer) == world.expected(kind).fingerprint()
