@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from tlschecks import answers, curl_get, free_port, mutual_tls, wait_for
+from tlschecks import curl_get, free_port, mutual_tls, serves_tls, wait_for
 
 APACHE_MODULES = Path("/usr/lib/apache2/modules")
 KAMAILIO_MODULES = Path("/usr/lib/x86_64-linux-gnu/kamailio/modules")
@@ -48,8 +48,11 @@ def let_children_in(path: Path) -> None:
 
 
 def _exited(pid: int) -> bool:
-    """Whether our child ``pid`` has exited, without reaping it."""
-    return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT | os.WNOHANG) is not None
+    """Whether our child ``pid`` has exited, without reaping it (or it was reaped already)."""
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT | os.WNOHANG) is not None
+    except ChildProcessError:
+        return True
 
 
 class Server:
@@ -82,23 +85,32 @@ class Server:
         raise NotImplementedError
 
     def start(self) -> Server:
-        self.write_config()
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                self.argv(), cwd=self.dir, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
-            )
-        try:
-            wait_for(lambda: self._up(), START_TIMEOUT, f"{self.kind} listening on {self.port}")
-        except BaseException:
-            self.stop()
-            raise
-        return self
+        """Start it and wait until it listens; a port another process took between ``free_port`` and the
+        server's bind (other tests run beside this one) is given up for another, twice at most."""
+        for attempt in range(3):
+            self.write_config()
+            with open(self.log, "ab") as log:
+                self.proc = subprocess.Popen(
+                    self.argv(), cwd=self.dir, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
+                )
+            try:
+                wait_for(lambda: self._up(), START_TIMEOUT, f"{self.kind} listening on {self.port}")
+                return self
+            except RuntimeError:
+                self.stop()
+                if attempt == 2 or "in use" not in self.logs():
+                    raise
+                self.port = free_port()
+            except BaseException:
+                self.stop()
+                raise
+        raise AssertionError("not reached")
 
     def _up(self) -> bool:
         assert self.proc is not None
         if self.proc.poll() is not None:
             raise RuntimeError(f"{self.kind} exited {self.proc.returncode} at start:\n{self.logs()}")
-        return answers(self.port)
+        return serves_tls(self.port)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

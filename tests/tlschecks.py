@@ -5,6 +5,7 @@ client certificate), and the waits on them: each with a deadline, no sleeps."""
 from __future__ import annotations
 
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Callable
@@ -33,10 +34,18 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
         time.sleep(0.05)  # a poll interval, not a wait for an outcome
 
 
-def answers(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.settimeout(1)
-        return s.connect_ex(("127.0.0.1", port)) == 0
+def serves_tls(port: int) -> bool:
+    """Whether a TLS server completes a handshake on ``port`` (not just any listener: a port another
+    process took answers a connect too). No client certificate, no verification: under TLS 1.3 the
+    client's handshake ends before the server judges the client's (missing) certificate."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as raw, ctx.wrap_socket(raw) as tls:
+            return tls.getpeercert(binary_form=True) is not None
+    except (OSError, ssl.SSLError):
+        return False
 
 
 def s_client(port: int, *extra: str | Path, timeout: float = 20) -> subprocess.CompletedProcess[str]:
