@@ -224,7 +224,7 @@ def test_kamailio_reload_wrapper_fails_when_kamailio_refuses_the_reload(world: W
         new = make_host(world.ca, HOST, key=world.node.ssl.key)
         write(cert, new.cert_pem())
         done = kamailio.reload()
-        assert done.returncode == 0, done
+        assert done.returncode == 0, (done.stdout, done.stderr, kamailio.logs()[-3000:])
         assert served_fingerprint(kamailio.port, *world.peer) == new.fingerprint()
     missing = kamailio.reload()  # stopped: nothing answers on the control socket
     assert missing.returncode == 1, missing
