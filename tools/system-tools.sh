@@ -10,7 +10,8 @@ set -euo pipefail
 profile=${1:-test}
 python=${PYTHON:-python3}
 
-# tool|package|why  (a "tool" starting with "python:" is a Python module the interpreter must have)
+# tool|package|why  (a "tool" starting with "python:" is a Python module the interpreter must have,
+# one starting with "file:" a file that must exist; other tools are looked for in PATH and the sbin dirs)
 run_tools=(
   "python:venv|python3-venv|make's .venv"
   "python:ensurepip|python3-venv|pip inside .venv"
@@ -30,6 +31,11 @@ test_tools=(
   "pebble-challtestsrv|pebble|DNS answers for pebble's HTTP-01 validation in the ACME tests"
   "useradd|passwd|the privilege-boundary tests' unprivileged user"
   "setpriv|util-linux|acting as that user, and root without capabilities"
+  "apache2|apache2|the consumer tests' real Apache (mod_ssl)"
+  "nginx|nginx-light|the consumer tests' real nginx (ssl)"
+  "kamailio|kamailio|the consumer tests' real Kamailio"
+  "kamcmd|kamailio|reloading Kamailio's TLS in the consumer tests"
+  "file:/usr/lib/x86_64-linux-gnu/kamailio/modules/tls.so|kamailio-tls-modules|Kamailio's TLS module for the consumer tests"
 )
 
 case "$profile" in
@@ -41,7 +47,8 @@ esac
 have() {
   case "$1" in
     python:*) "$python" -c "import ${1#python:}" >/dev/null 2>&1 ;;
-    *) command -v "$1" >/dev/null 2>&1 ;;
+    file:*) [ -e "${1#file:}" ] ;;
+    *) PATH="$PATH:/usr/sbin:/sbin" command -v "$1" >/dev/null 2>&1 ;;
   esac
 }
 
@@ -49,7 +56,7 @@ missing=() packages=()
 for entry in "${wanted[@]}"; do
   IFS='|' read -r tool package why <<<"$entry"
   if ! have "$tool"; then
-    missing+=("  ${tool#python:} (Debian package $package): $why")
+    missing+=("  ${tool#*:} (Debian package $package): $why")
     [[ " ${packages[*]-} " == *" $package "* ]] || packages+=("$package")
   fi
 done
@@ -79,7 +86,7 @@ export DEBIAN_FRONTEND=noninteractive
 still=()
 for entry in "${wanted[@]}"; do
   IFS='|' read -r tool package why <<<"$entry"
-  have "$tool" || still+=("  ${tool#python:} (Debian package $package)")
+  have "$tool" || still+=("  ${tool#*:} (Debian package $package)")
 done
 if [ ${#still[@]} -gt 0 ]; then
   { echo "make: still missing after apt-get install:"; printf '%s\n' "${still[@]}"; } >&2
