@@ -4,9 +4,11 @@ the accepted CAs (Apache and Kamailio through the hash links in ``authorities/``
 file), takes mutual TLS from another node's pair, refuses a client of an unknown CA and one presenting
 a self-signed certificate the reconciler refused in ``authorities/``, and sees a new pair once the reconcile's hook reloaded it.
 
-The files served are today's: the sources (``ssl-web.key``/``.crt``, ``ssl.key``/``.crt``) and, for
-nginx, a CA file this test makes from the accepted CA. ``served()`` and ``ca_file_for()`` are the one
-place naming them: the verified PEM outputs and the PEM CA bundle replace them there.
+The files served are the reconciler's verified PEM outputs (``live/<pair>.key`` and
+``live/<pair>.fullchain.pem``, one set swapped at once) and its PEM CA bundle (``authorities.pem``, only
+what the truststore accepted); ``served()`` and ``ca_file_for()`` are the one place naming them. A bad
+pair dropped into the sources leaves them as they were, and a consumer reloaded then (as logrotate's
+nightly graceful does) keeps serving the last good pair.
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ KINDS = ["apache2", "nginx", "kamailio"]
 # The same servers trusting one CA file instead of the hash-linked dir (Apache SSLCACertificateFile,
 # Kamailio ca_list): the shape the truststore's CA bundle takes.
 CA_FILE_KINDS = ["apache2-ca-file", "kamailio-ca-list"]
-# The artifact whose rewrite follows each consumer's pair, and the truststore's.
-PAIR_ARTIFACT = {"apache2": "ssl-web.keystore", "nginx": "ssl-web.keystore", "kamailio": "ssl.keystore"}
+# The artifact whose rewrite follows each consumer's pair (its PEM output), and the truststore's.
+PAIR_ARTIFACT = {"apache2": "live/ssl-web.fullchain.pem", "nginx": "live/ssl-web.fullchain.pem",
+                 "kamailio": "live/ssl.fullchain.pem"}
 TRUST_ARTIFACT = "authorities.jks"
 
 
@@ -76,15 +79,15 @@ class World:
         return self.node.ssl_dir
 
     def served(self, kind: str) -> tuple[Path, Path]:
-        """(key, certificate) the consumer serves: the web pair for the web servers, the SIP pair for
-        Kamailio (today the sources)."""
+        """(key, certificate) the consumer serves: the PEM outputs of the web pair for the web servers,
+        of the SIP pair for Kamailio (the full chain: leaf, then intermediates)."""
         stem = "ssl" if kind.startswith("kamailio") else "ssl-web"
-        return self.ssl / f"{stem}.key", self.ssl / f"{stem}.crt"
+        return self.ssl / "live" / f"{stem}.key", self.ssl / "live" / f"{stem}.fullchain.pem"
 
     def ca_file_for(self) -> Path:
-        """The CA file for nginx (and Apache's, Kamailio's CA-file variants): today made here from the
-        accepted cluster CA, since the reconciler writes none."""
-        return write(self.root / "trust" / "ca-file.pem", self.ca.cert_pem())
+        """The CA file for nginx (and Apache's, Kamailio's CA-file variants): the reconciler's PEM CA
+        bundle, every CA the truststore accepted and nothing it refused."""
+        return self.ssl / "authorities.pem"
 
     def server(self, kind: str) -> Server:
         key, cert = self.served(kind)
@@ -243,3 +246,26 @@ def test_nginx_on_a_concatenation_of_authorities_takes_the_refused_certificate(w
     with Nginx(world.root / "nginx-cat", key, cert, ca_file=naive) as nginx:
         assert world.accepts(nginx, world.peer)
         assert world.accepts(nginx, pair_files(world.root / "clients", "rogue", rogue))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_bad_pair_in_the_sources_leaves_the_consumer_serving_the_last_good_one(world: World, kind: str) -> None:
+    """A key that does not match the certificate dropped into the sources: the reconcile names the source
+    and keeps the PEM outputs as they were (no hook runs), and the consumer, reloaded anyway (logrotate's
+    nightly graceful, a restart), keeps serving the last good pair instead of failing."""
+    stem = "ssl" if kind == "kamailio" else "ssl-web"
+    key, cert = world.served(kind)
+    with world.server(kind) as server:
+        good = world.expected(kind).fingerprint()
+        before = (key.read_bytes(), cert.read_bytes())
+        write(world.ssl / f"{stem}.key", make_host(world.ca, HOST).key_pem(), 0o600)  # another pair's key
+        done = reconcile(world.node)
+        assert done.rc == 1, done.out + done.err
+        report = json.loads(done.out)
+        assert any(f["file"].endswith(f"{stem}.key") or f["file"].endswith(f"{stem}.crt")
+                   for f in report["findings"]), report["findings"]
+        assert (key.read_bytes(), cert.read_bytes()) == before  # the PEM outputs: last good
+        reloaded = server.reload()
+        assert reloaded.returncode == 0, (reloaded.stdout, reloaded.stderr, server.logs()[-3000:])
+        assert served_fingerprint(server.port, *world.peer) == good
+        assert world.accepts(server, world.peer) and server.alive()
