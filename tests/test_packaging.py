@@ -63,10 +63,11 @@ def test_rpm_file_list(rpm_file: Path) -> None:
                      f"{site}/cli/app.py", f"{site}/daemon/loop.py", f"{site}/stores/jks.py", f"{site}/pki/verify.py",
                      "/var/lib/sslreconciler", "/usr/lib/systemd/system/sslreconciler-acme.service",
                      "/usr/lib/systemd/system/sslreconciler-acme.timer", f"{site}/cluster/acme/client.py",
-                     f"{site}/reconcile/acme_decide.py"]:
+                     f"{site}/reconcile/acme_decide.py", "/usr/libexec/sslreconciler/kamailio-tls-reload",
+                     f"{site}/reconcile/pem.py", f"{site}/fsio/swap.py", f"{site}/model/jks_alias.py"]:
         assert expected in files, expected
     assert any(f.endswith("/operations.md") for f in files) and any(f.endswith("/README.md") for f in files)
-    assert any(f.endswith("/acme.md") for f in files)
+    assert any(f.endswith("/acme.md") for f in files) and any(f.endswith("/consumers.md") for f in files)
     assert not any("tests/" in f or f.endswith(".pyc") for f in files)
 
 
