@@ -13,6 +13,7 @@ import functools
 import hashlib
 from typing import Any
 
+from sslreconciler.model.errors import SslReconcilerError
 from sslreconciler.model.jks_alias import read_modified_utf8
 from sslreconciler.stores.entries import KeyEntry, StoreContent, StoreUnreadable
 from sslreconciler.stores.jks_writer import encode_jks
@@ -52,7 +53,7 @@ def read_jks(data: bytes, password: str) -> StoreContent:
     return StoreContent.of(keys, trusted)
 
 
-class _JavaCannotRead(ValueError):
+class _JavaCannotRead(SslReconcilerError, ValueError):
     """A string in the store that Java's readUTF refuses (UTFDataFormatException)."""
 
 
