@@ -60,6 +60,7 @@ class Server:
     ``stop`` can end the whole group)."""
 
     kind = "server"
+    start_timeout = START_TIMEOUT  # a JVM's start takes longer on busy cores
 
     def __init__(
         self, workdir: Path, key: Path, cert: Path, *, ca_path: Path | None = None, ca_file: Path | None = None
@@ -94,7 +95,7 @@ class Server:
                     self.argv(), cwd=self.dir, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
                 )
             try:
-                wait_for(lambda: self._up(), START_TIMEOUT, f"{self.kind} listening on {self.port}")
+                wait_for(lambda: self._up(), self.start_timeout, f"{self.kind} listening on {self.port}")
                 return self
             except RuntimeError:
                 self.stop()

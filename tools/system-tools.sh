@@ -36,6 +36,8 @@ test_tools=(
   "kamailio|kamailio|the consumer tests' real Kamailio"
   "kamcmd|kamailio|reloading Kamailio's TLS in the consumer tests"
   "file:/usr/lib/x86_64-linux-gnu/kamailio/modules/tls.so|kamailio-tls-modules|Kamailio's TLS module for the consumer tests"
+  "file:/usr/share/java/tomcat10-catalina.jar|libtomcat10-java|the consumer tests' real (embedded) Tomcat"
+  "file:/usr/share/java/jetty9-server.jar|libjetty9-java|the consumer tests' real Jetty"
 )
 
 case "$profile" in
