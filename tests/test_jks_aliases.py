@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from sslreconciler.config.desired_model import KeyPair
+from sslreconciler.config.pair_model import KeyPair
 from sslreconciler.reconcile.trust_entries import alias_of
 from sslreconciler.stores.entries import StoreContent, StoreUnreadable
 from sslreconciler.stores.jks import encode_jks, read_jks

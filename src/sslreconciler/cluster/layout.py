@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sslreconciler.config.desired import DesiredState, KeyPair
-from sslreconciler.config.desired_model import WEB_PAIR
+from sslreconciler.config.pair_model import WEB_PAIR
 from sslreconciler.model.errors import CommandError, ConfigError
 
 HOST_PAIR = "ssl"

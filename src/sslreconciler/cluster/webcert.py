@@ -25,7 +25,7 @@ from cryptography import x509
 
 from sslreconciler.cluster.layout import WebPair
 from sslreconciler.config.desired import DesiredState
-from sslreconciler.config.desired_model import WEB_PAIR
+from sslreconciler.config.pair_model import WEB_PAIR
 from sslreconciler.fsio import (
     MAX_SOURCE_BYTES,
     atomic_write_at,

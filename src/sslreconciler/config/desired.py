@@ -14,12 +14,12 @@ from sslreconciler.config.desired_model import (
     DEFAULT_PASSWORD,
     DesiredState,
     Hook,
-    KeyPair,
     Permissions,
     TrustPolicy,
     TrustStore,
 )
 from sslreconciler.config.fields import PasswordSource
+from sslreconciler.config.pair_model import KeyPair
 from sslreconciler.config.wording import config_error_from_validation
 from sslreconciler.fsio import IsADirectory
 from sslreconciler.model.errors import ConfigError

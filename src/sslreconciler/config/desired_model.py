@@ -10,88 +10,10 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 
 from sslreconciler.config.acme_model import Acme
-from sslreconciler.config.fields import FileName, JksAlias, Mode, PasswordSource, RelPath, Strict
-from sslreconciler.model.jks_alias import alias_unfit, java_lower
+from sslreconciler.config.fields import FileName, Mode, PasswordSource, RelPath, Strict
+from sslreconciler.config.pair_model import WEB_PAIR, KeyPair, seed_pairs
 
 DEFAULT_PASSWORD = "changeit"  # sipXecs services hard-code it
-
-
-class PemOutputs(Strict):
-    """A pair's PEM files, written inside ``pem_dir`` as one set (issue 24); each a plain file name there."""
-
-    key: FileName = Field(description="The private key, PEM PKCS#8 (private_mode).")
-    fullchain: FileName = Field(description="The leaf, then the intermediates in order (public_mode).")
-    cert: FileName | None = Field(None, description="The leaf alone; null for none.")
-    chain: FileName | None = Field(None, description="The intermediates alone (may be empty); null for none.")
-
-    def named(self) -> list[tuple[str, str]]:
-        """(role, file name) of each PEM file named, in a fixed order."""
-        roles = (("key", self.key), ("fullchain", self.fullchain), ("cert", self.cert), ("chain", self.chain))
-        return [(role, name) for role, name in roles if name]
-
-
-class KeyPair(Strict):
-    """A key + certificate and the stores built from them."""
-
-    name: str = Field(description="Names the pair in reports and in `fallback`.")
-    key: RelPath = Field(description="The private key source (PEM PKCS#1/PKCS#8/SEC1, or DER).")
-    cert: RelPath = Field(description="The certificate source: leaf, optionally followed by its chain.")
-    alias: JksAlias | None = Field(
-        None,
-        description="Key entry alias in the stores, lower-cased as Java's JKS does; characters of the Basic "
-        "Multilingual Plane only. Default: the pair's name.",
-    )
-    keystore: FileName | None = Field(None, description="JKS output; null for none.")
-    pkcs12: FileName | None = Field(None, description="PKCS#12 output; null for none.")
-    verify: Literal["require", "if-available"] = Field(
-        "require",
-        description="require: must chain to a CA in the trust sources. if-available: verified when the "
-        "issuer is at hand, otherwise built and reported unverified (a warning).",
-    )
-    fallback: str | None = Field(
-        None, description="When both key and cert are absent, build from this other pair's sources."
-    )
-    password: PasswordSource | None = Field(None, description="Overrides the store password for this pair.")
-    pem: PemOutputs | None = Field(
-        None,
-        description="PEM outputs (inside pem_dir), written only from sources that passed every check; null for none.",
-    )
-    purposes: list[Literal["server", "client"]] | None = Field(
-        None,
-        description="TLS uses the certificate's keyUsage/extendedKeyUsage must allow (policy rule key-usage). "
-        'Default: ["server", "client"] for the pair named ssl, ["server"] for any other.',
-    )
-    verify_with: list[Literal["trust-sources", "system"]] | None = Field(
-        None,
-        min_length=1,
-        description="What this pair's chain may verify against: trust-sources (truststore.sources) and/or system "
-        "(the system's trust store, see system_trust). System roots verify this pair only: they never enter the "
-        'truststore, the hash links or the trust fingerprint. Default: ["trust-sources", "system"] for the pair '
-        'named ssl-web, ["trust-sources"] for any other. Never "system" for truststore.host_pair.',
-    )
-
-    @model_validator(mode="after")
-    def _alias_fits(self) -> KeyPair:
-        unfit = alias_unfit(self.name) if self.alias is None else ""
-        if unfit:  # the name is the alias: said here, as the alias field's own check says it
-            raise ValueError(f"name: the key entry alias (the pair's name, as it has no alias) {unfit}; give an alias")
-        return self
-
-    @property
-    def entry_alias(self) -> str:
-        return java_lower(self.alias or self.name)
-
-    @property
-    def tls_purposes(self) -> frozenset[str]:
-        if self.purposes is not None:
-            return frozenset(self.purposes)
-        return frozenset({"server", "client"} if self.name == "ssl" else {"server"})
-
-    @property
-    def verifies_with(self) -> frozenset[str]:
-        if self.verify_with is not None:
-            return frozenset(self.verify_with)
-        return frozenset({"trust-sources", "system"} if self.name == WEB_PAIR else {"trust-sources"})
 
 
 class TrustStore(Strict):
@@ -183,32 +105,6 @@ class TrustPolicy(Strict):
         return frozenset(name.replace("_", "-") for name, level in self.model_dump().items() if level == "warning")
 
 
-def _seed_pem(stem: str) -> PemOutputs:
-    """The seed's PEM names in ``live/``: the source names, so a consumer swaps ``ssl-web.key`` for
-    ``live/ssl-web.key``; the leaf alone is ``.crt``, as the sources are."""
-    return PemOutputs(
-        key=f"{stem}.key", fullchain=f"{stem}.fullchain.pem", cert=f"{stem}.crt", chain=f"{stem}.chain.pem"
-    )
-
-
-def _seed_pairs() -> list[KeyPair]:
-    return [
-        KeyPair(
-            name="ssl", key="ssl.key", cert="ssl.crt", keystore="ssl.keystore", pkcs12="ssl.p12", pem=_seed_pem("ssl")
-        ),
-        KeyPair(
-            name="ssl-web",
-            key="ssl-web.key",
-            cert="ssl-web.crt",
-            keystore="ssl-web.keystore",
-            pkcs12="ssl-web.p12",
-            verify="if-available",
-            fallback="ssl",
-            pem=_seed_pem("ssl-web"),
-        ),
-    ]
-
-
 class DesiredState(Strict):
     """Every field is optional; the defaults are the sipXecs seed layout."""
 
@@ -226,7 +122,7 @@ class DesiredState(Strict):
         description="modern: PBES2/AES-256 + HMAC-SHA256; legacy: PBE-SHA1-3DES + HMAC-SHA1 (Java < 8u301/11.0.12).",
     )
     expiry_warning_days: int = Field(30, ge=0, le=3650, description="Warn when a certificate expires sooner.")
-    pairs: list[KeyPair] = Field(default_factory=_seed_pairs, description="The key pairs and their stores.")
+    pairs: list[KeyPair] = Field(default_factory=seed_pairs, description="The key pairs and their stores.")
     truststore: TrustStore = Field(default_factory=lambda: TrustStore())
     pem_dir: FileName | None = Field(
         "live",
@@ -324,9 +220,6 @@ class DesiredState(Strict):
         """The directories (or files) of trusted certificates, relative to the ssl dir, each spelled one
         way (``authorities/`` and ``./authorities`` are ``authorities``), each once, in order."""
         return list(dict.fromkeys(posixpath.normpath(s) for s in self.truststore.sources))
-
-
-WEB_PAIR = "ssl-web"  # the web pair's name: web csr|install|rollback, acme and a bundle's ssl-web.* work on it
 
 
 def _first_part(rel: str) -> str:
