@@ -59,6 +59,17 @@ def service_node(world: Path, user, name: str = "node", host: str = ROTATION_HOS
     return Node(base, host, None, None)  # type: ignore[arg-type]  # no seeded pair: bundles bring it
 
 
+def host_bundle(base: Path, host: str, ca_name: str = "ca.cluster.example.com") -> Path:
+    """A staging area with one CA and ``host``'s ssl and web pairs, and that host's bundle (``base/b.tgz``)."""
+    staging, bundle = base / "staging", base / "b.tgz"
+    for args in (("init-ca", "--staging", staging, "--name", ca_name),
+                 ("issue", "--staging", staging, host),
+                 ("issue", "--staging", staging, host, "--web"),
+                 ("bundle", "--staging", staging, host, "-o", bundle)):
+        ok("pki", *args)
+    return bundle
+
+
 def install(node: Node, bundle: Path, *extra: str):
     """Root's ``pki install-bundle`` on the node, with its own state dir (where the bundle record is)."""
     return run_cli("pki", "install-bundle", bundle, "--ssl-dir", node.ssl_dir, "--desired-state", node.desired,

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 import pytest
-from bundlekit import install
+from bundlekit import host_bundle, install
 
 from conftest import keytool_list, run_cli
 from pkitools import Issued, Node, seed_node
@@ -23,15 +23,7 @@ HOST = "sec1.example.com"
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    base = tmp_path_factory.mktemp("layout")
-    staging, made = base / "staging", base / "b.tgz"
-    for args in (("init-ca", "--staging", staging, "--name", "ca.cluster.example.com"),
-                 ("issue", "--staging", staging, HOST),
-                 ("issue", "--staging", staging, HOST, "--web"),
-                 ("bundle", "--staging", staging, HOST, "-o", made)):
-        done = run_cli("pki", *args)
-        assert done.rc == 0, done.out + done.err
-    return made
+    return host_bundle(tmp_path_factory.mktemp("layout"), HOST)
 
 
 def _renamed_web_pair() -> list[dict]:

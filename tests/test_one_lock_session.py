@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from acmekit import Pebble, acme_block
-from bundlekit import OLD_CA, install, make_rotation
+from bundlekit import OLD_CA, host_bundle, install, make_rotation
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -230,13 +230,7 @@ def test_web_install_judges_the_pair_for_its_own_purposes(
 
 def test_install_bundle_follows_the_desired_states_file_names(tmp_path: Path) -> None:
     host = "sec1.example.com"
-    staging, bundle = tmp_path / "staging", tmp_path / "b.tgz"
-    for args in (("init-ca", "--staging", staging, "--name", "ca.cluster.example.com"),
-                 ("issue", "--staging", staging, host),
-                 ("issue", "--staging", staging, host, "--web"),
-                 ("bundle", "--staging", staging, host, "-o", bundle)):
-        made = run_cli("pki", *args)
-        assert made.rc == 0, made.out + made.err
+    bundle = host_bundle(tmp_path, host)
     node = Node(tmp_path / "node", host, None, None)  # type: ignore[arg-type]  # the bundle brings it
     node.root.mkdir()
     pairs = [
