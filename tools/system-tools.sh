@@ -38,6 +38,11 @@ test_tools=(
   "file:/usr/lib/x86_64-linux-gnu/kamailio/modules/tls.so|kamailio-tls-modules|Kamailio's TLS module for the consumer tests"
   "file:/usr/share/java/tomcat10-catalina.jar|libtomcat10-java|the consumer tests' real (embedded) Tomcat"
   "file:/usr/share/java/jetty9-server.jar|libjetty9-java|the consumer tests' real Jetty"
+  "sshd|openssh-server|the fleet tests over SSH (a test's own sshd on 127.0.0.1)"
+  "sudo|sudo|become over SSH in the fleet tests (an unprivileged login user becoming root)"
+  "promtool|prometheus|checking and unit-testing the alert rules in monitoring/"
+  "prometheus|prometheus|the end-to-end scrape of the textfile metrics (a server on 127.0.0.1)"
+  "prometheus-node-exporter|prometheus-node-exporter|the textfile collector the metrics are written for"
 )
 
 case "$profile" in
