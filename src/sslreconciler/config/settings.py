@@ -63,7 +63,8 @@ class Settings(BaseModel):
     def _textfile_name(cls, value: Path | None) -> Path | None:
         if value is not None and (not value.is_absolute() or not value.name.endswith(".prom")):
             raise ValueError(
-                "must be an absolute path ending in .prom (node_exporter's textfile collector reads only those)"
+                "must be an absolute path ending in .prom, e.g. /var/lib/prometheus/node-exporter/sslreconciler.prom: "
+                "node_exporter's textfile collector reads only *.prom files."
             )
         return value
 
