@@ -64,11 +64,16 @@ def test_rpm_file_list(rpm_file: Path) -> None:
                      "/var/lib/sslreconciler", "/usr/lib/systemd/system/sslreconciler-acme.service",
                      "/usr/lib/systemd/system/sslreconciler-acme.timer", f"{site}/cluster/acme/client.py",
                      f"{site}/reconcile/acme_decide.py", "/usr/libexec/sslreconciler/kamailio-tls-reload",
-                     f"{site}/reconcile/pem.py", f"{site}/fsio/swap.py", f"{site}/model/jks_alias.py"]:
+                     f"{site}/reconcile/pem.py", f"{site}/fsio/swap.py", f"{site}/model/jks_alias.py",
+                     f"{site}/daemon/textfile.py", "/usr/share/sslreconciler/monitoring/sslreconciler.rules.yml",
+                     "/usr/share/sslreconciler/monitoring/grafana-dashboard.json",
+                     "/usr/share/sslreconciler/monitoring/tests/sslreconciler.rules.test.yml"]:
         assert expected in files, expected
     assert any(f.endswith("/operations.md") for f in files) and any(f.endswith("/README.md") for f in files)
     assert any(f.endswith("/acme.md") for f in files) and any(f.endswith("/consumers.md") for f in files)
-    assert not any("tests/" in f or f.endswith(".pyc") for f in files)
+    assert any(f.endswith("/monitoring.md") for f in files)
+    # no test suite, no bytecode; the alert rules' promtool tests are shipped beside the rules on purpose
+    assert not any(("tests/" in f and "/monitoring/tests/" not in f) or f.endswith(".pyc") for f in files)
 
 
 @pytest.mark.slow
@@ -120,7 +125,8 @@ def test_unit_verifies_clean_as_installed(rpm_root: Path) -> None:
                  "Restart=on-failure", "RuntimeDirectory=sslreconciler", "StateDirectory=sslreconciler",
                  "NoNewPrivileges=yes", "ProtectSystem=strict", "ReadWritePaths=-/etc/sipxpbx/ssl",
                  "RestrictAddressFamilies=AF_UNIX", "SystemCallFilter=@system-service", "UMask=0077",
-                 "LoadCredential=store-password:/etc/sslreconciler/store-password", "PrivateDevices=yes"]:
+                 "LoadCredential=store-password:/etc/sslreconciler/store-password", "PrivateDevices=yes",
+                 "ReadWritePaths=-/var/lib/prometheus/node-exporter -/var/lib/node_exporter/textfile_collector"]:
         assert line in unit.splitlines(), line
     security = subprocess.run(["systemd-analyze", "security", "--offline=true", str(units / "sslreconciler.service")],
                               capture_output=True, text=True, timeout=120)

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from sslreconciler.config.credentials import use_fallback_dir
 from sslreconciler.config.wording import config_error_from_validation
@@ -47,10 +47,26 @@ class Settings(BaseModel):
     )
     resync_interval: float = Field(300.0, gt=0, description="Seconds between full resyncs that heal lost events.")
     hook_timeout: float = Field(30.0, gt=0, description="Default seconds a post-change hook may run.")
+    metrics_textfile: Path | None = Field(
+        None,
+        description="Off by default. A file in node_exporter's textfile directory (e.g. "
+        "/var/lib/prometheus/node-exporter/sslreconciler.prom) the daemon rewrites with its /metrics text after "
+        "every reconcile and hook outcome, atomically, mode 0644; the name must end in .prom.",
+    )
     log_format: Literal["auto", "json", "console"] = Field(
         "auto", description="auto: JSON lines unless stdout is a terminal."
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("metrics_textfile")
+    @classmethod
+    def _textfile_name(cls, value: Path | None) -> Path | None:
+        if value is not None and (not value.is_absolute() or not value.name.endswith(".prom")):
+            raise ValueError(
+                "must be an absolute path ending in .prom, e.g. /var/lib/prometheus/node-exporter/sslreconciler.prom: "
+                "node_exporter's textfile collector reads only *.prom files."
+            )
+        return value
 
     def resolved_state_dir(self) -> Path:
         if self.state_dir is not None:

@@ -31,6 +31,7 @@ from sslreconciler.daemon.reload import reload_settings
 from sslreconciler.daemon.report_log import ReportLog
 from sslreconciler.daemon.schedule import Timers, Timing, Trigger, due, next_deadline
 from sslreconciler.daemon.sdnotify import Notifier, watchdog_interval
+from sslreconciler.daemon.textfile import TextfileWriter
 from sslreconciler.daemon.wakeup import Wakeup
 from sslreconciler.daemon.watch import Watcher
 from sslreconciler.daemon.writer_wait import WriterWait
@@ -59,6 +60,7 @@ class Daemon:
         self.notifier = Notifier()
         self.health = HealthState(starting_document())
         self.publisher = Publisher(self.health)
+        self.textfile = TextfileWriter()  # the metrics_textfile setting
         self._server: HealthServer | None = None
         self._wakeup = Wakeup()
         # The scheduler's inputs (daemon/schedule.py), in monotonic seconds.
@@ -282,6 +284,7 @@ class Daemon:
             None if waiting is None else waiting.lock_wait(str(self.settings.ssl_dir), time.monotonic()),
         )
         self.publisher.publish(context)
+        self.textfile.write(self.settings.metrics_textfile, self.health)
 
     def _status_line(self) -> str:
         return status_line(self.health.document())

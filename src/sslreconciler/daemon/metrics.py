@@ -10,6 +10,8 @@ from typing import Any
 from sslreconciler.model.health_document import HealthDocument
 from sslreconciler.model.status import Status
 
+HOOK_OUTCOMES = ("ok", "failed", "timeout", "error")  # reconcile/report.py HookResult.outcome
+
 
 def _label(value: object) -> str:
     return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
@@ -116,6 +118,17 @@ def render_metrics(doc: HealthDocument, now: float | None = None) -> str:
         "counter",
         "Post-change hook runs by outcome.",
         [(_labels(hook=h, outcome=o), n) for h, by in sorted(hook_runs.items()) for o, n in sorted(by.items())],
+    )
+    last_hooks: dict[str, dict[str, Any]] = doc.get("hooks", {})
+    family(
+        "sslreconciler_hook_last_outcome",
+        "gauge",
+        "Each hook's last outcome (one series per outcome; 1 = its last run's); absent until it ran.",
+        [
+            (_labels(hook=h, outcome=o), 1 if o == result.get("outcome") else 0)
+            for h, result in sorted(last_hooks.items())
+            for o in HOOK_OUTCOMES
+        ],
     )
     acme = doc.get("acme") or {}
     for name, key, help_text in (
