@@ -117,6 +117,14 @@ def render_metrics(doc: HealthDocument, now: float | None = None) -> str:
         "Post-change hook runs by outcome.",
         [(_labels(hook=h, outcome=o), n) for h, by in sorted(hook_runs.items()) for o, n in sorted(by.items())],
     )
+    shown_hooks: dict[str, dict[str, Any]] = doc.get("hooks", {})
+    family(
+        "sslreconciler_hook_last_outcome",
+        "gauge",
+        "1 for each configured hook's last known outcome (ok, failed, timeout, error, never-run), run by the "
+        "daemon or a one-shot command.",
+        [(_labels(hook=h, outcome=str(r.get("outcome"))), 1) for h, r in sorted(shown_hooks.items())],
+    )
     acme = doc.get("acme") or {}
     for name, key, help_text in (
         ("last_success", "last_success", "When `acme renew` last ended well (issued or nothing to do)."),

@@ -26,6 +26,7 @@ from sslreconciler.model.errors import ConfigError, SslReconcilerError
 from sslreconciler.model.findings import Finding, FindingCode, error
 from sslreconciler.reconcile.decide import Context, decide
 from sslreconciler.reconcile.execute import execute
+from sslreconciler.reconcile.hook_record import write_hook_record
 from sslreconciler.reconcile.hooks import run_hook
 from sslreconciler.reconcile.memo import ReconcileCache
 from sslreconciler.reconcile.observe import observe
@@ -186,8 +187,16 @@ class Reconciler:
         return outcome
 
 
-def run_hooks_now(outcome: Outcome, ssl_dir: Path, default_timeout: float) -> list[HookResult]:
-    """A one-shot's hooks, one at a time in the desired state's order, before the command exits."""
+def run_hooks_now(
+    outcome: Outcome, ssl_dir: Path, default_timeout: float, daemon_state_dir: Path | None = None, command: str = ""
+) -> list[HookResult]:
+    """A one-shot's hooks, one at a time in the desired state's order, before the command exits; their
+    results left in ``daemon_state_dir`` for the running daemon (reconcile/hook_record.py). Returns the
+    results, and sets ``outcome.state_problem`` when they could not be left there."""
     results = [run_hook(hook, changed, ssl_dir, default_timeout) for hook, changed in outcome.hooks_due]
     outcome.report.hook_results = results
+    if daemon_state_dir is not None:
+        problem = write_hook_record(daemon_state_dir, command, results)
+        if problem:
+            outcome.state_problem = "; ".join(p for p in (outcome.state_problem, problem) if p)
     return results
