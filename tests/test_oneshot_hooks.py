@@ -20,9 +20,10 @@ from bundlekit import host_bundle, service_node
 from daemonkit import RunningDaemon, http_get
 from userkit import as_user, chown_tree, make_service_user, make_world
 
+from sslreconciler.reconcile.hook_record import BadHookRecord, parse_hook_record
+
 from conftest import run_cli
 from pkitools import Issued, make_ca, make_host, seed_node, write
-from sslreconciler.reconcile.hook_record import BadHookRecord, parse_hook_record
 
 HOST = "sec1.example.com"
 RECORD = "hook-results.json"
@@ -91,8 +92,11 @@ def test_root_one_shots_hooks_reach_the_service_users_daemon(
         done = time.monotonic()
         assert installed.rc == 1, installed.out + installed.err  # a hook failed
         assert outcomes(installed.json()) == {"reload-fails": "failed", "reload-web": "ok"}
-        doc = d.wait_for(lambda x: outcomes(x) == {"reload-fails": "failed", "reload-web": "ok"}, timeout=60,
-                         what="root's install-bundle hooks in the daemon's /health")
+        doc = d.wait_for(
+            lambda x: outcomes(x) == {"reload-fails": "failed", "reload-web": "ok"},
+            timeout=60,
+            what="root's install-bundle hooks in the daemon's /health",
+        )
         seen_after = time.monotonic() - done
         assert seen_after < 10, seen_after
         assert doc["hooks"]["reload-fails"]["exit_code"] == 1
@@ -115,11 +119,15 @@ def test_root_one_shots_hooks_reach_the_service_users_daemon(
         new = make_host(make_ca("ca.web.example.org"), HOST)
         key = write(world / "web.key", new.key_pem(), 0o600)
         crt = write(world / "web.crt", new.cert_pem())
-        web = run_cli("web", "install", "--config", d.config, "--state-dir", root_state, "--cert", crt, "--key", key,
-                      "--json")
+        web = run_cli(
+            "web", "install", "--config", d.config, "--state-dir", root_state, "--cert", crt, "--key", key, "--json"
+        )
         assert outcomes(web.json()) == {"reload-web": "ok"}, web.out + web.err
-        d.wait_for(lambda x: x["counts"]["hook_runs"].get("reload-web", {}).get("ok") == 2, timeout=60,
-                   what="web install's hook counted in the daemon")
+        d.wait_for(
+            lambda x: x["counts"]["hook_runs"].get("reload-web", {}).get("ok") == 2,
+            timeout=60,
+            what="web install's hook counted in the daemon",
+        )
         assert 'sslreconciler_hook_runs_total{hook="reload-web",outcome="ok"} 2' in metrics(d)
     finally:
         d.stop()
@@ -129,9 +137,14 @@ def test_root_one_shots_hooks_reach_the_service_users_daemon(
     assert outcomes(again.json()) == {"reload-fails": "failed"}, again.out + again.err
     try:
         d.start()
-        doc = d.wait_for(lambda x: x.get("hooks", {}).get("reload-fails", {}).get("started_at")
-                         == again.json()["hooks"]["reload-fails"]["started_at"], timeout=60,
-                         what="reconcile's hook run in /health after a restart")
+        doc = d.wait_for(
+            lambda x: (
+                x.get("hooks", {}).get("reload-fails", {}).get("started_at")
+                == again.json()["hooks"]["reload-fails"]["started_at"]
+            ),
+            timeout=60,
+            what="reconcile's hook run in /health after a restart",
+        )
         assert doc["hooks"]["reload-fails"]["outcome"] == "failed"
         assert "reload-fails: failed (exit 1)" in status_text(d)
     finally:
@@ -143,13 +156,28 @@ def test_a_record_that_cannot_be_believed_is_a_finding_never_a_crash(tmp_path: P
     node.desired.write_text(json.dumps({"hostname": node.host, "hooks": [HOOKS[1]]}))
     d = RunningDaemon(node, tmp_path / "d", env={"SSLRECONCILER_STATE_DIR": str(tmp_path / "d" / "state")})
     record = tmp_path / "d" / "state" / RECORD
-    good = {"version": 1, "command": "reconcile", "results": [
-        {"hook": "reload-web", "outcome": "timeout", "started_at": "2026-12-06T10:00:00.000001Z", "duration_s": 30.0,
-         "exit_code": None, "detail": "killed after 30 s.", "changed": ["ssl-web.keystore"]}]}
+    good = {
+        "version": 1,
+        "command": "reconcile",
+        "results": [
+            {
+                "hook": "reload-web",
+                "outcome": "timeout",
+                "started_at": "2026-12-06T10:00:00.000001Z",
+                "duration_s": 30.0,
+                "exit_code": None,
+                "detail": "killed after 30 s.",
+                "changed": ["ssl-web.keystore"],
+            }
+        ],
+    }
 
     def refused(what: str) -> dict:
-        doc = d.wait_for(lambda x: any(f["code"] == "hook-record" and what in f["reason"] for f in x["findings"]),
-                         timeout=60, what=f"a hook-record finding saying {what!r}")
+        doc = d.wait_for(
+            lambda x: any(f["code"] == "hook-record" and what in f["reason"] for f in x["findings"]),
+            timeout=60,
+            what=f"a hook-record finding saying {what!r}",
+        )
         assert doc["hooks"]["reload-web"]["outcome"] != "timeout"
         return doc
 
@@ -183,10 +211,15 @@ def test_a_record_that_cannot_be_believed_is_a_finding_never_a_crash(tmp_path: P
         (b'{"results": [1]}', "a result is not an object"),
         (b'{"results": [{"hook": "h", "outcome": "fine"}]}', "outcome is not one of"),
         (b'{"results": [{"hook": "h", "outcome": "ok", "started_at": "yesterday"}]}', "is not a time"),
-        (b'{"results": [{"hook": "h", "outcome": "ok", "started_at": "2026-01-01T00:00:00Z", "duration_s": true}]}',
-         "duration_s"),
-        (b'{"results": [{"hook": "h", "outcome": "ok", "started_at": "2026-01-01T00:00:00Z", "duration_s": 1,'
-         b' "exit_code": 99999999999999999999999}]}', "digits"),
+        (
+            b'{"results": [{"hook": "h", "outcome": "ok", "started_at": "2026-01-01T00:00:00Z", "duration_s": true}]}',
+            "duration_s",
+        ),
+        (
+            b'{"results": [{"hook": "h", "outcome": "ok", "started_at": "2026-01-01T00:00:00Z", "duration_s": 1,'
+            b' "exit_code": 99999999999999999999999}]}',
+            "digits",
+        ),
         (b'{"results": [{"hook": "' + b"x" * 5000 + b'", "outcome": "ok"}]}', "at most 4096"),
         (b'{"results": ' + json.dumps([{}] * 300).encode() + b"}", "more than 256"),
         (b"\xff\xfe", "not JSON"),
@@ -198,7 +231,18 @@ def test_hook_record_parse_table(data: bytes, reason: str) -> None:
 
 
 def test_hook_record_parse_keeps_a_good_one() -> None:
-    raw = {"results": [{"hook": "h", "outcome": "failed", "started_at": "2026-01-01T00:00:00Z", "duration_s": 0.5,
-                        "exit_code": 3, "detail": "no.", "changed": ["ssl.keystore"]}]}
+    raw = {
+        "results": [
+            {
+                "hook": "h",
+                "outcome": "failed",
+                "started_at": "2026-01-01T00:00:00Z",
+                "duration_s": 0.5,
+                "exit_code": 3,
+                "detail": "no.",
+                "changed": ["ssl.keystore"],
+            }
+        ]
+    }
     (result,) = parse_hook_record(json.dumps(raw).encode())
     assert (result.hook, result.outcome, result.exit_code, result.changed) == ("h", "failed", 3, ("ssl.keystore",))
