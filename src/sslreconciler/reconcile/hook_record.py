@@ -37,6 +37,7 @@ MAX_RESULTS = 256
 MAX_DEPTH = 4  # {"results": [{"changed": [...]}]}
 _OUTCOMES = ("ok", "failed", "timeout", "error")
 _TEXT_LIMIT = 4096
+_NO_LINK_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class BadHookRecord(ValueError):
@@ -51,8 +52,11 @@ def write_hook_record(state_dir: Path, command: str, results: list[HookResult]) 
     doc = {"version": 1, "command": command, "results": [r.to_dict() for r in results[:MAX_RESULTS]]}
     data = json.dumps(doc).encode()
     try:
-        with opened_dir(state_dir) as fd:  # O_NOFOLLOW on the final component: never through a link
+        fd = os.open(state_dir, _NO_LINK_DIR)  # a link in the directory's place fails (ELOOP)
+        try:
             atomic_write_at(fd, HOOK_RECORD, data, 0o600, *owner_for_new_files(fd))
+        finally:
+            os.close(fd)
     except OSError as exc:
         if exc.errno == errno.ENOENT:
             return None
