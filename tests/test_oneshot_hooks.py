@@ -246,3 +246,23 @@ def test_hook_record_parse_keeps_a_good_one() -> None:
     }
     (result,) = parse_hook_record(json.dumps(raw).encode())
     assert (result.hook, result.outcome, result.exit_code, result.changed) == ("h", "failed", 3, ("ssl.keystore",))
+
+
+def test_a_link_in_place_of_the_daemons_state_dir_is_not_written_through(
+    tmp_path: Path, ca: Issued, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SSLRECONCILER_STATE_DIR")
+    node = seed_node(tmp_path / "n", "master.example.com", ca)
+    node.desired.write_text(json.dumps({"hostname": node.host, "hooks": [HOOKS[1]]}))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o700)
+    (tmp_path / "daemon-state").symlink_to(elsewhere)
+    config = write(tmp_path / "sslreconciler.toml",
+                   f'ssl_dir = "{node.ssl_dir}"\nstate_dir = "{tmp_path / "daemon-state"}"\n'
+                   f'desired_state = "{node.desired}"\n'.encode(), 0o644)
+    result = run_cli("reconcile", "--config", config, "--state-dir", tmp_path / "own-state")
+    assert result.rc == 0, result.out + result.err
+    assert "reload-web: ok" in result.out
+    assert f"the daemon's state dir {tmp_path / 'daemon-state'}: is a symbolic link" in result.err
+    assert "the running daemon does not see these hook runs." in result.err
+    assert not (elsewhere / RECORD).exists()

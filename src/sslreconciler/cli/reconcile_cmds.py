@@ -108,10 +108,9 @@ def one_shot(
         say("sslreconciler: the change broke off unexpectedly (the report says where); check the ssl dir")
     elif prepared is not None and outcome.change_said is None:  # e.g. the lock not had in time: the report says why
         say("sslreconciler: nothing changed in the ssl dir")
-    noted = outcome.state_problem
     run_hooks_now(outcome, settings.ssl_dir, settings.hook_timeout, daemon_state_dir(args), command_name(args))
-    if outcome.state_problem != noted:  # the hook record could not be left for the daemon
-        say(f"sslreconciler: warning: {outcome.state_problem.removeprefix(noted).lstrip('; ')}.")
+    if outcome.hooks_unseen:
+        say(f"sslreconciler: warning: {outcome.hooks_unseen}.")
     report = outcome.report
     if getattr(args, "json", False):
         print(report.to_json())

@@ -60,7 +60,10 @@ def write_hook_record(state_dir: Path, command: str, results: list[HookResult]) 
     except OSError as exc:
         if exc.errno == errno.ENOENT:
             return None
-        return f"the daemon's state dir {state_dir}: {exc.strerror}; the running daemon does not see these hook runs"
+        why = exc.strerror
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR) and os.path.islink(state_dir):
+            why = "is a symbolic link, and no record is written through a link (name the real directory as state_dir)"
+        return f"the daemon's state dir {state_dir}: {why}; the running daemon does not see these hook runs"
     return None
 
 

@@ -54,6 +54,7 @@ class Outcome:
     hooks_due: list[tuple[Hook, tuple[str, ...]]] = field(default_factory=list)
     recheck_at: float | None = None  # wall clock: when the grace window of a pending error ends
     state_problem: str = ""  # the state dir could not be written: for the caller to say
+    hooks_unseen: str = ""  # why the hooks' results could not be left for the daemon: for the caller to say
     busy: str | None = None  # run(lock_wait_s=0) found another writer: who ("" unknown); nothing was done
     change_said: str | None = None  # what the command's change said it did; None: it was not applied
 
@@ -192,11 +193,9 @@ def run_hooks_now(
 ) -> list[HookResult]:
     """A one-shot's hooks, one at a time in the desired state's order, before the command exits; their
     results left in ``daemon_state_dir`` for the running daemon (reconcile/hook_record.py). Returns the
-    results, and sets ``outcome.state_problem`` when they could not be left there."""
+    results, and sets ``outcome.hooks_unseen`` when they could not be left there."""
     results = [run_hook(hook, changed, ssl_dir, default_timeout) for hook, changed in outcome.hooks_due]
     outcome.report.hook_results = results
     if daemon_state_dir is not None:
-        problem = write_hook_record(daemon_state_dir, command, results)
-        if problem:
-            outcome.state_problem = "; ".join(p for p in (outcome.state_problem, problem) if p)
+        outcome.hooks_unseen = write_hook_record(daemon_state_dir, command, results) or ""
     return results

@@ -238,7 +238,8 @@ def _install(
     if outcome.change_said is None:  # the ssl dir could not be opened or locked: nothing installed
         raise AcmeFailure("install", "; ".join(str(f) for f in outcome.report.findings) or f"{ssl_dir}: not installed")
     run_hooks_now(outcome, ssl_dir, hooks[0], hooks[1], "acme renew")
-    return outcome.change_said, outcome.report
+    said = outcome.change_said + (f"\nwarning: {outcome.hooks_unseen}." if outcome.hooks_unseen else "")
+    return said, outcome.report
 
 
 def status(desired: DesiredState, desired_file: Path, ssl_dir: Path, state_dir: Path) -> Outcome:
