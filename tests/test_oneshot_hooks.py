@@ -113,6 +113,7 @@ def test_root_one_shots_hooks_reach_the_service_users_daemon(
         st = (daemon_state / RECORD).lstat()
         assert stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o600
         assert (st.st_uid, st.st_gid) == (service_user.pw_uid, service_user.pw_gid)
+        assert json.loads((daemon_state / RECORD).read_bytes())["command"] == "pki install-bundle"
         assert not (root_state / RECORD).exists()  # root's own state dir keeps the bundle record only
 
         # `web install` as root: the web hook ran a second time, counted once more.
