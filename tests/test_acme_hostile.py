@@ -203,6 +203,9 @@ def test_a_malformed_eab_key_is_a_config_error_without_the_key(tmp_path: Path, c
 ])
 def test_a_malformed_acme_record_costs_only_the_acme_part(tmp_path: Path, ca: Issued, bad) -> None:
     node = seed_node(tmp_path / "node", HOST, ca, web=True)
+    # the daemon shows the ACME record only while the desired state has an acme block (issue 26)
+    node.desired.write_text(json.dumps({"hostname": HOST, "acme": {
+        "directory": "https://localhost:9/dir", "names": [HOST], "challenge": {"webroot": str(tmp_path / "www")}}}))
     daemon = RunningDaemon(node, tmp_path / "daemon").start()
     try:
         daemon.wait_for(lambda d: d["status"] == "ok", what="ok at first")
@@ -220,8 +223,6 @@ def test_a_malformed_acme_record_costs_only_the_acme_part(tmp_path: Path, ca: Is
     finally:
         daemon.close()
     # acme status says the record is ignored, and why, instead of failing on it
-    node.desired.write_text(json.dumps({"hostname": HOST, "acme": {
-        "directory": "https://localhost:9/dir", "names": [HOST], "challenge": {"webroot": str(tmp_path / "www")}}}))
     status = acme(node, "status")
     # exit 1: with the record ignored and ssl-web.crt garbage, a renewal is due (docs/acme.md)
     assert status.rc == 1 and "acme.json" in status.out and "ignored" in status.out, status.out + status.err

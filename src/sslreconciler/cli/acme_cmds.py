@@ -4,10 +4,11 @@ says; `acme renew`'s own exit codes (docs/acme.md)."""
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sslreconciler.cli.common import flag_overrides
+from sslreconciler.cli.common import EXIT_OK, daemon_state_dir, flag_overrides
 
 if TYPE_CHECKING:
     from sslreconciler.config.desired import DesiredState
@@ -36,7 +37,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
         "status",
         parents=[common],
         help="the web certificate's renewal point and the last ACME result; contacts nothing",
-        description="Exit 0 nothing due, 1 a renewal is due or the last run failed, 2 config error.",
+        description="Exit 0 nothing due (or no acme block: ACME is off), 1 a renewal is due or the last run "
+        "failed, 2 config error.",
     )
     st.add_argument("--json", action="store_true", help="print JSON")
     st.set_defaults(handler=_status)
@@ -58,7 +60,9 @@ def _renew(args: argparse.Namespace) -> int:
 
     where = _where(args)
     hook_timeout = load_settings(args.config, flag_overrides(args)).hook_timeout
-    outcome = command.renew(*where, force=args.force, hook_timeout=hook_timeout)
+    outcome = command.renew(
+        *where, force=args.force, hook_timeout=hook_timeout, daemon_state_dir=daemon_state_dir(args)
+    )
     print(outcome.render(args.json))
     return outcome.exit_code
 
@@ -66,6 +70,14 @@ def _renew(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     from sslreconciler.cluster.acme import command
 
-    outcome = command.status(*_where(args))
+    where = _where(args)
+    if where[0].acme is None:  # ACME is off (docs/acme.md's way back to hand-managed certificates): no error
+        hint = (
+            f"no acme block in {where[1]}: the web certificate is managed by hand (web csr|install), not over "
+            "ACME. To renew it over ACME, add an acme block (docs/acme.md)."
+        )
+        print(json.dumps({"acme": None, "message": hint}, indent=2) if args.json else hint)
+        return EXIT_OK
+    outcome = command.status(*where)
     print(outcome.render(args.json))
     return outcome.exit_code

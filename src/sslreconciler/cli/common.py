@@ -76,6 +76,22 @@ def flag_overrides(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
+def daemon_state_dir(args: argparse.Namespace) -> Path:
+    """The state dir of the daemon these settings describe: the settings without the command line's
+    ``--state-dir`` (root's one-shots keep their own records elsewhere, the daemon's stays where it is).
+    A one-shot leaves its hook results there for the daemon (reconcile/hook_record.py)."""
+    from sslreconciler.config.settings import load_settings
+
+    return load_settings(args.config, {**flag_overrides(args), "state_dir": None}).resolved_state_dir()
+
+
+def command_name(args: argparse.Namespace) -> str:
+    """The command as typed, without options: ``pki install-bundle``, ``web install``, ``reconcile``."""
+    words = [getattr(args, "command", None)]
+    words += [getattr(args, f"{args.command}_command", None)] if getattr(args, "command", None) else []
+    return " ".join(w for w in words if w)
+
+
 def say(text: str) -> None:
     """A line on stderr; names in it may come from the files, so no control character gets through."""
     from sslreconciler.model.text import printable

@@ -13,7 +13,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sslreconciler.cli.common import EXIT_OK, common_options, flag_overrides, require_dir, say
+from sslreconciler.cli.common import (
+    EXIT_OK,
+    command_name,
+    common_options,
+    daemon_state_dir,
+    flag_overrides,
+    require_dir,
+    say,
+)
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
@@ -100,7 +108,9 @@ def one_shot(
         say("sslreconciler: the change broke off unexpectedly (the report says where); check the ssl dir")
     elif prepared is not None and outcome.change_said is None:  # e.g. the lock not had in time: the report says why
         say("sslreconciler: nothing changed in the ssl dir")
-    run_hooks_now(outcome, settings.ssl_dir, settings.hook_timeout)
+    run_hooks_now(outcome, settings.ssl_dir, settings.hook_timeout, daemon_state_dir(args), command_name(args))
+    if outcome.hooks_unseen:
+        say(f"sslreconciler: warning: {outcome.hooks_unseen}.")
     report = outcome.report
     if getattr(args, "json", False):
         print(report.to_json())

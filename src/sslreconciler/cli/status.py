@@ -86,7 +86,7 @@ def render(doc: HealthDocument, code: int) -> str:
     findings: list[dict[str, str]] = doc.get("findings", [])
     errors = sum(f["level"] == "error" for f in findings)
     hooks: dict[str, dict[str, Any]] = doc.get("hooks", {})
-    hook_failures = sum(h.get("outcome") != "ok" for h in hooks.values())
+    hook_failures = sum(h.get("outcome") not in ("ok", "never-run") for h in hooks.values())
     summary = (
         f"SSLRECONCILER {LABELS[code]} - {doc.get('status')}: {len(artifacts)} artifacts, "
         f"{errors} errors, {len(findings) - errors} warnings, {hook_failures} failed hooks"
@@ -126,7 +126,7 @@ def render(doc: HealthDocument, code: int) -> str:
         lines += [
             f"  {label}: {h['outcome']}"
             + (f" (exit {h['exit_code']})" if h.get("exit_code") is not None else "")
-            + f" at {h['started_at']}"
+            + (f" at {h['started_at']}" if h.get("started_at") else " (no run known since the daemon started)")
             + (f": {h['detail']}" if h["detail"] else "")
             for label, h in hooks.items()
         ]

@@ -1,11 +1,13 @@
 """The desired state the daemon works to: re-read on a change, a resync or SIGHUP; on trouble the
-last valid one is kept and the trouble becomes a finding (``problem``) in every report."""
+last valid one is kept and the trouble becomes a finding (``problem``) in every report. A new one is
+logged in one line naming what changed (``changes``: pure, table-tested)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from sslreconciler.config.desired import DesiredState, load_desired_state
+from sslreconciler.daemon.logs import get_logger
 from sslreconciler.model.errors import ConfigError
 from sslreconciler.model.findings import Finding, FindingCode, error, warning
 
@@ -39,5 +41,40 @@ class DesiredStateFile:
         self._seen = exists
         if desired == self.desired:
             return False
+        get_logger().info(f"desired state reloaded: {changes(self.desired, desired)}", file=str(path))
         self.desired = desired
         return True
+
+
+_NAMED = ("pairs", "hooks", "policy", "acme")  # the fields ``changes`` names in its own words
+
+
+def _by_name(old: dict[str, object], new: dict[str, object]) -> list[str]:
+    return (
+        [f"+{n}" for n in new if n not in old]
+        + [f"-{n}" for n in old if n not in new]
+        + [f"~{n}" for n in new if n in old and new[n] != old[n]]
+    )
+
+
+def changes(old: DesiredState, new: DesiredState) -> str:
+    """What differs from ``old`` to ``new``, in words: ``pairs +x ~y, outputs -a.jks, hooks +reload-apache,
+    policy changed, acme removed`` (+ added, - removed, ~ changed), then any other field by name."""
+    parts = []
+    pairs = _by_name({p.name: p for p in old.pairs}, {p.name: p for p in new.pairs})
+    outputs_old, outputs_new = old.output_files(), new.output_files()
+    outputs = [f"+{o}" for o in outputs_new if o not in outputs_old] + [
+        f"-{o}" for o in outputs_old if o not in outputs_new
+    ]
+    hooks = _by_name({h.label: h for h in old.hooks}, {h.label: h for h in new.hooks})
+    for what, items in (("pairs", pairs), ("outputs", outputs), ("hooks", hooks)):
+        if items:
+            parts.append(f"{what} {' '.join(items)}")
+    if old.policy != new.policy:
+        parts.append("policy changed")
+    if old.acme != new.acme:
+        parts.append("acme " + ("added" if old.acme is None else "removed" if new.acme is None else "changed"))
+    others = [f for f in type(new).model_fields if f not in _NAMED and getattr(old, f) != getattr(new, f)]
+    if others:
+        parts.append("also " + " ".join(others))
+    return ", ".join(parts) or "no difference in what it asks for"

@@ -11,11 +11,13 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from sslreconciler import __version__
-from sslreconciler.model.findings import FindingCode, error, warning
+from sslreconciler.model.findings import Finding, FindingCode, error, warning
 from sslreconciler.model.health_document import HealthDocument
 from sslreconciler.model.status import Escalation, Status, escalated, parse_status, worst
 from sslreconciler.reconcile.report import HookResult, Report
 from sslreconciler.writer_lock import WRITER_LOCK_WAIT_S
+
+NEVER_RUN = "never-run"  # a hook's outcome in /health while no run of it is known (the daemon's or a one-shot's)
 
 
 def starting_document() -> HealthDocument:
@@ -38,12 +40,29 @@ def health_document(
     desired_problem: str | None,
     acme: dict[str, Any] | None,
     uptime_s: float,
+    never_run: list[str] | None = None,
+    extra_findings: list[Finding] | None = None,
 ) -> HealthDocument:
     """The document for the last reconcile, its status lowered by a failed hook or the ACME record as
-    model.status.ESCALATIONS says."""
+    model.status.ESCALATIONS says. ``never_run``: configured hooks with no known run (outcome
+    ``never-run``); ``extra_findings``: a refused hook record (code hook-record)."""
     doc = report.to_dict()
     failed_hooks = [h for h in hooks.values() if h.outcome != "ok"]
     escalations = [Escalation.HOOK_FAILED] if failed_hooks else []
+    if extra_findings:
+        doc["findings"] = [*doc.get("findings", []), *(f.to_dict() for f in extra_findings)]
+        escalations.append(Escalation.HOOK_RECORD_UNUSABLE)
+    shown_hooks = {label: r.to_dict() for label, r in hooks.items()}
+    for label in never_run or []:
+        shown_hooks[label] = {
+            "hook": label,
+            "outcome": NEVER_RUN,
+            "started_at": None,
+            "duration_s": 0.0,
+            "exit_code": None,
+            "detail": "",
+            "changed": [],
+        }
     if acme is not None and "problem" in acme:  # an unusable ACME record: a finding, no acme part
         doc["findings"] = [*doc.get("findings", []), acme["problem"]]
         escalations.append(Escalation.ACME_RECORD_UNUSABLE)
@@ -65,7 +84,7 @@ def health_document(
                 "trigger": trigger,
             },
             "counts": {**doc["counts"], **counters, "hook_failures": len(failed_hooks)},
-            "hooks": {label: r.to_dict() for label, r in sorted(hooks.items())},
+            "hooks": dict(sorted(shown_hooks.items())),
             "desired_state": {"file": desired_file, "problem": desired_problem},
             "writer_lock": {"waiting": False},
         }

@@ -32,6 +32,7 @@ from sslreconciler.daemon.report_log import ReportLog
 from sslreconciler.daemon.schedule import Timers, Timing, Trigger, due, next_deadline
 from sslreconciler.daemon.sdnotify import Notifier, watchdog_interval
 from sslreconciler.daemon.textfile import TextfileWriter
+from sslreconciler.daemon.state_news import StateNews
 from sslreconciler.daemon.wakeup import Wakeup
 from sslreconciler.daemon.watch import Watcher
 from sslreconciler.daemon.writer_wait import WriterWait
@@ -74,7 +75,8 @@ class Daemon:
         self._stop = False
         self._reload = False
         self._started = time.monotonic()
-        self.watcher = Watcher(self.poke)
+        self.news = StateNews(self.publisher, lambda r: self._hook_done(r, mine=False), self._publish)
+        self.watcher = Watcher(self.poke, self.news.notice)
         self.hooks = HookRunner(self._hook_done)
 
     # -- wake-ups from other threads and signal handlers -------------------------------------------
@@ -117,6 +119,7 @@ class Daemon:
             socket=str(self.settings.socket),
             desired_state=str(self.settings.desired_state),
         )
+        self.news.watch(self.settings.resolved_state_dir(), self.watcher)
         self.watcher.configure(self.settings.ssl_dir, self.settings.desired_state, self.desired_file.desired)
         self._reconcile("start")
         self.notifier.send("READY=1", self._status_line())
@@ -187,6 +190,7 @@ class Daemon:
         self.reconciler = self._new_reconciler(self.reconciler.memo)  # the ssl or state dir may have moved
         configure_logs(settings.log_format, settings.log_level)
         self._read_desired(explicit=True)
+        self.news.watch(self.settings.resolved_state_dir(), self.watcher)
         self.watcher.configure(settings.ssl_dir, settings.desired_state, self.desired_file.desired)
         self.log.info("reloaded")
         self._reconcile("reload (SIGHUP)")
@@ -264,11 +268,12 @@ class Daemon:
             self._publish()
             self.notifier.send(self._status_line())
 
-    def _hook_done(self, result: HookResult) -> None:
+    def _hook_done(self, result: HookResult, mine: bool = True) -> None:
         self.counters.count_hook(result)
         self.report_log.hook_done(result)
-        self.publisher.hook_done(result)
-        self._publish()
+        if mine:  # a one-shot's result is in the publisher already
+            self.publisher.hook_done(result)
+            self._publish()
 
     # -- what the outside sees ---------------------------------------------------------------------
 
@@ -282,6 +287,7 @@ class Daemon:
             self.settings.resolved_state_dir(),
             time.monotonic() - self._started,
             None if waiting is None else waiting.lock_wait(str(self.settings.ssl_dir), time.monotonic()),
+            self.desired_file.desired.acme is not None,
         )
         self.publisher.publish(context)
         self.textfile.write(self.settings.metrics_textfile, self.health)

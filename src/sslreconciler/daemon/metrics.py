@@ -10,7 +10,7 @@ from typing import Any
 from sslreconciler.model.health_document import HealthDocument
 from sslreconciler.model.status import Status
 
-HOOK_OUTCOMES = ("ok", "failed", "timeout", "error")  # reconcile/report.py HookResult.outcome
+HOOK_OUTCOMES = ("ok", "failed", "timeout", "error", "never-run")  # HookResult.outcome, and daemon/document.NEVER_RUN
 
 
 def _label(value: object) -> str:
@@ -123,7 +123,8 @@ def render_metrics(doc: HealthDocument, now: float | None = None) -> str:
     family(
         "sslreconciler_hook_last_outcome",
         "gauge",
-        "Each hook's last outcome (one series per outcome; 1 = its last run's); absent until it ran.",
+        "Each configured hook's last known outcome, run by the daemon or a one-shot command (one series per "
+        "outcome; 1 = the last run's; never-run until a run is known).",
         [
             (_labels(hook=h, outcome=o), 1 if o == result.get("outcome") else 0)
             for h, result in sorted(last_hooks.items())

@@ -1,6 +1,7 @@
 """What /health shows, kept current: the last reconcile's report and trigger and each hook's last
-result (written by the loop and by the hook worker's thread, hence the lock), published as one
-health document (daemon/document.py builds it) whenever any of them changes."""
+result (written by the loop, the hook worker's thread and the watch of the state dir, hence the lock),
+published as one health document (daemon/document.py builds it) whenever any of them changes. A hook's
+result is its latest run, the daemon's own or a one-shot's (reconcile/hook_record.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from typing import Any
 
 from sslreconciler.daemon.document import LockWait, health_document, starting_document, with_lock_wait
 from sslreconciler.daemon.health import HealthState
+from sslreconciler.model.findings import Finding
 from sslreconciler.reconcile.acme_state import health_view as acme_health_view
+from sslreconciler.reconcile.hook_record import started_at
 from sslreconciler.reconcile.report import HookResult, Report
 
 
@@ -26,6 +29,7 @@ class Context:
     state_dir: Path  # where `acme renew` leaves its record
     uptime_s: float
     lock_wait: LockWait | None  # waiting for another writer's lock
+    acme_configured: bool = True  # the desired state has an acme block: else no ACME part at all
 
 
 class Publisher:
@@ -35,6 +39,7 @@ class Publisher:
         self._report: Report | None = None
         self._trigger = "start"
         self._hooks: dict[str, HookResult] = {}
+        self.hook_record_problem: Finding | None = None  # a one-shot's hook record that was refused
 
     def reconciled(self, report: Report, trigger: str) -> None:
         with self._lock:
@@ -44,12 +49,25 @@ class Publisher:
         with self._lock:
             self._hooks[result.hook] = result
 
+    def offered(self, results: list[HookResult]) -> list[HookResult]:
+        """Take a one-shot's results; those newer than what is shown for their hook (to count them once)."""
+        taken = []
+        with self._lock:
+            for result in results:
+                shown = self._hooks.get(result.hook)
+                when = started_at(result.started_at)
+                if shown is None or (when is not None and when > (started_at(shown.started_at) or when)):
+                    self._hooks[result.hook] = result
+                    taken.append(result)
+        return taken
+
     def publish(self, context: Context) -> None:
         with self._lock:
             # a hook no longer in the desired state leaves the status with its last result
             for gone in set(self._hooks) - context.hook_labels:
                 del self._hooks[gone]
             report, trigger, hooks = self._report, self._trigger, dict(self._hooks)
+            record_problem = self.hook_record_problem
         wait = context.lock_wait
         if report is None:
             if wait is not None:  # still starting, and the first reconcile waits for another writer
@@ -62,7 +80,9 @@ class Publisher:
             hooks,
             context.desired_file,
             context.desired_problem,
-            acme_health_view(context.state_dir),
+            acme_health_view(context.state_dir) if context.acme_configured else None,
             context.uptime_s,
+            never_run=sorted(context.hook_labels - set(hooks)),
+            extra_findings=[record_problem] if record_problem else [],
         )
         self.health.publish(doc if wait is None else with_lock_wait(doc, wait))

@@ -108,6 +108,22 @@ class _Handler(FileSystemEventHandler):
                 return
 
 
+class _StateHandler(FileSystemEventHandler):
+    """The state dir: another process wrote one of ``names`` there (renamed in, or written)."""
+
+    def __init__(self, state_dir: Path, names: frozenset[str], on_state: Callable[[str], None]) -> None:
+        self.state_dir = state_dir
+        self.names = names
+        self.on_state = on_state
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        for path in (event.src_path, getattr(event, "dest_path", "") or ""):
+            p = Path(os.fsdecode(path)) if path else None
+            if p is not None and p.parent == self.state_dir and p.name in self.names:
+                self.on_state(p.name)
+                return
+
+
 class _OverflowHandler(logging.Handler):
     """watchdog only logs an inotify queue overflow; turn that into a resync."""
 
@@ -129,8 +145,10 @@ def _identity(path: Path) -> tuple[int, int] | None:
 
 
 class Watcher:
-    def __init__(self, poke: Callable[[str], None]) -> None:
+    def __init__(self, poke: Callable[[str], None], on_state: Callable[[str], None] | None = None) -> None:
         self._poke = poke
+        self._on_state = on_state  # news in the state dir (daemon/state_news.py), given the file's name
+        self._state: tuple[Path, frozenset[str]] | None = None
         self._observer: Observer | None = None  # type: ignore[valid-type]
         self._ssl_identity: tuple[int, int] | None = None
         self._ssl_dir = Path(".")
@@ -157,12 +175,21 @@ class Watcher:
         for path, recursive in wanted.items():
             with contextlib.suppress(OSError):  # vanished meanwhile: the next check re-makes it
                 observer.schedule(handler, str(path), recursive=recursive, event_filter=EVENT_TYPES)
+        if self._state is not None and self._on_state is not None and self._state[0].is_dir():
+            state_abs = Path(os.path.abspath(self._state[0]))
+            with contextlib.suppress(OSError):
+                state_handler = _StateHandler(state_abs, self._state[1], self._on_state)
+                observer.schedule(state_handler, str(state_abs), recursive=False, event_filter=EVENT_TYPES)
         observer.daemon = True
         observer.start()
         self._observer = observer
         self._ssl_dir = ssl_abs
         self._ssl_identity = _identity(ssl_abs)
         self._args = (ssl_dir, desired_path, desired)
+
+    def watch_state(self, state_dir: Path, names: frozenset[str]) -> None:
+        """Also watch ``state_dir`` for ``names`` from the next ``configure`` on."""
+        self._state = (state_dir, names)
 
     def needs_rewatch(self) -> bool:
         """True when the ssl dir was removed, recreated or swapped since the watches were made."""

@@ -62,6 +62,7 @@ class FindingCode(enum.StrEnum):
     INTERNAL = "internal"  # the reconcile broke off unexpectedly
     ACME = "acme"  # the last ACME renewal failed
     ACME_ACCOUNT_KEY = "acme-account-key"  # the ACME account key is unusable
+    HOOK_RECORD = "hook-record"  # a one-shot's hook record in the state dir is refused (not trusted, too big, bad)
 
 
 class Level(enum.StrEnum):

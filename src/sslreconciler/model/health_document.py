@@ -33,7 +33,8 @@ class HealthDocument(TypedDict, total=False):
     counts: dict[str, Any]
     trust: dict[str, Any]  # {"fingerprint", "authorities"}
     acme: dict[str, Any]
-    hooks: dict[str, dict[str, Any]]  # label -> HookResult.to_dict()
+    # label -> HookResult.to_dict(), the daemon's run or a one-shot's; outcome never-run while none is known
+    hooks: dict[str, dict[str, Any]]
     version: str
     pid: int
     uptime_s: float

@@ -63,12 +63,14 @@ class Escalation(enum.StrEnum):
     HOOK_FAILED = "hook failed"  # the stores are right, but a service may not have picked them up
     ACME_OVERDUE = "acme overdue"  # the web certificate is past its renewal point by a day and more
     ACME_RECORD_UNUSABLE = "acme record unusable"  # so nobody can tell whether renewals happen
+    HOOK_RECORD_UNUSABLE = "hook record unusable"  # a one-shot's hook results cannot be believed or read
 
 
 ESCALATIONS: dict[Escalation, Status] = {
     Escalation.HOOK_FAILED: Status.WARNING,
     Escalation.ACME_OVERDUE: Status.WARNING,
     Escalation.ACME_RECORD_UNUSABLE: Status.WARNING,
+    Escalation.HOOK_RECORD_UNUSABLE: Status.WARNING,
 }
 
 

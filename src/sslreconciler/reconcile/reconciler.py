@@ -26,6 +26,7 @@ from sslreconciler.model.errors import ConfigError, SslReconcilerError
 from sslreconciler.model.findings import Finding, FindingCode, error
 from sslreconciler.reconcile.decide import Context, decide
 from sslreconciler.reconcile.execute import execute
+from sslreconciler.reconcile.hook_record import write_hook_record
 from sslreconciler.reconcile.hooks import run_hook
 from sslreconciler.reconcile.memo import ReconcileCache
 from sslreconciler.reconcile.observe import observe
@@ -53,6 +54,7 @@ class Outcome:
     hooks_due: list[tuple[Hook, tuple[str, ...]]] = field(default_factory=list)
     recheck_at: float | None = None  # wall clock: when the grace window of a pending error ends
     state_problem: str = ""  # the state dir could not be written: for the caller to say
+    hooks_unseen: str = ""  # why the hooks' results could not be left for the daemon: for the caller to say
     busy: str | None = None  # run(lock_wait_s=0) found another writer: who ("" unknown); nothing was done
     change_said: str | None = None  # what the command's change said it did; None: it was not applied
 
@@ -186,8 +188,14 @@ class Reconciler:
         return outcome
 
 
-def run_hooks_now(outcome: Outcome, ssl_dir: Path, default_timeout: float) -> list[HookResult]:
-    """A one-shot's hooks, one at a time in the desired state's order, before the command exits."""
+def run_hooks_now(
+    outcome: Outcome, ssl_dir: Path, default_timeout: float, daemon_state_dir: Path | None = None, command: str = ""
+) -> list[HookResult]:
+    """A one-shot's hooks, one at a time in the desired state's order, before the command exits; their
+    results left in ``daemon_state_dir`` for the running daemon (reconcile/hook_record.py). Returns the
+    results, and sets ``outcome.hooks_unseen`` when they could not be left there."""
     results = [run_hook(hook, changed, ssl_dir, default_timeout) for hook, changed in outcome.hooks_due]
     outcome.report.hook_results = results
+    if daemon_state_dir is not None:
+        outcome.hooks_unseen = write_hook_record(daemon_state_dir, command, results) or ""
     return results

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from sslreconciler.cluster.acme.observe import Observed, cert_facts, memory, notes, observe
-from sslreconciler.cluster.acme.record import account_key, write_record
+from sslreconciler.cluster.acme.record import account_key, ran_well, write_record
 from sslreconciler.cluster.layout import web_pair
 from sslreconciler.config.desired import Acme, DesiredState, resolve_password
 from sslreconciler.model.errors import CommandError, ConfigError
@@ -102,7 +102,13 @@ def _doc(obs: Observed, decision: Decision, record: AcmeRecord) -> dict[str, Any
 
 
 def renew(
-    desired: DesiredState, desired_file: Path, ssl_dir: Path, state_dir: Path, force: bool, hook_timeout: float
+    desired: DesiredState,
+    desired_file: Path,
+    ssl_dir: Path,
+    state_dir: Path,
+    force: bool,
+    hook_timeout: float,
+    daemon_state_dir: Path | None = None,  # where the hooks' results are left for the daemon
 ) -> Outcome:
     from sslreconciler.cluster.acme import client, transport
     from sslreconciler.cluster.acme.judge import judge
@@ -132,7 +138,7 @@ def renew(
         if backing_off:
             record.last_result = "backing-off"
         else:
-            record.last_result, record.last_success = "nothing-to-do", iso(now)
+            ran_well(record, "nothing-to-do", iso(now))
         record.last_message = decision.reason
         _save(state_dir, record, lines)
         return Outcome(EXIT_FAILED if backing_off else EXIT_OK, lines, _doc(obs, decision, record))
@@ -160,7 +166,9 @@ def renew(
         # Saved before the install: the daemon reacts to the new files at once and reads this record.
         _record_success(record, obs, facts, due, now)
         _save(state_dir, record, lines)
-        message, reconciled = _install(desired, desired_file, ssl_dir, state_dir, hook_timeout, judged, key_pem)
+        message, reconciled = _install(
+            desired, desired_file, ssl_dir, state_dir, (hook_timeout, daemon_state_dir), judged, key_pem
+        )
     except client.AcmeFailure as exc:
         record = before
         finding = error(
@@ -187,8 +195,7 @@ def _record_success(record: AcmeRecord, obs: Observed, facts: CertFacts, due: dt
     record.directory, record.names = obs.acme.directory, obs.names
     record.issued_fingerprint, record.issued_at = facts.fingerprint, iso(now)
     record.not_after, record.renewal_due = iso(facts.not_after), iso(due)
-    record.last_result, record.last_success, record.last_error = "issued", iso(now), None
-    record.failures, record.last_failure, record.failed_config_key = 0, None, None
+    ran_well(record, "issued", iso(now))
     record.last_message = f"issued for {', '.join(obs.names)}, valid until {iso(facts.not_after)}"
 
 
@@ -205,7 +212,7 @@ def _install(
     desired_file: Path,
     ssl_dir: Path,
     state_dir: Path,
-    hook_timeout: float,
+    hooks: tuple[float, Path | None],  # the default timeout, and where the results are left for the daemon
     judged: Judged,
     key_pem: bytes,
 ) -> tuple[str, Report]:
@@ -230,8 +237,9 @@ def _install(
         raise AcmeFailure("install", f"{ssl_dir}: {exc.strerror}") from None
     if outcome.change_said is None:  # the ssl dir could not be opened or locked: nothing installed
         raise AcmeFailure("install", "; ".join(str(f) for f in outcome.report.findings) or f"{ssl_dir}: not installed")
-    run_hooks_now(outcome, ssl_dir, hook_timeout)
-    return outcome.change_said, outcome.report
+    run_hooks_now(outcome, ssl_dir, hooks[0], hooks[1], "acme renew")
+    said = outcome.change_said + (f"\nwarning: {outcome.hooks_unseen}." if outcome.hooks_unseen else "")
+    return said, outcome.report
 
 
 def status(desired: DesiredState, desired_file: Path, ssl_dir: Path, state_dir: Path) -> Outcome:

@@ -24,6 +24,13 @@ def _owner(state_dir: Path) -> tuple[int | None, int | None]:
         return owner_for_new_files(dir_fd)
 
 
+def ran_well(record: AcmeRecord, result: str, when: str) -> None:
+    """A run that ended well (``issued`` or ``nothing-to-do``): the failures before it are over, so the
+    count, the last error and the configuration they were for are cleared (the daemon then shows none)."""
+    record.last_result, record.last_success, record.last_error = result, when, None
+    record.failures, record.last_failure, record.failed_config_key = 0, None, None
+
+
 def write_record(state_dir: Path, record: AcmeRecord) -> None:
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     atomic_write(state_dir / RECORD, record.to_json(), 0o600, *_owner(state_dir))
