@@ -31,8 +31,8 @@ from sslreconciler.daemon.reload import reload_settings
 from sslreconciler.daemon.report_log import ReportLog
 from sslreconciler.daemon.schedule import Timers, Timing, Trigger, due, next_deadline
 from sslreconciler.daemon.sdnotify import Notifier, watchdog_interval
-from sslreconciler.daemon.textfile import TextfileWriter
 from sslreconciler.daemon.state_news import StateNews
+from sslreconciler.daemon.textfile import TextfileWriter
 from sslreconciler.daemon.wakeup import Wakeup
 from sslreconciler.daemon.watch import Watcher
 from sslreconciler.daemon.writer_wait import WriterWait
