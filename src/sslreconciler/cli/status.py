@@ -13,7 +13,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sslreconciler.cli.status_summary import summary_line
 from sslreconciler.model.errors import SslReconcilerError
+from sslreconciler.model.findings import finding_line, sentence
 from sslreconciler.model.status import PLUGIN_LABELS as LABELS
 from sslreconciler.model.status import PLUGIN_UNKNOWN, parse_status
 from sslreconciler.model.text import printable
@@ -84,14 +86,8 @@ def render(doc: HealthDocument, code: int) -> str:
     now = dt.datetime.now(dt.UTC)
     artifacts: dict[str, Any] = doc.get("artifacts", {})
     findings: list[dict[str, str]] = doc.get("findings", [])
-    errors = sum(f["level"] == "error" for f in findings)
     hooks: dict[str, dict[str, Any]] = doc.get("hooks", {})
-    hook_failures = sum(h.get("outcome") != "ok" for h in hooks.values())
-    summary = (
-        f"SSLRECONCILER {LABELS[code]} - {doc.get('status')}: {len(artifacts)} artifacts, "
-        f"{errors} errors, {len(findings) - errors} warnings, {hook_failures} failed hooks"
-    )
-    lines = [summary, ""]
+    lines = [summary_line(doc, LABELS[code]), ""]
     # SERIAL (its last 8 hex digits) and SHA256 (the fingerprint's first 12) tell a renewed certificate
     # from the one before even when subject and expiry are the same.
     rows = [("ARTIFACT", "STATUS", "EXPIRES", "DAYS", "SERIAL", "SHA256", "CERTIFICATE")]
@@ -119,7 +115,10 @@ def render(doc: HealthDocument, code: int) -> str:
     if findings:
         lines += ["", "findings:"]
         lines += [
-            f"  {f['level']}{' (pending)' if f.get('pending') else ''}: {f['file']}: {f['reason']}" for f in findings
+            finding_line(
+                f["level"], f.get("code", "-"), bool(f.get("pending")), f"{f['file']}: {sentence(f['reason'])}"
+            )
+            for f in findings
         ]
     if hooks:
         lines += ["", "hooks (run one at a time, in the order the desired state lists them):"]

@@ -62,6 +62,26 @@ class FindingCode(enum.StrEnum):
     INTERNAL = "internal"  # the reconcile broke off unexpectedly
     ACME = "acme"  # the last ACME renewal failed
     ACME_ACCOUNT_KEY = "acme-account-key"  # the ACME account key is unusable
+    HOOK_PROGRAM = "hook-program"  # a hook's program is not there or not executable
+
+
+def sentence(text: str) -> str:
+    """``text`` ending in a sentence: a full stop added unless it ends in one (or ``?``, ``!``) already.
+    Reasons are written as clauses so that they can be embedded ("x is missing; y ..."); readers get
+    whole sentences."""
+    text = text.rstrip().rstrip(";:,").rstrip()
+    return text if not text or text.endswith((".", "?", "!")) else text + "."
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 error``, ``2 errors``, ``0 failed hooks``."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def finding_line(level: str, code: str, pending: bool, message: str) -> str:
+    """One finding in a text report (``reconcile``, ``check``, ``status``): its level, its code (the key of
+    docs/operations.md's troubleshooting table) and ``file: reason.``."""
+    return f"  {level} [{code}]{' (pending)' if pending else ''}: {message}"
 
 
 class Level(enum.StrEnum):
@@ -78,7 +98,12 @@ class Finding:
     code: FindingCode = FindingCode.INVALID
 
     def __str__(self) -> str:
-        return f"{self.level.value}: {self.file}: {self.reason}"
+        return f"{self.level.value}: {self.message}"
+
+    @property
+    def message(self) -> str:
+        """``file: reason.``: what every text reader shows, the reason ending in a sentence."""
+        return f"{self.file}: {sentence(self.reason)}"
 
     def to_dict(self) -> dict[str, str]:
         return {"level": self.level.value, "file": self.file, "reason": self.reason, "code": self.code.value}
