@@ -77,6 +77,16 @@ def test_the_summary_line_names_the_worst_cause(doc: dict[str, Any], label: str,
     assert summary_line(doc, label) == line  # type: ignore[arg-type]
 
 
+def test_any_hook_outcome_renders() -> None:
+    """``status`` renders whatever outcome the daemon reports, a configured hook that never ran included."""
+    from sslreconciler.cli.status import render
+
+    doc = _doc("warning", hooks={"new": {"outcome": "never-run"}, "reload": HOOK_FAILED})
+    text = render(doc, 1)  # type: ignore[arg-type]
+    assert "  new: never-run\n" in text + "\n" and "  reload: failed (exit 3) at 2026-12-05T10:00:00Z: boom" in text
+    assert text.splitlines()[0].endswith("1 failed hook")
+
+
 def test_a_long_cause_is_cut_to_one_short_line() -> None:
     doc = _doc("warning", findings=[_finding("warning", "f.crt", "word\n" * 200, "warning")])
     line = summary_line(doc, "WARNING")  # type: ignore[arg-type]

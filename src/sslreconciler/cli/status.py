@@ -15,10 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 from sslreconciler.cli.status_summary import summary_line
 from sslreconciler.model.errors import SslReconcilerError
-from sslreconciler.model.findings import finding_line, sentence
 from sslreconciler.model.status import PLUGIN_LABELS as LABELS
 from sslreconciler.model.status import PLUGIN_UNKNOWN, parse_status
-from sslreconciler.model.text import printable
+from sslreconciler.model.text import finding_line, printable, sentence
 
 if TYPE_CHECKING:
     from sslreconciler.model.health_document import HealthDocument
@@ -125,8 +124,8 @@ def render(doc: HealthDocument, code: int) -> str:
         lines += [
             f"  {label}: {h['outcome']}"
             + (f" (exit {h['exit_code']})" if h.get("exit_code") is not None else "")
-            + f" at {h['started_at']}"
-            + (f": {h['detail']}" if h["detail"] else "")
+            + (f" at {h['started_at']}" if h.get("started_at") else "")  # a hook that never ran has no time
+            + (f": {h['detail']}" if h.get("detail") else "")
             for label, h in hooks.items()
         ]
     acme: dict[str, Any] = doc.get("acme") or {}

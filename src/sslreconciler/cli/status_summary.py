@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sslreconciler.model.findings import plural
 from sslreconciler.model.status import ESCALATIONS, Escalation, Status, parse_status
+from sslreconciler.model.text import plural
 
 if TYPE_CHECKING:
     from sslreconciler.model.health_document import HealthDocument

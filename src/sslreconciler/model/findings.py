@@ -6,6 +6,7 @@ import enum
 from dataclasses import dataclass
 
 from sslreconciler.model.errors import SslReconcilerError
+from sslreconciler.model.text import sentence
 
 
 class FindingCode(enum.StrEnum):
@@ -63,25 +64,6 @@ class FindingCode(enum.StrEnum):
     ACME = "acme"  # the last ACME renewal failed
     ACME_ACCOUNT_KEY = "acme-account-key"  # the ACME account key is unusable
     HOOK_PROGRAM = "hook-program"  # a hook's program is not there or not executable
-
-
-def sentence(text: str) -> str:
-    """``text`` ending in a sentence: a full stop added unless it ends in one (or ``?``, ``!``) already.
-    Reasons are written as clauses so that they can be embedded ("x is missing; y ..."); readers get
-    whole sentences."""
-    text = text.rstrip().rstrip(";:,").rstrip()
-    return text if not text or text.endswith((".", "?", "!")) else text + "."
-
-
-def plural(count: int, noun: str) -> str:
-    """``1 error``, ``2 errors``, ``0 failed hooks``."""
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
-
-
-def finding_line(level: str, code: str, pending: bool, message: str) -> str:
-    """One finding in a text report (``reconcile``, ``check``, ``status``): its level, its code (the key of
-    docs/operations.md's troubleshooting table) and ``file: reason.``."""
-    return f"  {level} [{code}]{' (pending)' if pending else ''}: {message}"
 
 
 class Level(enum.StrEnum):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, TypedDict
 
-from sslreconciler.model.findings import plural
+from sslreconciler.model.text import plural
 
 
 class LastReconcile(TypedDict):

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from sslreconciler.model.findings import Finding, FindingCode, SourceError, error, plural, warning
+from sslreconciler.model.findings import Finding, FindingCode, SourceError, error, warning
+from sslreconciler.model.text import plural
 from sslreconciler.pki import trust
 from sslreconciler.pki.sources import PrivateKey
 from sslreconciler.pki.trust import MAX_CHAIN_DEPTH, ChainResult, describe, is_self_signed

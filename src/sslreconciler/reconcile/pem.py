@@ -14,8 +14,9 @@ import stat
 from cryptography import x509
 
 from sslreconciler.config.desired import DesiredState
-from sslreconciler.model.findings import Finding, FindingCode, Level, error, plural
+from sslreconciler.model.findings import Finding, FindingCode, Level, error
 from sslreconciler.model.status import Status, worst
+from sslreconciler.model.text import plural
 from sslreconciler.reconcile.pairs import PairResult
 from sslreconciler.reconcile.plan import Plan, blocked_reason
 from sslreconciler.reconcile.report import Action, ArtifactReport, CertInfo

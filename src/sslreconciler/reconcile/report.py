@@ -13,9 +13,9 @@ from typing import Any, Literal
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from sslreconciler.model.findings import Finding, Level, finding_line, plural
+from sslreconciler.model.findings import Finding, Level
 from sslreconciler.model.status import ESCALATIONS, Escalation, Status, worst
-from sslreconciler.model.text import printable
+from sslreconciler.model.text import finding_line, plural, printable
 
 Action = Literal["unchanged", "written", "would-write", "kept-last-good", "failed"]
 
