@@ -160,7 +160,9 @@ def test_a_hook_timeout_message_ends_in_a_sentence(tmp_path: Path, ca: Issued) -
     quiet, chatty = doc["hooks"]["quiet"], doc["hooks"]["chatty"]
     assert quiet["outcome"] == "timeout" and chatty["outcome"] == "timeout", doc["hooks"]
     assert quiet["detail"] == "killed after 0.5 s (its timeout); make it end sooner or raise the hook's timeout."
-    assert chatty["detail"].endswith("timeout. Its last output: reloading"), chatty["detail"]
+    assert chatty["detail"] == (
+        "killed after 0.5 s (its timeout), its last output: reloading; make it end sooner or raise the hook's timeout."
+    ), chatty["detail"]
 
 
 # --- the walk: every finding a check can be led to ends in a sentence and names its file --------------------

@@ -65,8 +65,8 @@ def run_hook(hook: Hook, changed: tuple[str, ...], ssl_dir: Path, default_timeou
             os.killpg(proc.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=5)  # SIGKILL: at once, unless the kernel is stuck
-        text = f"killed after {timeout:g} s (its timeout); make it end sooner or raise the hook's timeout."
-        text += f" Its last output: {tail}" if tail else ""
+        said = f", its last output: {tail}" if tail else ""
+        text = f"killed after {timeout:g} s (its timeout){said}; make it end sooner or raise the hook's timeout."
         return HookResult(hook.label, "timeout", started, time.monotonic() - t0, None, text, changed)
     outcome: Literal["ok", "failed"] = "ok" if proc.returncode == 0 else "failed"
     return HookResult(hook.label, outcome, started, time.monotonic() - t0, proc.returncode, tail, changed)
