@@ -65,6 +65,12 @@ def _doc(status: str, **parts: Any) -> dict[str, Any]:
             "SSLRECONCILER WARNING - hook reload: failed with exit 3 at 2026-12-05T10:00:00Z (hook-failed); "
             "warning: 2 artifacts, 0 errors, 0 warnings, 1 failed hook",
         ),
+        (  # a daemon still starting: its message
+            {"status": "pending", "message": "starting: first reconcile not done yet", "artifacts": {}, "findings": []},
+            "WARNING",
+            "SSLRECONCILER WARNING - starting: first reconcile not done yet; pending: 0 artifacts, 0 errors, 0 warnings, "
+            "0 failed hooks",
+        ),
         (  # no finding: the artifact's own status and message; a "|" would start performance data
             {"status": "failed", "artifacts": {"t.jks": {"status": "failed", "message": "broke | off"}}},
             "CRITICAL",

@@ -60,8 +60,8 @@ def causes(doc: HealthDocument) -> list[tuple[Status, str]]:
 def worst_cause(doc: HealthDocument) -> str:
     """The worst cause in words, "" when there is none (the first of the worst, by the tie rule)."""
     found = causes(doc)
-    if not found:
-        return ""
+    if not found:  # a daemon still starting says so in its message
+        return " ".join(str(doc.get("message") or "").split()).replace("|", "/")[:MAX_CAUSE]
     top = max(rank.rank for rank, _ in found)
     cause = next(text for rank, text in found if rank.rank == top)
     cause = " ".join(cause.split()).replace("|", "/")  # one line; "|" starts a plugin's performance data
