@@ -85,8 +85,13 @@ def render(doc: HealthDocument, code: int) -> str:
     now = dt.datetime.now(dt.UTC)
     artifacts: dict[str, Any] = doc.get("artifacts", {})
     findings: list[dict[str, str]] = doc.get("findings", [])
+    errors = sum(f["level"] == "error" for f in findings)
     hooks: dict[str, dict[str, Any]] = doc.get("hooks", {})
-    lines = [summary_line(doc, LABELS[code]), ""]
+    hook_failures = sum(h.get("outcome") not in ("ok", "never-run") for h in hooks.values())
+    summary = (
+        summary_line(doc, LABELS[code], errors, hook_failures)  # the worst cause in words, then the counts
+    )
+    lines = [summary, ""]
     # SERIAL (its last 8 hex digits) and SHA256 (the fingerprint's first 12) tell a renewed certificate
     # from the one before even when subject and expiry are the same.
     rows = [("ARTIFACT", "STATUS", "EXPIRES", "DAYS", "SERIAL", "SHA256", "CERTIFICATE")]
@@ -124,8 +129,8 @@ def render(doc: HealthDocument, code: int) -> str:
         lines += [
             f"  {label}: {h['outcome']}"
             + (f" (exit {h['exit_code']})" if h.get("exit_code") is not None else "")
-            + (f" at {h['started_at']}" if h.get("started_at") else "")  # a hook that never ran has no time
-            + (f": {h['detail']}" if h.get("detail") else "")
+            + (f" at {h['started_at']}" if h.get("started_at") else " (no run known since the daemon started)")
+            + (f": {h['detail']}" if h["detail"] else "")
             for label, h in hooks.items()
         ]
     acme: dict[str, Any] = doc.get("acme") or {}

@@ -68,12 +68,9 @@ def worst_cause(doc: HealthDocument) -> str:
     return cause if len(cause) <= MAX_CAUSE else cause[: MAX_CAUSE - 3] + "..."
 
 
-def summary_line(doc: HealthDocument, label: str) -> str:
-    """The plugin's first line (see the module's doc)."""
+def summary_line(doc: HealthDocument, label: str, errors: int, failed: int) -> str:
+    """The plugin's first line (see the module's doc): ``errors`` and ``failed`` hooks as ``render`` counts them."""
     findings = doc.get("findings", [])
-    errors = sum(f.get("level") == "error" for f in findings)
-    hooks: dict[str, dict[str, Any]] = doc.get("hooks", {})
-    failed = sum(h.get("outcome") not in HOOK_OK for h in hooks.values())
     counts = (
         f"{doc.get('status')}: {plural(len(doc.get('artifacts', {})), 'artifact')}, {plural(errors, 'error')}, "
         f"{plural(len(findings) - errors, 'warning')}, {plural(failed, 'failed hook')}"

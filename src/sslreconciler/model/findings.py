@@ -55,6 +55,7 @@ class FindingCode(enum.StrEnum):
     NO_STORE = "no-store"  # a pair builds no store
     DESIRED_STATE = "desired-state"  # the desired-state file is invalid or gone (the last valid one is kept)
     UNKNOWN_OWNER = "unknown-owner"  # the desired state names a user or group this system does not have
+    HOOK_PROGRAM = "hook-program"  # a configured hook's program is not there or not executable
     WRITE_FAILED = "write-failed"  # an output could not be written
     ATTRIBUTES = "attributes"  # an output's mode or owner could not be fixed
     LINKS = "links"  # a trust directory's hash links cannot be kept
@@ -63,7 +64,6 @@ class FindingCode(enum.StrEnum):
     INTERNAL = "internal"  # the reconcile broke off unexpectedly
     ACME = "acme"  # the last ACME renewal failed
     ACME_ACCOUNT_KEY = "acme-account-key"  # the ACME account key is unusable
-    HOOK_PROGRAM = "hook-program"  # a hook's program is not there or not executable
 
 
 class Level(enum.StrEnum):
