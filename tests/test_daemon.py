@@ -112,7 +112,8 @@ def test_broken_key_degrades_keeps_store_then_recovers(daemon, ca: Issued) -> No
     assert fingerprint(doc) == daemon.node.web.fingerprint()
     assert snapshot(daemon.node.ssl_dir)["ssl-web.keystore"] == web_before
     status = run_cli("status", "--socket", daemon.socket)
-    assert status.rc == 2 and status.out.startswith("SSLRECONCILER CRITICAL - degraded")
+    first = status.out.splitlines()[0]
+    assert status.rc == 2 and first.startswith("SSLRECONCILER CRITICAL - ssl-web.key: ") and "; degraded: " in first
     assert "ssl-web.key" in status.out
     # recover
     write(daemon.node.ssl_dir / "ssl-web.key", daemon.node.web.key_pem(), 0o600)

@@ -655,6 +655,7 @@ ELSEWHERE = {
     FindingCode.ACME: "test_acme.py and test_acme_decide.py",
     FindingCode.ACME_ACCOUNT_KEY: "test_acme.py",
     FindingCode.WARNING: "the default code of a warning with no better name (none is raised today)",
+    FindingCode.HOOK_PROGRAM: "test_messages.py (observe checks each hook's program, config/hook_programs.py)",
 }
 
 

@@ -13,10 +13,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sslreconciler.cli.status_summary import summary_line
 from sslreconciler.model.errors import SslReconcilerError
 from sslreconciler.model.status import PLUGIN_LABELS as LABELS
 from sslreconciler.model.status import PLUGIN_UNKNOWN, parse_status
-from sslreconciler.model.text import printable
+from sslreconciler.model.text import finding_line, printable, sentence
 
 if TYPE_CHECKING:
     from sslreconciler.model.health_document import HealthDocument
@@ -88,8 +89,7 @@ def render(doc: HealthDocument, code: int) -> str:
     hooks: dict[str, dict[str, Any]] = doc.get("hooks", {})
     hook_failures = sum(h.get("outcome") not in ("ok", "never-run") for h in hooks.values())
     summary = (
-        f"SSLRECONCILER {LABELS[code]} - {doc.get('status')}: {len(artifacts)} artifacts, "
-        f"{errors} errors, {len(findings) - errors} warnings, {hook_failures} failed hooks"
+        summary_line(doc, LABELS[code], errors, hook_failures)  # the worst cause in words, then the counts
     )
     lines = [summary, ""]
     # SERIAL (its last 8 hex digits) and SHA256 (the fingerprint's first 12) tell a renewed certificate
@@ -119,7 +119,10 @@ def render(doc: HealthDocument, code: int) -> str:
     if findings:
         lines += ["", "findings:"]
         lines += [
-            f"  {f['level']}{' (pending)' if f.get('pending') else ''}: {f['file']}: {f['reason']}" for f in findings
+            finding_line(
+                f["level"], f.get("code", "-"), bool(f.get("pending")), f"{f['file']}: {sentence(f['reason'])}"
+            )
+            for f in findings
         ]
     if hooks:
         lines += ["", "hooks (run one at a time, in the order the desired state lists them):"]

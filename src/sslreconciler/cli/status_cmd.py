@@ -16,7 +16,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
         parents=[common],
         help="ask the running daemon how the node is",
         description="Exit codes as a monitoring plugin: 0 OK, 1 WARNING (warning or pending), "
-        "2 CRITICAL (degraded or failed), 3 UNKNOWN (no daemon). With --socket (or $SSLRECONCILER_SOCKET) "
+        "2 CRITICAL (degraded or failed), 3 UNKNOWN (no daemon). The first line names the worst cause "
+        "(FILE: REASON (CODE)), then the counts; each finding shows its code. With --socket (or $SSLRECONCILER_SOCKET) "
         "no settings file is read: the fastest form, for a monitoring check.",
     )
     st.add_argument("--json", action="store_true", help="print the daemon's health document")

@@ -6,6 +6,7 @@ import enum
 from dataclasses import dataclass
 
 from sslreconciler.model.errors import SslReconcilerError
+from sslreconciler.model.text import sentence
 
 
 class FindingCode(enum.StrEnum):
@@ -54,6 +55,7 @@ class FindingCode(enum.StrEnum):
     NO_STORE = "no-store"  # a pair builds no store
     DESIRED_STATE = "desired-state"  # the desired-state file is invalid or gone (the last valid one is kept)
     UNKNOWN_OWNER = "unknown-owner"  # the desired state names a user or group this system does not have
+    HOOK_PROGRAM = "hook-program"  # a configured hook's program is not there or not executable
     WRITE_FAILED = "write-failed"  # an output could not be written
     ATTRIBUTES = "attributes"  # an output's mode or owner could not be fixed
     LINKS = "links"  # a trust directory's hash links cannot be kept
@@ -79,7 +81,12 @@ class Finding:
     code: FindingCode = FindingCode.INVALID
 
     def __str__(self) -> str:
-        return f"{self.level.value}: {self.file}: {self.reason}"
+        return f"{self.level.value}: {self.message}"
+
+    @property
+    def message(self) -> str:
+        """``file: reason.``: what every text reader shows, the reason ending in a sentence."""
+        return f"{self.file}: {sentence(self.reason)}"
 
     def to_dict(self) -> dict[str, str]:
         return {"level": self.level.value, "file": self.file, "reason": self.reason, "code": self.code.value}

@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, TypedDict
 
+from sslreconciler.model.text import plural
+
 
 class LastReconcile(TypedDict):
     started_at: str
@@ -50,7 +52,7 @@ def status_line(doc: HealthDocument, now: dt.datetime | None = None) -> str:
     errors = sum(1 for f in findings if f["level"] == "error")
     counts = doc.get("counts", {})
     return (
-        f"STATUS={doc.get('status')}: {len(doc.get('artifacts', {}))} artifacts, {errors} errors, "
-        f"{len(findings) - errors} warnings; {counts.get('reconciles', 0)} reconciles, "
+        f"STATUS={doc.get('status')}: {plural(len(doc.get('artifacts', {})), 'artifact')}, {plural(errors, 'error')}, "
+        f"{plural(len(findings) - errors, 'warning')}; {plural(counts.get('reconciles', 0), 'reconcile')}, "
         f"last {now.strftime('%H:%M:%SZ')}"
     )

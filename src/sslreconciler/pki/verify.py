@@ -15,6 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from sslreconciler.model.findings import Finding, FindingCode, SourceError, error, warning
+from sslreconciler.model.text import plural
 from sslreconciler.pki import trust
 from sslreconciler.pki.sources import PrivateKey
 from sslreconciler.pki.trust import MAX_CHAIN_DEPTH, ChainResult, describe, is_self_signed
@@ -92,7 +93,7 @@ def validity_findings(cert: x509.Certificate, display: str, now: dt.datetime, wa
         return [error(display, f"expired on {not_after:%Y-%m-%d %H:%M}Z", FindingCode.EXPIRED)]
     days_left = (not_after - now).days
     if days_left < warn_days:
-        return [warning(display, f"expires in {days_left} days ({not_after:%Y-%m-%d})", FindingCode.EXPIRING)]
+        return [warning(display, f"expires in {plural(days_left, 'day')} ({not_after:%Y-%m-%d})", FindingCode.EXPIRING)]
     return []
 
 

@@ -31,6 +31,7 @@ from sslreconciler.reconcile.report import HookResult
 from sslreconciler.rootread import Untrusted, judge_for_root
 
 OUTPUT_TAIL = 400  # characters of a hook's output kept for the status
+FIX_PROGRAM = "install the program or correct the hook's command in the desired state."
 
 
 def run_hook(hook: Hook, changed: tuple[str, ...], ssl_dir: Path, default_timeout: float) -> HookResult:
@@ -54,7 +55,8 @@ def run_hook(hook: Hook, changed: tuple[str, ...], ssl_dir: Path, default_timeou
             start_new_session=True,
         )
     except OSError as exc:
-        return HookResult(hook.label, "error", started, 0.0, None, f"cannot start: {exc.strerror}", changed)
+        text = f"cannot start {program or hook.command[0]}: {exc.strerror}; {FIX_PROGRAM}"
+        return HookResult(hook.label, "error", started, 0.0, None, text, changed)
     assert proc.stdout is not None
     tail, timed_out = _read_tail(proc, proc.stdout.fileno(), t0 + timeout)
     proc.stdout.close()
@@ -63,7 +65,8 @@ def run_hook(hook: Hook, changed: tuple[str, ...], ssl_dir: Path, default_timeou
             os.killpg(proc.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=5)  # SIGKILL: at once, unless the kernel is stuck
-        text = f"killed after {timeout:g} s; {tail}".strip()
+        said = f", its last output: {tail}" if tail else ""
+        text = f"killed after {timeout:g} s (its timeout){said}; make it end sooner or raise the hook's timeout."
         return HookResult(hook.label, "timeout", started, time.monotonic() - t0, None, text, changed)
     outcome: Literal["ok", "failed"] = "ok" if proc.returncode == 0 else "failed"
     return HookResult(hook.label, outcome, started, time.monotonic() - t0, proc.returncode, tail, changed)
@@ -76,7 +79,7 @@ def _program_for_root(argv0: str, env: dict[str, str]) -> tuple[str | None, str]
     else:
         found = shutil.which(argv0, path=env.get("PATH", os.defpath))
         if found is None:
-            return None, f"cannot start: {argv0}: not found in PATH"
+            return None, f"cannot start {argv0}: not found in PATH ({env.get('PATH', os.defpath)}); {FIX_PROGRAM}"
         program = os.path.abspath(found)
     try:
         judge_for_root(Path(program), program)
@@ -84,10 +87,10 @@ def _program_for_root(argv0: str, env: dict[str, str]) -> tuple[str | None, str]
         return None, (
             f"hook program {program} not run: {exc.problem}; root runs no program another user could change. "
             f"Fix: install it root:root 0755 in a directory only root can write (e.g. install -o root -g root "
-            f"-m 0755 {program} /usr/local/libexec/) and name that path in the hook"
+            f"-m 0755 {program} /usr/local/libexec/) and name that path in the hook."
         )
     except SourceError as exc:
-        return None, f"cannot start: {program} {exc.finding.reason}"
+        return None, f"cannot start {program}: it {exc.finding.reason}; {FIX_PROGRAM}"
     return program, ""
 
 

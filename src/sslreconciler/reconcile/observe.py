@@ -20,6 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from sslreconciler.config.desired import DesiredState, PasswordSource, Permissions, resolve_password
+from sslreconciler.config.hook_programs import hook_program_findings
 from sslreconciler.fsio import TEMP_PREFIX, current_version_at, fd_path, list_names, lstat_at, open_subdir, read_at
 from sslreconciler.model.findings import Finding, FindingCode, SourceError, error
 from sslreconciler.reconcile.state import (
@@ -273,5 +274,5 @@ def observe(
         for key in [k for k in seen if k not in current]:
             del seen[key]
     pem = read_pem(ssl_fd, desired, ssl_dir)
-    findings = [*owner_findings, *findings]
+    findings = [*owner_findings, *hook_program_findings(desired.hooks, desired_file), *findings]
     return Observed(str(ssl_dir), at, inputs, findings, outputs, links, owner, first_seen, pem)

@@ -16,6 +16,7 @@ from cryptography import x509
 from sslreconciler.config.desired import DesiredState
 from sslreconciler.model.findings import Finding, FindingCode, Level, error
 from sslreconciler.model.status import Status, worst
+from sslreconciler.model.text import plural
 from sslreconciler.reconcile.pairs import PairResult
 from sslreconciler.reconcile.plan import Plan, blocked_reason
 from sslreconciler.reconcile.report import Action, ArtifactReport, CertInfo
@@ -161,8 +162,8 @@ def decide_bundle(
     count = len({hashlib.sha256(d).digest() for d in plan.trusted.values()})
     differs = _why_differs(out, data, mode, owner)
     if not differs:
-        return [report("unchanged", status, f"up to date ({count} CAs)")], [], []
+        return [report("unchanged", status, f"up to date ({plural(count, 'CA')})")], [], []
     step = WriteFile(name, data, mode, owner.uid, owner.gid, existed=out.kind != "absent")
     action: Action = "would-write" if dry_run else "written"
     verb = "would rewrite" if dry_run else "rewritten"
-    return [report(action, status, f"{verb}: {differs} ({count} CAs)")], [step], []
+    return [report(action, status, f"{verb}: {differs} ({plural(count, 'CA')})")], [step], []

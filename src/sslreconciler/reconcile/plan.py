@@ -18,6 +18,7 @@ from sslreconciler.model.findings import Finding, FindingCode, Level, error, war
 from sslreconciler.model.jks_alias import java_lower
 from sslreconciler.reconcile.facts import CertFacts
 from sslreconciler.reconcile.pairs import PairResult, load_pair
+from sslreconciler.reconcile.renewal import with_renewal_advice
 from sslreconciler.reconcile.state import Inputs
 from sslreconciler.reconcile.trust_files import TrustResult, load_trust
 from sslreconciler.stores.entries import StoreContent, cert_der
@@ -57,6 +58,11 @@ def make_plan(
     """``extra``: findings already known (observe's, the caller's); they come first and may block."""
     trust = load_trust(inputs, desired, now, facts)
     pairs = {p.name: load_pair(p, desired, inputs, trust.anchors, hostname, now, facts) for p in desired.pairs}
+    host = pairs.get(desired.truststore.host_pair or "")
+    for r in pairs.values():  # an expiry finding names the command that renews the pair (renewal.py)
+        r.findings = with_renewal_advice(
+            r.findings, r.pair.name, r.chain, desired, host.chain if host else [], trust.anchors
+        )
     findings = [*extra, *trust.findings, *(f for r in pairs.values() for f in r.findings)]
     artifacts = [plan for r in pairs.values() for plan in _pair_artifacts(r, desired, inputs, findings)]
     truststore, clash = _truststore_plan(desired, inputs, trust, pairs, hostname, findings)

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes
 
 from sslreconciler.model.findings import Finding, Level
 from sslreconciler.model.status import ESCALATIONS, Escalation, Status, worst
-from sslreconciler.model.text import printable
+from sslreconciler.model.text import finding_line, plural, printable
 
 Action = Literal["unchanged", "written", "would-write", "kept-last-good", "failed"]
 
@@ -197,8 +197,14 @@ class Report:
                     f" ({link.unchanged} unchanged)"
                 )
         if self.findings:
-            lines.append("findings:")
-            lines.extend(f"  {f}" for f in self.findings)
+            counted = f"{plural(self.counts()['errors'], 'error')}, {plural(self.counts()['warnings'], 'warning')}"
+            lines.append(f"findings ({counted}):")
+            lines.extend(
+                finding_line(
+                    f.level.value, f.code.value, f.level is Level.ERROR and f.file in self.pending_files, f.message
+                )
+                for f in self.findings
+            )
         if self.hook_results:
             lines.append("hooks:")
             for h in self.hook_results:
