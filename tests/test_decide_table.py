@@ -656,6 +656,7 @@ ELSEWHERE = {
     FindingCode.ACME_ACCOUNT_KEY: "test_acme.py",
     FindingCode.WARNING: "the default code of a warning with no better name (none is raised today)",
     FindingCode.HOOK_PROGRAM: "test_messages.py (observe checks each hook's program, config/hook_programs.py)",
+    FindingCode.HOOK_RECORD: "test_oneshot_hooks.py (the daemon refuses a one-shot's hook record it cannot trust)",
 }
 
 
