@@ -91,7 +91,7 @@ def a_degraded_node_fails_at_once(fleet: Fleet) -> None:
     assert proc.returncode != 0, proc.stdout[-4000:]
     assert stray.exists(), "the reissue's install never wrote the keystore"
     assert took < TIMEOUT / 4, f"{took:.1f} s: the gate waited instead of failing at once"
-    failed = proc.stdout[proc.stdout.index("FAILED!"):]
+    failed = proc.stdout[proc.stdout.index("FAILED!") :]
     print(failed[:1500])
     assert "stray.crt" in failed and "degraded" in failed, failed[:3000]
     assert '"artifacts"' not in failed and '"trust"' not in failed, "the JSON document, not one line per finding"
@@ -103,19 +103,26 @@ def one_node_down_and_an_extra_ca_on_the_other(fleet: Fleet) -> None:
     foreign = make_ca("ca.foreign.example.org")
     dropped = fleet.ssl(MASTER) / "authorities" / "foreign.crt"
     dropped.write_bytes(foreign.cert_pem())
-    wait_until(lambda: "foreign" in fleet.health(MASTER)["trust"]["authorities"], timeout=120,
-               what="the daemon to trust the foreign CA")
+    wait_until(
+        lambda: "foreign" in fleet.health(MASTER)["trust"]["authorities"],
+        timeout=120,
+        what="the daemon to trust the foreign CA",
+    )
     pid = int((fleet.node_dir(SECOND) / "state" / "daemon.pid").read_text())
     os.kill(pid, signal.SIGTERM)
-    wait_until(lambda: not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower(),
-               timeout=60, what="the second node's daemon to stop")
+    wait_until(
+        lambda: not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower(),
+        timeout=60,
+        what="the second node's daemon to stop",
+    )
 
     proc = fleet.play("collect.yml")
     assert "fatal:" not in proc.stdout and "FAILED!" not in proc.stdout and "ignoring" not in proc.stdout
     rows = {r["node"]: r for r in json.loads(fleet.report_json.read_text())}
     assert {n: r["verdict"] for n, r in rows.items()} == {MASTER: "DRIFT", SECOND: "unreachable"}
     assert [(c["subject"], c["fingerprint"]) for c in rows[MASTER]["extra"]] == [
-        ("CN=ca.foreign.example.org", foreign.fingerprint())]
+        ("CN=ca.foreign.example.org", foreign.fingerprint())
+    ]
     assert rows[MASTER]["missing"] == []
     table = fleet.report_file.read_text()
     assert "2 nodes: 0 ok, 1 drifted, 1 unreachable (node2.example.com)" in table

@@ -34,18 +34,43 @@ class Master:
         self.env = ansible_env(root)
         link_collection(root)
         self.inventory = root / "inventory.json"
-        self.inventory.write_text(json.dumps({"all": {
-            "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
-                     "sslreconciler_install_method": "none", "sslreconciler_bin": str(BIN / "sslreconciler"),
-                     "sslreconciler_staging": str(self.staging)},
-            "children": {"sslreconciler_master": {"hosts": {MASTER: {}}},
-                         "sslreconciler_nodes": {"hosts": {MASTER: {}}}}}}))
+        self.inventory.write_text(
+            json.dumps(
+                {
+                    "all": {
+                        "vars": {
+                            "ansible_connection": "local",
+                            "ansible_python_interpreter": sys.executable,
+                            "sslreconciler_install_method": "none",
+                            "sslreconciler_bin": str(BIN / "sslreconciler"),
+                            "sslreconciler_staging": str(self.staging),
+                        },
+                        "children": {
+                            "sslreconciler_master": {"hosts": {MASTER: {}}},
+                            "sslreconciler_nodes": {"hosts": {MASTER: {}}},
+                        },
+                    }
+                }
+            )
+        )
 
     def rotate(self, tags: str, new: str | None = None) -> subprocess.CompletedProcess[str]:
         extra = ["-e", f"sslreconciler_new_ca_name={new}"] if new else []
         return subprocess.run(
-            [str(BIN / "ansible-playbook"), "-i", str(self.inventory), str(PLAYBOOKS / "rotate.yml"),
-             "--tags", tags, *extra], capture_output=True, text=True, env=self.env, timeout=600)
+            [
+                str(BIN / "ansible-playbook"),
+                "-i",
+                str(self.inventory),
+                str(PLAYBOOKS / "rotate.yml"),
+                "--tags",
+                tags,
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=600,
+        )
 
     def record(self) -> dict[str, object]:
         return json.loads((self.staging / "ca-rotation.json").read_text())

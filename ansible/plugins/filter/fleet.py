@@ -28,8 +28,12 @@ def _ca(pem: str) -> dict[str, Any] | None:
     except ValueError:
         return None
     der = cert.public_bytes(serialization.Encoding.DER)
-    return {"subject": cert.subject.rfc4514_string(), "fingerprint": hashlib.sha256(der).hexdigest(), "der": der,
-            "cert": cert}
+    return {
+        "subject": cert.subject.rfc4514_string(),
+        "fingerprint": hashlib.sha256(der).hexdigest(),
+        "der": der,
+        "cert": cert,
+    }
 
 
 def _is_root_ca(cert: x509.Certificate) -> bool:
@@ -51,8 +55,9 @@ def fleet_expected(crts: dict[str, str], record: dict[str, Any] | None = None) -
     for name in names:
         parsed = _ca(crts.get(name, ""))
         if parsed is not None:
-            out.append({"name": name, "subject": parsed["subject"], "fingerprint": parsed["fingerprint"],
-                        "pem": crts[name]})
+            out.append(
+                {"name": name, "subject": parsed["subject"], "fingerprint": parsed["fingerprint"], "pem": crts[name]}
+            )
     return out
 
 
@@ -86,8 +91,11 @@ def _judge(doc: dict[str, Any], want: dict[str, dict[str, Any]] | None) -> dict[
     if trust["fingerprint"] == _set_fingerprint([w["der"] for w in want.values()]):
         return {"verdict": "ok", "extra": [], "missing": []}
     has = {c["fingerprint"]: c for c in trust.get("cas") or []}  # absent from an older node's /health
-    extra = [{"subject": c["subject"], "fingerprint": f, "alias": c.get("alias", "")}
-             for f, c in sorted(has.items()) if f not in want]
+    extra = [
+        {"subject": c["subject"], "fingerprint": f, "alias": c.get("alias", "")}
+        for f, c in sorted(has.items())
+        if f not in want
+    ]
     missing = [{"subject": w["subject"], "fingerprint": f} for f, w in sorted(want.items()) if has and f not in has]
     return {"verdict": "DRIFT", "extra": extra, "missing": missing}
 
