@@ -174,23 +174,29 @@ def _filters() -> Any:
     return module
 
 
-def test_fleet_report_marks_the_nodes_that_disagree_with_most() -> None:
+def test_fleet_report_judges_every_node_against_the_staging_area_not_the_majority() -> None:
+    """The old majority unit test, with its new meaning (tests/test_fleet_drift.py has the whole table)."""
     f = _filters()
+    ca, foreign = make_ca("ca.node1.example.com"), make_ca("ca.foreign.example.org")
+    expected = f.fleet_expected({"ca.node1.example.com": ca.cert_pem().decode()}, None)
 
-    def doc(fp: str | None, status: str = "ok") -> dict[str, Any]:
-        d: dict[str, Any] = {"status": status, "artifacts": {"ssl.keystore": {"certificate": {"not_after": "2029-01-02T00:00:00Z"}}}}
-        if fp:
-            d["trust"] = {"fingerprint": fp, "authorities": [f"ca-{fp}"]}
-        return d
+    def doc(*cas: Any, status: str = "ok") -> dict[str, Any]:
+        from sslreconciler.reconcile.trustset import trust_set
 
-    rows = f.fleet_report({"c": doc("bb"), "a": doc("aa"), "b": doc("aa", "warning"), "d": {}})
-    assert [(r["node"], r["status"], r["drift"]) for r in rows] == [
-        ("a", "ok", False), ("b", "warning", False), ("c", "ok", True), ("d", "unreachable", True)]
+        return {"status": status, "trust": trust_set({c.cert.subject.rfc4514_string()[3:]: c.cert_der() for c in cas}),
+                "artifacts": {"ssl.keystore": {"certificate": {"not_after": "2029-01-02T00:00:00Z"}}}}
+
+    # Two nodes drifted alike outvoted the right one under the majority rule; "d" gave no /health.
+    rows = f.fleet_report({"c": doc(ca), "a": doc(ca, foreign), "b": doc(ca, foreign, status="warning"), "d": {}},
+                          expected, {})
+    assert [(r["node"], r["status"], r["verdict"], r["drift"]) for r in rows] == [
+        ("a", "ok", "DRIFT", True), ("b", "warning", "DRIFT", True), ("c", "ok", "ok", False),
+        ("d", "unreachable", "unreachable", False)]
     assert rows[0]["ssl_expiry"] == "2029-01-02T00:00:00Z" and rows[0]["web_expiry"] == "-"
-    assert not any(r["drift"] for r in f.fleet_report({"a": doc("aa"), "b": doc("aa")}))
     table = f.fleet_table(rows).splitlines()
     assert table[0].split()[:3] == ["NODE", "STATUS", "TRUST"]
-    assert table[3].split() == ["c", "ok", "bb", "ca-bb", "2029-01-02", "-", "DRIFT"]
+    assert table[3].split()[:2] == ["c", "ok"] and table[3].split()[-1] == "ok"
+    assert table[4].split() == ["d", "unreachable", "-", "-", "-", "-", "unreachable"]
 
 
 @pytest.mark.slow
@@ -241,14 +247,14 @@ def test_a_fleet_through_rollout_a_fourth_node_renewal_drift_and_ca_rotation(
         print("playbooks:", ", ".join(f"{play} {seconds:.1f} s" for play, seconds in fleet.plays))
 
 
-def install_and_roll_out_three_nodes(fleet: Fleet) -> None:
+def install_and_roll_out_three_nodes(fleet: Fleet, nodes: list[str] | None = None) -> None:
     link_collection(fleet.root)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
                     "-w", str(fleet.root / "wheel"), str(REPO)], check=True, timeout=600, capture_output=True)
     fleet.wheel = next((fleet.root / "wheel").glob("sslreconciler-*.whl"))
     # The nodes' venv gets the dependencies from wheels of what .venv holds: no index, no network.
     fleet.env.update(PIP_NO_INDEX="1", PIP_FIND_LINKS=str(wheelhouse(fleet.root / "wheelhouse")))
-    fleet.nodes = list(FIRST_THREE)
+    fleet.nodes = list(nodes or FIRST_THREE)
     fleet.write_inventory()
     fleet.play("install.yml", "--forks", "1")  # one venv shared by the nodes of this machine: one pip at a time
     fleet.play("rollout.yml")
@@ -332,7 +338,10 @@ def drift_shows_in_collect_and_metrics(fleet: Fleet, java_classes: Path) -> None
                          timeout=120, what="the daemon to see the foreign CA")
         assert sorted(doc["trust"]["authorities"]) == ["ca.node1.example.com", "foreign"]
         rows = assert_report_matches(fleet)
+        assert {r["node"]: r["verdict"] for r in rows} == {h: "DRIFT" if h == drifted else "ok" for h in fleet.nodes}
         assert {r["node"]: r["drift"] for r in rows} == {h: h == drifted for h in fleet.nodes}
+        row = next(r for r in rows if r["node"] == drifted)
+        assert [c["subject"] for c in row["extra"]] == ["CN=ca.foreign.example.org"] and row["missing"] == []
         assert "DRIFT" in next(line for line in fleet.report_file.read_text().splitlines() if line.startswith(drifted))
         for host in fleet.nodes:
             want = doc["trust"]["fingerprint"] if host == drifted else common

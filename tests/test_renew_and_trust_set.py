@@ -105,7 +105,9 @@ def test_health_and_metrics_carry_the_trust_set(tmp_path: Path, ca) -> None:
     try:
         doc = daemon.wait_for(lambda d: d["status"] == "ok", what="ok")
         expected = hashlib.sha256(ca.cert_der()).hexdigest()
-        assert doc["trust"] == {"fingerprint": expected, "authorities": ["ca.master.example.com"]}
+        assert doc["trust"] == {"fingerprint": expected, "authorities": ["ca.master.example.com"],
+                                "cas": [{"alias": "ca.master.example.com", "subject": "CN=ca.master.example.com",
+                                         "fingerprint": expected}]}
         metrics = http_get(daemon.socket, "/metrics")[1].decode()
         assert f'sslreconciler_trust_set_info{{fingerprint="{expected}"}} 1' in metrics
         assert "# TYPE sslreconciler_trust_set_info gauge" in metrics

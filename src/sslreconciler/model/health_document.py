@@ -33,7 +33,7 @@ class HealthDocument(TypedDict, total=False):
     findings: list[dict[str, str]]  # Finding.to_dict(), plus "pending": "true"
     certificates: list[dict[str, str]]
     counts: dict[str, Any]
-    trust: dict[str, Any]  # {"fingerprint", "authorities"}
+    trust: dict[str, Any]  # reconcile/trustset.trust_set: {"fingerprint", "authorities", "cas"}
     acme: dict[str, Any]
     # label -> HookResult.to_dict(), the daemon's run or a one-shot's; outcome never-run while none is known
     hooks: dict[str, dict[str, Any]]
