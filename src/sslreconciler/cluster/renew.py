@@ -91,7 +91,8 @@ def check(chosen: Lifetime, within_days: int, ca_name: str, ca_not_after: dt.dat
             raise CommandError(
                 f"--days {chosen.days}: not longer than the --within {within_days} window, so every renewed "
                 "certificate would be due again at once; nothing renewed. Give --days longer than the window, "
-                "or leave it out to keep each certificate's lifetime."
+                "or leave it out (each keeps its lifetime, or gets the default when that is not longer than "
+                "the window)."
             )
         raise CommandError(
             f"--within {within_days}: not shorter than the default host lifetime ({HOST_DAYS} days), so a renewed "
