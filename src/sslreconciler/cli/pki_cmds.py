@@ -115,12 +115,25 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
     bundle.add_argument("-o", "--output", type=Path, required=True, metavar="FILE", help="the bundle file")
     bundle.set_defaults(handler=_staging(_bundle))
     renew = psub.add_parser(
-        "renew", parents=[common], help="re-issue the staged host certificates that expire within DAYS"
+        "renew",
+        parents=[common],
+        help="re-issue the staged host certificates that expire within DAYS",
+        description="Re-issue, under the current CA, each staged host certificate that expires within --within "
+        "DAYS: a new key of the same kind, the same names, the same lifetime. A renewal never leaves a "
+        "certificate due again at once: a certificate whose lifetime is not longer than the window gets the "
+        "default host lifetime (1095 days) instead, and the output says so; a --days not longer than the window, "
+        "or a CA that itself expires within the window, is refused with nothing written.",
     )
     renew.add_argument("--staging", type=Path, required=True, metavar="DIR", help="the staging area")
     renew.add_argument("--within", type=int, required=True, metavar="DAYS", help="renew what expires within DAYS")
     renew.add_argument("--web-too", action="store_true", help="also the HOST-web pairs (default: ssl pairs only)")
-    renew.add_argument("--days", type=days, metavar="N", help="validity of the new certificates (default: as before)")
+    renew.add_argument(
+        "--days",
+        type=days,
+        metavar="N",
+        help="validity of the new certificates, longer than the window (default: as before, or 1095 days when that "
+        "is not longer than the window)",
+    )
     renew.add_argument("--json", action="store_true", help="print the renewed certificates as JSON")
     renew.set_defaults(handler=_staging(_renew))
     inst = psub.add_parser(

@@ -1,7 +1,10 @@
 """``pki renew``: re-issue, under the current cluster CA, the staged host certificates that expire soon.
 
-Decide (pure: which staged certificates are due) then execute (issue each again, same name, same
-subjectAltName, same key type, same lifetime unless told). Everything not due is left byte-for-byte alone.
+Decide (pure: which staged certificates are due, and the lifetime each gets) then execute (issue each again,
+same name, same subjectAltName, same key type, same lifetime unless told). Everything not due is left
+byte-for-byte alone. A renewal never leaves a certificate due again at once: a lifetime not longer than the
+window is replaced by the default host lifetime (and the output says so), a ``--days`` not longer than the
+window is refused, and so is a renewal the CA's own expiry would cut back inside the window.
 Web pairs (``HOST-web.*``) are renewed only with ``web_too``: a site may have replaced a node's web
 certificate with one from a public CA, and a renewal should never undo that behind the admin's back.
 """
@@ -21,6 +24,8 @@ from sslreconciler.fsio import replace_together_at
 from sslreconciler.model.errors import CommandError
 from sslreconciler.pki.issue import KeyType, cert_pem, generate_key, issue_host_cert, key_pem
 
+HOST_DAYS = 1095  # the lifetime `pki issue` gives a host certificate by default
+
 
 @dataclass(frozen=True, slots=True)
 class Staged:
@@ -28,6 +33,16 @@ class Staged:
     host: str
     web: bool
     not_after: dt.datetime
+    lifetime: int = HOST_DAYS  # days, not_before to not_after, rounded
+
+
+@dataclass(frozen=True, slots=True)
+class Lifetime:
+    """The lifetime a due certificate is renewed with, and why: ``kept``, ``--days`` or ``default``."""
+
+    days: int
+    source: str
+    was: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +52,7 @@ class Renewed:
     file: str
     serial: str
     not_after: dt.datetime
+    lifetime: Lifetime
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -45,6 +61,9 @@ class Renewed:
             "file": self.file,
             "serial": self.serial,
             "not_after": self.not_after.isoformat().replace("+00:00", "Z"),
+            "days": self.lifetime.days,
+            "days_from": self.lifetime.source,
+            "previous_days": self.lifetime.was,
         }
 
 
@@ -52,6 +71,39 @@ def due(staged: list[Staged], now: dt.datetime, within_days: int, web_too: bool)
     """The staged certificates that expire within the window (web pairs only with ``web_too``). Pure."""
     limit = now + dt.timedelta(days=within_days)
     return [s for s in staged if s.not_after <= limit and (web_too or not s.web)]
+
+
+def lifetime(item: Staged, within_days: int, days: int | None) -> Lifetime:
+    """The lifetime a due certificate gets: ``--days``, else its own when longer than the window, else the
+    default host lifetime (its own would make it due again at once). Pure; ``check`` refuses what is still
+    not longer than the window."""
+    if days is not None:
+        return Lifetime(days, "--days", item.lifetime)
+    if item.lifetime > within_days:
+        return Lifetime(item.lifetime, "kept", item.lifetime)
+    return Lifetime(HOST_DAYS, "default", item.lifetime)
+
+
+def check(chosen: Lifetime, within_days: int, ca_name: str, ca_not_after: dt.datetime, now: dt.datetime) -> None:
+    """Refuse a renewal that would leave the certificate due again at once. Pure."""
+    if chosen.days <= within_days:
+        if chosen.source == "--days":
+            raise CommandError(
+                f"--days {chosen.days}: not longer than the --within {within_days} window, so every renewed "
+                "certificate would be due again at once; nothing renewed. Give --days longer than the window, "
+                "or leave it out (each keeps its lifetime, or gets the default when that is not longer than "
+                "the window)."
+            )
+        raise CommandError(
+            f"--within {within_days}: not shorter than the default host lifetime ({HOST_DAYS} days), so a renewed "
+            "certificate would be due again at once; nothing renewed. Give --days longer than the window."
+        )
+    if ca_not_after <= now + dt.timedelta(days=within_days):
+        raise CommandError(
+            f"{ca_name}.crt: the cluster CA expires on {ca_not_after:%Y-%m-%d}, within the --within "
+            f"{within_days} window, and no certificate it signs outlives it, so a renewed certificate would be "
+            "due again at once; nothing renewed. Rotate the CA first (`pki rotate-ca`, docs/pki.md)."
+        )
 
 
 def _staged(staging: Path, ca: StagedCA) -> list[Staged]:
@@ -63,7 +115,8 @@ def _staged(staging: Path, ca: StagedCA) -> list[Staged]:
         if cert.issuer == cert.subject:
             continue  # a self-signed file is a CA (an old or retired one), never a host to renew
         web = crt.stem.endswith("-web")
-        out.append(Staged(crt.stem, crt.stem.removesuffix("-web"), web, cert.not_valid_after_utc))
+        span = round((cert.not_valid_after_utc - cert.not_valid_before_utc).total_seconds() / 86400)
+        out.append(Staged(crt.stem, crt.stem.removesuffix("-web"), web, cert.not_valid_after_utc, max(1, span)))
     return out
 
 
@@ -75,20 +128,19 @@ def _key_type(key: object) -> KeyType:
     return "rsa2048"
 
 
-def _reissue(staging: Path, ca: StagedCA, item: Staged, days: int | None, now: dt.datetime) -> Renewed:
+def _reissue(staging: Path, ca: StagedCA, item: Staged, chosen: Lifetime, now: dt.datetime) -> Renewed:
     crt_path, key_path = staging / f"{item.stem}.crt", staging / f"{item.stem}.key"
     old = read_cert(crt_path)
     try:
         sans = list(old.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
     except x509.ExtensionNotFound:
         sans = []
-    lifetime = days or max(1, round((old.not_valid_after_utc - old.not_valid_before_utc).total_seconds() / 86400))
     key = generate_key(_key_type(read_key(key_path)))
-    cert = issue_host_cert(ca.key, ca.cert, item.host, key, lifetime, sans, now)
+    cert = issue_host_cert(ca.key, ca.cert, item.host, key, chosen.days, sans, now)
     # Both temp files are written before either is renamed in: a write error leaves the old pair whole.
     with staged_dir(staging) as dir_fd:
         replace_together_at(dir_fd, [(key_path.name, key_pem(key), 0o600), (crt_path.name, cert_pem(cert), 0o644)])
-    return Renewed(item.host, item.web, crt_path.name, f"{cert.serial_number:x}", cert.not_valid_after_utc)
+    return Renewed(item.host, item.web, crt_path.name, f"{cert.serial_number:x}", cert.not_valid_after_utc, chosen)
 
 
 def renew(staging: Path, within_days: int, web_too: bool, days: int | None = None) -> list[Renewed]:
@@ -99,7 +151,10 @@ def renew(staging: Path, within_days: int, web_too: bool, days: int | None = Non
         raise CommandError(f"--days {days}: must be 1 or more")
     ca = find_ca(staging)
     now = dt.datetime.now(dt.UTC)
-    return [_reissue(staging, ca, item, days, now) for item in due(_staged(staging, ca), now, within_days, web_too)]
+    todo = [(item, lifetime(item, within_days, days)) for item in due(_staged(staging, ca), now, within_days, web_too)]
+    for _item, chosen in todo:  # every refusal before the first write
+        check(chosen, within_days, ca.name, ca.cert.not_valid_after_utc, now)
+    return [_reissue(staging, ca, item, chosen, now) for item, chosen in todo]
 
 
 def render(renewed: list[Renewed], within_days: int) -> str:
@@ -107,5 +162,15 @@ def render(renewed: list[Renewed], within_days: int) -> str:
         return f"nothing expires within {within_days} days; nothing renewed"
     return "\n".join(
         f"{r.host}: renewed {'web' if r.web else 'ssl'} ({r.file}), serial {r.serial}, until {r.not_after:%Y-%m-%d}"
+        + _why(r.lifetime, within_days)
         for r in renewed
+    )
+
+
+def _why(chosen: Lifetime, within_days: int) -> str:
+    if chosen.source != "default":
+        return ""
+    return (
+        f"; {chosen.days} days, the default host lifetime: its own {chosen.was} days are not longer than the "
+        f"{within_days}-day window and would have made it due again at once"
     )
