@@ -15,7 +15,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from sslreconciler.cluster import bundle_record, bundle_retire, bundle_sign
+from sslreconciler.cluster import bundle_record, bundle_retire, bundle_sign, node_cas
 from sslreconciler.cluster.bundle import (
     CA_MEMBER,
     MAX_MEMBER_BYTES,
@@ -97,6 +97,8 @@ def install_at(
     bundle_record.check_order(path, bundle.sequence, bundle.created, loaded.record)
     bundle_record.check_identity(path, ssl_fd, files.host_crt, _leaf(bundle), ca_certs(bundle))
     switched = bundle_sign.check_continuity(path, ssl_fd, checked.endorsers, loaded.record, takeover, files)
+    deps = node_cas.depended(ssl_fd, loaded.record, files.host_crt, files.authorities)
+    dropped = node_cas.check_shares(path, deps, ca_certs(bundle), takeover)  # keeps trust the cluster uses
     carried = {
         name.removeprefix("authorities/"): bundle_record.ders_of(data, name) or frozenset()
         for name, data in bundle.files.items()
@@ -113,7 +115,7 @@ def install_at(
     problem = bundle_record.save(state_dir, ssl_fd, record, loaded.others)
     return Installed(
         written + [f"removed {files.authorities}/{name}" for name in removed],
-        loaded.notes + ([switched] if switched else []) + notes + ([problem] if problem else []),
+        loaded.notes + [n for n in (switched, dropped) if n] + notes + ([problem] if problem else []),
     )
 
 

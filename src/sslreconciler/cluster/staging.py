@@ -73,6 +73,9 @@ def _ca_candidates(staging: Path) -> list[str]:
     return names
 
 
+ca_names = _ca_candidates  # the CAs (with their keys) in the staging area, by name
+
+
 def _load_ca(staging: Path, name: str) -> StagedCA:
     if not (staging / f"{name}.crt").exists():
         raise CommandError(f"{staging / (name + '.crt')}: the CA named in the rotation record is missing")
