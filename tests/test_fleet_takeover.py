@@ -192,6 +192,10 @@ def test_rollout_refuses_a_running_cluster_then_takeover_keeps_every_handshake(
             assert_cluster_talks(cluster, java_classes)
         with step("rollout with an empty staging area is refused before any write", timings):
             rollout_is_refused(cluster, java_classes)
+        with step("takeover without the CA key: trust both, re-issue, retire", timings):
+            takeover_trust_only(cluster, java_classes)
+        with step("takeover with the CA key, then a rotation", timings):
+            takeover_with_key_then_rotate(cluster, java_classes)
     finally:
         cluster.stop()
         print("takeover steps:", ", ".join(f"{name} {seconds:.1f} s" for name, seconds in timings.items()))
@@ -212,4 +216,86 @@ def rollout_is_refused(cluster: Cluster, java_classes: Path) -> None:
     assert f"CN={CA}" in out and running in out, out[-6000:]
     assert "sslreconciler_staging" in out and "takeover.yml" in out, out[-6000:]
     assert MASTER in out
+    assert_cluster_talks(cluster, java_classes)
+
+
+NEW = "ca2.master.example.com"
+NEWER = "ca3.master.example.com"
+
+
+def authorities(cluster: Cluster, host: str) -> list[str]:
+    return sorted(p.name for p in (cluster.ssl(host) / "authorities").glob("*.crt"))
+
+
+def issuer(cluster: Cluster, host: str) -> str:
+    return openssl("x509", "-in", cluster.ssl(host) / "ssl.crt", "-noout", "-issuer").stdout.strip()
+
+
+def wait_for_trust(cluster: Cluster, names: list[str]) -> None:
+    from daemonkit import wait_until
+
+    for host in NODES:
+        wait_until(lambda h=host: sorted(cluster.health(h)["trust"]["authorities"]) == sorted(names), timeout=120,
+                   what=f"{host} to trust {names}")
+
+
+def takeover_trust_only(cluster: Cluster, java_classes: Path) -> None:
+    """The running CA's key is gone: a new CA in S2, the running one carried trust-only, three steps."""
+    extra = ["-e", json.dumps({"sslreconciler_takeover_ca_cert": str(cluster.s1 / f"{CA}.crt"),
+                               "sslreconciler_new_ca_name": NEW})]
+    host_certs = {h: (cluster.ssl(h) / "ssl.crt").read_bytes() for h in NODES}
+    cluster.play("takeover.yml", "--tags", "takeover_import,takeover_trust", *extra)
+    for host in NODES:
+        assert authorities(cluster, host) == sorted([f"{NEW}.crt", f"{CA}.crt"])
+        assert (cluster.ssl(host) / "ssl.crt").read_bytes() == host_certs[host]  # host pairs untouched
+    wait_for_trust(cluster, [CA, NEW])
+    assert_cluster_talks(cluster, java_classes)
+
+    cluster.play("takeover.yml", "--tags", "takeover_reissue", *extra)
+    for host in NODES:
+        assert issuer(cluster, host) == f"issuer=CN = {NEW}"
+        assert authorities(cluster, host) == sorted([f"{NEW}.crt", f"{CA}.crt"])
+    assert_cluster_talks(cluster, java_classes)
+
+    cluster.play("takeover.yml", "--tags", "takeover_retire,takeover_remove", *extra)
+    for host in NODES:
+        assert authorities(cluster, host) == [f"{NEW}.crt"]
+        assert issuer(cluster, host) == f"issuer=CN = {NEW}"
+    wait_for_trust(cluster, [NEW])
+    assert_cluster_talks(cluster, java_classes)
+    # The old CA is gone from every node: a certificate it signed no longer verifies there.
+    old_leaf = cluster.s1 / f"{MASTER}.crt"
+    for host in NODES:
+        bad = openssl("verify", "-CApath", cluster.ssl(host) / "authorities", old_leaf, check=False)
+        assert bad.returncode != 0
+
+
+def takeover_with_key_then_rotate(cluster: Cluster, java_classes: Path) -> None:
+    """The running CA's key at hand: imported into S3, the cluster continues under it; then rotate.yml."""
+    s3 = cluster.root / "S3"
+    cluster.write_inventory(s3)
+    refused = cluster.play("rollout.yml", check=False)
+    assert refused.returncode != 0 and NEW in refused.stdout and not s3.exists()
+    cluster.play("takeover.yml", "-e", json.dumps({
+        "sslreconciler_takeover_ca_cert": str(cluster.s2 / f"{NEW}.crt"),
+        "sslreconciler_takeover_ca_key": str(cluster.s2 / f"{NEW}.key")}))
+    assert (s3 / f"{NEW}.key").stat().st_mode & 0o777 == 0o600
+    for host in NODES:
+        assert issuer(cluster, host) == f"issuer=CN = {NEW}"
+        assert authorities(cluster, host) == [f"{NEW}.crt"]
+        assert (cluster.ssl(host) / "ssl.crt").read_bytes() == (s3 / f"{host}.crt").read_bytes()  # S3's now
+    assert_cluster_talks(cluster, java_classes)
+    cluster.play("rollout.yml")  # the pre-flight passes: S3 holds the CA every node depends on
+    new = ["-e", f"sslreconciler_new_ca_name={NEWER}"]
+    cluster.play("rotate.yml", "--tags", "rotate_begin,rotate_trust", *new)
+    wait_for_trust(cluster, [NEW, NEWER])
+    assert_cluster_talks(cluster, java_classes)
+    cluster.play("rotate.yml", "--tags", "rotate_reissue", *new)
+    for host in NODES:
+        assert issuer(cluster, host) == f"issuer=CN = {NEWER}"
+    assert_cluster_talks(cluster, java_classes)
+    cluster.play("rotate.yml", "--tags", "rotate_retire,rotate_remove", *new)
+    for host in NODES:
+        assert authorities(cluster, host) == [f"{NEWER}.crt"]
+    wait_for_trust(cluster, [NEWER])
     assert_cluster_talks(cluster, java_classes)

@@ -141,6 +141,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
         action="store_true",
         help="accept a bundle signed by a CA this node does not follow yet (a deliberate switch of cluster CA)",
     )
+    inst.add_argument(
+        "--trust-only",
+        action="store_true",
+        help="install only the bundle's CA files (authorities/), leaving the host pairs as they are (the first "
+        "step of a takeover whose CA key is gone: docs/fleet.md)",
+    )
     inst.set_defaults(handler=_install_bundle)
     pki_takeover_cmds.add_parsers(psub, node_options, common, _staging)  # node-cas, cas, import-ca
 
@@ -226,7 +232,9 @@ def _install_bundle(args: argparse.Namespace) -> int:
         state_dir = load_settings(args.config, flag_overrides(args)).resolved_state_dir()  # the bundle record
 
         def in_place(ssl_fd: int) -> str:
-            done = install_at(checked, ssl_dir, ssl_fd, files, state_dir=state_dir, takeover=args.takeover)
+            done = install_at(
+                checked, ssl_dir, ssl_fd, files, state_dir=state_dir, takeover=args.takeover, trust_only=args.trust_only
+            )
             for note in done.notes:  # stderr: --json keeps stdout for the report
                 say(f"sslreconciler: note: {note}")
             return f"{args.bundle}: installed into {ssl_dir}: " + (", ".join(done.done) or "nothing new")

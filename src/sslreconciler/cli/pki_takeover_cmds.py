@@ -54,7 +54,13 @@ def add_parsers(
     )
     imp.add_argument("--staging", type=Path, default=DEFAULT_STAGING, metavar="DIR", help=STAGING_HELP)
     imp.add_argument("--cert", type=Path, required=True, metavar="FILE", help="the running CA's certificate (PEM)")
-    imp.add_argument("--key", type=Path, required=True, metavar="FILE", help="the running CA's private key (PEM)")
+    imp.add_argument(
+        "--key",
+        type=Path,
+        metavar="FILE",
+        help="the running CA's private key (PEM); without it the CA is imported trust-only beside this staging "
+        "area's own CA (make that first with init-ca): bundles carry both, hosts are re-issued by the new one",
+    )
     imp.add_argument("--name", help="its name in the staging area (default: the --cert file's stem)")
     imp.set_defaults(handler=staging(_import_ca, create=True))
 
