@@ -170,7 +170,10 @@ def _known(
             (c for _, c in node_cas.authorities_held(ssl_fd, files.authorities).values() if trust.signed_by(leaf, c)),
             None,
         )
-        names.append(f"{named(issuer) if issuer else leaf.issuer.rfc4514_string()} (the issuer of its ssl.crt)")
+        names.append(
+            f"{leaf.issuer.rfc4514_string()} (the issuer of its ssl.crt)"
+            + (f", SHA-256 {fingerprint(issuer)}" if issuer else "")
+        )
     return ", ".join(names) or "no CA"
 
 

@@ -109,11 +109,13 @@ def depended(ssl_fd: int, record: NodeRecord | None, host_crt: str, authorities:
 def check_shares(path: object, deps: list[Depended], carried: list[x509.Certificate], takeover: bool) -> str:
     """Refuse a bundle that would switch the node's cluster CA without the overlap every rotation step keeps,
     unless ``takeover``: it must carry at least one CA an earlier bundle installed (when one did), and the CA
-    that issued the node's current ``ssl.crt`` (when ``authorities/`` trusts it). A note when ``--takeover``
-    let such a bundle in; "" otherwise."""
+    that issued the node's current ``ssl.crt`` when ``authorities/`` trusts it and no recorded bundle installed
+    it. A note when ``--takeover`` let such a bundle in; "" otherwise."""
     fps = {fingerprint(c) for c in carried}
     recorded = [d for d in deps if RECORD in d.why]
-    missing = [d for d in deps if ISSUER in d.why and d.fingerprint not in fps]
+    # The issuer of ssl.crt counts on its own only when no bundle recorded here installed it (a cluster set up
+    # by hand, or with another state dir): a recorded one is the record's, whose rotation steps keep overlap.
+    missing = [d for d in deps if d.why == [ISSUER] and d.fingerprint not in fps]
     if recorded and not any(d.fingerprint in fps for d in recorded):
         missing = [*missing, *(d for d in recorded if d not in missing)]
     if not missing:
