@@ -70,8 +70,8 @@ def _node_cas(args: argparse.Namespace) -> int:
     from sslreconciler.cluster.layout import node_files
     from sslreconciler.config.desired import load_desired_state
     from sslreconciler.config.settings import load_settings
-    from sslreconciler.fsio import open_dir
     from sslreconciler.reconcile.reconciler import host_name
+    from sslreconciler.rootread import open_ssl_dir
 
     settings = load_settings(args.config, flag_overrides(args))
     desired = load_desired_state(settings.desired_state)
@@ -84,7 +84,7 @@ def _node_cas(args: argparse.Namespace) -> int:
         "notes": [],
     }
     try:
-        ssl_fd = open_dir(settings.ssl_dir)
+        ssl_fd = open_ssl_dir(settings.ssl_dir)  # as root: through no link another user owns
     except OSError as exc:
         doc["notes"].append(f"{settings.ssl_dir}: cannot be opened ({exc.strerror}): no CA depended on")
     else:
