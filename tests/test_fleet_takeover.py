@@ -4,9 +4,14 @@ Two nodes, each a directory tree with its own settings, desired state, daemon, s
 (as the collection uses them), set up by hand as docs/pki.md says (init-ca in staging area S1, issue,
 bundle, install-bundle). Then the collection's rollout.yml with ``sslreconciler_staging`` pointing at
 another, empty staging area S2: the pre-flight stops it before anything is written anywhere (S2 and every
-node file unchanged), naming the node, the CA and the two ways on. Then the documented takeover path
-(takeover.yml: the running CA imported into S2 with its key; then the rotation to a new CA), with mutual
-TLS between every pair of nodes (Java, and ``openssl verify``) checked after every step.
+node file unchanged), naming the node, the CA and the two ways on. Then the documented takeover paths,
+with mutual TLS between every pair of nodes (Java, and ``openssl verify``) checked after every step:
+takeover.yml without the running CA's key (a new CA in S2, the running one carried trust-only: trust both
+with the host pairs untouched, re-issue, retire), then, the cluster now under that new CA, takeover.yml with
+its key into a third staging area S3 (the cluster continues under it) and rotate.yml to another CA.
+
+On main's code the refusal step fails: rollout.yml makes a CA, a host key and a certificate in S2 before
+the master's install-bundle refuses the bundle.
 """
 
 from __future__ import annotations
