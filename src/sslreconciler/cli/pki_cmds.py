@@ -1,6 +1,6 @@
 """`pki`: the master's staging area (`init-ca`, `rotate-ca`, `retire-ca`, `issue`, `list`, `bundle`,
-`renew`), run as root only on a staging area only root could change; and `install-bundle`, which puts a
-bundle's sources on a node and reconciles."""
+`renew`; `cas`, `import-ca` and the node's `node-cas` in pki_takeover_cmds), run as root only on a staging
+area only root could change; and `install-bundle`, which puts a bundle's sources on a node and reconciles."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sslreconciler.cli import pki_takeover_cmds
 from sslreconciler.cli.common import EXIT_OK, KEY_TYPES, common_options, days, flag_overrides, say
+from sslreconciler.cli.pki_takeover_cmds import DEFAULT_STAGING, STAGING_HELP
 from sslreconciler.cli.reconcile_cmds import one_shot
 from sslreconciler.model.errors import UsageError
 
@@ -35,7 +37,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
         help="make the cluster CA (a no-op when it is there)",
         description="Make the cluster CA in the staging area. To replace a CA in use, use `pki rotate-ca`.",
     )
-    init.add_argument("--staging", type=Path, required=True, metavar="DIR", help="the staging area")
+    init.add_argument("--staging", type=Path, default=DEFAULT_STAGING, metavar="DIR", help=STAGING_HELP)
     init.add_argument("--name", help="CA name, the file stem and alias (default ca.<this host's FQDN>)")
     init.add_argument("--days", type=days, default=3650, help="validity in days (default 3650)")
     init.add_argument(
@@ -52,7 +54,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
         description="Make a new cluster CA under a new name beside the current one. Bundles made from now on "
         "carry both CAs; re-issue every host, then `pki retire-ca`. Nothing breaks at any step (docs/pki.md).",
     )
-    rot.add_argument("--staging", type=Path, required=True, metavar="DIR", help="the staging area")
+    rot.add_argument("--staging", type=Path, default=DEFAULT_STAGING, metavar="DIR", help=STAGING_HELP)
     rot.add_argument("--name", help="the new CA's name (default ca.<this host's FQDN>-<UTC time>)")
     rot.add_argument("--days", type=days, default=3650, help="validity in days (default 3650)")
     rot.add_argument(
@@ -66,7 +68,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
         description="Refused while a staged certificate is still signed by the old CA. Installing a bundle "
         "made afterwards removes the old CA file from the node's authorities/.",
     )
-    ret.add_argument("--staging", type=Path, required=True, metavar="DIR", help="the staging area")
+    ret.add_argument("--staging", type=Path, default=DEFAULT_STAGING, metavar="DIR", help=STAGING_HELP)
     ret.add_argument("name", metavar="NAME", help="the old CA's name (as `pki list` shows it)")
     ret.set_defaults(handler=_staging(_retire_ca))
     issue = psub.add_parser(
@@ -76,7 +78,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
         description="Make HOST.key/HOST.crt (or HOST-web.* with --web) signed by the current CA; "
         "serverAuth + clientAuth, subjectAltName DNS:HOST plus --san.",
     )
-    issue.add_argument("--staging", type=Path, required=True, metavar="DIR", help="the staging area")
+    issue.add_argument("--staging", type=Path, default=DEFAULT_STAGING, metavar="DIR", help=STAGING_HELP)
     issue.add_argument("host", metavar="HOST", help="the host's FQDN")
     issue.add_argument(
         "--san",
@@ -100,7 +102,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
         description="One row per staged host and pair: serial, not-after, days left, whether its key matches, which "
         "CA signed it; during a CA rotation, what is left to re-issue.",
     )
-    lst.add_argument("--staging", type=Path, required=True, metavar="DIR", help="the staging area")
+    lst.add_argument("--staging", type=Path, default=DEFAULT_STAGING, metavar="DIR", help=STAGING_HELP)
     lst.add_argument("--json", action="store_true", help="print JSON")
     lst.set_defaults(handler=_staging(_list))
     bundle = psub.add_parser(
@@ -110,7 +112,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
         description="Write the host's key pairs and the CA certificates a node must trust (both CAs during a "
         "rotation) into one 0600 file for `pki install-bundle`.",
     )
-    bundle.add_argument("--staging", type=Path, required=True, metavar="DIR", help="the staging area")
+    bundle.add_argument("--staging", type=Path, default=DEFAULT_STAGING, metavar="DIR", help=STAGING_HELP)
     bundle.add_argument("host", metavar="HOST", help="the host the bundle is for")
     bundle.add_argument("-o", "--output", type=Path, required=True, metavar="FILE", help="the bundle file")
     bundle.set_defaults(handler=_staging(_bundle))
@@ -124,7 +126,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
         "default host lifetime (1095 days) instead, and the output says so; a --days not longer than the window, "
         "or a CA that itself expires within the window, is refused with nothing written.",
     )
-    renew.add_argument("--staging", type=Path, required=True, metavar="DIR", help="the staging area")
+    renew.add_argument("--staging", type=Path, default=DEFAULT_STAGING, metavar="DIR", help=STAGING_HELP)
     renew.add_argument("--within", type=int, required=True, metavar="DAYS", help="renew what expires within DAYS")
     renew.add_argument("--web-too", action="store_true", help="also the HOST-web pairs (default: ssl pairs only)")
     renew.add_argument(
@@ -152,7 +154,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
         action="store_true",
         help="accept a bundle signed by a CA this node does not follow yet (a deliberate switch of cluster CA)",
     )
+    inst.add_argument(
+        "--trust-only",
+        action="store_true",
+        help="install only the bundle's CA files (authorities/), leaving the host pairs as they are (the first "
+        "step of a takeover whose CA key is gone: docs/fleet.md)",
+    )
     inst.set_defaults(handler=_install_bundle)
+    pki_takeover_cmds.add_parsers(psub, node_options, common, _staging)  # node-cas, cas, import-ca
 
 
 def _staging(command: Callable[[argparse.Namespace], None], create: bool = False) -> Handler:
@@ -236,7 +245,9 @@ def _install_bundle(args: argparse.Namespace) -> int:
         state_dir = load_settings(args.config, flag_overrides(args)).resolved_state_dir()  # the bundle record
 
         def in_place(ssl_fd: int) -> str:
-            done = install_at(checked, ssl_dir, ssl_fd, files, state_dir=state_dir, takeover=args.takeover)
+            done = install_at(
+                checked, ssl_dir, ssl_fd, files, state_dir=state_dir, takeover=args.takeover, trust_only=args.trust_only
+            )
             for note in done.notes:  # stderr: --json keeps stdout for the report
                 say(f"sslreconciler: note: {note}")
             return f"{args.bundle}: installed into {ssl_dir}: " + (", ".join(done.done) or "nothing new")

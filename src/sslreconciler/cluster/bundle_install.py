@@ -15,7 +15,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from sslreconciler.cluster import bundle_record, bundle_retire, bundle_sign
+from sslreconciler.cluster import bundle_record, bundle_retire, bundle_sign, node_cas
 from sslreconciler.cluster.bundle import (
     CA_MEMBER,
     MAX_MEMBER_BYTES,
@@ -72,7 +72,14 @@ def check_bundle(
 
 
 def install_at(
-    checked: Checked, ssl_dir: Path, ssl_fd: int, files: NodeFiles, *, state_dir: Path, takeover: bool = False
+    checked: Checked,
+    ssl_dir: Path,
+    ssl_fd: int,
+    files: NodeFiles,
+    *,
+    state_dir: Path,
+    takeover: bool = False,
+    trust_only: bool = False,
 ) -> Installed:
     """Put the sources in place (only what differs), all or nothing: the change of ``install-bundle``'s
     reconcile, the writer lock held by the caller (so the daemon cannot sweep our temp files, and the CA
@@ -84,6 +91,8 @@ def install_at(
     ``files``: the desired state's names for the bundle's members (cluster/layout.py).
     Every new file is staged first (a temp file beside its target); then each is swapped in, the file it
     replaces kept as ``<name>.bundle-previous``. A failure at any point puts back every file already swapped.
+    ``trust_only``: only the bundle's CA files (authorities/), the host pairs left as they are (the first
+    step of taking over a cluster whose CA key is gone: every node trusts the new CA before any host uses it).
     """
     path, bundle = checked.path, checked.bundle
     homeless = sorted(
@@ -95,8 +104,11 @@ def install_at(
         )
     loaded = bundle_record.load(state_dir, ssl_fd, ssl_dir)
     bundle_record.check_order(path, bundle.sequence, bundle.created, loaded.record)
-    bundle_record.check_identity(path, ssl_fd, files.host_crt, _leaf(bundle), ca_certs(bundle))
+    if not trust_only:  # the host pair is not touched otherwise
+        bundle_record.check_identity(path, ssl_fd, files.host_crt, _leaf(bundle), ca_certs(bundle))
     switched = bundle_sign.check_continuity(path, ssl_fd, checked.endorsers, loaded.record, takeover, files)
+    deps = node_cas.depended(ssl_fd, loaded.record, files.host_crt, files.authorities)
+    dropped = node_cas.check_shares(path, deps, ca_certs(bundle), takeover)  # keeps trust the cluster uses
     carried = {
         name.removeprefix("authorities/"): bundle_record.ders_of(data, name) or frozenset()
         for name, data in bundle.files.items()
@@ -104,7 +116,7 @@ def install_at(
     }
     auth_fd = _authorities_dir(ssl_dir, ssl_fd, files.authorities)
     try:
-        written = _swap_in(ssl_dir, ssl_fd, auth_fd, bundle, files)
+        written = _swap_in(ssl_dir, ssl_fd, auth_fd, bundle, files, trust_only)
         # CA files an earlier bundle installed and this one no longer carries (a retired CA) go.
         removed, notes = bundle_retire.retire(auth_fd, f"{ssl_dir}/{files.authorities}", loaded.record, carried)
     finally:
@@ -113,7 +125,7 @@ def install_at(
     problem = bundle_record.save(state_dir, ssl_fd, record, loaded.others)
     return Installed(
         written + [f"removed {files.authorities}/{name}" for name in removed],
-        loaded.notes + ([switched] if switched else []) + notes + ([problem] if problem else []),
+        loaded.notes + [n for n in (switched, dropped) if n] + notes + ([problem] if problem else []),
     )
 
 
@@ -169,9 +181,11 @@ def _same_content(dir_fd: int, name: str, data: bytes) -> bool:
         return False
 
 
-def _swap_in(ssl_dir: Path, ssl_fd: int, auth_fd: int, bundle: Bundle, files: NodeFiles) -> list[str]:
+def _swap_in(
+    ssl_dir: Path, ssl_fd: int, auth_fd: int, bundle: Bundle, files: NodeFiles, trust_only: bool = False
+) -> list[str]:
     authorities = sorted(name for name in bundle.files if CA_MEMBER.match(name))  # both CAs during a rotation
-    order = [*authorities, "ssl.key", "ssl.crt", "ssl-web.key", "ssl-web.crt"]
+    order = [*authorities, *(() if trust_only else ("ssl.key", "ssl.crt", "ssl-web.key", "ssl-web.crt"))]
     staged: list[_Staged] = []
     try:
         for member in order:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from sslreconciler.cluster import bundle_sign
+from sslreconciler.cluster import bundle_sign, staging_cas
 from sslreconciler.cluster.bundle import FORMAT, PRIVATE, sha256_hex
 from sslreconciler.cluster.staging import next_sequence, read_cert, read_key, signer_name, trusted_cas
 from sslreconciler.fsio import atomic_write
@@ -60,9 +60,9 @@ def create_bundle(staging: Path, host: str, output: Path, password: str = "chang
     signer = next(each for each in cas if each.name == signer_name(host_cert, cas))  # checked above
     cosigners = [each for each in cas if each is not signer]
     trusted = {}
-    for each in cas:
-        files[f"authorities/{each.name}.crt"] = cert_pem(each.cert)
-        trusted[java_lower(each.name)] = cert_der(each.cert)
+    for name, each_cert in [*((c.name, c.cert) for c in cas), *staging_cas.trust_only(staging)]:
+        files[f"authorities/{name}.crt"] = cert_pem(each_cert)  # a trust-only CA too: carried, never signing
+        trusted[java_lower(name)] = cert_der(each_cert)
     trusted[java_lower(host)] = cert_der(host_cert)
     files["authorities.jks"] = encode_jks(StoreContent.of(trusted=trusted), password)
     sequence, notes = next_sequence(staging)  # a node refuses any bundle below the last it installed
@@ -70,7 +70,7 @@ def create_bundle(staging: Path, host: str, output: Path, password: str = "chang
         "format": FORMAT,
         "host": host,
         "ca": ca.name,
-        "cas": [each.name for each in cas],
+        "cas": [each.name for each in cas] + [name for name, _ in staging_cas.trust_only(staging)],
         "created": dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z"),
         "sequence": sequence,
         "files": {name: sha256_hex(data) for name, data in sorted(files.items())},

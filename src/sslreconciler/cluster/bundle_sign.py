@@ -31,6 +31,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
+from sslreconciler.cluster import node_cas
 from sslreconciler.cluster.bundle_record import MAX_CA_BYTES, NodeRecord
 from sslreconciler.cluster.layout import NodeFiles
 from sslreconciler.fsio import open_subdir, read_at
@@ -165,7 +166,14 @@ def _known(
     names = [named(held[fp]) if fp in held else f"a CA with SHA-256 {fp}" for fp in sorted(recorded)]
     leaf = next((c for c in current if not verify.is_ca(c)), current[0] if current else None)
     if leaf is not None and not any(trust.signed_by(leaf, c) for c in held.values()):
-        names.append(f"{leaf.issuer.rfc4514_string()} (the issuer of its ssl.crt)")
+        issuer = next(  # named by its fingerprint too when a file in authorities/ holds it
+            (c for _, c in node_cas.authorities_held(ssl_fd, files.authorities).values() if trust.signed_by(leaf, c)),
+            None,
+        )
+        names.append(
+            f"{leaf.issuer.rfc4514_string()} (the issuer of its ssl.crt)"
+            + (f", SHA-256 {fingerprint(issuer)}" if issuer else "")
+        )
     return ", ".join(names) or "no CA"
 
 

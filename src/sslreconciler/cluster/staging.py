@@ -73,6 +73,9 @@ def _ca_candidates(staging: Path) -> list[str]:
     return names
 
 
+ca_names = _ca_candidates  # the CAs (with their keys) in the staging area, by name
+
+
 def _load_ca(staging: Path, name: str) -> StagedCA:
     if not (staging / f"{name}.crt").exists():
         raise CommandError(f"{staging / (name + '.crt')}: the CA named in the rotation record is missing")
@@ -96,11 +99,13 @@ def find_ca(staging: Path) -> StagedCA:
 
 
 def trusted_cas(staging: Path) -> list[StagedCA]:
-    """Every CA a node must trust now: the current one first, then the one being rotated out."""
+    """Every CA that signs or co-signs now: the current one first, then the one being rotated out (unless it
+    is trust-only: ``staging_cas.trust_only``)."""
     record = read_record(staging)
     if record is None:
         return [find_ca(staging)]
-    return [_load_ca(staging, name) for name in record.trusted]
+    keyed = [n for n in record.trusted if n == record.current or (staging / f"{n}.key").exists()]
+    return [_load_ca(staging, name) for name in keyed]
 
 
 SEQUENCE_FILE = "bundle-sequence.json"
