@@ -16,6 +16,7 @@ from sslreconciler.cli.common import EXIT_OK, KEY_TYPES, common_options, days, f
 from sslreconciler.cli.pki_takeover_cmds import DEFAULT_STAGING, STAGING_HELP
 from sslreconciler.cli.reconcile_cmds import one_shot
 from sslreconciler.model.errors import UsageError
+from sslreconciler.pki.lifetimes import CA_DAYS, HOST_DAYS
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -39,7 +40,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
     )
     init.add_argument("--staging", type=Path, default=DEFAULT_STAGING, metavar="DIR", help=STAGING_HELP)
     init.add_argument("--name", help="CA name, the file stem and alias (default ca.<this host's FQDN>)")
-    init.add_argument("--days", type=days, default=3650, help="validity in days (default 3650)")
+    init.add_argument("--days", type=days, default=CA_DAYS, help=f"validity in days (default {CA_DAYS})")
     init.add_argument(
         "--key-type", choices=KEY_TYPES, default="rsa2048", help="one of %(choices)s (default %(default)s)"
     )
@@ -56,7 +57,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
     )
     rot.add_argument("--staging", type=Path, default=DEFAULT_STAGING, metavar="DIR", help=STAGING_HELP)
     rot.add_argument("--name", help="the new CA's name (default ca.<this host's FQDN>-<UTC time>)")
-    rot.add_argument("--days", type=days, default=3650, help="validity in days (default 3650)")
+    rot.add_argument("--days", type=days, default=CA_DAYS, help=f"validity in days (default {CA_DAYS})")
     rot.add_argument(
         "--key-type", choices=KEY_TYPES, default="rsa2048", help="one of %(choices)s (default %(default)s)"
     )
@@ -88,7 +89,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
         help="extra subjectAltName (repeatable); DNS:HOST is always in",
     )
     issue.add_argument("--sip-domain", metavar="D", help="adds URI:sip:D to the subjectAltName")
-    issue.add_argument("--days", type=days, default=1095, help="validity in days (default 1095)")
+    issue.add_argument("--days", type=days, default=HOST_DAYS, help=f"validity in days (default {HOST_DAYS})")
     issue.add_argument("--web", action="store_true", help="the web pair: HOST-web.key/HOST-web.crt")
     issue.add_argument("--renew", action="store_true", help="replace a certificate that is still valid")
     issue.add_argument(
@@ -123,8 +124,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
         description="Re-issue, under the current CA, each staged host certificate that expires within --within "
         "DAYS: a new key of the same kind, the same names, the same lifetime. A renewal never leaves a "
         "certificate due again at once: a certificate whose lifetime is not longer than the window gets the "
-        "default host lifetime (1095 days) instead, and the output says so; a --days not longer than the window, "
-        "or a CA that itself expires within the window, is refused with nothing written.",
+        f"default host lifetime ({HOST_DAYS} days) instead, and the output says so; a --days not longer than "
+        "the window, or a CA that itself expires within the window, is refused with nothing written.",
     )
     renew.add_argument("--staging", type=Path, default=DEFAULT_STAGING, metavar="DIR", help=STAGING_HELP)
     renew.add_argument("--within", type=int, required=True, metavar="DAYS", help="renew what expires within DAYS")
@@ -133,8 +134,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
         "--days",
         type=days,
         metavar="N",
-        help="validity of the new certificates, longer than the window (default: as before, or 1095 days when that "
-        "is not longer than the window)",
+        help="validity of the new certificates, longer than the window (default: as before, or "
+        f"{HOST_DAYS} days when that is not longer than the window)",
     )
     renew.add_argument("--json", action="store_true", help="print the renewed certificates as JSON")
     renew.set_defaults(handler=_staging(_renew))

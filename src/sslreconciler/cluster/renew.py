@@ -23,8 +23,7 @@ from sslreconciler.cluster.stagingroot import staged_dir
 from sslreconciler.fsio import replace_together_at
 from sslreconciler.model.errors import CommandError
 from sslreconciler.pki.issue import KeyType, cert_pem, generate_key, issue_host_cert, key_pem
-
-HOST_DAYS = 1095  # the lifetime `pki issue` gives a host certificate by default
+from sslreconciler.pki.lifetimes import HOST_DAYS
 
 
 @dataclass(frozen=True, slots=True)

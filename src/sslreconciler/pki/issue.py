@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from sslreconciler.pki.lifetimes import CA_DAYS, HOST_DAYS
 from sslreconciler.pki.sources import PrivateKey
 
 KeyType = Literal["rsa2048", "rsa4096", "ec-p256"]
@@ -31,7 +32,7 @@ def _name(common_name: str, organization: str | None = None) -> x509.Name:
     return x509.Name(attrs)
 
 
-def make_ca(common_name: str, key: PrivateKey, days: int = 3650, now: dt.datetime | None = None) -> x509.Certificate:
+def make_ca(common_name: str, key: PrivateKey, days: int = CA_DAYS, now: dt.datetime | None = None) -> x509.Certificate:
     """A self-signed cluster CA: CA:TRUE, keyCertSign and cRLSign."""
     now = now or dt.datetime.now(dt.UTC)
     ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
@@ -74,7 +75,7 @@ def issue_host_cert(
     ca_cert: x509.Certificate,
     host: str,
     key: PrivateKey,
-    days: int = 1095,
+    days: int = HOST_DAYS,
     sans: Sequence[x509.GeneralName] = (),
     now: dt.datetime | None = None,
 ) -> x509.Certificate:
