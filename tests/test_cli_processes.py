@@ -105,7 +105,8 @@ def test_every_pki_command(tmp_path: Path) -> None:
     # as numbers: openssl pads the hex to whole bytes (a leading 0 one time in 16), the product does not
     assert [int(row["serial"], 16) for row in json.loads(listed.out)] == [serial(host_crt)], listed.out
     first_serial = serial(host_crt)
-    renewed = cli("pki", "renew", "--staging", staging, "--within", "36500", "--json")
+    # due within 1200 days (it has 1095); --days longer than the window, or the renewal would be due at once
+    renewed = cli("pki", "renew", "--staging", staging, "--within", "1200", "--days", "2000", "--json")
     assert renewed.rc == 0, renewed.out + renewed.err
     assert serial(host_crt) != first_serial
     openssl("verify", "-CAfile", ca_crt, host_crt)

@@ -28,6 +28,7 @@ from typing import Any
 
 from sslreconciler.fsio import atomic_write_at, opened_dir, owner_for_new_files, read_at, written_by_others
 from sslreconciler.model import boundedjson
+from sslreconciler.model.errors import SslReconcilerError
 from sslreconciler.model.findings import FindingCode, SourceError
 from sslreconciler.reconcile.report import HookResult
 
@@ -40,7 +41,7 @@ _TEXT_LIMIT = 4096
 _NO_LINK_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-class BadHookRecord(ValueError):
+class BadHookRecord(SslReconcilerError, ValueError):
     """The record is not one this program writes, or not trusted: the reason, without its content."""
 
 
