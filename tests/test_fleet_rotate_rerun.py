@@ -2,7 +2,7 @@
 a step that did not happen, and every rerun converges or refuses naming the state and the fix.
 
 Only the master's plays run (--tags rotate_begin / rotate_retire), on a staging area of this test's own: no
-node, no daemon. On the code before the fix, a refused rerun wrote ``rotation-from`` naming the current CA
+daemon, and a fresh node (settings and an empty ssl dir) for the pre-flight to ask. On the code before the fix, a refused rerun wrote ``rotation-from`` naming the current CA
 and a later rotate_retire tried to retire it.
 """
 
@@ -34,6 +34,12 @@ class Master:
         self.env = ansible_env(root)
         link_collection(root)
         self.inventory = root / "inventory.json"
+        # rotate.yml's pre-flight asks the node (`pki node-cas`) what it depends on: a fresh node's settings
+        # (an empty ssl dir), so it answers "nothing" and only the master's steps do anything.
+        node = root / "node"
+        (node / "ssl").mkdir(parents=True)
+        config = node / "sslreconciler.toml"
+        config.write_text(f'ssl_dir = "{node / "ssl"}"\nstate_dir = "{node / "state"}"\n')
         self.inventory.write_text(
             json.dumps(
                 {
@@ -44,6 +50,8 @@ class Master:
                             "sslreconciler_install_method": "none",
                             "sslreconciler_bin": str(BIN / "sslreconciler"),
                             "sslreconciler_staging": str(self.staging),
+                            "sslreconciler_config": str(config),
+                            "sslreconciler_root_state_dir": str(node / "root-state"),
                         },
                         "children": {
                             "sslreconciler_master": {"hosts": {MASTER: {}}},
