@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from conftest import openssl, run_cli
 from pkitools import NOW, Issued, make_ca, name, new_key, write
@@ -80,6 +81,22 @@ def test_import_ca_refuses_a_file_of_two_cas(tmp_path: Path) -> None:
     key = write(tmp_path / "one.key", one.key_pem(), 0o600)
     result = run_cli("pki", "import-ca", "--staging", tmp_path / "S", "--cert", crt, "--key", key)
     _refused(result.rc, result.err, str(crt), "2 certificates")
+    assert not (tmp_path / "S").exists()
+
+
+def test_import_ca_refuses_a_ca_whose_key_the_policy_refuses(tmp_path: Path) -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    cert = (
+        x509.CertificateBuilder().subject_name(name("ca.weak.example.com")).issuer_name(name("ca.weak.example.com"))
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - dt.timedelta(days=1)).not_valid_after(NOW + dt.timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    crt, key_file = _files(tmp_path, "weak", Issued(key, cert))
+    assert "(1024 bit)" in openssl("x509", "-in", crt, "-noout", "-text").stdout
+    result = run_cli("pki", "import-ca", "--staging", tmp_path / "S", "--cert", crt, "--key", key_file)
+    _refused(result.rc, result.err, str(crt), "1024-bit RSA")
     assert not (tmp_path / "S").exists()
 
 
