@@ -70,7 +70,7 @@ def test_renew_without_a_ca_or_with_a_bad_window_says_why(tmp_path: Path) -> Non
     result = run_cli("pki", "renew", "--staging", tmp_path, "--within", "30")
     assert result.rc == 1 and "no cluster CA here" in result.err
     result = run_cli("pki", "renew", "--staging", tmp_path, "--within", "-1")
-    assert result.rc == 1 and "--within -1" in result.err
+    assert result.rc == 2 and "--within -1" in result.err  # a usage error, as a bad --days
     assert "--web-too" in run_cli("pki", "renew", "--help").out
 
 

@@ -124,8 +124,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
         description="Re-issue, under the current CA, each staged host certificate that expires within --within "
         "DAYS: a new key of the same kind, the same names, the same lifetime. A renewal never leaves a "
         "certificate due again at once: a certificate whose lifetime is not longer than the window gets the "
-        f"default host lifetime ({HOST_DAYS} days) instead, and the output says so; a --days not longer than "
-        "the window, or a CA that itself expires within the window, is refused with nothing written.",
+        f"default host lifetime ({HOST_DAYS} days) instead, and the output says so. A --days not longer than "
+        "the window, or a --within below 0, is a usage error (exit 2, as any bad option) whatever is due; a CA "
+        "that itself expires within the window is refused (exit 1); either way nothing is written.",
     )
     renew.add_argument("--staging", type=Path, default=DEFAULT_STAGING, metavar="DIR", help=STAGING_HELP)
     renew.add_argument("--within", type=int, required=True, metavar="DAYS", help="renew what expires within DAYS")
@@ -138,7 +139,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
         f"{HOST_DAYS} days when that is not longer than the window)",
     )
     renew.add_argument("--json", action="store_true", help="print the renewed certificates as JSON")
-    renew.set_defaults(handler=_staging(_renew))
+    renew.set_defaults(handler=_renew_arguments_first)
     inst = psub.add_parser(
         "install-bundle",
         parents=[node_options],
@@ -212,6 +213,13 @@ def _list(args: argparse.Namespace) -> None:
 
     rows = staging.list_hosts(args.staging)
     print(json.dumps(rows, indent=2) if args.json else staging.render_hosts(rows))
+
+
+def _renew_arguments_first(args: argparse.Namespace) -> int:
+    from sslreconciler.cluster import renew
+
+    renew.check_arguments(args.within, args.days)  # a usage error before the staging area is even looked at
+    return _staging(_renew)(args)
 
 
 def _renew(args: argparse.Namespace) -> None:

@@ -5,6 +5,7 @@ running cluster's CA into a staging area (docs/fleet.md, "Taking over a running 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -62,7 +63,7 @@ def add_parsers(
         "area's own CA (make that first with init-ca): bundles carry both, hosts are re-issued by the new one",
     )
     imp.add_argument("--name", help="its name in the staging area (default: the --cert file's stem)")
-    imp.set_defaults(handler=staging(_import_ca, create=True))
+    imp.set_defaults(handler=_undo_dirs_on_refusal(staging(_import_ca, create=True)))
 
 
 def _node_cas(args: argparse.Namespace) -> int:
@@ -134,3 +135,20 @@ def _import_ca(args: argparse.Namespace) -> None:
     from sslreconciler.cluster import staging_cas
 
     print(staging_cas.import_ca(args.staging, args.cert, args.key, args.name))
+
+
+def _undo_dirs_on_refusal(handler: Any) -> Any:
+    """Run ``handler``; when it refuses, remove the directories this run made for the staging area (the
+    missing ones, made 0700 before the checks ran), each only while it is still empty."""
+
+    def run(args: argparse.Namespace) -> int:
+        missing = [d for d in (args.staging, *args.staging.parents) if not d.exists()]
+        try:
+            return int(handler(args))
+        except BaseException:
+            for made in missing:  # deepest first
+                with contextlib.suppress(OSError):
+                    os.rmdir(made)
+            raise
+
+    return run

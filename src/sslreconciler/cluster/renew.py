@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from sslreconciler.cluster.staging import StagedCA, find_ca, read_cert, read_key
 from sslreconciler.cluster.stagingroot import staged_dir
 from sslreconciler.fsio import replace_together_at
-from sslreconciler.model.errors import CommandError
+from sslreconciler.model.errors import CommandError, UsageError
 from sslreconciler.pki.issue import KeyType, cert_pem, generate_key, issue_host_cert, key_pem
 from sslreconciler.pki.lifetimes import HOST_DAYS
 
@@ -83,16 +83,27 @@ def lifetime(item: Staged, within_days: int, days: int | None) -> Lifetime:
     return Lifetime(HOST_DAYS, "default", item.lifetime)
 
 
+def check_arguments(within_days: int, days: int | None) -> None:
+    """Refuse, whatever is due, a bad --within or a --days not longer than the window: a UsageError (exit 2,
+    as argparse's own refusals). Pure."""
+    if within_days < 0:
+        raise UsageError(f"--within {within_days}: must be 0 or more days")
+    if days is not None and days < 1:
+        raise UsageError(f"--days {days}: must be 1 or more")
+    if days is not None and days <= within_days:
+        raise UsageError(
+            f"--days {days}: not longer than the --within {within_days} window, so every renewed "
+            "certificate would be due again at once; nothing renewed. Give --days longer than the window, "
+            "or leave it out (each keeps its lifetime, or gets the default when that is not longer than "
+            "the window)."
+        )
+
+
 def check(chosen: Lifetime, within_days: int, ca_name: str, ca_not_after: dt.datetime, now: dt.datetime) -> None:
     """Refuse a renewal that would leave the certificate due again at once. Pure."""
     if chosen.days <= within_days:
         if chosen.source == "--days":
-            raise CommandError(
-                f"--days {chosen.days}: not longer than the --within {within_days} window, so every renewed "
-                "certificate would be due again at once; nothing renewed. Give --days longer than the window, "
-                "or leave it out (each keeps its lifetime, or gets the default when that is not longer than "
-                "the window)."
-            )
+            check_arguments(within_days, chosen.days)
         raise CommandError(
             f"--within {within_days}: not shorter than the default host lifetime ({HOST_DAYS} days), so a renewed "
             "certificate would be due again at once; nothing renewed. Give --days longer than the window."
@@ -144,10 +155,7 @@ def _reissue(staging: Path, ca: StagedCA, item: Staged, chosen: Lifetime, now: d
 
 def renew(staging: Path, within_days: int, web_too: bool, days: int | None = None) -> list[Renewed]:
     """Re-issue every due certificate; what was renewed (empty when nothing was due)."""
-    if within_days < 0:
-        raise CommandError(f"--within {within_days}: must be 0 or more days")
-    if days is not None and days < 1:
-        raise CommandError(f"--days {days}: must be 1 or more")
+    check_arguments(within_days, days)
     ca = find_ca(staging)
     now = dt.datetime.now(dt.UTC)
     todo = [(item, lifetime(item, within_days, days)) for item in due(_staged(staging, ca), now, within_days, web_too)]

@@ -3,7 +3,6 @@
 Layout: ``<ca-name>.key`` / ``<ca-name>.crt`` (the CA), ``HOST.key`` / ``HOST.crt`` and, for a web
 pair, ``HOST-web.key`` / ``HOST-web.crt``; ``bundle-sequence.json``, the last bundle's sequence. Keys are
 0600 from their first byte. A node never reads this directory; it only receives a bundle made from it.
-
 As root, the staging area and its files are judged first (``stagingroot``).
 """
 
@@ -26,7 +25,7 @@ from sslreconciler.fsio import atomic_write_at
 from sslreconciler.model import boundedjson
 from sslreconciler.model.errors import CommandError, UsageError
 from sslreconciler.model.findings import FindingCode, SourceError
-from sslreconciler.pki import verify
+from sslreconciler.pki import trust, verify
 from sslreconciler.pki.carecord import read_record, valid_ca_name
 from sslreconciler.pki.issue import KeyType, cert_pem, generate_key, issue_host_cert, key_pem, make_ca, parse_san
 from sslreconciler.pki.sources import PrivateKey, parse_certificates, parse_private_key
@@ -209,6 +208,8 @@ def issue(
     key_type: KeyType,
 ) -> str:
     ca = find_ca(staging)
+    if problem := trust.ca_problem(ca.cert, dt.datetime.now(dt.UTC)):  # nothing it signs would be valid
+        raise CommandError(f"{staging / ca.name}.crt: the cluster CA {problem}; roll to a new one (`pki rotate-ca`).")
     stem = f"{host}-web" if web else host
     crt_path, key_path = staging / f"{stem}.crt", staging / f"{stem}.key"
     if crt_path.exists() and not renew:

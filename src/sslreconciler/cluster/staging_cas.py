@@ -16,6 +16,7 @@ a running cluster").
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +24,14 @@ from cryptography import x509
 
 from sslreconciler.cluster import staging as stage
 from sslreconciler.cluster.node_cas import fingerprint
-from sslreconciler.cluster.stagingroot import staged_dir
+from sslreconciler.cluster.stagingroot import read_staged, staged_dir
 from sslreconciler.fsio import atomic_write_at
 from sslreconciler.model.errors import CommandError
+from sslreconciler.model.findings import Level, SourceError
 from sslreconciler.pki import trust, verify
 from sslreconciler.pki.carecord import CARecord, read_record, valid_ca_name, write_record
 from sslreconciler.pki.issue import cert_pem, key_pem
+from sslreconciler.pki.sources import parse_certificates
 
 
 def list_cas(staging: Path) -> dict[str, Any]:
@@ -91,9 +94,7 @@ def import_ca(staging: Path, cert_file: Path, key_file: Path | None, name: str |
     (the cluster continues under it), or without (``key_file`` None) as trust-only beside the staging
     area's own CA, as the CA being rotated out (bundles carry both; hosts are re-issued by the current CA;
     ``pki retire-ca`` ends it). A no-op when it holds this very CA. What was done, in a sentence."""
-    cert = stage.read_cert(cert_file)
-    if not (verify.is_ca(cert) and verify.is_self_signed(cert)):
-        raise CommandError(f"{cert_file}: not a self-signed CA certificate; give the cluster CA's certificate")
+    cert = _one_ca(cert_file)
     name = valid_ca_name(name or cert_file.name.removesuffix(".crt"))
     if key_file is None:
         return _import_trust_only(staging, cert, name)
@@ -119,6 +120,33 @@ def import_ca(staging: Path, cert_file: Path, key_file: Path | None, name: str |
     )
 
 
+def _one_ca(cert_file: Path) -> x509.Certificate:
+    """The one CA certificate in ``cert_file``, refused (naming the file and why) unless it can serve as the
+    cluster's CA: a self-signed CA the node's trust rules accept (``trust.ca_problem``, the policy's key
+    rules at their defaults), inside its validity period. An expired CA keeps nothing working."""
+    try:
+        certs = parse_certificates(read_staged(cert_file), str(cert_file))
+    except SourceError as exc:
+        raise CommandError(str(exc.finding)) from None
+    if len(certs) != 1:
+        raise CommandError(
+            f"{cert_file}: holds {len(certs)} certificates; import-ca takes one CA per run: put the running "
+            "cluster CA's certificate alone in a file and import that."
+        )
+    cert = certs[0]
+    if not (verify.is_ca(cert) and verify.is_self_signed(cert)):
+        raise CommandError(f"{cert_file}: not a self-signed CA certificate; give the cluster CA's certificate")
+    weak = [f.reason for f in trust.key_findings(cert, str(cert_file), ()) if f.level is Level.ERROR]
+    problem = trust.ca_problem(cert, dt.datetime.now(dt.UTC))
+    if problem or weak:
+        why = f"{trust.describe(cert)} {problem}" if problem else weak[0]
+        raise CommandError(
+            f"{cert_file}: {why}, so nodes would not trust what it signs; nothing imported. Import a CA that "
+            "can issue, or make a new one (`pki init-ca`) and roll the cluster to it."
+        )
+    return cert
+
+
 def _import_trust_only(staging: Path, cert: x509.Certificate, name: str) -> str:
     if not staging.exists() or not stage.ca_names(staging):
         raise CommandError(
@@ -127,8 +155,9 @@ def _import_trust_only(staging: Path, cert: x509.Certificate, name: str) -> str:
         )
     record = read_record(staging)
     current = stage.find_ca(staging)
-    if fingerprint(current.cert) == fingerprint(cert) or (record and record.previous == name):
-        return f"{staging / (name + '.crt')}: this CA is already there; nothing done"
+    for there in (current.name, record.previous if record else None):
+        if there and fingerprint(stage.read_cert(staging / f"{there}.crt")) == fingerprint(cert):
+            return f"{staging / (there + '.crt')}: this CA is already there; nothing done"
     if record is not None and record.previous is not None:
         raise CommandError(
             f"{staging}: a CA rotation is under way ({record.previous} is being rotated out); finish it "

@@ -69,6 +69,7 @@ __all__ = [  # the path rules' own names, and the certificate facts and policy r
     "Anchors",
     "ChainResult",
     "anchor_problem",
+    "ca_problem",
     "der",
     "describe",
     "is_self_signed",
@@ -108,6 +109,18 @@ def anchor_problem(cert: x509.Certificate) -> str | None:
             return "has no basicConstraints and is not self-signed"
         if cert.version is not x509.Version.v1 and ku is None:
             return "is an X.509 v3 certificate without basicConstraints or keyUsage keyCertSign"
+    return None
+
+
+def ca_problem(cert: x509.Certificate, now: dt.datetime) -> str | None:
+    """Why ``cert`` cannot serve as a cluster CA now (import it, issue under it): ``anchor_problem``, or
+    outside its validity period, which the node's trust rules refuse too. None when it can."""
+    if problem := anchor_problem(cert):
+        return problem
+    if cert.not_valid_after_utc <= now:
+        return f"expired on {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC"
+    if cert.not_valid_before_utc > now:
+        return f"is not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC"
     return None
 
 
