@@ -39,9 +39,9 @@ def state(**fields: Any) -> DesiredState:
 @pytest.mark.parametrize(
     ("old", "new", "said"),
     [
-        ({}, {"hooks": [APACHE]}, "hooks +reload-apache"),
-        ({"hooks": [APACHE], "acme": ACME}, {}, "hooks -reload-apache, acme removed"),
-        ({"hooks": [APACHE]}, {"hooks": [{**APACHE, "timeout": 5}]}, "hooks ~reload-apache"),
+        ({}, {"hooks": [APACHE]}, "hooks +'reload-apache'"),
+        ({"hooks": [APACHE], "acme": ACME}, {}, "hooks -'reload-apache', acme removed"),
+        ({"hooks": [APACHE]}, {"hooks": [{**APACHE, "timeout": 5}]}, "hooks ~'reload-apache'"),
         ({}, {"acme": ACME}, "acme added"),
         ({"acme": ACME}, {"acme": {**ACME, "names": ["other.example.com"]}}, "acme changed"),
         ({}, {"policy": {"weak_signature": "warning"}}, "policy changed"),
@@ -72,7 +72,7 @@ def test_the_daemon_logs_one_line_naming_what_changed(tmp_path: Path, ca: Issued
         assert reload_lines(d) == []
         node.desired.write_text(json.dumps({"hostname": HOST, "hooks": [APACHE]}))  # an edit: the file event
         wait_until(lambda: reload_lines(d), 60, "the reload line")
-        assert reload_lines(d) == ["desired state reloaded: hooks +reload-apache, acme removed"]
+        assert reload_lines(d) == ["desired state reloaded: hooks +'reload-apache', acme removed"]
         node.desired.write_text(
             json.dumps({"hostname": HOST, "hooks": [APACHE], "policy": {"weak_signature": "warning"}})
         )

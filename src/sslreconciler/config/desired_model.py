@@ -13,6 +13,8 @@ from sslreconciler.config.acme_model import Acme
 from sslreconciler.config.fields import FileName, Mode, PasswordSource, RelPath, Strict
 from sslreconciler.config.pair_model import WEB_PAIR, KeyPair, seed_pairs
 
+HOOK_LABEL_LIMIT = 4096  # characters of a hook's label (its name, or its command line): the hook record's bound
+
 DEFAULT_PASSWORD = "changeit"  # sipXecs services hard-code it
 
 
@@ -179,6 +181,7 @@ class DesiredState(Strict):
                 f"acme renews the web pair, the pair named {WEB_PAIR!r}; no pair has that name "
                 f"(pairs: {', '.join(names) or 'none'})"
             )
+        _check_hook_labels(self.hooks)
         for hook in self.hooks:
             unknown = sorted(set(hook.after) - set(outputs))
             if unknown:
@@ -237,3 +240,22 @@ def _refuse_outputs_over_sources(desired: DesiredState, outputs: list[str]) -> N
             raise ValueError(f"output {output!r} is named like a source; it would be overwritten")
         if output.startswith(".sslreconciler-"):
             raise ValueError(f"output {output!r}: names starting .sslreconciler- are this program's temp files")
+
+
+def _check_hook_labels(hooks: list[Hook]) -> None:
+    """A hook's label keys /health ``hooks``, the metrics and the hook record: unique, and bounded."""
+    first: dict[str, int] = {}
+    for i, hook in enumerate(hooks):
+        label = hook.label
+        if len(label) > HOOK_LABEL_LIMIT:
+            raise ValueError(
+                f"hooks[{i}]: its label ({'name' if hook.name else 'the command line, as it has no name'}) is "
+                f"{len(label)} characters, over the limit of {HOOK_LABEL_LIMIT}; give it a shorter name"
+            )
+        if label in first:
+            raise ValueError(
+                f"hooks[{first[label]}] and hooks[{i}] have the same label {label!r} (their name, or their "
+                "command line when unnamed): labels key status, metrics and hook records and must be unique; "
+                "give each a distinct name"
+            )
+        first[label] = i

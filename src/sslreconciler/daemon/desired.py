@@ -18,6 +18,9 @@ class DesiredStateFile:
         self._seen = path.exists()
         self.problem: Finding | None = None
 
+    def hook_labels(self) -> frozenset[str]:
+        return frozenset(h.label for h in self.desired.hooks)
+
     def read(self, path: Path, explicit: bool) -> bool:
         """Re-read ``path`` (it moves with a reload); True when the desired state changed. A file that
         is gone keeps the last one read, unless the re-read is ``explicit`` (SIGHUP: the seed defaults)."""
@@ -49,16 +52,19 @@ class DesiredStateFile:
 _NAMED = ("pairs", "hooks", "policy", "acme")  # the fields ``changes`` names in its own words
 
 
-def _by_name(old: dict[str, object], new: dict[str, object]) -> list[str]:
+def _by_name(old: dict[str, object], new: dict[str, object], quote: bool = False) -> list[str]:
+    def q(n: str) -> str:  # repr: quoted, control characters escaped, so a name cannot fake or split the list
+        return repr(n) if quote else n
+
     return (
-        [f"+{n}" for n in new if n not in old]
-        + [f"-{n}" for n in old if n not in new]
-        + [f"~{n}" for n in new if n in old and new[n] != old[n]]
+        [f"+{q(n)}" for n in new if n not in old]
+        + [f"-{q(n)}" for n in old if n not in new]
+        + [f"~{q(n)}" for n in new if n in old and new[n] != old[n]]
     )
 
 
 def changes(old: DesiredState, new: DesiredState) -> str:
-    """What differs from ``old`` to ``new``, in words: ``pairs +x ~y, outputs -a.jks, hooks +reload-apache,
+    """What differs from ``old`` to ``new``, in words: ``pairs +x ~y, outputs -a.jks, hooks +'reload-apache',
     policy changed, acme removed`` (+ added, - removed, ~ changed), then any other field by name."""
     parts = []
     pairs = _by_name({p.name: p for p in old.pairs}, {p.name: p for p in new.pairs})
@@ -66,7 +72,7 @@ def changes(old: DesiredState, new: DesiredState) -> str:
     outputs = [f"+{o}" for o in outputs_new if o not in outputs_old] + [
         f"-{o}" for o in outputs_old if o not in outputs_new
     ]
-    hooks = _by_name({h.label: h for h in old.hooks}, {h.label: h for h in new.hooks})
+    hooks = _by_name({h.label: h for h in old.hooks}, {h.label: h for h in new.hooks}, quote=True)
     for what, items in (("pairs", pairs), ("outputs", outputs), ("hooks", hooks)):
         if items:
             parts.append(f"{what} {' '.join(items)}")

@@ -75,7 +75,8 @@ class Daemon:
         self._stop = False
         self._reload = False
         self._started = time.monotonic()
-        self.news = StateNews(self.publisher, lambda r: self._hook_done(r, mine=False), self._publish)
+        hooks_done = lambda r: self._hook_done(r, mine=False)  # noqa: E731
+        self.news = StateNews(self.publisher, self.desired_file.hook_labels, hooks_done, self._publish)
         self.watcher = Watcher(self.poke, self.news.notice)
         self.hooks = HookRunner(self._hook_done)
 
@@ -234,8 +235,7 @@ class Daemon:
     def _reconcile_once(self, trigger: str) -> None:
         if trigger.startswith(("change", "resync")):
             self._read_desired(explicit=False)
-        if self.watcher.needs_rewatch():
-            self.watcher.rewatch()
+        self.news.rewatch_if_moved(self.watcher)  # the ssl dir or the state dir was recreated
         problem = self.desired_file.problem
         extra = [problem] if problem else []
         outcome = self.reconciler.run(self.desired_file.desired, extra=extra, lock_wait_s=0)  # never waits
@@ -272,7 +272,7 @@ class Daemon:
         self.counters.count_hook(result)
         self.report_log.hook_done(result)
         if mine:  # a one-shot's result is in the publisher already
-            self.publisher.hook_done(result)
+            self.news.own_result(result)
             self._publish()
 
     # -- what the outside sees ---------------------------------------------------------------------
@@ -280,7 +280,7 @@ class Daemon:
     def _publish(self) -> None:
         waiting, problem = self._waiting, self.desired_file.problem
         context = Context(
-            frozenset(h.label for h in self.desired_file.desired.hooks),
+            self.desired_file.hook_labels(),
             self.counters.as_dict(),
             str(self.settings.desired_state),
             problem.reason if problem else None,

@@ -5,6 +5,7 @@ result is its latest run, the daemon's own or a one-shot's (reconcile/hook_recor
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,8 @@ from sslreconciler.model.findings import Finding
 from sslreconciler.reconcile.acme_state import health_view as acme_health_view
 from sslreconciler.reconcile.hook_record import started_at
 from sslreconciler.reconcile.report import HookResult, Report
+
+MAX_KNOWN = 1024  # hook labels whose newest run is remembered (far above any desired state's hooks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +42,7 @@ class Publisher:
         self._report: Report | None = None
         self._trigger = "start"
         self._hooks: dict[str, HookResult] = {}
+        self._newest: dict[str, dt.datetime] = {}  # each hook's newest run known: kept when a hook goes
         self.hook_record_problem: Finding | None = None  # a one-shot's hook record that was refused
 
     def reconciled(self, report: Report, trigger: str) -> None:
@@ -48,18 +52,37 @@ class Publisher:
     def hook_done(self, result: HookResult) -> None:
         with self._lock:
             self._hooks[result.hook] = result
+            self._know(result)
 
-    def offered(self, results: list[HookResult]) -> list[HookResult]:
-        """Take a one-shot's results; those newer than what is shown for their hook (to count them once)."""
+    def offered(self, results: list[HookResult], labels: frozenset[str]) -> list[HookResult]:
+        """Take results of the configured hooks (``labels``) newer than any run known for their hook (the
+        daemon's own, or one taken before): each is taken, so counted, once. Others are ignored."""
         taken = []
         with self._lock:
             for result in results:
-                shown = self._hooks.get(result.hook)
                 when = started_at(result.started_at)
-                if shown is None or (when is not None and when > (started_at(shown.started_at) or when)):
+                known = self._newest.get(result.hook)
+                if result.hook in labels and when is not None and (known is None or when > known):
                     self._hooks[result.hook] = result
+                    self._know(result)
                     taken.append(result)
         return taken
+
+    def remembered(self, results: list[HookResult], labels: frozenset[str]) -> None:
+        """The daemon's own record of the newest runs, read at start: shown, not counted again."""
+        self.offered(results, labels)
+
+    def newest(self) -> list[HookResult]:
+        """Each hook's newest known run (what the daemon's own record keeps)."""
+        with self._lock:
+            return list(self._hooks.values())
+
+    def _know(self, result: HookResult) -> None:
+        when = started_at(result.started_at)
+        if when is not None and (result.hook not in self._newest or when > self._newest[result.hook]):
+            self._newest[result.hook] = when
+        while len(self._newest) > MAX_KNOWN:  # bounded: forget the oldest labels first
+            del self._newest[min(self._newest, key=lambda k: self._newest[k])]
 
     def publish(self, context: Context) -> None:
         with self._lock:

@@ -151,6 +151,7 @@ class Watcher:
         self._state: tuple[Path, frozenset[str]] | None = None
         self._observer: Observer | None = None  # type: ignore[valid-type]
         self._ssl_identity: tuple[int, int] | None = None
+        self._state_identity: tuple[int, int] | None = None
         self._ssl_dir = Path(".")
         self._overflow = _OverflowHandler(poke)
         for name in ("watchdog.observers.inotify", "watchdog.observers.inotify_c"):
@@ -185,6 +186,7 @@ class Watcher:
         self._observer = observer
         self._ssl_dir = ssl_abs
         self._ssl_identity = _identity(ssl_abs)
+        self._state_identity = None if self._state is None else _identity(self._state[0])
         self._args = (ssl_dir, desired_path, desired)
 
     def watch_state(self, state_dir: Path, names: frozenset[str]) -> None:
@@ -192,8 +194,10 @@ class Watcher:
         self._state = (state_dir, names)
 
     def needs_rewatch(self) -> bool:
-        """True when the ssl dir was removed, recreated or swapped since the watches were made."""
-        return _identity(self._ssl_dir) != self._ssl_identity
+        """True when the ssl dir or the state dir was removed, recreated or swapped since the watches
+        were made."""
+        state = None if self._state is None else _identity(self._state[0])
+        return _identity(self._ssl_dir) != self._ssl_identity or state != self._state_identity
 
     def rewatch(self) -> None:
         self.configure(*self._args)

@@ -15,6 +15,8 @@ code and the tail of the hook's output, already shown by the command itself.
 Read by the daemon like its other records: the directory and the file must be this user's and not
 writable by group or others (root's record is chowned to the directory's owner), bounded in size and
 nesting, every field type-checked; anything else is refused with a reason (a finding), never a crash.
+The daemon keeps its own record in the same format (``hook-results-daemon.json``: each hook's newest known
+run), so a restart does not show or count an older one-shot run again (daemon/state_news.py).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from sslreconciler.model.findings import FindingCode, SourceError
 from sslreconciler.reconcile.report import HookResult
 
 HOOK_RECORD = "hook-results.json"
+DAEMON_HOOK_RECORD = "hook-results-daemon.json"  # the daemon's own: each hook's newest known run, across restarts
 HOOK_RECORD_LIMIT = 256 * 1024  # far above what 100 hooks' results take (400 characters of output each)
 MAX_RESULTS = 256
 MAX_DEPTH = 4  # {"results": [{"changed": [...]}]}
@@ -45,7 +48,7 @@ class BadHookRecord(SslReconcilerError, ValueError):
     """The record is not one this program writes, or not trusted: the reason, without its content."""
 
 
-def write_hook_record(state_dir: Path, command: str, results: list[HookResult]) -> str | None:
+def write_hook_record(state_dir: Path, command: str, results: list[HookResult], name: str = HOOK_RECORD) -> str | None:
     """Leave ``results`` for the daemon in ``state_dir``; None, or why it could not (for a note). A state
     dir that does not exist has no daemon to tell: nothing is written, no note."""
     if not results:
@@ -54,10 +57,6 @@ def write_hook_record(state_dir: Path, command: str, results: list[HookResult]) 
     data = json.dumps(doc).encode()
     try:
         fd = os.open(state_dir, _NO_LINK_DIR)  # a link in the directory's place fails (ELOOP)
-        try:
-            atomic_write_at(fd, HOOK_RECORD, data, 0o600, *owner_for_new_files(fd))
-        finally:
-            os.close(fd)
     except OSError as exc:
         if exc.errno == errno.ENOENT:
             return None
@@ -65,18 +64,25 @@ def write_hook_record(state_dir: Path, command: str, results: list[HookResult]) 
         if exc.errno in (errno.ELOOP, errno.ENOTDIR) and os.path.islink(state_dir):
             why = "is a symbolic link, and no record is written through a link (name the real directory as state_dir)"
         return f"the daemon's state dir {state_dir}: {why}; the running daemon does not see these hook runs"
+    try:
+        atomic_write_at(fd, name, data, 0o600, *owner_for_new_files(fd))
+    except OSError as exc:
+        what = "is a directory (remove it)" if exc.errno == errno.EISDIR else f"cannot be written: {exc.strerror}"
+        return f"the daemon's hook record {state_dir / name} {what}; the running daemon does not see these hook runs"
+    finally:
+        os.close(fd)
     return None
 
 
-def read_hook_record(state_dir: Path) -> list[HookResult]:
+def read_hook_record(state_dir: Path, name: str = HOOK_RECORD) -> list[HookResult]:
     """The results a one-shot left, [] when there is no record; BadHookRecord when it cannot be believed."""
-    display = str(state_dir / HOOK_RECORD)
+    display = str(state_dir / name)
     try:
         with opened_dir(state_dir) as fd:
             problem = written_by_others(os.fstat(fd), f"state dir {state_dir}")
             if problem:
                 raise BadHookRecord(f"{problem}; its hook record is ignored")
-            data, st = read_at(fd, HOOK_RECORD, display, None, HOOK_RECORD_LIMIT)
+            data, st = read_at(fd, name, display, None, HOOK_RECORD_LIMIT)
     except FileNotFoundError:
         return []
     except OSError as exc:
