@@ -46,7 +46,7 @@ def test_start_ready_and_health(daemon) -> None:
     assert set(doc["artifacts"]) == {
         "ssl.keystore", "ssl.p12", "ssl-web.keystore", "ssl-web.p12", "authorities.jks", "authorities.pem", *pem}
     cert = doc["artifacts"]["ssl-web.keystore"]["certificate"]
-    assert set(cert) == {"subject", "issuer", "serial", "not_after", "fingerprint_sha256"}
+    assert set(cert) == {"subject", "issuer", "serial", "not_after", "fingerprint_sha256", "subject_cn", "issuer_cn"}
     assert cert["fingerprint_sha256"] == daemon.node.web.fingerprint()
     assert doc["counts"]["reconciles"] == 1 and doc["last_reconcile"]["trigger"] == "start"
     status = [m for m in daemon.drain() if m.startswith("STATUS=")]

@@ -7,8 +7,11 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
+from cryptography import x509
+
 from sslreconciler.model.health_document import HealthDocument
 from sslreconciler.model.status import Status
+from sslreconciler.reconcile.report import common_name
 
 HOOK_OUTCOMES = ("ok", "failed", "timeout", "error", "never-run")  # HookResult.outcome, and daemon/document.NEVER_RUN
 
@@ -21,11 +24,15 @@ def _labels(**labels: object) -> str:
     return "{" + ",".join(f'{k}="{_label(v)}"' for k, v in labels.items()) + "}"
 
 
-def _cn(rfc4514: str) -> str:
-    for part in rfc4514.split(","):
-        if part.startswith("CN="):
-            return part[3:]
-    return ""
+def _cn(cert: dict[str, str], field: str) -> str:
+    """The CN the document read from the certificate's attributes; for a document without it, the RFC 4514
+    text parsed by cryptography (never split on commas: a CN may hold one, escaped)."""
+    if f"{field}_cn" in cert:
+        return cert[f"{field}_cn"]
+    try:
+        return common_name(x509.Name.from_rfc4514_string(cert[field]))
+    except ValueError:
+        return ""
 
 
 def _number(value: float) -> str:
@@ -48,10 +55,17 @@ def render_metrics(doc: HealthDocument, now: float | None = None) -> str:
 
     certs: list[tuple[str, float]] = []
     expired: list[tuple[str, float]] = []
+    seen: set[str] = set()
     for file, cert in _all_certificates(doc):
         labels = _labels(
-            filepath=file, subject_CN=_cn(cert["subject"]), issuer_CN=_cn(cert["issuer"]), serial_number=cert["serial"]
+            filepath=file,
+            subject_CN=_cn(cert, "subject"),
+            issuer_CN=_cn(cert, "issuer"),
+            serial_number=cert["serial"],
         )
+        if labels in seen:  # the same certificate twice in one file: one series (node_exporter refuses two)
+            continue
+        seen.add(labels)
         not_after = _epoch(cert["not_after"])
         certs.append((labels, not_after))
         expired.append((labels, 1 if not_after < now else 0))

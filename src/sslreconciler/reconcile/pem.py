@@ -68,6 +68,12 @@ def _why_differs(out: OutputFile, data: bytes, mode: int, owner: Ownership) -> s
     return ""
 
 
+def _held(role: str, chain: list[x509.Certificate]) -> CertInfo | None:
+    """The first certificate a PEM member holds: none in a key file, the first intermediate in chain.pem."""
+    held = [] if role == "key" else chain[1:] if role == "chain" else chain
+    return CertInfo.of(held[0]) if held else None
+
+
 def _leaf_of(data: bytes | None) -> CertInfo | None:
     try:
         return CertInfo.of(x509.load_pem_x509_certificate(data or b""))
@@ -100,7 +106,6 @@ def decide_pem(
             continue
         result = plan.pairs[pair.name]
         wanted = pair_pem(result) if result.ok else None
-        leaf = CertInfo.of(result.chain[0]) if result.ok else None
         status = _status(result.sources, findings)
         sources = result.sources
         for role, member in pair.pem.named():
@@ -112,7 +117,8 @@ def decide_pem(
             data = wanted[role] if wanted is not None else out.data if out.kind == "file" else None
             if data is not None:
                 members.append((member, data, mode))
-            report = ArtifactReport(name, f"pem-{role}", "unchanged", status, "up to date", leaf, sources=sources)
+            held = _held(role, result.chain) if result.ok else None  # what the file holds: never a key's leaf
+            report = ArtifactReport(name, f"pem-{role}", "unchanged", status, "up to date", held, sources=sources)
             reports.append(report)
             if wanted is None:
                 why = blocked_reason(sources, findings)

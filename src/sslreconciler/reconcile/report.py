@@ -36,6 +36,13 @@ class HookResult:
         return out
 
 
+def common_name(name: x509.Name) -> str:
+    """The name's most specific commonName (the last one, as OpenSSL shows it), or "" without one."""
+    cns = name.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    value = cns[-1].value if cns else ""
+    return value if isinstance(value, str) else value.decode("utf-8", "replace")
+
+
 @dataclass(frozen=True, slots=True)
 class CertInfo:
     subject: str
@@ -43,6 +50,8 @@ class CertInfo:
     serial: str
     not_after: str
     fingerprint_sha256: str
+    subject_cn: str = ""  # read from the name's attributes (the last CN), never parsed back out of the text
+    issuer_cn: str = ""
 
     @staticmethod
     def of(cert: x509.Certificate) -> CertInfo:
@@ -52,6 +61,8 @@ class CertInfo:
             serial=f"{cert.serial_number:x}",
             not_after=cert.not_valid_after_utc.isoformat().replace("+00:00", "Z"),
             fingerprint_sha256=cert.fingerprint(hashes.SHA256()).hex(),
+            subject_cn=common_name(cert.subject),
+            issuer_cn=common_name(cert.issuer),
         )
 
     def to_dict(self) -> dict[str, str]:
@@ -61,6 +72,8 @@ class CertInfo:
             "serial": self.serial,
             "not_after": self.not_after,
             "fingerprint_sha256": self.fingerprint_sha256,
+            "subject_cn": self.subject_cn,
+            "issuer_cn": self.issuer_cn,
         }
 
     def brief(self) -> str:
