@@ -138,6 +138,16 @@ def test_a_node_cannot_forge_or_stretch_lines_of_the_report() -> None:
     ]
 
 
+def test_a_node_listing_thousands_of_cas_stretches_neither_the_row_nor_the_table() -> None:
+    many = [{"alias": f"a{i:05}", "subject": f"CN=n{i}", "fingerprint": f"{i:064x}"} for i in range(5000)]
+    doc = trust(cas=many, authorities=[c["alias"] for c in many])
+    rows = F.fleet_report({"a": doc, "b": good()}, EXPECTED, {})
+    assert [r["verdict"] for r in rows] == ["DRIFT", "ok"] and len(rows[0]["extra"]) == 5000
+    lines = F.fleet_table(rows).splitlines()
+    assert len(lines) == 3 + 32 + 1 + 1, lines[-3:]  # head, 2 rows, 32 extra CAs, "N more", the missing one
+    assert "a: extra 4968 more CAs" in lines and all(len(line) < 400 for line in lines)
+
+
 def test_a_node_without_a_trust_set_says_so() -> None:
     rows = F.fleet_report({"a": {"status": "failed", "findings": []}, "b": good()}, EXPECTED, {})
     assert [(r["verdict"], r["reason"]) for r in rows] == [("unknown", "no trust set reported"), ("ok", "")]

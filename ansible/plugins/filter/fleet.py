@@ -73,6 +73,7 @@ def fleet_expected(crts: dict[str, str], record: dict[str, Any] | None = None) -
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 NO_CA = "no CA in the staging area"
 CAP = 160  # the longest string a row keeps: a node's 200 KB status never stretches the table
+MAX_LISTED = 32  # the most CAs a row names (authorities) and the table lists per node and kind (extra, missing)
 
 
 def clean(value: Any, cap: int = CAP) -> str:
@@ -192,7 +193,7 @@ def fleet_report(
             {
                 "node": clean(node),
                 "status": clean(doc.get("status", "unreachable")) if sane else "invalid",
-                "authorities": [clean(a) for a in trust.get("authorities", [])],
+                "authorities": [clean(a) for a in trust.get("authorities", [])[:MAX_LISTED]],
                 "fingerprint": trust.get("fingerprint") or "-",
                 "ssl_expiry": _expiry(doc, "ssl.keystore") if sane else "-",
                 "web_expiry": _expiry(doc, "ssl-web.keystore") if sane else "-",
@@ -210,7 +211,7 @@ def fleet_table(rows: list[dict[str, Any]]) -> str:
             r["node"],
             r["status"],
             r["fingerprint"][:12],
-            ",".join(r["authorities"]) or "-",
+            clean(",".join(r["authorities"])) or "-",
             r["ssl_expiry"][:10],
             r["web_expiry"][:10],
             r.get("verdict") or ("DRIFT" if r["drift"] else "-"),
@@ -221,7 +222,9 @@ def fleet_table(rows: list[dict[str, Any]]) -> str:
     out = ["  ".join(str(x).ljust(w) for x, w in zip(line, widths, strict=True)).rstrip() for line in [head, *lines]]
     for r in rows:
         for kind in ("extra", "missing"):
-            out += [f"{r['node']}: {kind} {c['subject']} (SHA-256 {c['fingerprint']})" for c in r.get(kind) or []]
+            cas = r.get(kind) or []
+            out += [f"{r['node']}: {kind} {c['subject']} (SHA-256 {c['fingerprint']})" for c in cas[:MAX_LISTED]]
+            out += [f"{r['node']}: {kind} {len(cas) - MAX_LISTED} more CAs"] if len(cas) > MAX_LISTED else []
     return "\n".join(out)
 
 
