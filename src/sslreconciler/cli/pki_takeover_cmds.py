@@ -31,7 +31,9 @@ def add_parsers(
         help="the cluster CAs this node depends on now (read-only)",
         description="The CAs earlier bundles installed here (root's bundle record in --state-dir) and the CA that "
         "issued the node's current ssl.crt when a file in authorities/ holds it, each with its subject, SHA-256 "
-        "fingerprint, file and why it counts. Reads only; writes nothing. Exit 0.",
+        'fingerprint, file and why it counts; "unknown" (JSON: complete false, the reasons in incomplete) when the '
+        "ssl dir or authorities/ is there but cannot be opened as the reconcile opens it, or authorities/ holds "
+        "too many entries to read. Reads only; writes nothing. Exit 0.",
     )
     node.add_argument("--json", action="store_true", help="print JSON")
     node.set_defaults(handler=_node_cas)
@@ -81,26 +83,34 @@ def _node_cas(args: argparse.Namespace) -> int:
         "host": host_name(desired),
         "ssl_dir": str(settings.ssl_dir),
         "state_dir": str(state_dir),
+        "complete": True,
         "cas": [],
         "notes": [],
     }
+    problems: list[str] = []
     try:
         ssl_fd = open_ssl_dir(settings.ssl_dir)  # as root: through no link another user owns
     except OSError as exc:
-        doc["notes"].append(f"{settings.ssl_dir}: cannot be opened ({exc.strerror}): no CA depended on")
+        if os.path.lexists(settings.ssl_dir):  # there, but not as the reconcile would open it: unknown
+            problems.append(f"{settings.ssl_dir}: cannot be opened as the reconcile opens it ({exc.strerror})")
+        else:
+            doc["notes"].append(f"{settings.ssl_dir}: does not exist: no CA depended on")
     else:
         try:
             loaded = bundle_record.load(state_dir, ssl_fd, settings.ssl_dir)
-            deps = node_cas.depended(ssl_fd, loaded.record, files.host_crt, files.authorities)
+            deps = node_cas.depended(ssl_fd, loaded.record, files.host_crt, files.authorities, problems)
             doc["cas"], doc["notes"] = [d.to_dict() for d in deps], loaded.notes
         finally:
             os.close(ssl_fd)
+    doc["complete"], doc["incomplete"] = not problems, problems
     if args.json:
         print(json.dumps(doc, indent=2))
     else:
         for ca in doc["cas"]:
             print(f"{ca['subject'] or '-'}  SHA-256 {ca['fingerprint']}  {ca['file'] or '-'}  ({', '.join(ca['why'])})")
-        if not doc["cas"]:
+        for problem in problems:
+            print(f"{doc['host']}: unknown: {problem}; what it depends on cannot be told")
+        if not doc["cas"] and not problems:
             print(f"{doc['host']}: depends on no cluster CA (a fresh node)")
         for note in doc["notes"]:
             print(f"note: {note}")

@@ -15,6 +15,7 @@ at most ``MAX_FILES`` files of ``authorities/`` looked at.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 from dataclasses import dataclass, field
@@ -65,15 +66,25 @@ def host_leaf(ssl_fd: int, host_crt: str) -> x509.Certificate | None:
     return next((c for c in certs if not verify.is_ca(c)), certs[0] if certs else None)
 
 
-def authorities_held(ssl_fd: int, authorities: str) -> dict[str, tuple[str, x509.Certificate]]:
-    """fingerprint -> (file, certificate) for every CA certificate a regular file in ``authorities/`` holds."""
+def authorities_held(
+    ssl_fd: int, authorities: str, problems: list[str] | None = None
+) -> dict[str, tuple[str, x509.Certificate]]:
+    """fingerprint -> (file, certificate) for every CA certificate a regular file in ``authorities/`` holds.
+    ``problems`` (when given) gets why the answer is incomplete: ``authorities/`` there but not opened as the
+    reconcile opens it (a link, not a directory, no access), or more than ``MAX_FILES`` entries in it (a
+    node's authorities/ holds a handful; more is a mess or a trap, never silently half read)."""
     try:
         auth_fd = open_subdir(ssl_fd, authorities)
-    except OSError:
+    except OSError as exc:
+        if exc.errno != errno.ENOENT and problems is not None:
+            problems.append(f"{authorities}/ cannot be opened as the reconcile opens it ({exc.strerror})")
         return {}
     held: dict[str, tuple[str, x509.Certificate]] = {}
     try:
-        for name in sorted(os.listdir(auth_fd))[:MAX_FILES]:
+        names = sorted(os.listdir(auth_fd))
+        if len(names) > MAX_FILES and problems is not None:
+            problems.append(f"{authorities}/ holds {len(names)} entries, more than the {MAX_FILES} looked at")
+        for name in names[:MAX_FILES]:
             try:
                 certs = parse_certificates(read_at(auth_fd, name, name, None, MAX_CA_BYTES)[0], name)
             except SourceError:
@@ -85,9 +96,12 @@ def authorities_held(ssl_fd: int, authorities: str) -> dict[str, tuple[str, x509
     return held
 
 
-def depended(ssl_fd: int, record: NodeRecord | None, host_crt: str, authorities: str) -> list[Depended]:
-    """The CAs the node depends on, by fingerprint (sorted), each with its subject where a file holds it."""
-    held = authorities_held(ssl_fd, authorities)
+def depended(
+    ssl_fd: int, record: NodeRecord | None, host_crt: str, authorities: str, problems: list[str] | None = None
+) -> list[Depended]:
+    """The CAs the node depends on, by fingerprint (sorted), each with its subject where a file holds it;
+    ``problems`` as ``authorities_held``'s."""
+    held = authorities_held(ssl_fd, authorities, problems)
     found: dict[str, Depended] = {}
     for ders in record.authorities.values() if record else ():
         for fp in ders:
