@@ -15,7 +15,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from packaging.requirements import Requirement
@@ -52,6 +54,37 @@ def link_collection(root: Path) -> None:
     collection = root / "collections" / "ansible_collections" / "sipxpbx"
     collection.mkdir(parents=True)
     (collection / "sslreconciler").symlink_to(REPO / "ansible")
+
+
+@contextlib.contextmanager
+def step(name: str, timings: dict[str, float]) -> Iterator[None]:
+    """One step of a fleet's life inside one test: a failure names its step; ``timings`` gets its seconds."""
+    started = time.monotonic()
+    try:
+        yield
+    except AssertionError as e:
+        raise AssertionError(f"[step: {name}] {e}") from e
+    except Exception as e:
+        e.add_note(f"[step: {name}]")
+        raise
+    finally:
+        timings[name] = time.monotonic() - started
+
+
+def timed_play(
+    inventory: Path, env: dict[str, str], plays: list[tuple[str, float]], name: str, *extra: str, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """``ansible-playbook -i inventory PLAYBOOKS/name extra``; its seconds appended to ``plays``; with
+    ``check``, a non-zero exit fails with the tail of its output."""
+    started = time.monotonic()
+    proc = subprocess.run(
+        [str(BIN / "ansible-playbook"), "-i", str(inventory), str(PLAYBOOKS / name), *extra],
+        capture_output=True, text=True, env=env, timeout=1200,
+    )
+    plays.append((" ".join([name, *extra]), time.monotonic() - started))
+    if check:
+        assert proc.returncode == 0, f"{name}: rc {proc.returncode}\n{proc.stdout[-8000:]}\n{proc.stderr[-4000:]}"
+    return proc
 
 
 NODE = "node1.example.com"

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ansiblekit import BIN, PLAYBOOKS, ansible_env, link_collection, wheelhouse
+from ansiblekit import BIN, PLAYBOOKS, ansible_env, link_collection, step, timed_play, wheelhouse
 from daemonkit import http_get, wait_until
 from javakit import assert_every_pair_talks
 
@@ -99,15 +99,7 @@ class Fleet:
         self.inventory.write_text(json.dumps(inventory, indent=2))
 
     def play(self, name: str, *extra: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        started = time.monotonic()
-        proc = subprocess.run(
-            [str(BIN / "ansible-playbook"), "-i", str(self.inventory), str(PLAYBOOKS / name), *extra],
-            capture_output=True, text=True, env=self.env, timeout=1200,
-        )
-        self.plays.append((" ".join([name, *extra]), time.monotonic() - started))
-        if check:
-            assert proc.returncode == 0, f"{name}: rc {proc.returncode}\n{proc.stdout[-8000:]}\n{proc.stderr[-4000:]}"
-        return proc
+        return timed_play(self.inventory, self.env, self.plays, name, *extra, check=check)
 
     def health(self, host: str) -> dict[str, Any]:
         return json.loads(http_get(self.socket(host))[1])
@@ -206,21 +198,6 @@ def test_ansible_lint_passes(tmp_path: Path) -> None:
     proc = subprocess.run([str(BIN / "ansible-lint"), "--offline", "--nocolor", "-q"], cwd=REPO / "ansible",
                           capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-
-
-@contextlib.contextmanager
-def step(name: str, timings: dict[str, float]):
-    """One step of the fleet's life: a failure inside says which step; its time goes into ``timings``."""
-    started = time.monotonic()
-    try:
-        yield
-    except AssertionError as e:
-        raise AssertionError(f"[step: {name}] {e}") from e
-    except Exception as e:  # a timeout, an error: the same type, with the step in a note
-        e.add_note(f"[step: {name}]")
-        raise
-    finally:
-        timings[name] = time.monotonic() - started
 
 
 @pytest.mark.slow

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ansiblekit import BIN, PLAYBOOKS, ansible_env, link_collection
+from ansiblekit import BIN, ansible_env, link_collection, step, timed_play
 from daemonkit import http_get
 from javakit import assert_every_pair_talks
 from sshkit import SshLogin, ssh_login
@@ -110,13 +110,7 @@ class SshFleet:
         }}, indent=2))
 
     def play(self, name: str, *extra: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        started = time.monotonic()
-        proc = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(self.inventory), str(PLAYBOOKS / name), *extra],
-                              capture_output=True, text=True, env=self.env, timeout=1200)
-        self.plays.append((" ".join([name, *extra]), time.monotonic() - started))
-        if check:
-            assert proc.returncode == 0, f"{name}: rc {proc.returncode}\n{proc.stdout[-8000:]}\n{proc.stderr[-4000:]}"
-        return proc
+        return timed_play(self.inventory, self.env, self.plays, name, *extra, check=check)
 
     def health(self, host: str) -> dict[str, Any]:
         return json.loads(http_get(self.socket(host))[1])
@@ -161,19 +155,6 @@ def assert_cluster_agrees(fleet: SshFleet, java_classes: Path) -> None:
                 openssl("verify", "-CApath", fleet.ssl(b) / "authorities", fleet.ssl(a) / "ssl.crt")
     assert_every_pair_talks(java_classes, {host: fleet.ssl(host) for host in NODES}, what="over SSH")
 
-
-@contextlib.contextmanager
-def step(name: str, timings: dict[str, float]):
-    started = time.monotonic()
-    try:
-        yield
-    except AssertionError as e:
-        raise AssertionError(f"[step: {name}] {e}") from e
-    except Exception as e:
-        e.add_note(f"[step: {name}]")
-        raise
-    finally:
-        timings[name] = time.monotonic() - started
 
 
 @pytest.mark.slow

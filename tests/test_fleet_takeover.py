@@ -25,12 +25,11 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from ansiblekit import BIN, PLAYBOOKS, ansible_env, link_collection
+from ansiblekit import BIN, ansible_env, link_collection, step, timed_play
 from daemonkit import http_get
 from javakit import assert_every_pair_talks
 
@@ -102,15 +101,7 @@ class Cluster:
         self.inventory.write_text(json.dumps(inventory, indent=2))
 
     def play(self, name: str, *extra: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        started = time.monotonic()
-        proc = subprocess.run(
-            [str(BIN / "ansible-playbook"), "-i", str(self.inventory), str(PLAYBOOKS / name), *extra],
-            capture_output=True, text=True, env=self.env, timeout=1200,
-        )
-        self.plays.append((" ".join([name, *extra]), time.monotonic() - started))
-        if check:
-            assert proc.returncode == 0, f"{name}: rc {proc.returncode}\n{proc.stdout[-8000:]}\n{proc.stderr[-4000:]}"
-        return proc
+        return timed_play(self.inventory, self.env, self.plays, name, *extra, check=check)
 
     def health(self, host: str) -> dict[str, Any]:
         return json.loads(http_get(self.socket(host))[1])
@@ -169,19 +160,6 @@ def set_up_by_hand(cluster: Cluster) -> None:
         assert result.rc == 0, result.err
         (cluster.root / f"{host}.tgz").unlink()
 
-
-@contextlib.contextmanager
-def step(name: str, timings: dict[str, float]):
-    started = time.monotonic()
-    try:
-        yield
-    except AssertionError as e:
-        raise AssertionError(f"[step: {name}] {e}") from e
-    except Exception as e:
-        e.add_note(f"[step: {name}]")
-        raise
-    finally:
-        timings[name] = time.monotonic() - started
 
 
 @pytest.mark.slow
