@@ -14,8 +14,8 @@ from typing import Any
 from sslreconciler.daemon.document import LockWait, health_document, starting_document, with_lock_wait
 from sslreconciler.daemon.health import HealthState
 from sslreconciler.model.findings import Finding
+from sslreconciler.model.times import parse_utc
 from sslreconciler.reconcile.acme_state import health_view as acme_health_view
-from sslreconciler.reconcile.hook_record import started_at
 from sslreconciler.reconcile.report import HookResult, Report
 
 MAX_KNOWN = 1024  # hook labels whose newest run is remembered (far above any desired state's hooks)
@@ -60,7 +60,7 @@ class Publisher:
         taken = []
         with self._lock:
             for result in results:
-                when = started_at(result.started_at)
+                when = parse_utc(result.started_at)
                 known = self._newest.get(result.hook)
                 if result.hook in labels and when is not None and (known is None or when > known):
                     self._hooks[result.hook] = result
@@ -78,7 +78,7 @@ class Publisher:
             return list(self._hooks.values())
 
     def _know(self, result: HookResult) -> None:
-        when = started_at(result.started_at)
+        when = parse_utc(result.started_at)
         if when is not None and (result.hook not in self._newest or when > self._newest[result.hook]):
             self._newest[result.hook] = when
         while len(self._newest) > MAX_KNOWN:  # bounded: forget the oldest labels first

@@ -18,6 +18,7 @@ from sslreconciler.fsio import read_source
 from sslreconciler.model import boundedjson
 from sslreconciler.model.errors import SslReconcilerError
 from sslreconciler.model.findings import FindingCode, SourceError, warning
+from sslreconciler.model.times import parse_utc
 from sslreconciler.reconcile.acme_decide import is_overdue, iso
 
 RECORD = "acme.json"
@@ -45,16 +46,6 @@ class AcmeRecord:
         return json.dumps(asdict(self), indent=2, sort_keys=True).encode() + b"\n"
 
 
-def parse_time(text: str | None) -> dt.datetime | None:
-    if not text:
-        return None
-    try:
-        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
-
-
 _TIMES = ("issued_at", "not_after", "renewal_due", "last_attempt", "last_success", "last_failure")
 _PAST = ("issued_at", "last_attempt", "last_success", "last_failure")  # moments of runs: never ahead of now
 CLOCK_SKEW = dt.timedelta(hours=1)  # a clock set back this much still finds its record usable
@@ -73,7 +64,7 @@ def _text(raw: dict[str, Any], key: str, now: dt.datetime) -> str | None:
         return None
     if not isinstance(value, str) or len(value) > MAX_TEXT:
         raise BadRecord(f"field {key} is not a string (of at most {MAX_TEXT} characters)")
-    when = parse_time(value) if key in _TIMES else None
+    when = parse_utc(value) if key in _TIMES else None
     if key in _TIMES and when is None:
         raise BadRecord(f"field {key} is not a time (ISO 8601)")
     if key in _PAST and when is not None and when > now + CLOCK_SKEW:
@@ -156,5 +147,5 @@ def _view(state_dir: Path, now: dt.datetime) -> dict[str, Any] | None:
         "last_success": record.last_success,
         "last_error": record.last_error,
         "failures": record.failures,
-        "overdue": is_overdue(parse_time(record.renewal_due), now),
+        "overdue": is_overdue(parse_utc(record.renewal_due), now),
     }

@@ -21,7 +21,6 @@ run), so a restart does not show or count an older one-shot run again (daemon/st
 
 from __future__ import annotations
 
-import datetime as dt
 import errno
 import json
 import os
@@ -32,6 +31,7 @@ from sslreconciler.fsio import atomic_write_at, opened_dir, owner_for_new_files,
 from sslreconciler.model import boundedjson
 from sslreconciler.model.errors import SslReconcilerError
 from sslreconciler.model.findings import FindingCode, SourceError
+from sslreconciler.model.times import parse_utc
 from sslreconciler.reconcile.report import HookResult
 
 HOOK_RECORD = "hook-results.json"
@@ -123,7 +123,7 @@ def _result(item: Any) -> HookResult:
     if outcome not in _OUTCOMES:
         raise BadHookRecord(f"a result's outcome is not one of {', '.join(_OUTCOMES)}")
     started = _text(item, "started_at")
-    if started_at(started) is None:
+    if parse_utc(started) is None:
         raise BadHookRecord("a result's started_at is not a time (ISO 8601)")
     duration, code, changed = item.get("duration_s"), item.get("exit_code"), item.get("changed", [])
     if isinstance(duration, bool) or not isinstance(duration, int | float) or not 0 <= duration <= 1e6:
@@ -141,14 +141,3 @@ def _result(item: Any) -> HookResult:
         _text(item, "detail"),
         tuple(changed),
     )
-
-
-def started_at(text: str | None) -> dt.datetime | None:
-    """A result's start, comparable (an ISO 8601 time; naive ones taken as UTC)."""
-    if not text:
-        return None
-    try:
-        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)

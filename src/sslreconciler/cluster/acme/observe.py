@@ -18,9 +18,10 @@ from sslreconciler.config.desired import Acme, DesiredState
 from sslreconciler.fsio import read_source
 from sslreconciler.model.errors import ConfigError
 from sslreconciler.model.findings import SourceError
+from sslreconciler.model.times import parse_utc
 from sslreconciler.pki.sources import parse_certificates
 from sslreconciler.reconcile.acme_decide import CertFacts, Memory, Wanted
-from sslreconciler.reconcile.acme_state import RECORD, AcmeRecord, load_record, parse_time
+from sslreconciler.reconcile.acme_state import RECORD, AcmeRecord, load_record
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +97,6 @@ def memory(record: AcmeRecord) -> Memory:
         record.issued_fingerprint,
         record.directory if record.issued_fingerprint else None,
         record.failures,
-        parse_time(record.last_failure),
+        parse_utc(record.last_failure),
         record.failed_config_key,
     )
