@@ -74,6 +74,7 @@ def test_textfile_appears_updates_and_passes_promtool(tmp_path: Path, ca: Issued
         assert stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o644
         text = target.read_text()
         assert "sslreconciler_reconciles_total 1\n" in text
+        assert "sslreconciler_expiry_warning_seconds 2592000\n" in text  # the default 30 days: the alert's window
         assert f'serial_number="{node.web.cert.serial_number:x}"' in text
         # the hook's outcome follows in the file once it ends (it sleeps 1.5 s, then exits 3)
         wait_until(lambda: 'sslreconciler_hook_last_outcome{hook="reload-web",outcome="failed"} 1' in target.read_text(),

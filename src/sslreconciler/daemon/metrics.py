@@ -78,6 +78,15 @@ def render_metrics(doc: HealthDocument, now: float | None = None) -> str:
         "Node TLS status (one series per state; 1 = current).",
         [(_labels(status=s), 1 if s == status else 0) for s in Status],
     )
+    window = doc.get("expiry_warning_days")
+    if isinstance(window, int) and not isinstance(window, bool):
+        family(
+            "sslreconciler_expiry_warning_seconds",
+            "gauge",
+            "The desired state's expiry_warning_days, in seconds: a certificate expiring sooner is a warning (the "
+            "alert rules' window).",
+            [("", window * 86400)],
+        )
     artifact_samples = []
     for name, artifact in sorted(doc.get("artifacts", {}).items()):
         artifact_samples += [(_labels(artifact=name, status=s), 1 if s == artifact["status"] else 0) for s in Status]

@@ -34,6 +34,7 @@ class HealthDocument(TypedDict, total=False):
     certificates: list[dict[str, str]]
     counts: dict[str, Any]
     trust: dict[str, Any]  # reconcile/trustset.trust_set: {"fingerprint", "authorities", "cas"}
+    expiry_warning_days: int  # the desired state's window: a certificate expiring sooner is a warning
     acme: dict[str, Any]
     # label -> HookResult.to_dict(), the daemon's run or a one-shot's; outcome never-run while none is known
     hooks: dict[str, dict[str, Any]]

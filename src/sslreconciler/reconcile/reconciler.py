@@ -173,6 +173,7 @@ class Reconciler:
         decision = decide(observed, desired, context, extra, self.memo)
         failures = [] if dry_run else execute(ssl_fd, decision.steps, decision.link_dirs, self.memo, decision.pem_dir)
         report = settle(decision, failures, str(self.ssl_dir), started, time.monotonic() - t0, dry_run)
+        report.expiry_warning_days = desired.expiry_warning_days  # what "expiring" was judged by (monitoring)
         if dry_run:
             return Outcome(report, recheck_at=decision.recheck_at)
         written = written_outputs(decision.steps, failures)

@@ -140,6 +140,7 @@ class Report:
     internal_error: bool = False  # the reconcile itself broke off: failed, whatever else is known
     trust: dict[str, Any] | None = None  # trustset.trust_set of the authorities; None when nothing was read
     hook_results: list[HookResult] = field(default_factory=list)  # hooks a one-shot ran after its writes
+    expiry_warning_days: int | None = None  # the desired state's window for `expiring` (None: not reconciled)
 
     @property
     def status(self) -> Status:
@@ -191,6 +192,7 @@ class Report:
             "certificates": [c.to_dict() for c in self.certificates],
             "counts": self.counts(),
             **({"trust": self.trust} if self.trust is not None else {}),
+            **({"expiry_warning_days": self.expiry_warning_days} if self.expiry_warning_days is not None else {}),
             **({"hooks": {h.hook: h.to_dict() for h in self.hook_results}} if self.hook_results else {}),
         }
 
