@@ -99,9 +99,10 @@ class RunningDaemon:
         while time.monotonic() < deadline:
             try:
                 _, doc = self.health()
-            except ConnectionResetError:
+            except (ConnectionResetError, BrokenPipeError):
                 # at its connection cap the daemon answers 503 and closes without reading the request (a
-                # reset): slots held by clients just gone free up in a moment; a dead daemon fails at once
+                # reset, or a broken pipe when the close comes before the request is sent): slots held by
+                # clients just gone free up in a moment; a dead daemon fails at once
                 assert self.proc is None or self.proc.poll() is None, f"daemon exited: {self.logs_text()}"
                 time.sleep(0.05)
                 continue
