@@ -44,6 +44,7 @@ def ansible_env(root: Path) -> dict[str, str]:
         ANSIBLE_NOCOLOR="1",
         ANSIBLE_RETRY_FILES_ENABLED="0",
         ANSIBLE_PYTHON_INTERPRETER=sys.executable,
+        ANSIBLE_PIPELINING="1",  # a module's code through stdin: no temp file, chmod and rm per task
         PATH=f"{BIN}:{env.get('PATH', '')}",
     )
     return env

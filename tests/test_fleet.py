@@ -44,7 +44,6 @@ class Fleet:
         self.report_json = root / "report.json"
         self.report_file = root / "report.txt"
         self.env = ansible_env(root)
-        self.env["ANSIBLE_PIPELINING"] = "1"  # a module's code through stdin: no temp file, chmod and rm per task
         self.wheel = Path()
         self.plays: list[tuple[str, float]] = []  # (playbook and options, seconds): where the time goes
 

@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ansiblekit import step
 from daemonkit import wait_until
-from test_fleet import MASTER, Fleet, install_and_roll_out_three_nodes, step
+from test_fleet import MASTER, Fleet, install_and_roll_out_three_nodes
 
 from pkitools import make_ca, make_host
 

@@ -50,7 +50,6 @@ class Cluster:
         self.s1, self.s2 = root / "S1", root / "S2"
         self.inventory = root / "inventory.json"
         self.env = ansible_env(root)
-        self.env["ANSIBLE_PIPELINING"] = "1"
         link_collection(root)
         self.plays: list[tuple[str, float]] = []
 
