@@ -13,7 +13,7 @@ from typing import Any
 
 from sslreconciler.cli import pki_takeover_cmds
 from sslreconciler.cli.common import EXIT_OK, KEY_TYPES, common_options, days, flag_overrides, say
-from sslreconciler.cli.pki_takeover_cmds import DEFAULT_STAGING, STAGING_HELP
+from sslreconciler.cli.pki_takeover_cmds import add_staging
 from sslreconciler.cli.reconcile_cmds import one_shot
 from sslreconciler.model.errors import UsageError
 from sslreconciler.pki.lifetimes import CA_DAYS, HOST_DAYS
@@ -38,7 +38,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
         help="make the cluster CA (a no-op when it is there)",
         description="Make the cluster CA in the staging area. To replace a CA in use, use `pki rotate-ca`.",
     )
-    init.add_argument("--staging", type=Path, default=DEFAULT_STAGING, metavar="DIR", help=STAGING_HELP)
+    add_staging(init)
     init.add_argument("--name", help="CA name, the file stem and alias (default ca.<this host's FQDN>)")
     init.add_argument("--days", type=days, default=CA_DAYS, help=f"validity in days (default {CA_DAYS})")
     init.add_argument(
@@ -55,7 +55,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
         description="Make a new cluster CA under a new name beside the current one. Bundles made from now on "
         "carry both CAs; re-issue every host, then `pki retire-ca`. Nothing breaks at any step (docs/pki.md).",
     )
-    rot.add_argument("--staging", type=Path, default=DEFAULT_STAGING, metavar="DIR", help=STAGING_HELP)
+    add_staging(rot)
     rot.add_argument("--name", help="the new CA's name (default ca.<this host's FQDN>-<UTC time>)")
     rot.add_argument("--days", type=days, default=CA_DAYS, help=f"validity in days (default {CA_DAYS})")
     rot.add_argument(
@@ -69,7 +69,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
         description="Refused while a staged certificate is still signed by the old CA. Installing a bundle "
         "made afterwards removes the old CA file from the node's authorities/.",
     )
-    ret.add_argument("--staging", type=Path, default=DEFAULT_STAGING, metavar="DIR", help=STAGING_HELP)
+    add_staging(ret)
     ret.add_argument("name", metavar="NAME", help="the old CA's name (as `pki list` shows it)")
     ret.set_defaults(handler=_staging(_retire_ca))
     issue = psub.add_parser(
@@ -79,7 +79,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
         description="Make HOST.key/HOST.crt (or HOST-web.* with --web) signed by the current CA; "
         "serverAuth + clientAuth, subjectAltName DNS:HOST plus --san.",
     )
-    issue.add_argument("--staging", type=Path, default=DEFAULT_STAGING, metavar="DIR", help=STAGING_HELP)
+    add_staging(issue)
     issue.add_argument("host", metavar="HOST", help="the host's FQDN")
     issue.add_argument(
         "--san",
@@ -103,7 +103,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
         description="One row per staged host and pair: serial, not-after, days left, whether its key matches, which "
         "CA signed it; during a CA rotation, what is left to re-issue.",
     )
-    lst.add_argument("--staging", type=Path, default=DEFAULT_STAGING, metavar="DIR", help=STAGING_HELP)
+    add_staging(lst)
     lst.add_argument("--json", action="store_true", help="print JSON")
     lst.set_defaults(handler=_staging(_list))
     bundle = psub.add_parser(
@@ -113,7 +113,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
         description="Write the host's key pairs and the CA certificates a node must trust (both CAs during a "
         "rotation) into one 0600 file for `pki install-bundle`.",
     )
-    bundle.add_argument("--staging", type=Path, default=DEFAULT_STAGING, metavar="DIR", help=STAGING_HELP)
+    add_staging(bundle)
     bundle.add_argument("host", metavar="HOST", help="the host the bundle is for")
     bundle.add_argument("-o", "--output", type=Path, required=True, metavar="FILE", help="the bundle file")
     bundle.set_defaults(handler=_staging(_bundle))
@@ -128,7 +128,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
         "the window, or a --within below 0, is a usage error (exit 2, as any bad option) whatever is due; a CA "
         "that itself expires within the window is refused (exit 1); either way nothing is written.",
     )
-    renew.add_argument("--staging", type=Path, default=DEFAULT_STAGING, metavar="DIR", help=STAGING_HELP)
+    add_staging(renew)
     renew.add_argument("--within", type=int, required=True, metavar="DAYS", help="renew what expires within DAYS")
     renew.add_argument("--web-too", action="store_true", help="also the HOST-web pairs (default: ssl pairs only)")
     renew.add_argument(

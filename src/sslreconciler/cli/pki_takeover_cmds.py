@@ -18,6 +18,11 @@ DEFAULT_STAGING = Path(ROOT_STAGING)  # root:root 0700 (docs/pki.md), as the col
 STAGING_HELP = f"the staging area (default {DEFAULT_STAGING})"
 
 
+def add_staging(parser: argparse.ArgumentParser) -> None:
+    """``--staging DIR``, with the one default every staging command has."""
+    parser.add_argument("--staging", type=Path, default=DEFAULT_STAGING, metavar="DIR", help=STAGING_HELP)
+
+
 def add_parsers(
     psub: argparse._SubParsersAction[argparse.ArgumentParser],
     node_options: argparse.ArgumentParser,
@@ -44,7 +49,7 @@ def add_parsers(
         description="Every CA certificate in the staging area: name, subject, SHA-256 fingerprint, whether its key "
         "is there and whether bundles carry it now (held). A missing staging area is an empty one (nothing made).",
     )
-    cas.add_argument("--staging", type=Path, default=DEFAULT_STAGING, metavar="DIR", help=STAGING_HELP)
+    add_staging(cas)
     cas.add_argument("--json", action="store_true", help="print JSON")
     cas.set_defaults(handler=_cas(staging))
     imp = psub.add_parser(
@@ -55,7 +60,7 @@ def add_parsers(
         "holds no CA yet, so bundles made there continue the cluster under it; then `pki rotate-ca` moves the "
         'cluster to a new CA without a broken handshake (docs/fleet.md, "Taking over a running cluster").',
     )
-    imp.add_argument("--staging", type=Path, default=DEFAULT_STAGING, metavar="DIR", help=STAGING_HELP)
+    add_staging(imp)
     imp.add_argument("--cert", type=Path, required=True, metavar="FILE", help="the running CA's certificate (PEM)")
     imp.add_argument(
         "--key",
