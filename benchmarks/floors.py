@@ -31,6 +31,8 @@ def stage(name):
     t.append(time.perf_counter()); names.append(name)
 import argparse, dataclasses, json, pathlib
 stage("stdlib (argparse, pathlib, dataclasses, json)")
+import sslreconciler.cli
+getattr(sslreconciler.cli, "_no_plugin_loader", lambda: None)()  # as main() does, before pydantic loads
 import sslreconciler.cli.app, sslreconciler.cli.reconcile_cmds
 stage("our CLI parser modules")
 import pydantic, pydantic.types, pydantic.json_schema

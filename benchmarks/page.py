@@ -101,6 +101,8 @@ def header(r: dict[str, Any]) -> list[str]:
         if r.get("quick")
         else ""
     )
+    if r["load_before"][0] > 0.7:  # a quiet machine idles near 0 (the run itself then keeps about one core busy)
+        quick += "\n**Measured on a busy machine (see the load average above): not figures to quote.**\n"
     return [
         f"""# Benchmarks
 
