@@ -358,7 +358,8 @@ def main() -> int:
     parser.add_argument("--shapes", help="truststore shapes (default cas,leaves; quick cas)")
     parser.add_argument("--unbuffered", action="store_true",
                         help="also time TrustBuilder --unbuffered + openssl rehash (a history row only)")
-    parser.add_argument("--output", type=Path, default=REPO / "docs" / "benchmarks.md")
+    parser.add_argument("--output", type=Path, default=REPO / "docs" / "benchmarks.md",
+                        help="the page to write (default docs/benchmarks.md; its figures go beside it as .json)")
     parser.add_argument("--render", type=Path, metavar="JSON", help="only redraw the page from saved results")
     args = parser.parse_args()
     quick = args.quick
