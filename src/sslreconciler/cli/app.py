@@ -24,7 +24,6 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     not pay for parsing, or importing, what it does not use). Its options and --help are the same either way."""
     from sslreconciler.config.environment import epilog
 
-    common = common_options()
     parser = argparse.ArgumentParser(
         prog="sslreconciler",
         description="Keep a PBX node's Java keystores, PKCS#12 files and truststore derived from its "
@@ -34,9 +33,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    if only == "status":
-        status_cmd.add_parser(sub, common)
+    if only == "status":  # its paths stay text: status_cmd passes only the socket on, and pathlib stays unloaded
+        status_cmd.add_parser(sub, common_options(as_text=True))
         return parser
+    common = common_options()
     from sslreconciler.cli import acme_cmds, pki_cmds, reconcile_cmds, web_cmds
 
     reconcile_cmds.add_parsers(sub, common)  # reconcile, check, schema, run: the order --help shows

@@ -5,16 +5,28 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from sslreconciler.model.errors import ConfigError
+
+TYPE_CHECKING = False  # pathlib is imported where a path is made: `status` does without it
+if TYPE_CHECKING:
+    from pathlib import Path
 
 EXIT_OK, EXIT_DEGRADED, EXIT_USAGE = 0, 1, 2
 KEY_TYPES = ["rsa2048", "rsa4096", "ec-p256"]
 
 
-def common_options(hidden: bool = False) -> argparse.ArgumentParser:
-    """The node options; ``hidden`` for commands they mean nothing to (still accepted, as before)."""
+def common_options(hidden: bool = False, as_text: bool = False) -> argparse.ArgumentParser:
+    """The node options; ``hidden`` for commands they mean nothing to (still accepted, as before);
+    ``as_text`` keeps the paths given as text (``status``, which only passes its socket on, and so never
+    imports pathlib); otherwise each is a ``Path``. Options and --help are the same either way."""
+    path: type[str] | type[Path]
+    if as_text:
+        path = str
+    else:
+        from pathlib import Path
+
+        path = Path
 
     def shown(text: str) -> str:
         return argparse.SUPPRESS if hidden else text
@@ -23,16 +35,16 @@ def common_options(hidden: bool = False) -> argparse.ArgumentParser:
     group = common.add_argument_group("common options")
     group.add_argument(
         "--config",
-        type=Path,
+        type=path,
         metavar="FILE",
         help=shown("settings TOML (default /etc/sslreconciler/sslreconciler.toml when present)"),
     )
     group.add_argument(
-        "--ssl-dir", type=Path, metavar="DIR", help=shown("the node's TLS directory (default /etc/sipxpbx/ssl)")
+        "--ssl-dir", type=path, metavar="DIR", help=shown("the node's TLS directory (default /etc/sipxpbx/ssl)")
     )
     group.add_argument(
         "--desired-state",
-        type=Path,
+        type=path,
         metavar="FILE",
         help=shown(
             "desired-state JSON (default /etc/sslreconciler/desired-state.json; missing file: the sipXecs seed layout)"
@@ -40,7 +52,7 @@ def common_options(hidden: bool = False) -> argparse.ArgumentParser:
     )
     group.add_argument(
         "--state-dir",
-        type=Path,
+        type=path,
         metavar="DIR",
         help=shown(
             "where run state is kept (default $STATE_DIRECTORY under systemd, /var/lib/sslreconciler as root, "
@@ -49,7 +61,7 @@ def common_options(hidden: bool = False) -> argparse.ArgumentParser:
     )
     group.add_argument(
         "--socket",
-        type=Path,
+        type=path,
         metavar="PATH",
         help=shown("the daemon's health socket (default /run/sslreconciler/health.sock)"),
     )

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import socket
 import struct
 import time
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from sslreconciler.cli.status_summary import summary_line
 from sslreconciler.model.errors import SslReconcilerError
@@ -19,7 +18,12 @@ from sslreconciler.model.status import PLUGIN_LABELS as LABELS
 from sslreconciler.model.status import PLUGIN_UNKNOWN, parse_status
 from sslreconciler.model.text import finding_line, printable, sentence
 
+# `status` imports neither typing nor pathlib (a few milliseconds of a monitoring check): both only for mypy.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from os import PathLike
+    from typing import Any
+
     from sslreconciler.model.health_document import HealthDocument
 
 # The health document of 10,000 certificates is about 6 MB; parsed JSON costs up to some 25 bytes of
@@ -32,7 +36,7 @@ class BadResponse(SslReconcilerError, ValueError):
     """Whatever answers on the socket does not speak the daemon's HTTP."""
 
 
-def _connect(sock: socket.socket, path: Path, deadline: float) -> None:
+def _connect(sock: socket.socket, path: str | PathLike[str], deadline: float) -> None:
     """Connect, waiting until ``deadline`` while the daemon's listen backlog is full (others are
     connecting too). A socket with a Python timeout is non-blocking and fails at once then (EAGAIN); a
     blocking one with SO_SNDTIMEO waits in the kernel, woken whenever the daemon accepts."""
@@ -40,14 +44,14 @@ def _connect(sock: socket.socket, path: Path, deadline: float) -> None:
         sock.settimeout(None)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _TIMEVAL.pack(int(left), int(left % 1 * 1e6) or 1))
         try:
-            sock.connect(str(path))
+            sock.connect(os.fspath(path))
             return
         except BlockingIOError:  # still full when SO_SNDTIMEO ran out: the loop checks the deadline
             continue
     raise TimeoutError("the daemon accepted no connection in time (its listen queue stayed full)")
 
 
-def fetch(path: Path, resource: str = "/health", timeout: float = 5.0) -> tuple[int, bytes]:
+def fetch(path: str | PathLike[str], resource: str = "/health", timeout: float = 5.0) -> tuple[int, bytes]:
     """One HTTP/1.0 GET over the Unix socket: status code and body. A plain socket exchange, not
     http.client (whose import alone costs more than the whole request), read to EOF within ``timeout``
     and ``MAX_RESPONSE_BYTES``."""
@@ -157,15 +161,17 @@ def render(doc: HealthDocument, code: int) -> str:
     return "\n".join(printable(line) for line in lines)
 
 
-def _unknown(socket_path: Path, reason: str, as_json: bool) -> int:
+def _unknown(socket_path: str | PathLike[str], reason: str, as_json: bool) -> int:
     if as_json:
-        print(json.dumps({"status": "unknown", "socket": str(socket_path), "reason": reason}))
+        print(json.dumps({"status": "unknown", "socket": os.fspath(socket_path), "reason": reason}))
     else:
-        print(f"SSLRECONCILER UNKNOWN - no daemon answering on {printable(str(socket_path))}: {printable(reason)}")
+        print(
+            f"SSLRECONCILER UNKNOWN - no daemon answering on {printable(os.fspath(socket_path))}: {printable(reason)}"
+        )
     return PLUGIN_UNKNOWN
 
 
-def status_command(socket_path: Path, as_json: bool) -> int:
+def status_command(socket_path: str | PathLike[str], as_json: bool) -> int:
     """Whatever answers on the socket (whoever can bind that path may answer), the result is a plugin
     code and readable lines: a malformed document is UNKNOWN, never a traceback."""
     try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
 
 from sslreconciler.cli.common import flag_overrides
 
@@ -30,13 +29,17 @@ def status(args: argparse.Namespace) -> int:
     return status_command(_status_socket(args), args.json)
 
 
-def _status_socket(args: argparse.Namespace) -> Path:
+def _status_socket(args: argparse.Namespace) -> str | os.PathLike[str]:
     """The socket to ask: --socket or $SSLRECONCILER_SOCKET win over any settings file (as in
     load_settings), so with either the settings are not read at all: status stays a few milliseconds."""
     if args.socket is not None:
-        return Path(args.socket)
+        given: str | os.PathLike[str] = args.socket  # as given: text when parsed for `status` alone
+        return given
     if os.environ.get("SSLRECONCILER_SOCKET"):
-        return Path(os.environ["SSLRECONCILER_SOCKET"])
+        return os.environ["SSLRECONCILER_SOCKET"]
+    from pathlib import Path
+
     from sslreconciler.config.settings import load_settings
 
-    return load_settings(args.config, flag_overrides(args)).socket
+    config = None if args.config is None else Path(args.config)  # the settings model makes the rest Paths
+    return load_settings(config, flag_overrides(args)).socket

@@ -10,12 +10,13 @@ state word as before. Only model/ is imported: ``status`` stays a few millisecon
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from sslreconciler.model.status import ESCALATIONS, Escalation, Status, parse_status
 from sslreconciler.model.text import plural
 
+TYPE_CHECKING = False  # typing itself only for mypy: `status` does without its import
 if TYPE_CHECKING:
+    from typing import Any
+
     from sslreconciler.model.health_document import HealthDocument
 
 ACME_CERT = "ssl-web.crt"  # the web pair's certificate, which the acme block renews (docs/acme.md)

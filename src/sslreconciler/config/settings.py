@@ -6,7 +6,6 @@ Precedence: defaults < config file < ``SSLRECONCILER_<FIELD>`` environment varia
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -80,6 +79,8 @@ class Settings(BaseModel):
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    import tomllib  # here: a command given its paths by flags or the environment reads no TOML
+
     from sslreconciler.fsio import IsADirectory
     from sslreconciler.model.findings import FindingCode, SourceError
     from sslreconciler.rootread import Untrusted, read_for_root

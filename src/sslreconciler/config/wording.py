@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +41,8 @@ def _in_our_words(error: Any) -> str:
     kind = str(error.get("type", ""))
     if kind == "extra_forbidden":
         name = str(error["loc"][-1]) if error.get("loc") else ""
+        import difflib  # here: only a misspelt field needs it
+
         close = difflib.get_close_matches(name, _known_field_names(), n=1, cutoff=0.6)
         return "unknown field" + (f"; did you mean {close[0]!r}?" if close else "")
     last = str(error["loc"][-1]) if error.get("loc") else ""

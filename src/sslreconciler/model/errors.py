@@ -7,7 +7,9 @@ catch as a ``ValueError`` or an ``OSError`` keeps that base too (``DERError``, `
 
 from __future__ import annotations
 
-from pathlib import Path
+TYPE_CHECKING = False  # pathlib only for mypy: `status` raises these and does without its import
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 class SslReconcilerError(Exception):

@@ -16,7 +16,6 @@ warning naming it.
 from __future__ import annotations
 
 import os
-import ssl
 import stat
 from pathlib import Path
 
@@ -45,6 +44,8 @@ def store_paths(desired: DesiredState) -> tuple[Path | None, Path | None]:
     configured = desired.system_trust
     if configured.file is not None or configured.dir is not None:
         return configured.file, configured.dir
+    import ssl  # here: its import (libssl's load) is paid only where the system store is read
+
     found = ssl.get_default_verify_paths()  # None for what does not exist
     return (Path(found.cafile) if found.cafile else None), (Path(found.capath) if found.capath else None)
 
