@@ -127,3 +127,17 @@ def test_help_loads_neither_pydantic_nor_x509() -> None:
         names = {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
         assert "sslreconciler.cli.app" in names  # importtime did list the imports
         assert loaded(names, ["pydantic", "cryptography", "jks", "importlib.metadata"]) == [], argv
+
+
+def test_the_plugin_loader_stand_in_steps_aside_for_any_name_it_does_not_know() -> None:
+    """A pydantic release that asks its loader for more than ``get_plugins`` gets pydantic's own module
+    (slower, never a failed command)."""
+    code = (
+        "import sys, sslreconciler.cli as c; c._no_plugin_loader(); "
+        "from pydantic.plugin._loader import get_plugins; assert list(get_plugins()) == []; "
+        "assert 'importlib.metadata' not in sys.modules; "
+        "from pydantic.plugin._loader import PYDANTIC_ENTRY_POINT_GROUP as g; assert g == 'pydantic'; "
+        "assert 'importlib.metadata' in sys.modules; print('ok')"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert proc.stdout.strip() == "ok", proc.stderr

@@ -28,10 +28,22 @@ def _no_plugin_loader() -> None:
     importlib.metadata (with email, zipfile and csv: about 15 ms of every command that reads its
     settings) before it reads PYDANTIC_DISABLE_PLUGINS and answers: no plugin. The same answer without
     that import: a loader that has none, put in place before pydantic is imported (a process that
-    imported pydantic's own first keeps it). Should pydantic ask its loader for more, every command
-    fails at once, loudly (tests/test_startup_imports.py runs the CLI); it could not load a plugin."""
+    imported pydantic's own first keeps it). Should a pydantic release ask its loader for anything else,
+    the stand-in steps aside: it loads pydantic's own module and answers from it (slower, never wrong)."""
     name = "pydantic.plugin._loader"
-    if name not in sys.modules:
-        loader = types.ModuleType(name, "No pydantic plugins: sslreconciler uses none (sslreconciler.cli).")
-        vars(loader)["get_plugins"] = lambda: ()
-        sys.modules[name] = loader
+    if name in sys.modules:
+        return
+    loader = types.ModuleType(name, "No pydantic plugins: sslreconciler uses none (sslreconciler.cli).")
+
+    def real(attribute: str) -> object:
+        import importlib
+
+        if attribute.startswith("__"):  # the import system asking what kind of module this is
+            raise AttributeError(attribute)
+
+        del sys.modules[name]  # pydantic's own module from here on
+        return getattr(importlib.import_module(name), attribute)
+
+    vars(loader)["get_plugins"] = lambda: ()
+    vars(loader)["__getattr__"] = real
+    sys.modules[name] = loader
