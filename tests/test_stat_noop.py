@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 from daemonkit import RunningDaemon, wait_until
+from userkit import as_user, chown_tree
 
 from conftest import PASSWORD, reconcile, snapshot
 from pkitools import Issued, Node, make_ca, seed_node, write
-from userkit import as_user, chown_tree
 
 RACY_MARGIN_S = 2.0  # stat_index.RACY_MARGIN_NS, as a user of the product sees it
 INDEX = "stat-index.json"
@@ -268,5 +268,34 @@ def test_the_daemon_sees_each_change_through_its_index(tmp_path, ca, cas) -> Non
         os.rename(staged, target)  # rename over, same size and mtime
         d.wait_for(lambda doc: peer_a(doc) == cas[0].fingerprint(), what="peer-a renamed over")
         assert _truststore(node)["peer-a"] == cas[0].fingerprint()
+    finally:
+        d.close()
+
+
+def test_the_daemons_health_is_the_same_from_the_index_and_from_a_full_read(tmp_path, ca, cas) -> None:
+    """Resyncs every second, every 2nd a full read: two resyncs in a row are one of each (schedule.py's
+    full_read_due); /health after either says the same, but for the times."""
+    node = _tree(tmp_path, ca, cas)
+    _aged(node.ssl_dir)
+    d = RunningDaemon(node, tmp_path / "d", settings="resync_interval = 1.0\nfull_read_every = 2")
+    try:
+        d.start()
+        docs: list[dict] = []
+
+        def next_resync() -> bool:
+            doc = d.health()[1]
+            if doc["counts"]["reconciles"] >= 2 and doc["last_reconcile"]["trigger"] == "resync":
+                if not docs or doc["counts"]["reconciles"] == docs[-1]["counts"]["reconciles"] + 1:
+                    if not docs or docs[-1]["counts"]["reconciles"] != doc["counts"]["reconciles"]:
+                        docs.append(doc)
+                elif doc["counts"]["reconciles"] > docs[-1]["counts"]["reconciles"] + 1:
+                    docs[:] = [doc]  # missed one: start the pair again
+            return len(docs) == 2
+
+        wait_until(next_resync, timeout=60, what="two resyncs in a row")
+        keep = ("status", "artifacts", "hash_links", "findings", "certificates", "trust", "expiry_warning_days")
+        first, second = ({k: doc.get(k) for k in keep} for doc in docs)
+        assert first == second
+        assert any(c["alias"] == "peer-a" for c in first["trust"]["cas"])
     finally:
         d.close()
