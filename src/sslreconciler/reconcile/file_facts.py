@@ -14,6 +14,7 @@ are judged from the recorded bounds at ``now`` (``validity_at``).
 from __future__ import annotations
 
 import base64
+import binascii
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -134,6 +135,12 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
+def _unb64(text: object) -> bytes:
+    if not isinstance(text, str):
+        raise TypeError("not base64 text")
+    return binascii.a2b_base64(text, strict_mode=True)  # binascii.Error is a ValueError
+
+
 def to_json(f: FileFacts) -> list[object]:
     """``[policy, is_der, [certificate...]]``; a file with a problem is never recorded."""
     certs = [
@@ -166,13 +173,13 @@ def from_json(display: str, raw: list[object]) -> FileFacts:
         der, subject, issuer, is_ca, self_signed, shash, info, start, end, keys, anchor, sigs = c
         facts.append(
             CertFact(
-                der=base64.b64decode(der, validate=True),
-                subject=base64.b64decode(subject, validate=True),
-                issuer=base64.b64decode(issuer, validate=True),
+                der=_unb64(der),
+                subject=_unb64(subject),
+                issuer=_unb64(issuer),
                 is_ca=bool(is_ca),
                 self_signed=bool(self_signed),
                 subject_hash=str(shash),
-                info=CertInfo(*(str(v) for v in info)),
+                info=CertInfo(*map(str, info)),
                 not_before=float(start),
                 not_after=float(end),
                 key_findings=tuple(_finding(display, k) for k in keys),

@@ -129,7 +129,7 @@ def gather_inputs(
     # The ssl dir is where its descriptor really is, resolved once; links may lead there or to the
     # allowed directories, nowhere else.
     allowed = [fd_path(ssl_fd), *(Path(os.path.realpath(d)) for d in desired.allowed_symlink_dirs)]
-    inputs = Inputs(stat_taken_ns=time.time_ns())  # before the first stat: the racy rule's moment
+    inputs = Inputs(stat_taken_ns=time.time_ns() if index is not None else 0)  # before any stat: the racy rule's
     indexed = (index, policy_key(desired.policy.lowered)) if index is not None else None
     findings: list[Finding] = []
     for rel in desired.source_files():
