@@ -299,3 +299,25 @@ def test_the_daemons_health_is_the_same_from_the_index_and_from_a_full_read(tmp_
         assert any(c["alias"] == "peer-a" for c in first["trust"]["cas"])
     finally:
         d.close()
+
+
+def test_the_service_users_daemon_sees_a_chmod_through_its_index(ca, cas, service_user, world) -> None:
+    """The daemon as the service user (root reads whatever the mode): a chmod 000 moves only the ctime, and
+    the watcher's reconcile, through the in-memory index, finds the file unreadable."""
+    node = _tree(world, ca, cas)
+    chown_tree(node.ssl_dir, service_user)
+    _aged(node.ssl_dir)
+    work = world / "d"
+    d = RunningDaemon(node, work, settings="resync_interval = 3600.0\nfull_read_every = 1000",
+                      wrapper=as_user(service_user))
+    chown_tree(work, service_user)
+    chown_tree(d.sockdir, service_user)
+    try:
+        d.start()
+        d.wait_for(lambda doc: doc["counts"]["reconciles"] >= 1 and doc["status"] == "ok", what="the first reconcile")
+        (node.ssl_dir / "authorities" / "peer-a.crt").chmod(0o000)
+        doc = d.wait_for(lambda doc: any(f["file"] == "authorities/peer-a.crt" and f["code"] == "unreadable"
+                                         for f in doc.get("findings", [])), what="peer-a unreadable")
+        assert not any(c["alias"] == "peer-a" for c in doc["trust"]["cas"])
+    finally:
+        d.close()
