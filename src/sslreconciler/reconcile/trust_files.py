@@ -31,6 +31,7 @@ from sslreconciler.reconcile.trust_entries import (
 )
 
 Parsed = tuple[x509.Certificate, list[x509.Certificate]]  # a chain parsed only when its verdict is not known
+Slot = tuple[str, str, "FileFacts | int | Finding"]  # a trust file: link dir, display, and its facts (or why none)
 
 
 @dataclass(slots=True)
@@ -86,9 +87,8 @@ def _analyzed_files(inputs: Inputs, desired: DesiredState, facts: CertFacts) -> 
     facts from the stat index (observe) or from its bytes (``analyze_all``, the one place files are
     analyzed). The stat index is replaced by what this run saw (when observe kept stats)."""
     policy = policy_key(desired.policy.lowered)
-    slots: list[tuple[str, str, FileFacts | int]] = []  # (link dir, display, facts or index into items)
+    slots: list[Slot] = []  # in directory order: (link dir, display, facts, index into items, or why neither)
     items: list[AnalyzeItem] = []
-    findings: list[Finding] = []
     for trust_dir in inputs.trust_dirs:
         link_dir = trust_dir.display if trust_dir.is_dir else ""
         for display in trust_dir.files:
@@ -96,38 +96,43 @@ def _analyzed_files(inputs: Inputs, desired: DesiredState, facts: CertFacts) -> 
             known = source.facts if source is not None else None
             data = b"" if known is not None else source_bytes(source, display)
             if isinstance(data, Finding):
-                findings.append(data)
+                slots.append((link_dir, display, data))
                 continue
             unfit = alias_unfit(alias_of(display))
             if unfit:
-                findings.append(error(display, f"is left out: {unfit}; rename the file", FindingCode.BAD_NAME))
+                slots.append(
+                    (link_dir, display, error(display, f"is left out: {unfit}; rename the file", FindingCode.BAD_NAME))
+                )
                 continue
             if known is None:
                 items.append((display, data, policy))
             slots.append((link_dir, display, known if known is not None else len(items) - 1))
     analyzed = analyze_all(items)
     files: list[TrustFile] = []
+    findings: list[Finding] = []
     for link_dir, display, slot in slots:
         got = analyzed[slot] if isinstance(slot, int) else slot
-        if got.problem is not None:
-            findings.append(got.problem)
+        problem = got if isinstance(got, Finding) else got.problem
+        if problem is not None:
+            findings.append(problem)
             continue
+        assert isinstance(got, FileFacts)
         files.append(TrustFile(link_dir, display, list(got.certs), got.is_der))
     if inputs.stat_taken_ns:
         facts.memo.stat_index = next_index(facts.memo.stat_index, inputs, slots, analyzed)
     return files, findings
 
 
-def next_index(
-    old: StatIndex, inputs: Inputs, slots: list[tuple[str, str, FileFacts | int]], analyzed: list[FileFacts]
-) -> StatIndex:
+def next_index(old: StatIndex, inputs: Inputs, slots: list[Slot], analyzed: list[FileFacts]) -> StatIndex:
     """The index of this run's trust files: the old one as it is when every file was proved unchanged by it
     (so a no-op writes nothing), else a new one taken at this run's moment. Only the current files."""
     entries: dict[str, IndexEntry] = {}
     for _, display, slot in slots:
-        source = inputs.files[display]
+        source = inputs.files.get(display)
+        if source is None:
+            continue
         got = analyzed[slot] if isinstance(slot, int) else slot
-        if source.stat is not None and got.problem is None:
+        if source.stat is not None and isinstance(got, FileFacts) and got.problem is None:
             previous = old.entries.get(display)
             same = previous is not None and previous.facts is got and previous.stat == source.stat
             entries[display] = previous if same and previous is not None else IndexEntry(source.stat, got)
