@@ -97,3 +97,34 @@ def test_a_malformed_entry_is_left_out_the_rest_kept() -> None:
 def test_a_file_with_no_certificate_is_a_problem_not_facts() -> None:
     facts = analyze(("authorities/bad.crt", b"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n", ()))
     assert facts.problem is not None and facts.problem.file == "authorities/bad.crt" and facts.certs == ()
+
+
+@pytest.mark.parametrize(
+    ("now", "warn_days", "codes"),
+    [
+        (-1, 30, ["not-yet-valid"]),
+        (0, 30, []),
+        (10 * 86400, 30, []),
+        (100 * 86400 - 30 * 86400, 30, []),  # exactly 30 days left: not expiring
+        (100 * 86400 - 30 * 86400 + 1, 30, ["expiring"]),
+        (100 * 86400 - 1, 30, ["expiring"]),
+        (100 * 86400, 30, ["expiring"]),
+        (100 * 86400 + 1, 30, ["expired"]),
+        (50 * 86400, 0, []),
+    ],
+)
+def test_validity_from_the_recorded_bounds_is_the_certificates_own(now, warn_days, codes) -> None:
+    """``CertFact.validity_at`` (bounds only, a fast path for the common case) says what
+    ``verify.validity_findings`` says of the certificate itself, at every edge."""
+    import datetime as dt
+
+    from sslreconciler.pki import verify
+
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    issued = make_ca("bounds.rules.example.com", kind="ec", not_before=start, days=100)
+    fact = analyze(("authorities/b.crt", issued.cert_pem(), ())).certs[0]
+    at = dt.datetime.fromtimestamp(start.timestamp() + now, dt.UTC)
+    mine = fact.validity_at("authorities/b.crt", at, warn_days)
+    theirs = verify.validity_findings(issued.cert, "authorities/b.crt", at, warn_days)
+    assert mine == theirs
+    assert [f.code.value for f in mine] == codes

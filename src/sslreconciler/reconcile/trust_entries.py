@@ -9,6 +9,7 @@ certificate two files hold goes in (and gets a link) once.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Container, Sequence
 from dataclasses import dataclass, field
 
@@ -56,6 +57,7 @@ class TrustEntries:
     findings: list[Finding] = field(default_factory=list)
 
 
+@functools.lru_cache(maxsize=1 << 16)  # asked four times per trust file per reconcile; bounded
 def alias_of(display: str) -> str:
     name = display.rpartition("/")[2]
     dot = name.rfind(".")
