@@ -179,9 +179,6 @@ def bench_daemon(swaps: int, idle_s: float) -> dict:
 
 
 
-RACY_MARGIN_S = 2.05  # a source younger than reconcile/stat_index.RACY_MARGIN_NS (2 s) is read on every run
-
-
 def fresh_copy(ssl_dir: Path, dest: Path) -> Path:
     shutil.rmtree(dest, ignore_errors=True)
     shutil.copytree(ssl_dir, dest, symlinks=True)
@@ -217,7 +214,6 @@ def bench_one_shot(work: Path, sizes: list[int], keytool_max: int) -> list[dict]
                                      "bench.example.com"]))
         # the no-op: the same tree again, state dir kept (its record spares reopening the stores)
         target = fresh_copy(tree, work / "noop")
-        time.sleep(RACY_MARGIN_S)  # sources in life are older than the stat index's racy margin (design.md)
         noop_cmd = [sys.executable, "-m", "sslreconciler", "reconcile", "--ssl-dir", str(target),
                     "--desired-state", str(desired), "--state-dir", str(work / "noop-state")]
         timed(noop_cmd, cwd=REPO)
@@ -239,7 +235,6 @@ full, noop = [], []
 for _ in range(7):
     shutil.rmtree(scratch, ignore_errors=True)
     shutil.copytree(tree, scratch, symlinks=True)
-    time.sleep(2.05)  # older than the stat index's racy margin, as sources in life are (design.md)
     # the daemon's Reconciler: its own memo, the report saved in the state dir after every run
     reconciler = Reconciler(scratch, Path(str(scratch) + "-state"), "none.json", memo=ReconcileCache())
     t0 = time.perf_counter(); report = reconciler.run(desired).report; full.append(time.perf_counter() - t0)
@@ -357,10 +352,9 @@ rehash), the gen-ssl-keys.sh way. No-op: the same command again on the finished 
 ## 2. In-process reconcile (the daemon's resync)
 
 The daemon's `Reconciler` (its own memo; the report saved in the state dir after every run) in one
-long-lived process: 7 full rebuilds of a fresh copy and 5 no-ops after each (35). A no-op takes each
-trust file older than the racy margin whose stat is unchanged from the stat index (reading the pair
-sources and checking every output); it re-encodes nothing, derives no PKCS#12 key and re-verifies no
-chain that verified before. The daemon reads everything every `full_read_every`-th resync.
+long-lived process: 7 full rebuilds of a fresh copy and 5 no-ops after each (35). A no-op still reads,
+hashes and parses every source and checks every output (level-triggered); it re-encodes nothing,
+derives no PKCS#12 key and re-verifies no chain that verified before.
 
 | N trusted | PKCS#12 profile | full rebuild | no-op | target |
 |---|---|---|---|---|""")
