@@ -9,7 +9,6 @@ certificate two files hold goes in (and gets a link) once.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Container, Sequence
 from dataclasses import dataclass, field
 
@@ -32,6 +31,11 @@ class TrustFile:
     certs: list[CertFact]
     is_der: bool
     is_ca: bool = False  # every certificate shaped as a CA: trusted as it is
+    alias: str = ""  # alias_of(display), worked out once
+
+    def __post_init__(self) -> None:
+        if not self.alias:
+            self.alias = alias_of(self.display)
 
 
 @dataclass(slots=True)
@@ -57,7 +61,6 @@ class TrustEntries:
     findings: list[Finding] = field(default_factory=list)
 
 
-@functools.lru_cache(maxsize=1 << 16)  # asked four times per trust file per reconcile; bounded
 def alias_of(display: str) -> str:
     name = display.rpartition("/")[2]
     dot = name.rfind(".")
@@ -75,7 +78,7 @@ def resolve_aliases(files: list[TrustFile], host: HostCerts) -> tuple[list[Trust
     that issued this host's certificate, else the first)."""
     groups: dict[str, list[TrustFile]] = {}
     for f in files:
-        groups.setdefault(alias_of(f.display), []).append(f)
+        groups.setdefault(f.alias, []).append(f)
     losers: set[str] = set()
     findings: list[Finding] = []
     for alias, group in groups.items():
@@ -103,10 +106,10 @@ def entries_and_links(
         for cert in f.certs:
             holders.setdefault(cert.der, []).append(f)
     owner = {d: next((f for f in fs if len(fs) > 1 and host.issued_by(f)), fs[0]) for d, fs in holders.items()}
-    owned = {alias_of(f.display): f.display for f in accepted}
+    owned = {f.alias: f.display for f in accepted}
     used: set[str] = set()
     for f in accepted:
-        alias = alias_of(f.display)
+        alias = f.alias
         duplicates = []
         for i, cert in enumerate(f.certs):
             first = owner[cert.der]
