@@ -26,14 +26,15 @@ def _subject(der: bytes) -> str:
         return "(unreadable)"
 
 
-def trust_set(entries: Mapping[str, bytes]) -> dict[str, object]:
+def trust_set(entries: Mapping[str, bytes], subjects: Mapping[bytes, str] | None = None) -> dict[str, object]:
     """``{"fingerprint": <64 hex>, "authorities": [aliases, sorted], "cas": [{alias, subject, fingerprint}]}``
-    for alias -> DER."""
+    for alias -> DER; ``subjects``: DER -> subject where already known (else parsed here)."""
+    known = subjects or {}
     digest = hashlib.sha256()
     for der in sorted(set(entries.values())):
         digest.update(der)
     cas = [
-        {"alias": alias, "subject": _subject(der), "fingerprint": hashlib.sha256(der).hexdigest()}
+        {"alias": alias, "subject": known.get(der) or _subject(der), "fingerprint": hashlib.sha256(der).hexdigest()}
         for alias, der in sorted(entries.items())
     ]
     return {"fingerprint": digest.hexdigest(), "authorities": sorted(entries), "cas": cas}
