@@ -230,6 +230,7 @@ class Daemon:
             settings.desired_state,
             settings.grace_period,
             memo or ReconcileCache(),  # a long-running process remembers what it verified itself
+            settings.workers,
         )
 
     def _reconcile_once(self, trigger: str) -> None:

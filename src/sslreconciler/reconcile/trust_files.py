@@ -18,6 +18,7 @@ from sslreconciler.model.findings import Finding, FindingCode, Level, SourceErro
 from sslreconciler.pki import trust as rules
 from sslreconciler.pki import verify
 from sslreconciler.reconcile.facts import CertFacts
+from sslreconciler.reconcile.prime import prime
 from sslreconciler.reconcile.state import Inputs, source_bytes
 from sslreconciler.reconcile.trust_entries import (
     HostCerts,
@@ -45,6 +46,7 @@ def load_trust(inputs: Inputs, desired: DesiredState, now: dt.datetime, facts: C
     """Parse and judge every trust file: what is trusted, under which alias, with which hash links."""
     warn_days, lowered = desired.expiry_warning_days, desired.policy.lowered
     files, findings = _parsed_files(inputs, facts)
+    prime(facts, [cert for f in files for cert in f.certs])  # first-sight facts on every core (prime.py)
     parsed_files = {f.display for f in files}
     sources = tuple(f.display for f in files) + tuple(
         f for t in inputs.trust_dirs for f in t.files if f not in parsed_files
