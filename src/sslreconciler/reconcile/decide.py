@@ -191,7 +191,7 @@ def decide_links(
                 )
             else:
                 report.added.append(name)
-                steps.append(MakeLink(rel, name, target))
+                steps.append(MakeLink(rel, name, target, fresh=name not in there.links))
         for name in sorted(set(there.links) - set(links)):
             report.removed.append(name)
             steps.append(RemoveLink(rel, name))
@@ -273,5 +273,6 @@ def decide(
     certificates = [SourceCert(file, facts.cert_info(cert)) for file, cert in plan.certificates]
     link_dirs = tuple(r for r in plan.links if not observed.links.get(r, LinkDir(r, problem="-")).problem)
     pem_dir = observed.pem.directory if observed.pem is not None and not observed.pem.problem else None
-    trust = trust_set(plan.trusted)
+    subjects = {facts.der(c): facts.cert_info(c).subject for _, c in plan.certificates}  # derived already
+    trust = trust_set(plan.trusted, subjects.get)
     return Decision(steps, artifacts, findings, links, certificates, trust, pending, recheck, link_dirs, pem_dir)
