@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -59,8 +60,10 @@ def _chunks(items: Sequence[T], workers: int) -> list[Sequence[T]]:
 
 
 def forking_is_safe() -> bool:
-    """Fork copies only the calling thread: safe while it is the only one (and fork exists)."""
-    return threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods()
+    """Fork copies only the calling thread: safe while it is the only one (the main thread, which may also
+    set the SIGPIPE disposition around the pool), and fork exists."""
+    alone = threading.active_count() == 1 and threading.current_thread() is threading.main_thread()
+    return alone and "fork" in multiprocessing.get_all_start_methods()
 
 
 class ParallelMap:
@@ -87,7 +90,11 @@ class ParallelMap:
         chunks = _chunks(items, workers)
         done: list[list[R] | None] = [None] * len(chunks)
         pool: Executor
+        sigpipe = None
         if via == "processes":
+            # A dead worker leaves the pool's feeder thread writing into a pipe nobody reads: EPIPE, not the
+            # SIGPIPE the CLI restores to its default (which would end the whole command), while the pool lives.
+            sigpipe = signal.signal(signal.SIGPIPE, signal.SIG_IGN)
             pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
         else:
             pool = ThreadPoolExecutor(workers, thread_name_prefix="sslreconciler-map")
@@ -100,6 +107,8 @@ class ParallelMap:
                     continue
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+            if sigpipe is not None:
+                signal.signal(signal.SIGPIPE, sigpipe)
         out: list[R] = []
         for chunk, result in zip(chunks, done, strict=True):
             out.extend(_run_chunk(fn, chunk) if result is None else result)
