@@ -41,7 +41,7 @@ def children() -> list[int]:
 def outcome(fn, items, via, mapper):  # type: ignore[no-untyped-def]
     try:
         return {"ok": [list(r) if isinstance(r, tuple) else r for r in mapper(fn, items, via=via)]}
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         return {"raised": f"{type(exc).__name__}: {exc}"}
 
 
