@@ -50,6 +50,7 @@ def main(name: str, via: str, n: int, workers: int) -> None:
     from sslreconciler.reconcile.parallel import ParallelMap
 
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # as the CLI has it: a write into a dead pipe ends the process
+    fds_before = len(os.listdir("/proc/self/fd"))
     fn = {"square": square, "raises": raises_at, "dies": dies_in_worker}[name]
     items = list(range(n))
     mapper = ParallelMap(workers)
@@ -61,6 +62,7 @@ def main(name: str, via: str, n: int, workers: int) -> None:
         "same": strip(got) == strip(want), "got": strip(got) if "raised" in got else None, "want_raised": want.get("raised"),
         "workers_for": mapper.workers_for(n, via), "other_pids": len(pids - {os.getpid()}),
         "threads_after": threading.active_count(), "children_after": children(),
+        "fds_leaked": len(os.listdir("/proc/self/fd")) - fds_before,
         "sigpipe_after": int(signal.getsignal(signal.SIGPIPE)) == int(signal.SIG_DFL),
     }))
 

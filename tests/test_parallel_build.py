@@ -17,12 +17,13 @@ import shutil
 import struct
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from conftest import PASSWORD, openssl
+from conftest import PASSWORD, openssl, run_cli
 from pkitools import Issued, make_ca, make_host, seed_node, write
 
 RUNNER = r"""
@@ -205,3 +206,34 @@ def test_a_worker_killed_mid_build_still_gives_the_right_stores(
         assert forks >= 2
         same_build(serial[0], tmp_path / f"k{attempt}", serial[1], report)
         assert not list((tmp_path / f"k{attempt}" / "ssl").glob(".sslreconciler-*")), "a temp file was left"
+
+
+def test_with_another_thread_alive_signatures_are_checked_on_threads(
+    serial: tuple[Path, dict], template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daemon's case (watchdog, the hook worker): no fork while another thread runs; the self-signature
+    checks go to a thread pool (they release the GIL) and the build is still the serial one."""
+    import sslreconciler.reconcile.prime as prime
+
+    where: set[str] = set()
+    check = prime.self_signed
+
+    def spy(cert):  # type: ignore[no-untyped-def]
+        where.add(threading.current_thread().name)
+        return check(cert)
+
+    monkeypatch.setattr(prime, "self_signed", spy)
+    dest = tmp_path / "t"
+    shutil.copytree(template, dest, symlinks=True)
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait, daemon=True)
+    other.start()
+    try:
+        result = run_cli("reconcile", "--ssl-dir", dest / "ssl", "--desired-state", dest / "desired-state.json",
+                         "--state-dir", dest / "state", "--json")
+    finally:
+        stop.set()
+        other.join(timeout=30)
+    assert result.rc in (0, 1), result.out + result.err
+    assert where and all(name.startswith("sslreconciler-map") for name in where), where
+    same_build(serial[0], dest, serial[1], json.loads(result.out.replace(str(dest), "ROOT")))

@@ -56,6 +56,7 @@ def test_the_map_is_the_serial_loop(name: str, via: str, n: int, workers: int, p
         assert got["other_pids"] >= 1, "no item ran in a worker process"
     assert got["children_after"] == [] and got["threads_after"] == 1, "a worker process or thread was left"
     assert got["sigpipe_after"], "the SIGPIPE disposition was not put back"
+    assert got["fds_leaked"] == 0, "the pool left descriptors open"
 
 
 def test_no_fork_while_another_thread_runs() -> None:
