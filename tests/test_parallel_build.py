@@ -1,5 +1,5 @@
 """Issue 27, a cold build on both cores: the same tree of a few hundred trust certificates (self-signed CAs,
-leaves they signed, an untrusted leaf, duplicates, DER, multi-certificate files, bad files, an alias clash)
+leaves they signed, an untrusted leaf, duplicates, three CAs of one subject (one hash, three links), DER, multi-certificate files, bad files, an alias clash)
 built cold in a new process serially (SSLRECONCILER_WORKERS=1) and with worker processes gives the same
 stores, hash links and report; so does a build whose first worker is killed in the middle of its work.
 
@@ -79,6 +79,8 @@ def template(tmp_path_factory: pytest.TempPathFactory, ca: Issued) -> Path:
     for i in range(10):
         pair = [make_ca(f"multi{i}-{k}.example.com", kind="ec") for k in range(2)]
         write(auth / f"multi{i}.crt", b"".join(c.cert_pem() for c in pair))
+    for i in range(3):  # one subject, three keys: <hash>.0, .1, .2 in file-name order
+        write(auth / f"same{i}.crt", make_ca("same.example.com", kind="ec").cert_pem())
     write(auth / "garbage.crt", b"-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n")
     write(auth / "empty.pem", b"")
     write(auth / "Clash.crt", make_ca("clash-a.example.com", kind="ec").cert_pem())  # alias "clash" twice
@@ -173,6 +175,8 @@ def check_with_openssl(root: Path, report: dict) -> None:
     for name in sorted(made)[:: max(1, len(made) // 12)]:
         assert openssl("x509", "-hash", "-noout", "-in", auth / name).stdout.strip() == name.split(".")[0], name
     assert "OK" in openssl("verify", "-CApath", auth, auth / "leaf03-4.crt").stdout
+    same = openssl("x509", "-hash", "-noout", "-in", auth / "same0.crt").stdout.strip()
+    assert [made.get(f"{same}.{n}") for n in range(4)] == ["same0.crt", "same1.crt", "same2.crt", None]
     codes = {f["code"] for f in report["findings"]}
     assert {"untrusted", "duplicate-alias", "duplicate-certificate", "no-hash-link"} <= codes, codes
 
