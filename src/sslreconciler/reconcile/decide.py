@@ -274,5 +274,5 @@ def decide(
     link_dirs = tuple(r for r in plan.links if not observed.links.get(r, LinkDir(r, problem="-")).problem)
     pem_dir = observed.pem.directory if observed.pem is not None and not observed.pem.problem else None
     subjects = {facts.der(c): facts.cert_info(c).subject for _, c in plan.certificates}  # derived already
-    trust = trust_set(plan.trusted, subjects.get)
+    trust = trust_set(plan.trusted, subjects)
     return Decision(steps, artifacts, findings, links, certificates, trust, pending, recheck, link_dirs, pem_dir)

@@ -12,7 +12,7 @@ the CAs a node has extra or lacks.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 from cryptography import x509
 
@@ -26,19 +26,15 @@ def _subject(der: bytes) -> str:
         return "(unreadable)"
 
 
-def trust_set(
-    entries: Mapping[str, bytes], subject_of: Callable[[bytes], str | None] | None = None
-) -> dict[str, object]:
+def trust_set(entries: Mapping[str, bytes], subjects: Mapping[bytes, str] | None = None) -> dict[str, object]:
     """``{"fingerprint": <64 hex>, "authorities": [aliases, sorted], "cas": [{alias, subject, fingerprint}]}``
-    for alias -> DER. ``subject_of``: a DER's subject as RFC 4514 text where the caller knows it already (the
-    facts' report entries), so 10,000 entries are not parsed again; None: parse it."""
+    for alias -> DER; ``subjects``: DER -> subject where already known (else parsed here)."""
+    known = subjects or {}
     digest = hashlib.sha256()
     for der in sorted(set(entries.values())):
         digest.update(der)
-    known = subject_of or (lambda _: None)
-    cas = []
-    for alias, der in sorted(entries.items()):
-        subject = known(der)
-        subject = _subject(der) if subject is None else subject or "(empty subject)"  # describe()'s wording
-        cas.append({"alias": alias, "subject": subject, "fingerprint": hashlib.sha256(der).hexdigest()})
+    cas = [
+        {"alias": alias, "subject": known.get(der) or _subject(der), "fingerprint": hashlib.sha256(der).hexdigest()}
+        for alias, der in sorted(entries.items())
+    ]
     return {"fingerprint": digest.hexdigest(), "authorities": sorted(entries), "cas": cas}
