@@ -22,6 +22,7 @@ running, whatever happens.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import signal
@@ -95,6 +96,7 @@ class ParallelMap:
             # A dead worker leaves the pool's feeder thread writing into a pipe nobody reads: EPIPE, not the
             # SIGPIPE the CLI restores to its default (which would end the whole command), while the pool lives.
             sigpipe = signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+            gc.freeze()  # the workers' collector leaves the inherited heap alone: no copy-on-write of all of it
             pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
         else:
             pool = ThreadPoolExecutor(workers, thread_name_prefix="sslreconciler-map")
@@ -109,6 +111,7 @@ class ParallelMap:
             pool.shutdown(wait=True, cancel_futures=True)
             if sigpipe is not None:
                 signal.signal(signal.SIGPIPE, sigpipe)
+                gc.unfreeze()
         out: list[R] = []
         for chunk, result in zip(chunks, done, strict=True):
             out.extend(_run_chunk(fn, chunk) if result is None else result)
