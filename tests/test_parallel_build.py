@@ -33,17 +33,18 @@ forks = []
 
 def child():
     if os.environ.get("KILL_FIRST_WORKER") == "1" and not forks:  # the first worker: SIGKILLed mid-work
-        import sslreconciler.reconcile.prime as prime
+        import sslreconciler.reconcile.parallel as parallel
 
-        work, done = prime.cold_facts, []
+        run_chunk, done = parallel._run_chunk, []
 
-        def dies_at_the_20th(der):  # the pool sends the function by name: the worker looks this one up
+        def dies_at_the_20th(item):
             done.append(1)
             if len(done) == 20:
                 os.kill(os.getpid(), signal.SIGKILL)
-            return work(der)
+            return item
 
-        prime.cold_facts = dies_at_the_20th
+        # The pool sends its chunk runner by name: this worker looks up this one, whatever is mapped.
+        parallel._run_chunk = lambda fn, chunk: run_chunk(lambda x: fn(dies_at_the_20th(x)), chunk)
 
 
 os.register_at_fork(after_in_parent=lambda: forks.append(1), after_in_child=child)
@@ -217,16 +218,16 @@ def test_with_another_thread_alive_signatures_are_checked_on_threads(
 ) -> None:
     """The daemon's case (watchdog, the hook worker): no fork while another thread runs; the self-signature
     checks go to a thread pool (they release the GIL) and the build is still the serial one."""
-    import sslreconciler.reconcile.prime as prime
+    import sslreconciler.reconcile.parallel as parallel
 
-    where: set[str] = set()
-    check = prime.self_signed
+    where: set[tuple[str, int]] = set()
+    run_chunk = parallel._run_chunk
 
-    def spy(cert):  # type: ignore[no-untyped-def]
-        where.add(threading.current_thread().name)
-        return check(cert)
+    def spy(fn, chunk):  # type: ignore[no-untyped-def]
+        where.add((threading.current_thread().name, os.getpid()))
+        return run_chunk(fn, chunk)
 
-    monkeypatch.setattr(prime, "self_signed", spy)
+    monkeypatch.setattr(parallel, "_run_chunk", spy)
     dest = tmp_path / "t"
     shutil.copytree(template, dest, symlinks=True)
     stop = threading.Event()
@@ -239,5 +240,5 @@ def test_with_another_thread_alive_signatures_are_checked_on_threads(
         stop.set()
         other.join(timeout=30)
     assert result.rc in (0, 1), result.out + result.err
-    assert where and all(name.startswith("sslreconciler-map") for name in where), where
+    assert where and all(name.startswith("sslreconciler-map") and pid == os.getpid() for name, pid in where), where
     same_build(serial[0], dest, serial[1], json.loads(result.out.replace(str(dest), "ROOT")))
