@@ -23,15 +23,16 @@ running, whatever happens.
 from __future__ import annotations
 
 import gc
-import multiprocessing
 import os
 import signal
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from sslreconciler.reconcile.mapping import Via
+
+if TYPE_CHECKING:  # multiprocessing and concurrent.futures are imported when a map is parallel (start-up)
+    from concurrent.futures import Executor, Future
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -63,6 +64,8 @@ def _chunks(items: Sequence[T], workers: int) -> list[Sequence[T]]:
 def forking_is_safe() -> bool:
     """Fork copies only the calling thread: safe while it is the only one (the main thread, which may also
     set the SIGPIPE disposition around the pool), and fork exists."""
+    import multiprocessing
+
     alone = threading.active_count() == 1 and threading.current_thread() is threading.main_thread()
     return alone and "fork" in multiprocessing.get_all_start_methods()
 
@@ -88,6 +91,9 @@ class ParallelMap:
         workers = self.workers_for(len(items), via)
         if workers <= 1:
             return [fn(item) for item in items]
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+
         chunks = _chunks(items, workers)
         done: list[list[R] | None] = [None] * len(chunks)
         pool: Executor
