@@ -51,7 +51,14 @@ def main(name: str, via: str, n: int, workers: int) -> None:
 
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # as the CLI has it: a write into a dead pipe ends the process
     fds_before = len(os.listdir("/proc/self/fd"))
-    fn = {"square": square, "raises": raises_at, "dies": dies_in_worker}[name]
+    if name == "forkfails":  # the kernel refuses a new process (EAGAIN: a process limit reached)
+        import errno
+
+        def no_fork() -> int:
+            raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+
+        os.fork = no_fork
+    fn = {"square": square, "forkfails": square, "raises": raises_at, "dies": dies_in_worker}[name]
     items = list(range(n))
     mapper = ParallelMap(workers)
     got = outcome(fn, items, via, mapper)

@@ -97,8 +97,8 @@ class ParallelMap:
         chunks = _chunks(items, workers)
         done: list[list[R] | None] = [None] * len(chunks)
         pool: Executor
-        sigpipe = None
-        if via == "processes":
+        forked = via == "processes"
+        if forked:
             # A dead worker leaves the pool's feeder thread writing into a pipe nobody reads: EPIPE, not the
             # SIGPIPE the CLI restores to its default (which would end the whole command), while the pool lives.
             sigpipe = signal.signal(signal.SIGPIPE, signal.SIG_IGN)
@@ -107,7 +107,11 @@ class ParallelMap:
         else:
             pool = ThreadPoolExecutor(workers, thread_name_prefix="sslreconciler-map")
         try:
-            futures: list[Future[list[R]]] = [pool.submit(_run_chunk, fn, chunk) for chunk in chunks]
+            futures: list[Future[list[R]]] = []
+            try:
+                futures = [pool.submit(_run_chunk, fn, chunk) for chunk in chunks]
+            except Exception:  # a worker could not be started (fork: EAGAIN, ENOMEM): the loop does it all
+                futures = []
             for i, future in enumerate(futures):
                 try:
                     done[i] = future.result()
@@ -115,8 +119,8 @@ class ParallelMap:
                     continue
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-            if sigpipe is not None:
-                signal.signal(signal.SIGPIPE, sigpipe)
+            if forked:
+                signal.signal(signal.SIGPIPE, signal.SIG_DFL if sigpipe is None else sigpipe)
                 gc.unfreeze()
         out: list[R] = []
         for chunk, result in zip(chunks, done, strict=True):
