@@ -9,15 +9,16 @@ one worker, or when the setting ``workers`` is 1 (``SSLRECONCILER_WORKERS=1``), 
   releases it is worth sending here.
 - ``via="processes"``: forked worker processes, for plain data and a module-level ``fn``. Fork copies only
   the calling thread, so it is used only while this process has one thread (a one-shot command); with any
-  other thread alive (the daemon: watchdog, the hook worker, the socket) a fork could copy a lock another
-  thread holds, so the map falls back to the loop in this process. forkserver and spawn would be safe
-  there, but each start costs a new interpreter and our imports (about 130 and 170 ms for two workers
-  here) and their workers' memory: more than the daemon's rare cold build wins.
+  other thread alive (the daemon: its hook worker runs from its start, then watchdog and the socket) a fork
+  could copy a lock another thread holds, so the map falls back to the loop in this process. forkserver
+  and spawn would be safe there, but each start costs a new interpreter and our imports (about 130 and
+  170 ms for two workers here) and their workers' memory: more than the daemon's rare cold build wins.
 
 A chunk whose worker dies (killed, out of memory) or raises is run again here, serially, after the
-others: the result is the serial one, and an exception is the one the serial loop raises first. The pool
-is shut down before the map returns, its processes reaped and its threads joined: nothing is left
-running, whatever happens.
+others: the result is the serial one, and an exception is the one the serial loop raises first. (A dead
+worker breaks the whole process pool, so every chunk not yet back runs here; a worker that cannot be
+started at all leaves the whole map to the loop.) The pool is shut down before the map returns, its
+processes reaped and its threads joined: nothing is left running, whatever happens.
 """
 
 from __future__ import annotations
