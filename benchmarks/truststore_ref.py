@@ -13,8 +13,6 @@ Contestants, each cold (no state dir, no store, no hash links) in a fresh proces
                  (hash links on, as by default: it also writes N subject-hash links; Java does not);
   java           benchmarks/java/TrustBuilder.java (CertificateFactory + KeyStore("JKS") + store), default
                  JVM flags. It parses and stores; it checks no signature, expiry or CA rule.
-  java-rehash    issue 27's fair peer: the same JVM, then `openssl rehash` on the directory (the hash links
-                 ours makes too), as one shell command; it checks nothing either.
   java-unbuffered  (--java-unbuffered) the same fed a bare FileInputStream: a syscall per PEM byte.
 After the timed runs both stores are read back and must hold the same entries.
 
@@ -28,7 +26,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import shlex
 import shutil
 import statistics
 import subprocess
@@ -191,9 +188,6 @@ def argv_of(who: str, tree: Tree, classes: Path) -> tuple[list[str], Path]:
     """The command line of a contestant and the store it writes."""
     if who == "sslreconciler":
         return reconcile_argv(tree), tree.ssl_dir / "authorities.jks"
-    if who == "java-rehash":
-        java = " ".join(shlex.quote(a) for a in java_argv(tree, classes))
-        return ["sh", "-c", f"{java} && exec openssl rehash {shlex.quote(str(tree.sources))}"], tree.root / "java.jks"
     return java_argv(tree, classes, unbuffered=who == "java-unbuffered"), tree.root / "java.jks"
 
 
@@ -232,7 +226,7 @@ def compare(work: Path, n: int = 10_000, shapes: tuple[str, ...] = SHAPES, runs:
             unbuffered: bool = False, log: bool = True) -> list[dict[str, Any]]:
     """One row per shape: medians (and all runs) of wall seconds and peak MiB for each contestant."""
     classes = compile_java(work / "java-classes")
-    contestants = ["sslreconciler", "java-rehash", "java"] + (["java-unbuffered"] if unbuffered else [])
+    contestants = ["sslreconciler", "java"] + (["java-unbuffered"] if unbuffered else [])
     rows = []
     for shape in shapes:
         t0 = time.perf_counter()
@@ -269,13 +263,12 @@ def render(rows: list[dict[str, Any]], runs: int) -> str:
     """A markdown table: wall time (runs, CPU user+sys) and peak RSS per contestant, and the wall ratio."""
     contestants = [k for k in rows[0] if k not in ("shape", "files")] if rows else []
     head = ["shape", "files"] + [f"{who} (median of {runs})" for who in contestants]
-    head += ["java + rehash / sslreconciler (>= 2 wanted)"] + [f"peak RSS {who}" for who in contestants]
+    head += ["java / sslreconciler (>= 3 wanted)"] + [f"peak RSS {who}" for who in contestants]
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     for r in rows:
         cells = [r["shape"], f"{r['files']:,}"]
         cells += [f"{r[who]['s']:.2f} s {r[who]['runs_s']}, cpu {r[who]['cpu_s']:.2f} s" for who in contestants]
-        peer = r.get("java-rehash", r["java"])
-        cells += [f"{peer['s'] / r['sslreconciler']['s']:.2f}"]
+        cells += [f"{r['java']['s'] / r['sslreconciler']['s']:.2f}"]
         cells += [f"{r[who]['peak_mib']:.0f} MiB" for who in contestants]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
