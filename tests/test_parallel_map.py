@@ -95,3 +95,13 @@ def test_never_more_workers_than_cores(workers: int) -> None:
     assert 1 <= got <= cores
     assert got == (1 if workers == 1 else min(cores, 4 if workers == 0 else workers))
     assert serial_map.workers_for(10_000, "threads") == 1
+
+
+@pytest.mark.parametrize("value", ["-1", "65", "two"])
+def test_a_bad_workers_setting_is_a_config_error(node, value: str) -> None:  # type: ignore[no-untyped-def]
+    from conftest import run_cli
+
+    result = run_cli("check", "--ssl-dir", node.ssl_dir, "--desired-state", node.desired,
+                     env={"SSLRECONCILER_WORKERS": value})
+    assert result.rc == 2, result.out + result.err
+    assert "workers" in result.err, result.err
