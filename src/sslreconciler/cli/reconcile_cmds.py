@@ -35,6 +35,12 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser], common
         "Exit 0 ok/warnings, 1 degraded/failed or a hook failed, 2 usage/config error.",
     )
     rec.add_argument("--json", action="store_true", help="print the report as JSON")
+    rec.add_argument(
+        "--full-read",
+        action="store_true",
+        help="read and judge every trust file, believing no stat index (by default an unchanged file is "
+        "proved unchanged by its device, inode, size, mtime and ctime, and not read again)",
+    )
     rec.set_defaults(handler=reconcile)
     chk = sub.add_parser(
         "check",
@@ -44,6 +50,12 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser], common
         "why, writing nothing. Exit codes as for reconcile.",
     )
     chk.add_argument("--json", action="store_true", help="print the report as JSON")
+    chk.add_argument(
+        "--full-read",
+        action="store_true",
+        help="read and judge every trust file, believing no stat index (by default an unchanged file is "
+        "proved unchanged by its device, inode, size, mtime and ctime, and not read again)",
+    )
     chk.set_defaults(handler=check)
     schema_parser = sub.add_parser(
         "schema",
@@ -103,7 +115,8 @@ def one_shot(
     )
     if reconciler.record_note:  # e.g. root on a state dir the service user could have written
         say(f"sslreconciler: note: {reconciler.record_note}; every store is opened and checked")
-    outcome = reconciler.run(desired, dry_run=dry_run, change=prepared)
+    full_read = bool(getattr(args, "full_read", False))  # reconcile/check --full-read
+    outcome = reconciler.run(desired, dry_run=dry_run, change=prepared, full_read=full_read)
     if outcome.state_problem:
         say(f"sslreconciler: warning: {outcome.state_problem}")
     if prepared is not None and outcome.change_said is None and outcome.report.internal_error:

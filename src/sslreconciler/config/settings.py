@@ -46,6 +46,14 @@ class Settings(BaseModel):
         10.0, ge=0, le=3600, description="Seconds a freshly modified bad source is reported pending, not degraded."
     )
     resync_interval: float = Field(300.0, gt=0, description="Seconds between full resyncs that heal lost events.")
+    full_read_every: int = Field(
+        12,
+        ge=1,
+        le=1_000_000,
+        description="Every Nth resync reads and judges every trust file in full; the others (and every "
+        "change) take a trust file whose device, inode, size, mtime and ctime are unchanged as unchanged. "
+        "1: every resync reads everything.",
+    )
     hook_timeout: float = Field(30.0, gt=0, description="Default seconds a post-change hook may run.")
     workers: int = Field(
         0,

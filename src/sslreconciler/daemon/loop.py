@@ -27,6 +27,7 @@ from sslreconciler.daemon.hook_worker import HookRunner
 from sslreconciler.daemon.logs import configure as configure_logs
 from sslreconciler.daemon.logs import get_logger
 from sslreconciler.daemon.publish import Context, Publisher
+from sslreconciler.daemon.reconciling import Reconciling
 from sslreconciler.daemon.reload import reload_settings
 from sslreconciler.daemon.report_log import ReportLog
 from sslreconciler.daemon.schedule import Timers, Timing, Trigger, due, next_deadline
@@ -40,8 +41,6 @@ from sslreconciler.fsio import printable_name
 from sslreconciler.model.findings import FindingCode, error
 from sslreconciler.model.health_document import status_line
 from sslreconciler.reconcile.internal_error import log_once
-from sslreconciler.reconcile.memo import ReconcileCache
-from sslreconciler.reconcile.reconciler import Reconciler
 from sslreconciler.reconcile.report import HookResult, Report
 
 _RECONCILE_TRIGGERS = {Trigger.RESYNC: "resync", Trigger.GRACE: "grace window ended"}  # as /health says it
@@ -57,7 +56,7 @@ class Daemon:
         self.log = get_logger()
         self.report_log = ReportLog(self.log)
         self.counters = Counters()
-        self.reconciler = self._new_reconciler()
+        self.reconciling = Reconciling(self.settings)
         self.notifier = Notifier()
         self.health = HealthState(starting_document())
         self.publisher = Publisher(self.health)
@@ -188,7 +187,8 @@ class Daemon:
             self.settings, self._config, self._overrides, self._server, self.health
         )
         self.settings = settings
-        self.reconciler = self._new_reconciler(self.reconciler.memo)  # the ssl or state dir may have moved
+        # the ssl or state dir may have moved: a new Reconciler, the memo and the resync count kept
+        self.reconciling = Reconciling(settings, self.reconciling.memo, self.reconciling.resyncs)
         configure_logs(settings.log_format, settings.log_level)
         self._read_desired(explicit=True)
         self.news.watch(self.settings.resolved_state_dir(), self.watcher)
@@ -221,25 +221,13 @@ class Daemon:
             with contextlib.suppress(Exception):
                 self._publish()
 
-    def _new_reconciler(self, memo: ReconcileCache | None = None) -> Reconciler:
-        """The daemon's Reconciler: the same one every command uses, kept for its memo."""
-        settings = self.settings
-        return Reconciler(
-            settings.ssl_dir,
-            settings.resolved_state_dir(),
-            settings.desired_state,
-            settings.grace_period,
-            memo or ReconcileCache(),  # a long-running process remembers what it verified itself
-            settings.workers,
-        )
-
     def _reconcile_once(self, trigger: str) -> None:
         if trigger.startswith(("change", "resync")):
             self._read_desired(explicit=False)
         self.news.rewatch_if_moved(self.watcher)  # the ssl dir or the state dir was recreated
         problem = self.desired_file.problem
         extra = [problem] if problem else []
-        outcome = self.reconciler.run(self.desired_file.desired, extra=extra, lock_wait_s=0)  # never waits
+        outcome = self.reconciling.run(self.desired_file.desired, extra, trigger)  # never waits
         if outcome.busy is not None:
             self._wait_for_writer(trigger, outcome.busy)
             return

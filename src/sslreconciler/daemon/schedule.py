@@ -115,3 +115,9 @@ def due(timers: Timers, timing: Timing, now: float) -> Due:
         return Due(False, Trigger.STOP)
     action = next((t for t in reached if t is not Trigger.WATCHDOG), None)
     return Due(Trigger.WATCHDOG in reached, action)
+
+
+def full_read_due(resync: int, every: int) -> bool:
+    """Does the ``resync``-th resync (counted from 1) read every trust file in full (setting
+    ``full_read_every``)? Every other reconcile believes the stat index (reconcile/stat_index.py)."""
+    return every <= 1 or resync % every == 0

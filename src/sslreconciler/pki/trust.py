@@ -126,11 +126,15 @@ def ca_problem(cert: x509.Certificate, now: dt.datetime) -> str | None:
 
 @dataclass(slots=True)
 class Anchors:
-    """The trust anchors, indexed for the search; build once per reconcile, share across leaves."""
+    """The trust anchors, indexed for the search; build once per reconcile, share across leaves.
 
-    certs: list[x509.Certificate] = field(default_factory=list)
+    An anchor may be given as its DER and its subject's DER (``add_der``): it is parsed only when a
+    search first asks for an issuer of that name, so a reconcile that verifies nothing parses none."""
+
     by_subject: dict[bytes, list[x509.Certificate]] = field(default_factory=dict)
     ders: set[bytes] = field(default_factory=set)
+    der_list: list[bytes] = field(default_factory=list)  # every anchor's DER, in the order added
+    _unparsed: dict[bytes, list[bytes]] = field(default_factory=dict)  # subject DER -> DERs not parsed yet
 
     @classmethod
     def of(cls, certs: Sequence[x509.Certificate]) -> Anchors:
@@ -140,12 +144,35 @@ class Anchors:
         return anchors
 
     def add(self, cert: x509.Certificate) -> None:
-        self.certs.append(cert)
-        self.by_subject.setdefault(cert.subject.public_bytes(), []).append(cert)
-        self.ders.add(der(cert))
+        self._parse(subject := cert.subject.public_bytes())  # keep the order within a name
+        self.by_subject.setdefault(subject, []).append(cert)
+        self.ders.add(encoded := der(cert))
+        self.der_list.append(encoded)
+
+    def add_der(self, subject: bytes, encoded: bytes) -> None:
+        self._unparsed.setdefault(subject, []).append(encoded)
+        self.ders.add(encoded)
+        self.der_list.append(encoded)
+
+    @property
+    def certs(self) -> list[x509.Certificate]:
+        """Every anchor, parsed (all of them: prefer ``issuers_of``)."""
+        for subject in list(self._unparsed):
+            self._parse(subject)
+        return [c for group in self.by_subject.values() for c in group]
+
+    def _parse(self, subject: bytes) -> None:
+        pending = self._unparsed.pop(subject, None)
+        if pending:
+            self.by_subject.setdefault(subject, []).extend(x509.load_der_x509_certificate(d) for d in pending)
 
     def issuers_of(self, cert: x509.Certificate) -> list[x509.Certificate]:
-        return self.by_subject.get(cert.issuer.public_bytes(), [])
+        return self.issuers_named(cert.issuer.public_bytes())
+
+    def issuers_named(self, issuer: bytes) -> list[x509.Certificate]:
+        """The anchors whose subject's DER is ``issuer``."""
+        self._parse(issuer)
+        return self.by_subject.get(issuer, [])
 
     def holds(self, cert: x509.Certificate) -> bool:
         return der(cert) in self.ders
@@ -164,7 +191,7 @@ def validate_path(
 ) -> ChainResult:
     """Is ``leaf`` verified at ``now`` along some path through ``intermediates`` to one of ``anchors``?"""
     store = anchors if isinstance(anchors, Anchors) else Anchors.of(anchors)
-    if not store.certs:
+    if not store.ders:
         return ChainResult(False, "no CA certificate to verify against")
     dead_ends: list[tuple[int, str]] = []
     rule_failures: list[str] = []

@@ -61,7 +61,7 @@ def judge_chain(
     ``require``: the pair must verify (``verify: require``), whether or not its issuer is an anchor.
     ``extra``, ``extra_name``: anchors for this chain only, and what to call them (see above)."""
     leaf, intermediates = chain[0], list(chain[1:])
-    in_extra = extra is not None and bool(extra.certs) and trust.issuer_in_anchors(chain, extra)
+    in_extra = extra is not None and bool(extra.ders) and trust.issuer_in_anchors(chain, extra)
     in_anchors = trust.issuer_in_anchors(chain, anchors)
     if in_extra and extra is not None and not in_anchors:
         checked = verify.verify_chain(leaf, intermediates, extra, now)

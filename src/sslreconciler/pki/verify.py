@@ -86,7 +86,13 @@ def order_chain(
 
 def validity_findings(cert: x509.Certificate, display: str, now: dt.datetime, warn_days: int) -> list[Finding]:
     """Expired or not yet valid: an error; expiring within ``warn_days``: a warning."""
-    not_before, not_after = cert.not_valid_before_utc, cert.not_valid_after_utc
+    return validity_bounds_findings(cert.not_valid_before_utc, cert.not_valid_after_utc, display, now, warn_days)
+
+
+def validity_bounds_findings(
+    not_before: dt.datetime, not_after: dt.datetime, display: str, now: dt.datetime, warn_days: int
+) -> list[Finding]:
+    """``validity_findings`` from a certificate's bounds (UTC): what a recorded certificate is judged by."""
     if now < not_before:
         return [error(display, f"is not valid before {not_before:%Y-%m-%d %H:%M}Z", FindingCode.NOT_YET_VALID)]
     if now > not_after:

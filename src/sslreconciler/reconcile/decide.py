@@ -270,9 +270,8 @@ def decide(
     steps.extend(link_steps)
     findings.extend(link_findings)
     pending, recheck = apply_grace(artifacts, findings, observed, context.grace_period, observed.at)
-    certificates = [SourceCert(file, facts.cert_info(cert)) for file, cert in plan.certificates]
+    certificates = [SourceCert(file, info) for file, info in plan.certificates]
     link_dirs = tuple(r for r in plan.links if not observed.links.get(r, LinkDir(r, problem="-")).problem)
     pem_dir = observed.pem.directory if observed.pem is not None and not observed.pem.problem else None
-    subjects = {facts.der(c): facts.cert_info(c).subject for _, c in plan.certificates}  # derived already
-    trust = trust_set(plan.trusted, subjects)
+    trust = trust_set(plan.trusted, plan.subjects)
     return Decision(steps, artifacts, findings, links, certificates, trust, pending, recheck, link_dirs, pem_dir)

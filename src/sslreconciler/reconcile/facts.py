@@ -95,9 +95,10 @@ class CertFacts:
 
     # --- chains
 
-    def anchors_key(self, anchors: Sequence[x509.Certificate]) -> bytes:
+    def anchors_key(self, anchors: Sequence[x509.Certificate] | rules.Anchors) -> bytes:
         """The anchors as one digest, whatever their order: half of a verdict's key."""
-        return hashlib.sha256(b"".join(sorted(self.der(a) for a in anchors))).digest()
+        ders = anchors.der_list if isinstance(anchors, rules.Anchors) else [self.der(a) for a in anchors]
+        return hashlib.sha256(b"".join(sorted(ders))).digest()
 
     def verified(
         self,
@@ -108,13 +109,26 @@ class CertFacts:
         anchors_key: bytes = b"",
     ) -> verify.ChainResult:
         """verify_chain, remembering a success until a certificate in the chain crosses a validity bound.
-        ``anchors_key``: ``anchors_key(anchors.certs)`` when the caller checks many chains against them."""
-        chain_key = hashlib.sha256(b"".join(self.der(c) for c in (leaf, *others))).digest()
-        key = (chain_key, anchors_key or self.anchors_key(anchors.certs))
+        ``anchors_key``: ``anchors_key(anchors)`` when the caller checks many chains against them."""
+        ders = [self.der(c) for c in (leaf, *others)]
+        return self.verified_ders(ders, anchors, now, anchors_key, lambda: (leaf, others))
+
+    def verified_ders(
+        self,
+        ders: Sequence[bytes],
+        anchors: rules.Anchors,
+        now: dt.datetime,
+        anchors_key: bytes,
+        parse: Callable[[], tuple[x509.Certificate, list[x509.Certificate]]],
+    ) -> verify.ChainResult:
+        """``verified`` for a chain given as DERs (leaf first): ``parse`` makes the certificates only when
+        the verdict is not remembered."""
+        key = (hashlib.sha256(b"".join(ders)).digest(), anchors_key or self.anchors_key(anchors))
         known = self.memo.verdicts.get(key)
         self.memo.used_verdicts.add(key)
         if known is not None and known.holds_at(now.timestamp()):
             return verify.ChainResult(True, known.detail)
+        leaf, others = parse()
         checked = verify.verify_chain(leaf, others, anchors, now)
         if checked.ok and checked.chain:
             start = max(c.not_valid_before_utc for c in checked.chain).timestamp()

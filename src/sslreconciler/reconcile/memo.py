@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from cryptography import x509
 
 from sslreconciler.pki.sources import PrivateKey
+from sslreconciler.reconcile.stat_index import StatIndex
 from sslreconciler.stores.entries import StoreContent
 from sslreconciler.stores.pkcs12 import Profile
 
@@ -87,6 +88,11 @@ class ReconcileCache:
     # so it holds what the sources hold now, not every certificate ever seen
     used_verdicts: set[tuple[bytes, bytes]] = field(default_factory=set, repr=False)
     used_subject_hashes: set[bytes] = field(default_factory=set, repr=False)
+
+    # the trust files' stats and facts, proving a file unchanged without reading it (stat_index.py); each
+    # reconcile replaces it with its own trust files', so it never holds more than the current ones
+    stat_index: StatIndex = field(default_factory=StatIndex, repr=False)
+    stat_index_saved: StatIndex | None = field(default=None, repr=False)  # the index as read or last written
 
     # Kept in the state dir between runs of the one-shot CLI: artifact path -> what it was verified to
     # hold. The HMAC key lives beside it (0600), so the record says nothing about the password to whoever

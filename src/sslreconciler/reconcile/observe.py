@@ -23,6 +23,8 @@ from sslreconciler.config.desired import DesiredState, PasswordSource, Permissio
 from sslreconciler.config.hook_programs import hook_program_findings
 from sslreconciler.fsio import TEMP_PREFIX, current_version_at, fd_path, list_names, lstat_at, open_subdir, read_at
 from sslreconciler.model.findings import Finding, FindingCode, SourceError, error
+from sslreconciler.reconcile.file_facts import policy_key
+from sslreconciler.reconcile.stat_index import StatIndex, stat_key
 from sslreconciler.reconcile.state import (
     HASH_LINK,
     Inputs,
@@ -38,21 +40,31 @@ from sslreconciler.reconcile.system_trust_read import read_system_trust
 from sslreconciler.rootread import open_ssl_dir
 
 TRUST_SUFFIXES = (".crt", ".pem", ".cer", ".der")
+Indexed = tuple[StatIndex, tuple[str, ...]]  # the stat index and the policy in force
 
 
-def read_file(ssl_fd: int, rel: str, allowed: list[Path]) -> SourceFile:
-    """A source below the ssl dir's descriptor; links are followed only to where ``allowed`` says."""
+def read_file(ssl_fd: int, rel: str, allowed: list[Path], index: Indexed | None = None) -> SourceFile:
+    """A source below the ssl dir's descriptor; links are followed only to where ``allowed`` says.
+
+    ``index`` (trust files): a regular file the stat index proves unchanged is not read: its recorded
+    facts stand in for its bytes; any other is read and its stat kept for the next index."""
     try:
         there = lstat_at(ssl_fd, rel)
     except OSError:
         there = None
     if there is None:
         return SourceFile(rel, present=False)
+    regular = stat.S_ISREG(there.st_mode)
+    if index is not None and regular and (known := index[0].lookup(rel, there, index[1])) is not None:
+        return SourceFile(
+            rel, mode=stat.S_IMODE(there.st_mode), mtime=there.st_mtime, stat=stat_key(there), facts=known
+        )
     try:
         data, st = read_at(ssl_fd, rel, rel, allowed)
     except SourceError as exc:
         return SourceFile(rel, problem=exc.finding, mtime=there.st_mtime)
-    return SourceFile(rel, data=data, mode=stat.S_IMODE(st.st_mode), mtime=st.st_mtime)
+    kept = stat_key(st) if index is not None and regular else None  # a link is always read in full
+    return SourceFile(rel, data=data, mode=stat.S_IMODE(st.st_mode), mtime=st.st_mtime, stat=kept)
 
 
 def is_trust_file_name(name: str) -> bool:
@@ -101,18 +113,24 @@ def _password(source: PasswordSource, name: str, inputs: Inputs) -> None:
         inputs.password_problems[name] = error(name, f"no store password: {exc}", FindingCode.PASSWORD)
 
 
-def gather_inputs(ssl_dir: Path, desired: DesiredState, ssl_fd: int | None = None) -> tuple[Inputs, list[Finding]]:
-    """Every source file's bytes (or why not), the trust files, and each store's password."""
+def gather_inputs(
+    ssl_dir: Path, desired: DesiredState, ssl_fd: int | None = None, index: StatIndex | None = None
+) -> tuple[Inputs, list[Finding]]:
+    """Every source file's bytes (or why not), the trust files, and each store's password.
+
+    ``index``: trust files it proves unchanged come as their recorded facts; None reads every file, and
+    keeps no stat (no index is made from such a run: webcert's and tests' callers)."""
     if ssl_fd is None:
         ssl_fd = open_ssl_dir(ssl_dir)
         try:
-            return gather_inputs(ssl_dir, desired, ssl_fd)
+            return gather_inputs(ssl_dir, desired, ssl_fd, index)
         finally:
             os.close(ssl_fd)
     # The ssl dir is where its descriptor really is, resolved once; links may lead there or to the
     # allowed directories, nowhere else.
     allowed = [fd_path(ssl_fd), *(Path(os.path.realpath(d)) for d in desired.allowed_symlink_dirs)]
-    inputs = Inputs()
+    inputs = Inputs(stat_taken_ns=time.time_ns() if index is not None else 0)  # before any stat: the racy rule's
+    indexed = (index, policy_key(desired.policy.lowered)) if index is not None else None
     findings: list[Finding] = []
     for rel in desired.source_files():
         inputs.files[rel] = read_file(ssl_fd, rel, allowed)
@@ -125,7 +143,8 @@ def gather_inputs(ssl_dir: Path, desired: DesiredState, ssl_fd: int | None = Non
         inputs.trust_dirs.append(trust_dir)
         findings.extend(problems)
         for display in trust_dir.files:
-            inputs.files.setdefault(display, read_file(ssl_fd, display, allowed))
+            if display not in inputs.files:
+                inputs.files[display] = read_file(ssl_fd, display, allowed, indexed)
     _password(desired.truststore.password or desired.password, desired.truststore.file, inputs)
     if desired.uses_system_trust():  # outside the ssl dir: its own reading rules (system_trust_read.py)
         inputs.system_trust, system_problems = read_system_trust(desired)
@@ -246,14 +265,15 @@ def observe(
     desired: DesiredState,
     desired_file: str,
     seen: dict[tuple[str, float], float] | None = None,
+    index: StatIndex | None = None,
 ) -> Observed:
     """Everything one reconcile needs, read once below the ssl dir's descriptor.
 
     ``seen`` (the process memo) remembers when each (source, mtime) was first seen, so a grace window
-    runs from then when the mtime is in the future.
+    runs from then when the mtime is in the future. ``index``: see ``gather_inputs``.
     """
     at = time.time()
-    inputs, findings = gather_inputs(ssl_dir, desired, ssl_fd)
+    inputs, findings = gather_inputs(ssl_dir, desired, ssl_fd, index)
     owner, owner_findings = resolve_ownership(desired.permissions, desired_file)
     pem_files = set(desired.pem_files())
     outputs = {

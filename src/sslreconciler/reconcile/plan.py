@@ -11,14 +11,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from cryptography import x509
-
 from sslreconciler.config.desired import DesiredState
 from sslreconciler.model.findings import Finding, FindingCode, Level, error, warning
 from sslreconciler.model.jks_alias import java_lower
 from sslreconciler.reconcile.facts import CertFacts
 from sslreconciler.reconcile.pairs import PairResult, load_pair
 from sslreconciler.reconcile.renewal import with_renewal_advice
+from sslreconciler.reconcile.report import CertInfo
 from sslreconciler.reconcile.state import Inputs
 from sslreconciler.reconcile.trust_files import TrustResult, load_trust
 from sslreconciler.stores.entries import StoreContent, cert_der
@@ -47,8 +46,9 @@ class Plan:
     pairs: dict[str, PairResult]
     links: dict[str, dict[str, str]]
     hostname: str
-    certificates: list[tuple[str, x509.Certificate]] = field(default_factory=list)  # (file, cert) parsed
+    certificates: list[tuple[str, CertInfo]] = field(default_factory=list)  # (file, report entry) parsed
     trusted: dict[str, bytes] = field(default_factory=dict)  # the authorities: alias -> DER (not this host)
+    subjects: dict[bytes, str] = field(default_factory=dict)  # a trusted DER -> its subject, for the trust set
     trust_sources: tuple[str, ...] = ()  # the trust files read: what the PEM CA bundle derives from
 
 
@@ -71,9 +71,12 @@ def make_plan(
     findings.extend(inputs.password_problems.values())
     findings.extend(_storeless_pairs(desired))
     links = trust.links if desired.truststore.hash_links else {}
-    certificates = [(r.sources[1], c) for r in pairs.values() if r.fallback_from is None for c in r.chain[:1]]
+    certificates = [
+        (r.sources[1], facts.cert_info(c)) for r in pairs.values() if r.fallback_from is None for c in r.chain[:1]
+    ]
     parsed = certificates + trust.parsed
-    return Plan(artifacts, findings, pairs, links, hostname, parsed, dict(trust.entries), trust.sources)
+    trusted = dict(trust.entries)
+    return Plan(artifacts, findings, pairs, links, hostname, parsed, trusted, trust.subjects, trust.sources)
 
 
 def _pair_artifacts(

@@ -34,6 +34,7 @@ from sslreconciler.reconcile.parallel import ParallelMap
 from sslreconciler.reconcile.record import load_record, save_record, save_report
 from sslreconciler.reconcile.report import HookResult, Report
 from sslreconciler.reconcile.settle import hooks_due, settle, written_outputs
+from sslreconciler.reconcile.stat_index import StatIndex
 from sslreconciler.rootread import open_ssl_dir
 from sslreconciler.writer_lock import (
     WRITER_LOCK_WAIT_S,
@@ -99,8 +100,11 @@ class Reconciler:
         extra: Sequence[Finding] = (),
         lock_wait_s: float = WRITER_LOCK_WAIT_S,
         change: Change | None = None,
+        full_read: bool = False,
     ) -> Outcome:
-        """One reconcile. ``lock_wait_s`` 0 (the daemon, which must keep answering while it waits): when
+        """One reconcile. ``full_read``: read every trust file, believing no stat index (stat_index.py).
+
+        ``lock_wait_s`` 0 (the daemon, which must keep answering while it waits): when
         another writer holds the lock, an Outcome with ``busy`` set at once, nothing read, saved or kept.
 
         ``change`` (a command's new sources; never with ``dry_run``) runs under the same lock, right before
@@ -140,7 +144,7 @@ class Reconciler:
                 except (SslReconcilerError, OSError) as exc:  # the command's refusal or its write error
                     refused = exc  # the caller's to say; anything else is a bug: the internal finding below
             if refused is None:
-                outcome = self._run_at(ssl_fd, desired, dry_run, list(extra), started, t0)
+                outcome = self._run_at(ssl_fd, desired, dry_run, list(extra), started, t0, full_read)
         except DirLocked as exc:
             outcome = failed(error(str(self.ssl_dir), f"not reconciled: {exc.strerror}", FindingCode.LOCKED))
         except ConfigError:
@@ -170,8 +174,10 @@ class Reconciler:
         extra: list[Finding],
         started: dt.datetime,
         t0: float,
+        full_read: bool = False,
     ) -> Outcome:
-        observed = observe(self.ssl_dir, ssl_fd, desired, self.desired_file, self.seen)
+        index = StatIndex() if full_read else self.memo.stat_index  # an empty index proves nothing unchanged
+        observed = observe(self.ssl_dir, ssl_fd, desired, self.desired_file, self.seen, index)
         context = Context(host_name(desired), started, dry_run, self.grace_period, self.parallel)
         decision = decide(observed, desired, context, extra, self.memo)
         failures = [] if dry_run else execute(ssl_fd, decision.steps, decision.link_dirs, self.memo, decision.pem_dir)

@@ -9,9 +9,13 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from sslreconciler.model.findings import Finding, FindingCode, error
+
+if TYPE_CHECKING:
+    from sslreconciler.reconcile.file_facts import FileFacts
+    from sslreconciler.reconcile.stat_index import StatKey
 
 HASH_LINK = re.compile(r"^[0-9a-f]{8}\.[0-9]+$")  # OpenSSL's <subject hash>.<n>
 
@@ -24,6 +28,10 @@ class SourceFile:
     present: bool = True
     mode: int = 0
     mtime: float = 0.0
+    # a trust file: its stat as read (None for a link: never indexed), or instead of ``data`` the facts the
+    # stat index proved unchanged (reconcile/stat_index.py)
+    stat: StatKey | None = None
+    facts: FileFacts | None = field(default=None, repr=False)
 
 
 def source_bytes(file: SourceFile | None, display: str) -> bytes | Finding:
@@ -32,7 +40,7 @@ def source_bytes(file: SourceFile | None, display: str) -> bytes | Finding:
         return error(display, "is missing", FindingCode.MISSING)
     if file.problem is not None:
         return file.problem
-    assert file.data is not None  # observe gives a present file without a problem its bytes
+    assert file.data is not None  # observe gives a present file without a problem its bytes (or facts)
     return file.data
 
 
@@ -58,6 +66,7 @@ class Inputs:
     passwords: dict[str, str] = field(default_factory=dict, repr=False)  # store name -> password
     password_problems: dict[str, Finding] = field(default_factory=dict)
     system_trust: SystemTrustFiles | None = None  # read only when a pair verifies with the system store
+    stat_taken_ns: int = 0  # wall clock just before the trust files' stats were taken (the stat index's)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from sslreconciler.model.findings import Finding, FindingCode, error, warning
 from sslreconciler.model.jks_alias import alias_unfit as _unfit
 from sslreconciler.model.jks_alias import java_lower
 from sslreconciler.pki import trust as rules
-from sslreconciler.reconcile.facts import CertFacts
+from sslreconciler.reconcile.file_facts import CertFact
 from sslreconciler.stores.entries import cert_der
 
 
@@ -28,9 +28,14 @@ class TrustFile:
 
     link_dir: str  # the trust directory whose hash links it gets ("" for a single-file source)
     display: str
-    certs: list[x509.Certificate]
+    certs: list[CertFact]
     is_der: bool
     is_ca: bool = False  # every certificate shaped as a CA: trusted as it is
+    alias: str = ""  # alias_of(display), worked out once
+
+    def __post_init__(self) -> None:
+        if not self.alias:
+            self.alias = alias_of(self.display)
 
 
 @dataclass(slots=True)
@@ -40,8 +45,9 @@ class HostCerts:
     certs: list[x509.Certificate]
 
     def issued_by(self, f: TrustFile) -> bool:
+        """A certificate of ``f`` is this host's, or names and signs it (parsed only then)."""
         return any(
-            cert_der(h) == cert_der(c) or (h.issuer == c.subject and rules.signed_by(h, c))
+            cert_der(h) == c.der or (h.issuer.public_bytes() == c.subject and rules.signed_by(h, c.parse()))
             for c in f.certs
             for h in self.certs
         )
@@ -73,7 +79,7 @@ def resolve_aliases(files: list[TrustFile], host: HostCerts) -> tuple[list[Trust
     that issued this host's certificate, else the first)."""
     groups: dict[str, list[TrustFile]] = {}
     for f in files:
-        groups.setdefault(alias_of(f.display), []).append(f)
+        groups.setdefault(f.alias, []).append(f)
     losers: set[str] = set()
     findings: list[Finding] = []
     for alias, group in groups.items():
@@ -92,22 +98,22 @@ def resolve_aliases(files: list[TrustFile], host: HostCerts) -> tuple[list[Trust
 
 
 def entries_and_links(
-    accepted: list[TrustFile], link_dirs: Sequence[str], host: HostCerts, hash_links: bool, facts: CertFacts
+    accepted: list[TrustFile], link_dirs: Sequence[str], host: HostCerts, hash_links: bool
 ) -> TrustEntries:
     """The truststore's entries and, for each of ``link_dirs``, its hash links."""
     result = TrustEntries(links={d: {} for d in link_dirs})
     holders: dict[bytes, list[TrustFile]] = {}
     for f in accepted:
         for cert in f.certs:
-            holders.setdefault(facts.der(cert), []).append(f)
+            holders.setdefault(cert.der, []).append(f)
     owner = {d: next((f for f in fs if len(fs) > 1 and host.issued_by(f)), fs[0]) for d, fs in holders.items()}
-    owned = {alias_of(f.display): f.display for f in accepted}
+    owned = {f.alias: f.display for f in accepted}
     used: set[str] = set()
     for f in accepted:
-        alias = alias_of(f.display)
+        alias = f.alias
         duplicates = []
         for i, cert in enumerate(f.certs):
-            first = owner[facts.der(cert)]
+            first = owner[cert.der]
             if first is not f:
                 duplicates.append(first.display)
                 continue
@@ -119,7 +125,7 @@ def entries_and_links(
                 )
                 result.findings.append(warning(f.display, text, FindingCode.ALIAS_SUFFIX))
             used.add(name)
-            result.entries[name] = facts.der(cert)
+            result.entries[name] = cert.der
             result.owners[name] = f.display
         if duplicates:
             text = (
@@ -128,11 +134,11 @@ def entries_and_links(
             )
             result.findings.append(warning(f.display, text, FindingCode.DUPLICATE_CERTIFICATE))
         if f.link_dir and hash_links and not duplicates:
-            _link_or_why_not(f, result, facts)
+            _link_or_why_not(f, result)
     return result
 
 
-def _link_or_why_not(f: TrustFile, result: TrustEntries, facts: CertFacts) -> None:
+def _link_or_why_not(f: TrustFile, result: TrustEntries) -> None:
     """A hash link for a single-certificate PEM file; for any other, the finding that says why none."""
     if f.is_der:
         text = (
@@ -148,7 +154,7 @@ def _link_or_why_not(f: TrustFile, result: TrustEntries, facts: CertFacts) -> No
         result.findings.append(warning(f.display, text, FindingCode.NO_HASH_LINK))
     else:
         numbers = result.next_link.setdefault(f.link_dir, {})
-        _add_link(result.links[f.link_dir], facts.subject_hash(f.certs[0]), f.display.rpartition("/")[2], numbers)
+        _add_link(result.links[f.link_dir], f.certs[0].subject_hash, f.display.rpartition("/")[2], numbers)
 
 
 def _suffix_alias(alias: str, n: int, owned: Container[str], used: set[str]) -> str:
