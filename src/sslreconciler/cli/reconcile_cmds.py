@@ -110,7 +110,9 @@ def one_shot(
     desired = load_desired_state(settings.desired_state)
     prepared = change(settings.ssl_dir, desired) if change is not None else None
     require_dir(settings.ssl_dir)
-    reconciler = Reconciler(settings.ssl_dir, settings.resolved_state_dir(), settings.desired_state)
+    reconciler = Reconciler(
+        settings.ssl_dir, settings.resolved_state_dir(), settings.desired_state, workers=settings.workers
+    )
     if reconciler.record_note:  # e.g. root on a state dir the service user could have written
         say(f"sslreconciler: note: {reconciler.record_note}; every store is opened and checked")
     full_read = bool(getattr(args, "full_read", False))  # reconcile/check --full-read

@@ -13,6 +13,10 @@ VARIABLES: list[tuple[str, str]] = [
         "SSLRECONCILER_CREDENTIALS_DIR",
         "where a manual run reads credentials (credentials_dir, default /etc/sslreconciler)",
     ),
+    (
+        "SSLRECONCILER_WORKERS",
+        "cores a reconcile of many trusted certificates may use (workers): 0 one per core (default), 1 serial",
+    ),
     ("CREDENTIALS_DIRECTORY", "set by systemd (LoadCredential=); when set, credentials are read from it"),
     ("STATE_DIRECTORY", "set by systemd (StateDirectory=); the default state dir under systemd"),
     ("NOTIFY_SOCKET", "set by systemd; `run` speaks sd_notify on it"),

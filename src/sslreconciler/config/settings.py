@@ -54,6 +54,14 @@ class Settings(BaseModel):
         "1: every resync reads everything.",
     )
     hook_timeout: float = Field(30.0, gt=0, description="Default seconds a post-change hook may run.")
+    workers: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="How many cores a large reconcile's per-certificate work may use: 0 (default) one per usable "
+        "core, at most 4; 1 serial. Worker processes only in a one-shot command; the daemon uses threads for "
+        "signature checks.",
+    )
     metrics_textfile: Path | None = Field(
         None,
         description="Off by default. A file in node_exporter's textfile directory (e.g. "

@@ -23,6 +23,7 @@ class Reconciling:
             settings.desired_state,
             settings.grace_period,
             memo or ReconcileCache(),  # a long-running process remembers what it verified itself
+            settings.workers,
         )
         self.full_read_every = settings.full_read_every
         self.resyncs = resyncs  # resyncs reconciled so far (one that found the lock taken is not counted)

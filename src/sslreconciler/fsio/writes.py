@@ -109,6 +109,25 @@ def atomic_symlink_at(dir_fd: int, name: str, points_to: str) -> None:
         raise
 
 
+def new_symlink_at(dir_fd: int, name: str, points_to: str, owner: tuple[int | None, int | None]) -> None:
+    """Make ``name`` a symlink to ``points_to`` where nothing had that name: ``symlinkat`` creates it in
+    place or fails (no temp link, no rename, no stat: a cold directory's 10,000 hash links cost one call
+    each, and one fsync of the directory after them all). Something that took the name since it was
+    looked at: a symlink is replaced in one rename (``atomic_symlink_at``); anything else is left alone
+    (EEXIST). ``owner``: ``owner_for_new_files(dir_fd)``, asked once for all the links."""
+    try:
+        os.symlink(points_to, name, dir_fd=dir_fd)
+    except FileExistsError:
+        st = lstat_at(dir_fd, name)
+        if st is None or not stat.S_ISLNK(st.st_mode):
+            raise
+        atomic_symlink_at(dir_fd, name, points_to)
+        return
+    uid, gid = owner
+    if uid is not None:  # root in the service user's directory: the link is that user's, as a file is
+        os.chown(name, uid, -1 if gid is None else gid, dir_fd=dir_fd, follow_symlinks=False)
+
+
 def atomic_symlink(target: Path, points_to: str) -> None:
     with opened_dir(target.parent) as dir_fd:
         atomic_symlink_at(dir_fd, target.name, points_to)

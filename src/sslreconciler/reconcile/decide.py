@@ -22,6 +22,7 @@ from sslreconciler.model.findings import Finding, FindingCode, Level, error
 from sslreconciler.model.status import Status, worst
 from sslreconciler.reconcile.existing import Existing, existing_content, plan_spec
 from sslreconciler.reconcile.facts import CertFacts
+from sslreconciler.reconcile.mapping import Mapper, serial_map
 from sslreconciler.reconcile.memo import ReconcileCache
 from sslreconciler.reconcile.pem import decide_bundle, decide_pem
 from sslreconciler.reconcile.plan import ArtifactPlan, make_plan
@@ -51,6 +52,7 @@ class Context:
     now: dt.datetime
     dry_run: bool = False
     grace_period: float = 0.0  # seconds a young transient error is reported pending (the daemon's)
+    map: Mapper = serial_map  # how independent work runs: the reconciler's ParallelMap, else the loop
 
 
 @dataclass(slots=True)
@@ -189,7 +191,7 @@ def decide_links(
                 )
             else:
                 report.added.append(name)
-                steps.append(MakeLink(rel, name, target))
+                steps.append(MakeLink(rel, name, target, fresh=name not in there.links))
         for name in sorted(set(there.links) - set(links)):
             report.removed.append(name)
             steps.append(RemoveLink(rel, name))
@@ -244,7 +246,7 @@ def decide(
     memo: ReconcileCache | None = None,
 ) -> Decision:
     findings = [*(extra or []), *observed.findings]
-    facts = CertFacts(memo)
+    facts = CertFacts(memo, context.map)
     plan = make_plan(desired, observed.inputs, context.hostname, context.now, findings, facts)
     findings = plan.findings
     artifacts: list[ArtifactReport] = []

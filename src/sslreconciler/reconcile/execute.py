@@ -13,6 +13,7 @@ import os
 from sslreconciler.fsio import (
     atomic_symlink_at,
     atomic_write_at,
+    new_symlink_at,
     open_subdir,
     owner_for_new_files,
     remove_stale_temp_files,
@@ -79,6 +80,7 @@ def execute(
         with contextlib.suppress(OSError):
             remove_versions_at(ssl_fd, pem_dir)  # a half-made or replaced version of the PEM set
     dirs: dict[str, int] = {}
+    owners: dict[int, tuple[int | None, int | None]] = {}  # a link directory's fd -> owner_for_new_files
     touched: set[str] = set()
     try:
         for directory in link_dirs:
@@ -91,7 +93,13 @@ def execute(
                 elif isinstance(step, FixAttributes):
                     set_attributes_at(ssl_fd, step.name, step.observed, step.mode, step.uid, step.gid)
                 elif isinstance(step, MakeLink):
-                    atomic_symlink_at(_in_link_dir(ssl_fd, step.directory, dirs), step.name, step.target)
+                    link_fd = _in_link_dir(ssl_fd, step.directory, dirs)
+                    if step.fresh:  # nothing had the name: made in place (one call), the owner asked once
+                        if link_fd not in owners:
+                            owners[link_fd] = owner_for_new_files(link_fd)
+                        new_symlink_at(link_fd, step.name, step.target, owners[link_fd])
+                    else:
+                        atomic_symlink_at(link_fd, step.name, step.target)
                     touched.add(step.directory)
                 elif isinstance(step, WriteFile):
                     atomic_write_at(ssl_fd, step.name, step.data, step.mode, *_owner(ssl_fd, step.uid, step.gid))

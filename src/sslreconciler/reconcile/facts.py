@@ -20,6 +20,7 @@ from sslreconciler.pki import trust as rules
 from sslreconciler.pki import verify
 from sslreconciler.pki.sources import PrivateKey, parse_certificates, parse_private_key
 from sslreconciler.pki.subject_hash import subject_hash
+from sslreconciler.reconcile.mapping import Mapper, serial_map
 from sslreconciler.reconcile.memo import Derived, ReconcileCache, Verdict
 from sslreconciler.reconcile.report import CertInfo
 from sslreconciler.stores.entries import cert_der
@@ -30,11 +31,12 @@ V = TypeVar("V")
 class CertFacts:
     """Every fact the planner derives from certificates and source bytes, computed once and remembered."""
 
-    __slots__ = ("memo",)
+    __slots__ = ("map", "memo")
 
-    def __init__(self, memo: ReconcileCache | None = None) -> None:
+    def __init__(self, memo: ReconcileCache | None = None, map_: Mapper = serial_map) -> None:
         self.memo = memo if memo is not None else ReconcileCache()
         self.memo.trim()
+        self.map = map_  # how independent work runs (reconcile/mapping.py): the loop unless handed another
 
     # --- from a source's bytes (by content: a failure is never remembered, a bad source is looked at afresh)
 

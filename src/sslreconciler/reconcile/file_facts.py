@@ -26,6 +26,7 @@ from sslreconciler.pki import trust as rules
 from sslreconciler.pki import verify
 from sslreconciler.pki.sources import parse_certificates
 from sslreconciler.pki.subject_hash import subject_hash
+from sslreconciler.reconcile.mapping import Mapper, serial_map
 from sslreconciler.reconcile.report import CertInfo
 from sslreconciler.stores.entries import cert_der
 
@@ -118,9 +119,10 @@ def analyze(item: AnalyzeItem) -> FileFacts:
     return FileFacts(display, policy, b"-----BEGIN " not in data, tuple(_cert_fact(c, display, lowered) for c in certs))
 
 
-def analyze_all(items: list[AnalyzeItem]) -> list[FileFacts]:
-    """The one place trust files are analyzed: in order, one result per item."""
-    return [analyze(i) for i in items]
+def analyze_all(items: list[AnalyzeItem], map_: Mapper = serial_map) -> list[FileFacts]:
+    """The one place trust files are analyzed: in order, one result per item; on worker processes where
+    ``map_`` may use them (reconcile/parallel.py: a one-shot with many files), else here."""
+    return map_(analyze, items, via="processes")
 
 
 # --- the record's JSON form (a contract between versions: reconcile/record.py) ---------------------------

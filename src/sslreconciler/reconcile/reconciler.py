@@ -30,6 +30,7 @@ from sslreconciler.reconcile.hook_record import write_hook_record
 from sslreconciler.reconcile.hooks import run_hook
 from sslreconciler.reconcile.memo import ReconcileCache
 from sslreconciler.reconcile.observe import observe
+from sslreconciler.reconcile.parallel import ParallelMap
 from sslreconciler.reconcile.record import load_record, save_record, save_report
 from sslreconciler.reconcile.report import HookResult, Report
 from sslreconciler.reconcile.settle import hooks_due, settle, written_outputs
@@ -75,6 +76,7 @@ class Reconciler:
         desired_file: Path | str,
         grace_period: float = 0.0,
         memo: ReconcileCache | None = None,
+        workers: int = 0,
     ) -> None:
         self.ssl_dir = ssl_dir
         self.state_dir = state_dir
@@ -84,6 +86,7 @@ class Reconciler:
         # opening the stores (PKCS#12 key derivation alone costs tens of milliseconds per store).
         self.memo = memo if memo is not None else load_record(state_dir)
         self.seen: dict[tuple[str, float], float] = {}  # (source, mtime) -> first seen: the grace clock
+        self.parallel = ParallelMap(workers)  # the setting ``workers``: 0 one per core, 1 serial (parallel.py)
 
     @property
     def record_note(self) -> str:
@@ -175,7 +178,7 @@ class Reconciler:
     ) -> Outcome:
         index = StatIndex() if full_read else self.memo.stat_index  # an empty index proves nothing unchanged
         observed = observe(self.ssl_dir, ssl_fd, desired, self.desired_file, self.seen, index)
-        context = Context(host_name(desired), started, dry_run, self.grace_period)
+        context = Context(host_name(desired), started, dry_run, self.grace_period, self.parallel)
         decision = decide(observed, desired, context, extra, self.memo)
         failures = [] if dry_run else execute(ssl_fd, decision.steps, decision.link_dirs, self.memo, decision.pem_dir)
         report = settle(decision, failures, str(self.ssl_dir), started, time.monotonic() - t0, dry_run)

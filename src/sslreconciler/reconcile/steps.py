@@ -58,6 +58,7 @@ class MakeLink:
     directory: str
     name: str
     target: str
+    fresh: bool = False  # observe saw nothing of that name: made in place, no temp + rename (fsio.new_symlink_at)
 
 
 @dataclass(frozen=True, slots=True)

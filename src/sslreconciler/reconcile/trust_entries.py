@@ -59,6 +59,7 @@ class TrustEntries:
     owners: dict[str, str] = field(default_factory=dict)  # alias -> the trust file it came from
     links: dict[str, dict[str, str]] = field(default_factory=dict)  # per trust directory: link -> target
     findings: list[Finding] = field(default_factory=list)
+    next_link: dict[str, dict[str, int]] = field(default_factory=dict)  # per trust directory: hash -> next N
 
 
 def alias_of(display: str) -> str:
@@ -152,7 +153,8 @@ def _link_or_why_not(f: TrustFile, result: TrustEntries) -> None:
         )
         result.findings.append(warning(f.display, text, FindingCode.NO_HASH_LINK))
     else:
-        _add_link(result.links[f.link_dir], f.certs[0].subject_hash, f.display.rpartition("/")[2])
+        numbers = result.next_link.setdefault(f.link_dir, {})
+        _add_link(result.links[f.link_dir], f.certs[0].subject_hash, f.display.rpartition("/")[2], numbers)
 
 
 def _suffix_alias(alias: str, n: int, owned: Container[str], used: set[str]) -> str:
@@ -163,9 +165,12 @@ def _suffix_alias(alias: str, n: int, owned: Container[str], used: set[str]) -> 
     return candidate
 
 
-def _add_link(links: dict[str, str], digest: str, target: str) -> None:
-    """c_rehash numbering: <hash>.0, .1 ... in file-name order (callers go in that order)."""
-    n = 0
+def _add_link(links: dict[str, str], digest: str, target: str, numbers: dict[str, int] | None = None) -> None:
+    """c_rehash numbering: <hash>.0, .1 ... in file-name order (callers go in that order). ``numbers``: the
+    next free N per hash, kept by the caller, so n files of one subject cost n steps, not n²/2."""
+    n = numbers.get(digest, 0) if numbers is not None else 0
     while f"{digest}.{n}" in links:
         n += 1
     links[f"{digest}.{n}"] = target
+    if numbers is not None:
+        numbers[digest] = n + 1

@@ -107,7 +107,7 @@ def _analyzed_files(inputs: Inputs, desired: DesiredState, facts: CertFacts) -> 
             if known is None:
                 items.append((display, data, policy))
             slots.append((link_dir, display, known if known is not None else len(items) - 1))
-    analyzed = analyze_all(items)
+    analyzed = analyze_all(items, facts.map)
     files: list[TrustFile] = []
     findings: list[Finding] = []
     for link_dir, display, slot in slots:
