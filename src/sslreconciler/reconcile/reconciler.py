@@ -168,6 +168,7 @@ class Reconciler:
         started: dt.datetime,
         t0: float,
     ) -> Outcome:
+        self.memo.new_run()  # the memo keeps what the last two runs asked for, nothing older
         observed = observe(self.ssl_dir, ssl_fd, desired, self.desired_file, self.seen)
         context = Context(host_name(desired), started, dry_run, self.grace_period)
         decision = decide(observed, desired, context, extra, self.memo)
