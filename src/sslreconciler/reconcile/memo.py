@@ -93,9 +93,7 @@ class ReconcileCache:
     used_derived: set[int] = field(default_factory=set, repr=False)
     used_keys: set[bytes] = field(default_factory=set, repr=False)
     # the same five sets as the run before this one asked for them (``new_run``); None before a first run
-    asked_before: tuple[set[bytes], set[int], set[tuple[bytes, bytes]], set[bytes], set[bytes]] | None = field(
-        default=None, repr=False
-    )
+    asked_before: tuple[set[Any], ...] | None = field(default=None, repr=False)
 
     # Kept in the state dir between runs of the one-shot CLI: artifact path -> what it was verified to
     # hold. The HMAC key lives beside it (0600), so the record says nothing about the password to whoever
@@ -123,9 +121,21 @@ class ReconcileCache:
         flip-flop) is not parsed and verified again. A first run forgets nothing: what a state-dir record
         primed is used, or left out of the next record, by that run. Only tables with entries no asked
         key explains are walked, so a no-op costs a few length checks."""
-        asked = (self.used_certs, self.used_derived, self.used_verdicts, self.used_subject_hashes, self.used_keys)
+        asked: tuple[set[Any], ...] = (
+            self.used_certs,
+            self.used_derived,
+            self.used_verdicts,
+            self.used_subject_hashes,
+            self.used_keys,
+        )
         if self.asked_before is not None:
-            tables: tuple[dict[Any, Any], ...] = (self.certs, self.derived, self.verdicts, self.subject_hashes, self._keys)
+            tables: tuple[dict[Any, Any], ...] = (
+                self.certs,
+                self.derived,
+                self.verdicts,
+                self.subject_hashes,
+                self._keys,
+            )
             for table, now, before in zip(tables, asked, self.asked_before, strict=True):
                 if len(table) > len(now) or table is self.verdicts:  # asks are a subset of the table's keys
                     for stale in [k for k in table if k not in now and k not in before]:
