@@ -151,6 +151,8 @@ def soak(seconds: float, every: float, rotations: int) -> tuple[dict | None, dic
             time.sleep(1.0)
             swapped = swaps_phase(proc, sock, ssl_dir, pairs, seconds, every) if seconds > 0 else None
             rotated = rotation_phase(proc, sock, ssl_dir, rotations) if rotations > 0 else None
+            if rotated is not None:
+                rotated["after"] = "right after the swaps above, same daemon" if swapped else "a fresh daemon"
         finally:
             proc.terminate()
             proc.wait(10)
@@ -177,6 +179,10 @@ Written by `make soak` ({dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC) on {machin
 {END}"""
 
 
+def mib(s: dict[str, int]) -> str:
+    return f"{s['rss_kib'] / 1024:.2f} MiB"
+
+
 def render_rotation(r: dict) -> str:
     b, la, mx, mn = r["before"], r["last"], r["max"], r["min"]
     above = mx["rss_kib"] - r["level"]
@@ -184,7 +190,7 @@ def render_rotation(r: dict) -> str:
     if r["rotations"] < 2000:
         met += f" (only {r['rotations']} rotations: the goal is judged on 2,000)"
     return f"""{ROT_BEGIN}
-Written by `make soak` ({dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC) on {machine()}, right after the swaps above, same daemon.
+Written by `make soak` ({dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC) on {machine()}, {r["after"]}.
 
 {r["rotations"]} rotations in {r["elapsed"]:.0f} s ({r["rotations"] / r["elapsed"]:.2f} a second: each waits
 until `/health` shows the new CA trusted and the previous one gone; median {r["median_wait"] * 1000:.0f} ms,
@@ -193,11 +199,11 @@ max {r["max_wait"] * 1000:.0f} ms), {r["reconciles"]} reconciles; {r["missed"]} 
 
 | | before | after warm-up | end | min / max after warm-up |
 |---|---|---|---|---|
-| RSS | {b["rss_kib"] / 1024:.2f} MiB | {r["level"] / 1024:.2f} MiB | {la["rss_kib"] / 1024:.2f} MiB | {mn["rss_kib"] / 1024:.2f} / {mx["rss_kib"] / 1024:.2f} MiB |
+| RSS | {mib(b)} | {mib({"rss_kib": r["level"]})} | {mib(la)} | {mib(mn)} / {mib(mx)} |
 | open file descriptors | {b["fds"]} | | {la["fds"]} | {mn["fds"]} / {mx["fds"]} |
 | threads | {b["threads"]} | | {la["threads"]} | {mn["threads"]} / {mx["threads"]} |
 
-RSS max − post-warm-up level: {above} KiB (goal ≤ {FLAT_KIB} KiB: **{met}**); least-squares slope after
+RSS max - post-warm-up level: {above} KiB (goal ≤ {FLAT_KIB} KiB: **{met}**); least-squares slope after
 warm-up: {r["slope_kib_per_1000"]:+.1f} KiB per 1,000 rotations.
 {ROT_END}"""
 
