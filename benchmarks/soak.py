@@ -35,6 +35,7 @@ from sslreconciler.pki.issue import cert_pem, generate_key, make_ca  # noqa: E40
 BEGIN, END = "<!-- SOAK:BEGIN -->", "<!-- SOAK:END -->"
 ROT_BEGIN, ROT_END = "<!-- ROTATION:BEGIN -->", "<!-- ROTATION:END -->"
 WARM_UP = 200  # rotations before the level RSS is held to
+SWAP_WARM_UP = 20  # swaps before the level the swaps' slope is measured from
 FLAT_KIB = 1024  # the goal: RSS within 1 MiB of the post-warm-up level
 SHOW_DEADLINE_S = 60.0  # generous: a rotation not shown by then counts as missed and the next one starts
 
@@ -68,7 +69,11 @@ def swaps_phase(proc: subprocess.Popen, sock: Path, ssl_dir: Path, pairs: list, 
             missed += 1
         samples.append(sample(proc.pid))
     doc = http_get(sock)
+    warm = min(SWAP_WARM_UP, swaps // 2)  # samples[i] is after swap i
+    rss = [s["rss_kib"] for s in samples[warm:]]
+    slope = statistics.linear_regression(range(len(rss)), rss).slope if len(rss) > 1 else 0.0
     return {"seconds": seconds, "every": every, "swaps": swaps, "missed": missed, "first": first,
+            "warm": warm, "level": samples[warm]["rss_kib"], "slope_kib_per_100": slope * 100,
             "last": sample(proc.pid), "max": {k: max(s[k] for s in samples) for k in first},
             "reconciles": doc["counts"]["reconciles"], "writes": doc["counts"]["writes"], "status": doc["status"]}
 
@@ -167,7 +172,7 @@ def render(r: dict) -> str:
     return f"""{BEGIN}
 Written by `make soak` ({dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC) on {machine()}.
 
-{r["seconds"] / 60:.0f} minutes, a new web pair renamed into place every {r["every"]:g} s: {r["swaps"]} swaps,
+{r["seconds"] / 60:g} minutes, a new web pair renamed into place every {r["every"]:g} s: {r["swaps"]} swaps,
 {r["reconciles"]} reconciles, {r["writes"]} store writes; {r["missed"]} swaps not yet visible in `/health`
 {r["every"]:g} s later; final status `{r["status"]}`.
 
@@ -176,6 +181,9 @@ Written by `make soak` ({dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC) on {machin
 | RSS | {f["rss_kib"] / 1024:.1f} MiB | {la["rss_kib"] / 1024:.1f} MiB | {mx["rss_kib"] / 1024:.1f} MiB |
 | open file descriptors | {f["fds"]} | {la["fds"]} | {mx["fds"]} |
 | threads | {f["threads"]} | {la["threads"]} | {mx["threads"]} |
+
+RSS after the first {r["warm"]} swaps: {r["level"] / 1024:.1f} MiB; least-squares slope after them:
+{r["slope_kib_per_100"]:+.1f} KiB per 100 swaps.
 {END}"""
 
 
