@@ -17,7 +17,7 @@ help:
 	@echo "make check  the fast inner loop: lint and every test but the slow system tests"
 	@echo "make test-random  every test in a random order (pytest-randomly; the seed is printed)"
 	@echo "make bench  measure, into docs/benchmarks.md"
-	@echo "make soak   run the daemon 10 minutes under swaps, into docs/reliability.md"
+	@echo "make soak   run the daemon 10 minutes under swaps, then 2,000 CA rotations, into docs/reliability.md (SOAK_ARGS='--minutes 1 --rotations 300' for a try)"
 	@echo "make test-soak  the suite's long loops at SOAK_SCALE (default 10) times their size (docs/testing.md)"
 	@echo "make rpm    build the noarch RPM into dist/ (needs rpmbuild: Debian's rpm package)"
 	@echo "make tools  install the system tools the tests need (apt-get), or name what is missing"
@@ -88,7 +88,7 @@ bench: venv
 	$(BIN)/python benchmarks/run.py
 
 soak: venv
-	$(BIN)/python benchmarks/soak.py
+	$(BIN)/python benchmarks/soak.py $(SOAK_ARGS)
 
 # The tests whose size follows SSLRECONCILER_SOAK_SCALE (conftest.soak_size), at SOAK_SCALE times it.
 SOAK_SCALE ?= 10

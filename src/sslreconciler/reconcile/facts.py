@@ -46,6 +46,7 @@ class CertFacts:
         certs = self.memo.certs.get(digest)
         if certs is None:
             certs = self.memo.certs[digest] = parse_certificates(data, display)
+        self.memo.used_certs.add(digest)
         return certs
 
     def private_key(self, data: bytes, display: str) -> PrivateKey:
@@ -75,9 +76,10 @@ class CertFacts:
     def subject_hash(self, cert: x509.Certificate) -> str:
         """By identity in this process; by the DER's digest across runs (the state-dir record keeps them)."""
 
+        key = self._derived(cert, "der_sha256", lambda: hashlib.sha256(self.der(cert)).digest())
+        self.memo.used_subject_hashes.add(key)  # every run: what is asked for is what the memo keeps
+
         def by_content() -> str:
-            key = hashlib.sha256(self.der(cert)).digest()
-            self.memo.used_subject_hashes.add(key)
             known = self.memo.subject_hashes.get(key)
             if known is None:
                 known = self.memo.subject_hashes[key] = subject_hash(cert)
@@ -133,6 +135,7 @@ class CertFacts:
         entry = self.memo.derived.get(id(obj))
         if entry is None or entry.obj is not obj:
             entry = self.memo.derived[id(obj)] = Derived(obj)
+        self.memo.used_derived.add(id(obj))
         if what not in entry.values:
             entry.values[what] = compute()
         return cast(V, entry.values[what])

@@ -15,6 +15,7 @@ import hashlib
 import hmac
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Any
 
 from cryptography import x509
 
@@ -24,7 +25,7 @@ from sslreconciler.stores.entries import StoreContent
 from sslreconciler.stores.pkcs12 import Profile
 
 MAX_KEYS = 64
-MAX_CERT_FILES = 50_000  # past this the memo starts over rather than grow without bound
+MAX_CERT_FILES = 50_000  # a backstop only: past this the memo starts over (``new_run`` keeps it far below)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +89,12 @@ class ReconcileCache:
     # so it holds what the sources hold now, not every certificate ever seen
     used_verdicts: set[tuple[bytes, bytes]] = field(default_factory=set, repr=False)
     used_subject_hashes: set[bytes] = field(default_factory=set, repr=False)
+    # the keys of ``certs``, ``derived`` and ``_keys`` this run asked for: what ``new_run`` keeps
+    used_certs: set[bytes] = field(default_factory=set, repr=False)
+    used_derived: set[int] = field(default_factory=set, repr=False)
+    used_keys: set[bytes] = field(default_factory=set, repr=False)
+    # the same five sets as the run before this one asked for them (``new_run``); None before a first run
+    asked_before: tuple[set[Any], ...] | None = field(default=None, repr=False)
 
     # the trust files' stats and facts, proving a file unchanged without reading it (stat_index.py); each
     # reconcile replaces it with its own trust files', so it never holds more than the current ones
@@ -111,6 +118,38 @@ class ReconcileCache:
     def spec_mac(self, spec: bytes) -> str:
         return hmac.new(self.record_key, spec, hashlib.sha256).hexdigest() if self.record_key else ""
 
+    def new_run(self) -> None:
+        """A reconcile starts: forget what neither of the last two runs asked for, then count asks afresh.
+
+        Each table keeps what the current inputs can use, whatever the process saw before: a rotated CA
+        leaves nothing behind (its parse, derived facts, subject hash, and the verdicts keyed by the anchor
+        set it was part of). The run before the last is kept too, so a file swapped back (a rollback, a
+        flip-flop) is not parsed and verified again. A first run forgets nothing: what a state-dir record
+        primed is used, or left out of the next record, by that run. Only tables with entries no asked
+        key explains are walked, so a no-op costs a few length checks."""
+        asked: tuple[set[Any], ...] = (
+            self.used_certs,
+            self.used_derived,
+            self.used_verdicts,
+            self.used_subject_hashes,
+            self.used_keys,
+        )
+        if self.asked_before is not None:
+            tables: tuple[dict[Any, Any], ...] = (
+                self.certs,
+                self.derived,
+                self.verdicts,
+                self.subject_hashes,
+                self._keys,
+            )
+            for table, now, before in zip(tables, asked, self.asked_before, strict=True):
+                if len(table) > len(now) or table is self.verdicts:  # asks are a subset of the table's keys
+                    for stale in [k for k in table if k not in now and k not in before]:
+                        del table[stale]
+        self.asked_before = asked
+        self.used_certs, self.used_derived, self.used_verdicts = set(), set(), set()
+        self.used_subject_hashes, self.used_keys = set(), set()
+
     def trim(self) -> None:
         for memo in (self.certs, self.subject_hashes, self.verdicts, self.derived):
             if len(memo) > MAX_CERT_FILES:
@@ -124,10 +163,13 @@ class ReconcileCache:
         key = self._keys.get(digest)
         if key is not None:
             self._keys.move_to_end(digest)
+            self.used_keys.add(digest)
         return key
 
     def remember_key(self, data: bytes, key: PrivateKey) -> None:
-        self._keys[hashlib.sha256(data).digest()] = key
+        digest = hashlib.sha256(data).digest()
+        self._keys[digest] = key
+        self.used_keys.add(digest)
         while len(self._keys) > MAX_KEYS:
             self._keys.popitem(last=False)
 

@@ -289,7 +289,7 @@ def observe(
         key = (display, source.mtime)
         first = seen.setdefault(key, at) if seen is not None else at
         first_seen[display] = first
-    if seen is not None and len(seen) > 4 * max(len(inputs.files), 64):  # forget mtimes long replaced
+    if seen is not None and len(seen) > len(first_seen):  # forget every (source, mtime) no longer current
         current = {(d, s.mtime) for d, s in inputs.files.items()}
         for key in [k for k in seen if k not in current]:
             del seen[key]

@@ -176,6 +176,7 @@ class Reconciler:
         t0: float,
         full_read: bool = False,
     ) -> Outcome:
+        self.memo.new_run()  # the memo keeps what the last two runs asked for, nothing older
         index = StatIndex() if full_read else self.memo.stat_index  # an empty index proves nothing unchanged
         observed = observe(self.ssl_dir, ssl_fd, desired, self.desired_file, self.seen, index)
         context = Context(host_name(desired), started, dry_run, self.grace_period, self.parallel)
