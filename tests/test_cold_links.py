@@ -21,12 +21,17 @@ def link_dir(tmp_path: Path) -> Path:
     return d
 
 
-def test_a_free_name_gets_the_link(link_dir: Path) -> None:
+def make_link(link_dir: Path) -> None:
+    """abcd1234.0 -> ca.crt made through the directory's descriptor, as execute makes it."""
     fd = os.open(link_dir, os.O_RDONLY | os.O_DIRECTORY)
     try:
         new_symlink_at(fd, "abcd1234.0", "ca.crt", (None, None))
     finally:
         os.close(fd)
+
+
+def test_a_free_name_gets_the_link(link_dir: Path) -> None:
+    make_link(link_dir)
     assert os.readlink(link_dir / "abcd1234.0") == "ca.crt"
     assert not [p for p in link_dir.iterdir() if p.name != "abcd1234.0"], "a temp entry was left"
 
@@ -56,11 +61,7 @@ def test_something_that_took_the_name_is_left_alone(link_dir: Path, in_the_way: 
 
 def test_a_link_that_took_the_name_is_replaced_in_one_rename(link_dir: Path) -> None:
     (link_dir / "abcd1234.0").symlink_to("/etc/passwd")
-    fd = os.open(link_dir, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        new_symlink_at(fd, "abcd1234.0", "ca.crt", (None, None))
-    finally:
-        os.close(fd)
+    make_link(link_dir)
     assert os.readlink(link_dir / "abcd1234.0") == "ca.crt"
     assert [p.name for p in link_dir.iterdir()] == ["abcd1234.0"]
     assert Path("/etc/passwd").exists()
