@@ -216,6 +216,43 @@ console script (as `/usr/bin/sslreconciler` is run by a monitoring check), when 
 |---|---|""")
     for row in r["startup"]["rows"]:
         out.append(f"| `{row['label']}` | {stats(row['times'])} |")
+    return out + _ways(r) + _split(r)
+
+
+def _ways(r: dict[str, Any]) -> list[str]:
+    if not r.get("ways"):
+        return []
+    out = ["""
+## 6. What runs in parallel with `cryptography` here
+
+`benchmarks/probes.py`: 2,000 self-signed EC P-256 CAs (500 with `--quick`), each piece of work serial, on
+2 threads, and on 2 forked processes through the product's own map (`reconcile/parallel.py`), median of 5
+(ms). Only the signature check releases the GIL, so threads help it alone; processes pay a fork, pickling
+and reaping, and win where the work per item is large: a trust file's facts, which is what a cold one-shot
+maps (a `Certificate` does not pickle, plain facts do). Forked processes only where the process has one
+thread (a one-shot command); the daemon's threads make fork unsafe, so it runs the loop.
+
+| work | serial | 2 threads | 2 processes |
+|---|---|---|---|"""]
+    for row in r["ways"]:
+        out.append(f"| {row['work']} | {row['serial']:.0f} | {row['threads']:.0f} | {row['processes']:.0f} |")
+    return out
+
+
+def _split(r: dict[str, Any]) -> list[str]:
+    split = r["noop_growth"].get("split")
+    if not split:
+        return []
+    sizes = sorted(split, key=int)
+    out = ["""
+## 7. Where a one-shot no-op's time goes
+
+The reconcile of a one-shot no-op, phase by phase, in one process (`benchmarks/probes.py`; no interpreter
+start, no imports; median of 7, ms) on the no-op rows' trees, aged past the stat index's racy margin.
+""", "| phase | " + " | ".join(f"{int(n):,} in authorities/" for n in sizes) + " |",
+        "|---|" + "---|" * len(sizes)]
+    for phase in split[sizes[0]]:
+        out.append(f"| {phase} | " + " | ".join(f"{split[n][phase]:.1f}" for n in sizes) + " |")
     return out
 
 
@@ -273,7 +310,9 @@ def floors(r: dict[str, Any], missed: list[dict[str, Any]]) -> list[str]:
             top = _top(g["profile"], 8)
             out.append(
                 f"- **{goal['measure']} ({goal['goal']}: {goal['now']}).** {ms(g['big']) - ms(g['seed']):.0f} ms "
-                f"more than the seed's no-op, {per:.0f} µs per certificate. cProfile of one "
+                f"more than the seed's no-op, {per:.0f} µs per certificate (section 7 splits it by phase: "
+                "decoding the recorded facts, an lstat and a readlink per file, judging from the facts, and "
+                "the larger report; nothing is read or parsed). cProfile of one "
                 f"{g['n']:,}-authority no-op, by own time: {top}."
             )
         elif key.startswith("trust-"):

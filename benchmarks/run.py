@@ -34,6 +34,7 @@ sys.path.insert(0, str(REPO / "src"))
 import floors  # noqa: E402
 import goal_truststore  # noqa: E402
 import page  # noqa: E402
+import probes  # noqa: E402
 from cryptography import __version__ as crypto_version  # noqa: E402
 from sslreconciler.reconcile.stat_index import RACY_MARGIN_NS  # noqa: E402
 from cryptography import x509  # noqa: E402
@@ -249,8 +250,9 @@ def bench_noop_growth(work: Path, big: int, runs: int) -> dict:
         for n in (1, big) if i % 2 == 0 else (big, 1):
             times[n].append(timed(argvs[n], cwd=REPO))
     growth = [b / s for s, b in zip(times[1], times[big], strict=True)]
+    split = probes.noop_split({n: (Path(argv[5]), Path(argv[7]), Path(argv[9])) for n, argv in argvs.items()})
     return {"n": big, "seed": times[1], "big": times[big], "pairwise": growth,
-            "profile": floors.profile_top(argvs[big][1:])}
+            "profile": floors.profile_top(argvs[big][1:]), "split": split}
 
 
 IN_PROCESS = r"""
@@ -406,6 +408,7 @@ def main() -> int:
                                                     unbuffered=args.unbuffered, profile=True),
                 },
                 "startup": bench_startup(work, 7 if quick else 15),
+                "ways": probes.ways(500 if quick else 2000),
                 "load_after": os.getloadavg(),
             }
             results["duration_s"] = time.monotonic() - started

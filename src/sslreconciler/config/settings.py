@@ -59,8 +59,8 @@ class Settings(BaseModel):
         ge=0,
         le=64,
         description="How many cores a large reconcile's per-certificate work may use: 0 (default) one per usable "
-        "core, at most 4; 1 serial. Worker processes only in a one-shot command; the daemon uses threads for "
-        "signature checks.",
+        "core, at most 4; 1 serial. Worker processes only in a one-shot command with 512 or more new trust "
+        "files; the daemon (which has threads, so cannot fork safely) does that work in its own thread.",
     )
     metrics_textfile: Path | None = Field(
         None,
