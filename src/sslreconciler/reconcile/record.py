@@ -67,7 +67,8 @@ def load_record(state_dir: Path) -> ReconcileCache:
 
 
 def _load_stat_index(fd: int, state_dir: Path) -> StatIndex:
-    """The stat index, when only this user could have written it (else an empty one: every file is read)."""
+    """The stat index, when only this user could have written it and made it with this euid's reads (else an
+    empty one: every file is read)."""
     try:
         raw, st = read_at(fd, STAT_INDEX, STAT_INDEX, None, MAX_STAT_INDEX_BYTES)
     except SourceError:
@@ -78,7 +79,7 @@ def _load_stat_index(fd: int, state_dir: Path) -> StatIndex:
     # off a full collection over everything the process imported (about a third of a 1,000-file no-op).
     gc.disable()
     try:
-        return index_from_json(raw)
+        return index_from_json(raw, os.geteuid())
     finally:
         gc.enable()
 
