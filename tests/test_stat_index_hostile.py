@@ -13,7 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from daemonkit import wait_until
 
 from conftest import reconcile
