@@ -149,7 +149,7 @@ def _unb64(text: object) -> bytes:
     return binascii.a2b_base64(text, strict_mode=True)  # binascii.Error is a ValueError
 
 
-_SUBJECT_HASH = re.compile(r"[0-9a-f]{8}")  # OpenSSL's: it names the hash link root makes
+SUBJECT_HASH = re.compile(r"[0-9a-f]{8}")  # OpenSSL's: it names the hash link root makes
 _TIME_RANGE = (-62135596800.0, 253402300799.0)  # 0001-01-01 .. 9999-12-31T23:59:59 UTC: what datetime holds
 _MAX_TEXT = 64 * 1024  # longer recorded text (a name, a reason) is not believed: that file is read in full
 
@@ -196,7 +196,7 @@ def _cert_from_json(display: str, c: list[object]) -> CertFact:
     der_bytes = _der_sequence(_unb64(der))
     if hashlib.sha256(der_bytes).hexdigest() != entry.fingerprint_sha256:
         raise ValueError("DER does not match its fingerprint")
-    if not isinstance(shash, str) or not _SUBJECT_HASH.fullmatch(shash):
+    if not isinstance(shash, str) or not SUBJECT_HASH.fullmatch(shash):
         raise ValueError("not a subject hash")
     if not isinstance(keys, list) or not isinstance(sigs, list):
         raise TypeError("findings are not lists")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from sslreconciler.fsio import atomic_write_at, open_dir, opened_dir, owner_for_new_files, read_at, written_by_others
 from sslreconciler.model.findings import FindingCode, SourceError
+from sslreconciler.reconcile.file_facts import SUBJECT_HASH
 from sslreconciler.reconcile.memo import ReconcileCache, RecordedStore, Verdict
 from sslreconciler.reconcile.report import Report
 from sslreconciler.reconcile.stat_index import StatIndex, index_from_json
@@ -95,8 +96,9 @@ def _load_entries(memo: ReconcileCache, raw: bytes) -> None:
             chain, anchors = bytes.fromhex(k[:64]), bytes.fromhex(k[64:])
             memo.verdicts[(chain, anchors)] = Verdict(str(v[0]), float(v[1]), float(v[2]))
         for k, v in dict(loaded.get("subject_hashes", {})).items():
-            memo.subject_hashes[bytes.fromhex(k)] = str(v)
-    except (ValueError, TypeError, IndexError, AttributeError, RecursionError):
+            if isinstance(v, str) and SUBJECT_HASH.fullmatch(v):  # it names a hash link: nothing else kept
+                memo.subject_hashes[bytes.fromhex(k)] = v
+    except (ValueError, TypeError, IndexError, AttributeError, RecursionError, OverflowError):
         memo.recorded, memo.verdicts, memo.subject_hashes = {}, {}, {}
 
 
