@@ -19,8 +19,10 @@ from test_stat_noop import _truststore
 from userkit import as_user, chown_tree
 
 from sslreconciler.reconcile.decide import decide_links
+from sslreconciler.reconcile.execute import execute
 from sslreconciler.reconcile.record import load_record
 from sslreconciler.reconcile.state import HASH_LINK, LinkDir
+from sslreconciler.reconcile.steps import MakeLink, RemoveLink
 
 from conftest import reconcile
 from pkitools import Issued, Node, make_ca, seed_node, write
@@ -134,3 +136,20 @@ def test_the_records_subject_hashes_are_kept_only_when_hash_shaped(tmp_path) -> 
         (state / name).chmod(0o600)
     memo = load_record(state)
     assert memo.record_trusted and memo.subject_hashes == {bytes.fromhex(good): "0123abcd"}
+
+
+def test_execute_refuses_a_link_step_whose_name_is_not_hash_shaped(tmp_path) -> None:
+    """The last guard, should a step ever carry such a name: nothing made or removed, the step failed."""
+    ssl = tmp_path / "ssl"
+    (ssl / "authorities").mkdir(parents=True)
+    (tmp_path / "victim").write_text("kept")
+    fd = os.open(ssl, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        steps = [MakeLink("authorities", "../../PWNED.0", "x.crt", fresh=True),
+                 RemoveLink("authorities", "../../victim"), MakeLink("authorities", "0123abcd.0", "x.crt", fresh=True)]
+        failed = execute(fd, steps, ("authorities",))
+    finally:
+        os.close(fd)
+    assert [f.step for f in failed] == steps[:2]
+    assert (tmp_path / "victim").read_text() == "kept" and list(tmp_path.rglob("*PWNED*")) == []
+    assert os.readlink(ssl / "authorities" / "0123abcd.0") == "x.crt"
