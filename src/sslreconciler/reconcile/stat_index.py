@@ -94,9 +94,9 @@ def index_from_json(raw: bytes, euid: int) -> StatIndex:
     for display, value in files.items():
         try:
             st, facts = value
-            key = tuple(_int(v, *_STAT_RANGE) for v in st)
-            if len(key) != 5:
+            if not isinstance(st, list) or len(st) != 5:
                 continue
+            key = tuple(_int(v, *_STAT_RANGE) for v in st)
             entries[display] = IndexEntry((key[0], key[1], key[2], key[3], key[4]), from_json(display, facts))
         except Exception:  # a malformed entry is dropped: that file is read in full
             continue
