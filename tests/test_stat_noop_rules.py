@@ -81,17 +81,18 @@ def test_facts_survive_the_record_as_they_were_computed() -> None:
 
 def test_a_malformed_entry_is_left_out_the_rest_kept() -> None:
     good = [list(RECORDED), to_json(FACTS)]
-    raw = json.dumps({"taken_ns": TAKEN, "files": {
+    raw = json.dumps({"euid": 7, "taken_ns": TAKEN, "files": {
         "authorities/a.crt": good,
         "authorities/b.crt": [[1, 2, 3], to_json(FACTS)],  # four stat fields short
         "authorities/c.crt": [list(RECORDED), [[], False, [["not base64!"]]]],
         "authorities/d.crt": "nonsense",
     }}).encode()
-    index = index_from_json(raw)
+    index = index_from_json(raw, 7)
     assert set(index.entries) == {"authorities/a.crt"}
     assert index.entries["authorities/a.crt"].facts == FACTS
-    assert index_from_json(b"{not json").entries == {}
-    assert index_from_json(b'{"files": {}}').entries == {}
+    assert index_from_json(raw, 8).entries == {}  # made by another euid: its reads are not this one's
+    assert index_from_json(b"{not json", 7).entries == {}
+    assert index_from_json(b'{"euid": 7, "files": {}}', 7).entries == {}
 
 
 def test_a_file_with_no_certificate_is_a_problem_not_facts() -> None:

@@ -27,7 +27,7 @@ from sslreconciler.reconcile.memo import ReconcileCache
 from sslreconciler.reconcile.pem import decide_bundle, decide_pem
 from sslreconciler.reconcile.plan import ArtifactPlan, make_plan
 from sslreconciler.reconcile.report import Action, ArtifactReport, CertInfo, LinkReport, SourceCert
-from sslreconciler.reconcile.state import LinkDir, Observed, OutputFile, Ownership
+from sslreconciler.reconcile.state import HASH_LINK, LinkDir, Observed, OutputFile, Ownership
 from sslreconciler.reconcile.steps import FixAttributes, MakeLink, RemoveLink, Step, WriteStore
 from sslreconciler.reconcile.trustset import trust_set
 from sslreconciler.stores.entries import StoreContent
@@ -172,7 +172,8 @@ def decide_artifact(
 def decide_links(
     wanted: dict[str, dict[str, str]], have: dict[str, LinkDir]
 ) -> tuple[list[LinkReport], list[Step], list[Finding]]:
-    """Each trust directory's <hash>.N links as ``wanted`` says: c_rehash numbering, nothing else touched."""
+    """Each trust directory's <hash>.N links as ``wanted`` says: c_rehash numbering, nothing else touched
+    (a name not shaped ``HASH_LINK`` is never made or removed, whatever the recorded facts said)."""
     reports: list[LinkReport] = []
     steps: list[Step] = []
     findings: list[Finding] = []
@@ -183,6 +184,8 @@ def decide_links(
             continue
         report = LinkReport(rel)
         for name, target in sorted(links.items()):
+            if not HASH_LINK.match(name):
+                continue
             if there.links.get(name) == target:
                 report.unchanged += 1
             elif name in there.occupied:
@@ -192,7 +195,7 @@ def decide_links(
             else:
                 report.added.append(name)
                 steps.append(MakeLink(rel, name, target, fresh=name not in there.links))
-        for name in sorted(set(there.links) - set(links)):
+        for name in sorted(n for n in set(there.links) - set(links) if HASH_LINK.match(n)):
             report.removed.append(name)
             steps.append(RemoveLink(rel, name))
         reports.append(report)

@@ -22,6 +22,7 @@ from sslreconciler.fsio import (
     swap_set_at,
 )
 from sslreconciler.reconcile.memo import KnownStore, ReconcileCache, access_digest, store_spec
+from sslreconciler.reconcile.state import HASH_LINK
 from sslreconciler.reconcile.steps import (
     FixAttributes,
     MakeLink,
@@ -92,6 +93,8 @@ def execute(
                     _write(ssl_fd, step, memo)
                 elif isinstance(step, FixAttributes):
                     set_attributes_at(ssl_fd, step.name, step.observed, step.mode, step.uid, step.gid)
+                elif isinstance(step, MakeLink | RemoveLink) and not HASH_LINK.match(step.name):
+                    failures.append(StepFailed(step, "not a hash link name: left alone"))  # decide never asks it
                 elif isinstance(step, MakeLink):
                     link_fd = _in_link_dir(ssl_fd, step.directory, dirs)
                     if step.fresh:  # nothing had the name: made in place (one call), the owner asked once

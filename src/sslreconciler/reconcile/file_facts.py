@@ -16,6 +16,9 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import hashlib
+import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -133,7 +136,7 @@ def _finding_json(f: Finding) -> list[str]:
 
 
 def _finding(display: str, raw: list[str]) -> Finding:
-    return Finding(Level(raw[0]), display, str(raw[2]), FindingCode(raw[1]))
+    return Finding(Level(raw[0]), display, _text(raw[2]), FindingCode(raw[1]))
 
 
 def _b64(data: bytes) -> str:
@@ -144,6 +147,73 @@ def _unb64(text: object) -> bytes:
     if not isinstance(text, str):
         raise TypeError("not base64 text")
     return binascii.a2b_base64(text, strict_mode=True)  # binascii.Error is a ValueError
+
+
+SUBJECT_HASH = re.compile(r"[0-9a-f]{8}")  # OpenSSL's: it names the hash link root makes
+_TIME_RANGE = (-62135596800.0, 253402300799.0)  # 0001-01-01 .. 9999-12-31T23:59:59 UTC: what datetime holds
+_MAX_TEXT = 64 * 1024  # longer recorded text (a name, a reason) is not believed: that file is read in full
+
+
+def _der_sequence(der: bytes) -> bytes:
+    """``der`` when it is one DER SEQUENCE whose length header matches its size; else ValueError."""
+    if len(der) < 2 or der[0] != 0x30:
+        raise ValueError("not a DER SEQUENCE")
+    first = der[1]
+    if first < 0x80:
+        header, length = 2, first
+    else:
+        count = first & 0x7F
+        if not 1 <= count <= 4 or len(der) < 2 + count or der[2] == 0:
+            raise ValueError("bad DER length")
+        header, length = 2 + count, int.from_bytes(der[2 : 2 + count], "big")
+        if length < 0x80:
+            raise ValueError("DER length not minimal")
+    if header + length != len(der):
+        raise ValueError("DER length does not match its size")
+    return der
+
+
+def _seconds(value: object) -> float:
+    if type(value) not in (int, float):
+        raise TypeError("not a number")
+    stamp = float(value)  # type: ignore[arg-type]
+    if not math.isfinite(stamp) or not _TIME_RANGE[0] <= stamp <= _TIME_RANGE[1]:
+        raise ValueError("time out of range")
+    return stamp
+
+
+def _text(value: object) -> str:
+    if not isinstance(value, str) or len(value) > _MAX_TEXT:
+        raise ValueError("not text, or too long")
+    return value
+
+
+def _cert_from_json(display: str, c: list[object]) -> CertFact:
+    """One recorded certificate, checked: the hash a link is named by, DER that is one SEQUENCE whose
+    SHA-256 is the recorded fingerprint, times a datetime can hold. ValueError/TypeError when not."""
+    der, subject, issuer, is_ca, self_signed, shash, info, start, end, keys, anchor, sigs = c
+    entry = CertInfo(*map(_text, info))  # type: ignore[call-overload]
+    der_bytes = _der_sequence(_unb64(der))
+    if hashlib.sha256(der_bytes).hexdigest() != entry.fingerprint_sha256:
+        raise ValueError("DER does not match its fingerprint")
+    if not isinstance(shash, str) or not SUBJECT_HASH.fullmatch(shash):
+        raise ValueError("not a subject hash")
+    if not isinstance(keys, list) or not isinstance(sigs, list):
+        raise TypeError("findings are not lists")
+    return CertFact(
+        der=der_bytes,
+        subject=_unb64(subject),
+        issuer=_unb64(issuer),
+        is_ca=bool(is_ca),
+        self_signed=bool(self_signed),
+        subject_hash=shash,
+        info=entry,
+        not_before=_seconds(start),
+        not_after=_seconds(end),
+        key_findings=tuple(_finding(display, k) for k in keys),
+        anchor_problem=_text(anchor),
+        signature_findings=tuple(_finding(display, s) for s in sigs),
+    )
 
 
 def to_json(f: FileFacts) -> list[object]:
@@ -173,23 +243,5 @@ def from_json(display: str, raw: list[object]) -> FileFacts:
     policy, is_der, certs = raw
     if not isinstance(policy, list) or not isinstance(certs, list) or not certs:
         raise ValueError("malformed file facts")
-    facts = []
-    for c in certs:
-        der, subject, issuer, is_ca, self_signed, shash, info, start, end, keys, anchor, sigs = c
-        facts.append(
-            CertFact(
-                der=_unb64(der),
-                subject=_unb64(subject),
-                issuer=_unb64(issuer),
-                is_ca=bool(is_ca),
-                self_signed=bool(self_signed),
-                subject_hash=str(shash),
-                info=CertInfo(*map(str, info)),
-                not_before=float(start),
-                not_after=float(end),
-                key_findings=tuple(_finding(display, k) for k in keys),
-                anchor_problem=str(anchor),
-                signature_findings=tuple(_finding(display, s) for s in sigs),
-            )
-        )
-    return FileFacts(display, tuple(str(p) for p in policy), bool(is_der), tuple(facts))
+    facts = [_cert_from_json(display, c) for c in certs]
+    return FileFacts(display, tuple(_text(p) for p in policy), bool(is_der), tuple(facts))

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from sslreconciler.fsio import atomic_write_at, open_dir, opened_dir, owner_for_new_files, read_at, written_by_others
 from sslreconciler.model.findings import FindingCode, SourceError
+from sslreconciler.reconcile.file_facts import SUBJECT_HASH
 from sslreconciler.reconcile.memo import ReconcileCache, RecordedStore, Verdict
 from sslreconciler.reconcile.report import Report
 from sslreconciler.reconcile.stat_index import StatIndex, index_from_json
@@ -67,7 +68,8 @@ def load_record(state_dir: Path) -> ReconcileCache:
 
 
 def _load_stat_index(fd: int, state_dir: Path) -> StatIndex:
-    """The stat index, when only this user could have written it (else an empty one: every file is read)."""
+    """The stat index, when only this user could have written it and made it with this euid's reads (else an
+    empty one: every file is read)."""
     try:
         raw, st = read_at(fd, STAT_INDEX, STAT_INDEX, None, MAX_STAT_INDEX_BYTES)
     except SourceError:
@@ -78,7 +80,7 @@ def _load_stat_index(fd: int, state_dir: Path) -> StatIndex:
     # off a full collection over everything the process imported (about a third of a 1,000-file no-op).
     gc.disable()
     try:
-        return index_from_json(raw)
+        return index_from_json(raw, os.geteuid())
     finally:
         gc.enable()
 
@@ -94,8 +96,9 @@ def _load_entries(memo: ReconcileCache, raw: bytes) -> None:
             chain, anchors = bytes.fromhex(k[:64]), bytes.fromhex(k[64:])
             memo.verdicts[(chain, anchors)] = Verdict(str(v[0]), float(v[1]), float(v[2]))
         for k, v in dict(loaded.get("subject_hashes", {})).items():
-            memo.subject_hashes[bytes.fromhex(k)] = str(v)
-    except (ValueError, TypeError, IndexError, AttributeError, RecursionError):
+            if isinstance(v, str) and SUBJECT_HASH.fullmatch(v):  # it names a hash link: nothing else kept
+                memo.subject_hashes[bytes.fromhex(k)] = v
+    except (ValueError, TypeError, IndexError, AttributeError, RecursionError, OverflowError):
         memo.recorded, memo.verdicts, memo.subject_hashes = {}, {}, {}
 
 
