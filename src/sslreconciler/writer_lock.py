@@ -19,6 +19,10 @@ so a writer that locked a file just replaced or removed lets go and tries again.
 
 The holder removes the lock file when it lets go (nothing stays in the ssl dir). A writer that is
 neither root nor the owner is refused: it could not make a lock file the owner can open.
+
+A forked child never holds the lock (a flock belongs to the open file: a worker outliving a killed
+one-shot kept it). Right after a fork the child closes its copies of every held lock's descriptors,
+which leaves the parent's flock held, and its ``release`` then does nothing (never unlinks the file).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import fcntl
 import os
 import stat
 import time
+import weakref
 
 from sslreconciler.fsio import LOCK_NAME, LOCK_TEMP_PREFIX, printable_name
 from sslreconciler.model.errors import SslReconcilerError
@@ -51,6 +56,13 @@ class WriterLock:
     def __init__(self, dir_fd: int, fd: int) -> None:
         self._dir_fd = os.dup(dir_fd)  # the caller may close its own descriptor first
         self._fd = fd  # -1: a read-only file system, where nothing is written and nobody is kept out
+        _HELD.add(self)
+
+    def _forget_in_child(self) -> None:
+        """In a forked child: close our copies (the parent keeps its flock), hold and remove nothing."""
+        for fd in (fd for fd in (self._fd, self._dir_fd) if fd >= 0):
+            os.close(fd)
+        self._fd = self._dir_fd = -1
 
     def release(self) -> None:
         if self._fd >= 0:
@@ -68,6 +80,17 @@ class WriterLock:
 
     def __exit__(self, *_: object) -> None:
         self.release()
+
+
+_HELD: weakref.WeakSet[WriterLock] = weakref.WeakSet()
+
+
+def _close_held_in_child() -> None:
+    for held in list(_HELD):
+        held._forget_in_child()
+
+
+os.register_at_fork(after_in_child=_close_held_in_child)
 
 
 def lock_for_writing(dir_fd: int, display: str, wait_s: float = WRITER_LOCK_WAIT_S) -> WriterLock:

@@ -19,13 +19,23 @@ others: the result is the serial one, and an exception is the one the serial loo
 worker breaks the whole process pool, so every chunk not yet back runs here; a worker that cannot be
 started at all leaves the whole map to the loop.) The pool is shut down before the map returns, its
 processes reaped and its threads joined: nothing is left running, whatever happens.
+
+Workers die with this process: if it is killed mid-map (SIGKILL, SIGTERM, the OOM killer, an Ansible
+timeout), no shutdown runs, so each worker asks the kernel first thing for SIGKILL when its parent goes
+(``prctl(PR_SET_PDEATHSIG)``; Linux only: elsewhere nothing) and then checks that its parent is still the
+one that forked it (it may be gone already, before the request was made). The signal comes when the
+forking thread ends: the pool forks every worker at once from the thread that maps (the main thread, as
+above), which ends only with the process. No worker holds the ssl dir's writer lock meanwhile either:
+writer_lock closes its descriptors in every forked child.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
@@ -54,6 +64,20 @@ def usable_cores() -> int:
 
 def _run_chunk(fn: Callable[[T], R], chunk: Sequence[T]) -> list[R]:
     return [fn(item) for item in chunk]
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with(parent: int) -> None:
+    """A worker's initializer: SIGKILL when the parent (pid ``parent``) dies, or now if it already has."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def _chunks(items: Sequence[T], workers: int) -> list[Sequence[T]]:
@@ -104,7 +128,9 @@ class ParallelMap:
             # SIGPIPE the CLI restores to its default (which would end the whole command), while the pool lives.
             sigpipe = signal.signal(signal.SIGPIPE, signal.SIG_IGN)
             gc.freeze()  # the workers' collector leaves the inherited heap alone: no copy-on-write of all of it
-            pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+            pool = ProcessPoolExecutor(
+                workers, mp_context=multiprocessing.get_context("fork"), initializer=_die_with, initargs=(os.getpid(),)
+            )
         else:
             pool = ThreadPoolExecutor(workers, thread_name_prefix="sslreconciler-map")
         try:
