@@ -21,7 +21,7 @@ from sslreconciler.model.errors import ConfigError
 from sslreconciler.reconcile.hook_record import HOOK_RECORD, write_hook_record
 from sslreconciler.reconcile.report import HookResult
 
-from pkitools import Issued, make_host, seed_node, write
+from pkitools import Issued, Node, make_host, seed_node, write
 
 WEB = {"name": "reload-web", "after": ["ssl-web.keystore"], "command": ["/bin/true"]}
 
@@ -51,7 +51,8 @@ def outcome(d: RunningDaemon, hook: str = "reload-web") -> str | None:
     return d.health()[1].get("hooks", {}).get(hook, {}).get("outcome")
 
 
-def test_the_newest_run_wins_across_restarts(tmp_path: Path, ca: Issued) -> None:
+def web_hook_daemon(tmp_path: Path, ca: Issued) -> tuple[Node, Path, RunningDaemon]:
+    """A seed node whose desired state has the web hook, and its daemon started, the hook's first run ok."""
     node = seed_node(tmp_path / "n", "master.example.com", ca)
     node.desired.write_text(json.dumps({"hostname": node.host, "hooks": [WEB]}))
     state = tmp_path / "d" / "state"
@@ -59,6 +60,15 @@ def test_the_newest_run_wins_across_restarts(tmp_path: Path, ca: Issued) -> None
     try:
         d.start()
         d.wait_for(lambda x: x["hooks"].get("reload-web", {}).get("outcome") == "ok", what="the first ok run")
+    except BaseException:
+        d.close()
+        raise
+    return node, state, d
+
+
+def test_the_newest_run_wins_across_restarts(tmp_path: Path, ca: Issued) -> None:
+    node, state, d = web_hook_daemon(tmp_path, ca)
+    try:
         plant(state, [result("reload-web", "failed")])
         d.wait_for(lambda x: x["hooks"]["reload-web"]["outcome"] == "failed", what="the one-shot's failure")
         new = make_host(ca, node.host)  # the daemon runs the hook itself on the next change
@@ -76,13 +86,8 @@ def test_the_newest_run_wins_across_restarts(tmp_path: Path, ca: Issued) -> None
 
 
 def test_unconfigured_hooks_are_ignored_and_a_result_counts_once(tmp_path: Path, ca: Issued) -> None:
-    node = seed_node(tmp_path / "n", "master.example.com", ca)
-    node.desired.write_text(json.dumps({"hostname": node.host, "hooks": [WEB]}))
-    state = tmp_path / "d" / "state"
-    d = RunningDaemon(node, tmp_path / "d", env={"SSLRECONCILER_STATE_DIR": str(state)})
+    _node, state, d = web_hook_daemon(tmp_path, ca)
     try:
-        d.start()
-        d.wait_for(lambda x: x["hooks"].get("reload-web", {}).get("outcome") == "ok", what="the first ok run")
         plant(state, [*(result(f"ghost-{i}") for i in range(200)), result("reload-web")])
         d.wait_for(lambda x: x["hooks"]["reload-web"]["outcome"] == "failed", what="the record taken")
         for _ in range(3):  # a touch is an event in the state dir, not a new run
